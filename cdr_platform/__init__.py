@@ -1,0 +1,1 @@
+"""Telecom CDR data platform: Kafka -> Spark mediation -> rating -> dbt billing -> BI."""

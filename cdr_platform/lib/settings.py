@@ -1,0 +1,129 @@
+"""Settings of the platform, read from environment variables with working local defaults.
+
+Every service address, name and size that more than one module needs lives here, so the
+local stack, the Dagster resources, the Spark jobs and the tests agree on one value.
+Nothing is read at import time: call `load_settings()` where the value is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    raw_cdrs_topic: str
+    error_cdrs_topic: str
+    topic_partitions: int
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    # Empty for the local cluster (trust on loopback); set CDR_WAREHOUSE_PASSWORD elsewhere.
+    password: str
+
+    def conninfo(self, database: str | None = None) -> str:
+        parts = [
+            f"host={self.host}",
+            f"port={self.port}",
+            f"dbname={database or self.database}",
+            f"user={self.user}",
+            "connect_timeout=5",
+        ]
+        if self.password:
+            parts.append(f"password={self.password}")
+        return " ".join(parts)
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the project-started local services keep their files and which ports they use."""
+
+    directory: Path
+    kafka_port: int
+    kafka_controller_port: int
+    kafka_heap: str
+    postgres_port: int
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.directory / "jars"
+
+    @property
+    def spark_jars_dir(self) -> Path:
+        return self.jars_dir / "spark"
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str  # "local" or "prod"
+    kafka: KafkaSettings
+    warehouse: WarehouseSettings
+    stack: StackSettings
+    spark_master: str
+    data_dir: Path
+
+
+def load_settings() -> Settings:
+    stack_dir = Path(_env("CDR_STACK_DIR", str(REPO_ROOT / ".stack")))
+    kafka_port = _env_int("CDR_KAFKA_PORT", 19092)
+    postgres_port = _env_int("CDR_WAREHOUSE_PORT", 15432)
+    partitions = _env_int("CDR_TOPIC_PARTITIONS", 3)
+    if partitions < 1:
+        raise ValueError(f"CDR_TOPIC_PARTITIONS must be at least 1, got {partitions}")
+    return Settings(
+        environment=_env("CDR_ENV", "local"),
+        kafka=KafkaSettings(
+            bootstrap_servers=_env("CDR_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}"),
+            raw_cdrs_topic=_env("CDR_RAW_TOPIC", "raw-cdrs"),
+            error_cdrs_topic=_env("CDR_ERROR_TOPIC", "error-cdrs"),
+            topic_partitions=partitions,
+        ),
+        warehouse=WarehouseSettings(
+            host=_env("CDR_WAREHOUSE_HOST", "127.0.0.1"),
+            port=postgres_port,
+            database=_env("CDR_WAREHOUSE_DB", "cdr_warehouse"),
+            user=_env("CDR_WAREHOUSE_USER", "cdr"),
+            password=os.environ.get("CDR_WAREHOUSE_PASSWORD", ""),
+        ),
+        stack=StackSettings(
+            directory=stack_dir,
+            kafka_port=kafka_port,
+            kafka_controller_port=_env_int("CDR_KAFKA_CONTROLLER_PORT", kafka_port + 1),
+            kafka_heap=_env("CDR_KAFKA_HEAP", "1g"),
+            postgres_port=postgres_port,
+        ),
+        spark_master=_env("CDR_SPARK_MASTER", "local[2]"),
+        data_dir=Path(_env("CDR_DATA_DIR", str(REPO_ROOT / "data"))),
+    )
+
+
+# Warehouse schemas the pipeline writes, in dependency order. One list, used by the local
+# stack (creates them) and by docs/tests; SQL Server gets the same names.
+WAREHOUSE_SCHEMAS = ("reference", "mediation", "rating", "billing", "marts")

@@ -1,0 +1,73 @@
+"""Warehouse helpers for PostgreSQL (local) with DDL kept portable to SQL Server.
+
+Reference tables are replaced whole inside one transaction (delete + COPY), so a re-run
+leaves exactly one copy and readers never see a half-loaded table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from cdr_platform.lib.settings import WarehouseSettings
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # portable: varchar(n), int, bigint, bit/boolean avoided, timestamp...
+    nullable: bool = True
+
+    def ddl(self) -> str:
+        return f"{self.name} {self.sql_type}{'' if self.nullable else ' not null'}"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def create_sql(self) -> str:
+        parts = [c.ddl() for c in self.columns]
+        if self.primary_key:
+            parts.append(f"constraint pk_{self.schema}_{self.name} primary key ({', '.join(self.primary_key)})")
+        return f"create table if not exists {self.qualified} (\n    " + ",\n    ".join(parts) + "\n)"
+
+
+def connect(settings: WarehouseSettings) -> psycopg.Connection:
+    try:
+        return psycopg.connect(settings.conninfo())
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"warehouse PostgreSQL at {settings.host}:{settings.port} "
+                           f"(database {settings.database}) is not reachable: {exc}. "
+                           "Is the local stack up? Run `make up`.") from exc
+
+
+def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Sequence]) -> int:
+    """Create `table` if needed and replace its rows in one transaction; return the row count."""
+    count = 0
+    with conn.transaction():
+        conn.execute(f"create schema if not exists {table.schema}")
+        conn.execute(table.create_sql())
+        conn.execute(f"delete from {table.qualified}")
+        with conn.cursor().copy(f"copy {table.qualified} ({', '.join(table.column_names)}) from stdin") as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+    return count
+
+
+def row_count(conn: psycopg.Connection, table: TableSpec) -> int:
+    return conn.execute(f"select count(*) from {table.qualified}").fetchone()[0]

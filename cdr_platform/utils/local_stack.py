@@ -1,0 +1,414 @@
+"""The local stack, without Docker: a one-node Kafka (KRaft) and a PostgreSQL cluster.
+
+    python -m cdr_platform.utils.local_stack up       # fetch jars, start, wait, create topics
+    python -m cdr_platform.utils.local_stack status
+    python -m cdr_platform.utils.local_stack down     # stop exactly what `up` started
+    python -m cdr_platform.utils.local_stack jars     # only fetch the jars (Kafka, Spark, JDBC)
+
+Everything lives under CDR_STACK_DIR (default .stack/, ignored by git): jars fetched by Maven
+from Maven Central, Kafka's storage, PostgreSQL's data directory, PID files and logs. Both
+services listen on 127.0.0.1 only. `up` is idempotent; `down` only signals processes whose
+PID file it wrote and whose command line is the one it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdr_platform.lib.settings import REPO_ROOT, WAREHOUSE_SCHEMAS, Settings, load_settings
+
+MAVEN_DIR = REPO_ROOT / "stack" / "maven"
+KAFKA_LOG4J = REPO_ROOT / "stack" / "kafka" / "log4j2.properties"
+HEALTH_TIMEOUT_S = 90
+
+
+class StackError(RuntimeError):
+    """A service could not be started or checked; the message says which and where to look."""
+
+
+def _say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+# -- jars ----------------------------------------------------------------------------------
+
+
+def installed_pyspark_version() -> str:
+    from importlib.metadata import version
+
+    return version("pyspark")
+
+
+def _maven_copy(pom: Path, target: Path, extra: list[str]) -> None:
+    if shutil.which("mvn") is None:
+        raise StackError("Maven (mvn) is not installed; it fetches the Kafka and Spark jars")
+    target.mkdir(parents=True, exist_ok=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+           f"-DoutputDirectory={target}", *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"Maven could not fetch the jars of {pom.name}:\n"
+                         f"{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+
+def fetch_jars(settings: Settings) -> None:
+    jars = settings.stack.jars_dir
+    marker = jars / "kafka" / ".complete"
+    if not marker.exists():
+        _say("fetching the Kafka broker jars from Maven Central")
+        _maven_copy(MAVEN_DIR / "kafka-broker.pom.xml", jars / "kafka", ["-DincludeScope=runtime"])
+        marker.touch()
+    spark_version = installed_pyspark_version()
+    spark_marker = jars / "spark" / f".complete-{spark_version}"
+    if not spark_marker.exists():
+        _say(f"fetching Spark's Kafka connector {spark_version} and the JDBC drivers")
+        shutil.rmtree(jars / "spark", ignore_errors=True)
+        _maven_copy(MAVEN_DIR / "spark-jars.pom.xml", jars / "spark", [f"-Dspark.version={spark_version}"])
+        spark_marker.touch()
+
+
+def spark_jar_paths(settings: Settings | None = None) -> list[str]:
+    """The jars the Spark jobs add (connector + JDBC drivers); empty until `up`/`jars` ran."""
+    settings = settings or load_settings()
+    return sorted(glob.glob(str(settings.stack.spark_jars_dir / "*.jar")))
+
+
+# -- process bookkeeping -------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    pid_file: Path
+    log_file: Path
+    address: str
+    marker: str  # a string the process's command line must contain to be ours
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            return None
+        return pid if self.marker in cmdline else None  # a recycled PID is not ours
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+
+def _services(settings: Settings) -> dict[str, Service]:
+    d = settings.stack.directory
+    return {
+        "kafka": Service("kafka", d / "run" / "kafka.pid", d / "logs" / "kafka.log",
+                         settings.kafka.bootstrap_servers, str(d / "kafka" / "server.properties")),
+        "postgres": Service("postgres", d / "postgres" / "data" / "postmaster.pid",
+                            d / "logs" / "postgres.log",
+                            f"{settings.warehouse.host}:{settings.stack.postgres_port}",
+                            str(d / "postgres" / "data")),
+    }
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"
+
+
+# -- Kafka ---------------------------------------------------------------------------------
+
+
+def _kafka_properties(settings: Settings) -> str:
+    s = settings.stack
+    data = s.directory / "kafka" / "data"
+    return "\n".join([
+        "# written by cdr_platform.utils.local_stack; edits are overwritten on `up`",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        f"num.partitions={settings.kafka.topic_partitions}",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.hours=168",
+        "",
+    ])
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        raise StackError("java is not installed (OpenJDK 17 or newer runs Kafka and Spark)")
+    return java
+
+
+def start_kafka(settings: Settings) -> None:
+    svc = _services(settings)["kafka"]
+    if svc.running():
+        _say(f"kafka already running (pid {svc.pid()}) on {svc.address}")
+        return
+    d = settings.stack.directory
+    (d / "kafka").mkdir(parents=True, exist_ok=True)
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    props = d / "kafka" / "server.properties"
+    props.write_text(_kafka_properties(settings))
+    classpath = str(settings.stack.jars_dir / "kafka" / "*")
+    java = _java()
+    if not (d / "kafka" / "data" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        _say(f"formatting Kafka storage (cluster id {cluster_id})")
+        result = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+    _say(f"starting kafka on {svc.address} (log: {svc.log_file})")
+    with svc.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            [java, f"-Xmx{settings.stack.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
+             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+             "-cp", classpath, "kafka.Kafka", str(props)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)  # not killed with the shell that ran `make up`
+    svc.pid_file.write_text(f"{proc.pid}\n")
+    _wait_for_kafka(settings, svc, proc)
+
+
+def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) -> None:
+    from cdr_platform.lib.kafka_io import BrokerUnavailableError, ensure_topics, wait_for_broker
+
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise StackError(f"kafka exited with code {proc.returncode} during start-up; "
+                             f"see {svc.log_file}:\n{_log_tail(svc.log_file)}")
+        try:
+            wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=1)
+            ensure_topics(settings.kafka.bootstrap_servers,
+                          [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic],
+                          settings.kafka.topic_partitions)
+            _say("kafka is up")
+            return
+        except BrokerUnavailableError:
+            pass
+        except Exception as exc:  # broker listening but not ready yet
+            if time.monotonic() >= deadline:
+                raise StackError(f"kafka did not become ready: {exc}; see {svc.log_file}") from exc
+        if time.monotonic() >= deadline:
+            raise StackError(f"kafka did not accept connections on {svc.address} within "
+                             f"{HEALTH_TIMEOUT_S} s; see {svc.log_file}:\n{_log_tail(svc.log_file)}")
+        time.sleep(0.5)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                        key=lambda p: int(Path(p).parent.parent.name))
+    if candidates:
+        return Path(candidates[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise StackError("PostgreSQL server binaries not found; install Debian's `postgresql` package")
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: use the `postgres` account the package creates."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def _chown_for_postgres(*paths: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    for p in paths:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def start_postgres(settings: Settings) -> None:
+    svc = _services(settings)["postgres"]
+    if svc.running():
+        _say(f"postgres already running (pid {svc.pid()}) on {svc.address}")
+        _ensure_database(settings)
+        return
+    bindir = _pg_bindir()
+    root = settings.stack.directory / "postgres"
+    data, sockets, logs = root / "data", root / "run", settings.stack.directory / "logs"
+    for p in (root, sockets, logs):
+        p.mkdir(parents=True, exist_ok=True)
+    svc.log_file.touch()
+    _chown_for_postgres(root, sockets, svc.log_file)
+    if not (data / "PG_VERSION").exists():
+        _say(f"initialising a PostgreSQL cluster in {data}")
+        # Trust on loopback only: a developer's throwaway cluster, listening on 127.0.0.1.
+        result = subprocess.run(_as_postgres_user(
+            [str(bindir / "initdb"), "-D", str(data), "-U", settings.warehouse.user,
+             "--auth=trust", "--encoding=UTF8", "--no-instructions"]),
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+    _say(f"starting postgres on {svc.address} (log: {svc.log_file})")
+    options = (f"-p {settings.stack.postgres_port} -k {sockets} -c listen_addresses=127.0.0.1 "
+               "-c shared_buffers=256MB -c max_connections=60 -c synchronous_commit=on "
+               "-c fsync=on -c max_wal_size=2GB")
+    result = subprocess.run(_as_postgres_user(
+        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(svc.log_file), "-o", options,
+         "-w", "-t", str(HEALTH_TIMEOUT_S), "start"]), capture_output=True, text=True,
+        start_new_session=True)
+    if result.returncode != 0:
+        raise StackError(f"postgres did not start on {svc.address}; see {svc.log_file}:\n"
+                         f"{result.stdout}{result.stderr}\n{_log_tail(svc.log_file)}")
+    _ensure_database(settings)
+    _say("postgres is up")
+
+
+def _ensure_database(settings: Settings) -> None:
+    import psycopg
+
+    wh = settings.warehouse
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with psycopg.connect(wh.conninfo("postgres"), autocommit=True) as conn:
+                exists = conn.execute("select 1 from pg_database where datname = %s",
+                                      (wh.database,)).fetchone()
+                if not exists:
+                    conn.execute(f'create database "{wh.database}"')
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+        for schema in WAREHOUSE_SCHEMAS:
+            conn.execute(f"create schema if not exists {schema}")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def up(settings: Settings, services: tuple[str, ...] = ("postgres", "kafka")) -> None:
+    fetch_jars(settings)
+    if "postgres" in services:
+        start_postgres(settings)
+    if "kafka" in services:
+        start_kafka(settings)
+
+
+def _stop_process(svc: Service, timeout_s: float = 30) -> None:
+    pid = svc.pid()
+    if pid is None:
+        _say(f"{svc.name} is not running")
+        svc.pid_file.unlink(missing_ok=True)
+        return
+    _say(f"stopping {svc.name} (pid {pid})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        if _is_zombie(pid):
+            break
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+        _say(f"{svc.name} did not stop within {timeout_s:.0f} s; killing it")
+        os.kill(pid, signal.SIGKILL)
+    svc.pid_file.unlink(missing_ok=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def down(settings: Settings) -> None:
+    services = _services(settings)
+    _stop_process(services["kafka"])
+    pg = services["postgres"]
+    if pg.running():
+        _say(f"stopping postgres (pid {pg.pid()})")
+        data = settings.stack.directory / "postgres" / "data"
+        result = subprocess.run(_as_postgres_user(
+            [str(_pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"pg_ctl stop failed: {result.stdout}{result.stderr}")
+    else:
+        _say("postgres is not running")
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    out = {}
+    for name, svc in _services(settings).items():
+        pid = svc.pid()
+        out[name] = pid is not None
+        state = f"running (pid {pid})" if pid else "stopped"
+        _say(f"{name:9} {state:22} {svc.address:22} log: {svc.log_file}")
+    if out["kafka"]:
+        from cdr_platform.lib.kafka_io import topic_partitions
+
+        topics = [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic]
+        for topic, parts in topic_partitions(settings.kafka.bootstrap_servers, topics).items():
+            _say(f"topic {topic}: {parts} partition(s)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status", "jars"])
+    parser.add_argument("--only", choices=["kafka", "postgres"], help="act on one service")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    services = (args.only,) if args.only else ("postgres", "kafka")
+    try:
+        if args.command == "up":
+            up(settings, services)
+        elif args.command == "down":
+            if args.only == "kafka":
+                _stop_process(_services(settings)["kafka"])
+            else:
+                down(settings)
+        elif args.command == "status":
+            return 0 if all(status(settings).values()) else 3
+        elif args.command == "jars":
+            fetch_jars(settings)
+    except StackError as exc:
+        print(f"[stack] ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
