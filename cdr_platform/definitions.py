@@ -4,6 +4,4 @@ from pathlib import Path
 
 import dagster as dg
 
-import cdr_platform.defs
-
-defs = dg.components.load_defs(cdr_platform.defs, project_root=Path(__file__).parent.parent)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -132,11 +132,14 @@ class GeneratedChunk:
         return len(self.values)
 
     def headers(self, i: int) -> list[tuple[str, bytes]]:
-        h = [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE)]
-        if self.injected[i] is not None:
-            h.append((INJECTED_ERROR_HEADER, self.injected[i].encode()))
-        return h
+        error = self.injected[i]
+        return _VALID_HEADERS if error is None else _ERROR_HEADERS[error]
 
+
+# Shared, never mutated: building a header list per message costs more than sending it.
+_VALID_HEADERS = [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE)]
+_ERROR_HEADERS = {e.value: [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE), (INJECTED_ERROR_HEADER, e.value.encode())]
+                  for e in InjectedError}
 
 # Relative traffic by hour of day (UTC), with morning and evening busy hours.
 _HOURLY_PROFILE = np.array([0.10, 0.06, 0.04, 0.04, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 1.00,
@@ -298,6 +301,8 @@ class CdrGenerator:
             records.append(rec)
 
         keys = [base.keys[s] for s in served.tolist()]
+        # record type as generated (a spoiled record may no longer say it readably)
+        sent_types = [rec["record_type"] for rec in records]
         injected: list[str | None] = [None] * n
         error_positions, error_classes = self._error_slots(rng, first_record, n)
         values: list[bytes | None] = [None] * n
@@ -307,6 +312,8 @@ class CdrGenerator:
             if cls is InjectedError.DUPLICATE_RECORD:
                 continue  # filled below, once the original's bytes exist
             payload = self._spoil(rng, records[pos], cls)
+            if records[pos].get("record_type") in RECORD_TYPES:
+                sent_types[pos] = records[pos]["record_type"]
             if cls is InjectedError.INVALID_MSISDN:
                 keys[pos] = records[pos]["served_msisdn"].encode()
             values[pos] = payload
@@ -321,11 +328,9 @@ class CdrGenerator:
                 source = int(earlier[rng.integers(0, earlier.size)])
                 values[pos] = values[source]
                 keys[pos] = keys[source]
-                records[pos] = records[source]
+                sent_types[pos] = sent_types[source]
         return GeneratedChunk(keys=keys, values=values,  # type: ignore[arg-type]
-                              record_types=[r.get("record_type") if isinstance(r.get("record_type"), str)
-                                            else "unknown" for r in records],
-                              injected=injected)
+                              record_types=sent_types, injected=injected)
 
     def _other_party(self, i, sub, op, destination, peer_is_subscriber, peer_pick,
                      other_operator_shift, block_pick, suffix, country, long_suffix,

@@ -1,0 +1,51 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is here for
+# day-to-day work. Python comes from .venv/ (created on first use).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYSPARK_PYTHON := $(abspath $(PY))
+export DAGSTER_HOME ?= $(abspath .dagster_home)
+
+.PHONY: setup system-packages up down status demo test test-unit dev bench clean
+
+setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars
+	@$(PY) -m cdr_platform.utils.local_stack jars
+
+system-packages:
+	@bash scripts/install_system_packages.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+up: setup  ## start Kafka and PostgreSQL on 127.0.0.1 (idempotent)
+	$(PY) -m cdr_platform.utils.local_stack up
+
+down:  ## stop exactly what `make up` started
+	$(PY) -m cdr_platform.utils.local_stack down
+
+status:
+	$(PY) -m cdr_platform.utils.local_stack status
+
+demo: up  ## the main job end to end on the local stack, with a summary per stage
+	@mkdir -p $(DAGSTER_HOME)
+	$(PY) -m cdr_platform.demo
+
+test: setup  ## the whole suite; starts the stack if needed and stops what it started
+	$(PY) -m pytest
+
+test-unit: $(VENV)/.installed  ## fast tests, no services
+	$(PY) -m pytest cdr_platform_tests/unit
+
+dev: up  ## the Dagster UI on http://127.0.0.1:3000
+	@mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: up  ## throughput and memory benchmarks (not part of the tests)
+	$(PY) -m benchmarks.bench_produce
+
+clean: down
+	rm -rf .stack data .dagster_home

@@ -1,0 +1,56 @@
+"""Shared fixtures. Integration tests get the real local stack, started once per session.
+
+If the stack was already running (a developer's `make up`), the tests use it and leave it
+running; if the session started it, the session stops it again at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cdr_platform.lib.settings import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def local_stack(settings: Settings, tmp_path_factory) -> Settings:
+    from cdr_platform.utils import local_stack
+
+    was_running = all(svc.running() for svc in local_stack._services(settings).values())
+    local_stack.up(settings)
+    # Dagster runs made by tests go to a throwaway instance, not the developer's.
+    os.environ.setdefault("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+    yield settings
+    if not was_running:
+        local_stack.down(settings)
+
+
+@pytest.fixture
+def fresh_topic(local_stack: Settings):
+    """A new topic per test, so tests never see each other's messages."""
+    from kafka import KafkaAdminClient
+
+    from cdr_platform.lib.kafka_io import ensure_topics
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    ensure_topics(local_stack.kafka.bootstrap_servers, [name], partitions=3)
+    yield name
+    admin = KafkaAdminClient(bootstrap_servers=local_stack.kafka.bootstrap_servers)
+    try:
+        admin.delete_topics([name])
+    finally:
+        admin.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "integration":
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,42 @@
+"""`up` twice is harmless; `down` stops exactly what `up` started; the data survives."""
+
+import socket
+
+from cdr_platform.utils import local_stack as stack
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_is_idempotent_and_down_stops_exactly_what_up_started(local_stack):
+    settings = local_stack
+    services = stack._services(settings)
+    pids = {name: svc.pid() for name, svc in services.items()}
+    assert all(pids.values())
+
+    stack.up(settings)  # already up: nothing restarts
+    assert {name: svc.pid() for name, svc in services.items()} == pids
+
+    stack.down(settings)
+    assert not any(svc.running() for svc in services.values())
+    assert not _listening(settings.stack.kafka_port)
+    assert not _listening(settings.stack.postgres_port)
+    stack.down(settings)  # down twice is harmless too
+
+    stack.up(settings)
+    assert all(svc.running() for svc in services.values())
+    assert stack.status(settings) == {"kafka": True, "postgres": True}
+    # the broker's storage and the warehouse survived the restart
+    from cdr_platform.lib.kafka_io import topic_partitions
+
+    topics = topic_partitions(settings.kafka.bootstrap_servers, [settings.kafka.raw_cdrs_topic])
+    assert topics[settings.kafka.raw_cdrs_topic] == settings.kafka.topic_partitions
+
+
+def test_kafka_listens_on_loopback_only(local_stack):
+    props = stack._kafka_properties(local_stack)
+    listeners = [line for line in props.splitlines() if line.startswith(("listeners=", "advertised."))]
+    assert listeners and all("0.0.0.0" not in line and "127.0.0.1" in line for line in listeners)

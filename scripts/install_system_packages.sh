@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Debian packages the local stack needs: PostgreSQL server, a Java runtime (Kafka, Spark) and
+# Maven (fetches the Kafka and Spark jars from Maven Central). Installs only what is missing.
+set -euo pipefail
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v runuser >/dev/null || need+=(util-linux)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${need[*]}" >&2
+    echo "install them with: sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+fi
+# The project runs its own PostgreSQL cluster; don't let the package start a second one on 5432.
+if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
+echo "installing system packages: ${need[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
