@@ -1,0 +1,1 @@
+"""Spark jobs (mediation, rating) and the session they share. Plain PySpark, no Dagster."""

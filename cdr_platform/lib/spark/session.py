@@ -1,0 +1,45 @@
+"""The SparkSession of the platform's jobs: master URL, jars and time zone from settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cdr_platform.lib.settings import Settings, load_settings
+
+
+def build_spark_session(app_name: str, settings: Settings | None = None, **extra_conf: str):
+    from pyspark.sql import SparkSession
+
+    from cdr_platform.utils.local_stack import spark_jar_paths
+
+    settings = settings or load_settings()
+    jars = spark_jar_paths(settings)
+    if not jars:
+        raise RuntimeError(f"no Spark jars in {settings.stack.spark_jars_dir}: run `make up` "
+                           "(or `python -m cdr_platform.utils.local_stack jars`) first")
+    # Executors must run the same Python as the driver (the project's venv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.jars", ",".join(jars))
+        .config("spark.sql.session.timeZone", "UTC")
+        # JDBC binds timestamps in the JVM's zone: keep it UTC like the warehouse columns
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.driver.memory", os.environ.get("CDR_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.shuffle.partitions", os.environ.get("CDR_SPARK_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
+        .config("spark.ui.enabled", os.environ.get("CDR_SPARK_UI", "false"))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.streaming.stateStore.providerClass",
+                "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
+    )
+    for key, value in extra_conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CDR_SPARK_LOG_LEVEL", "WARN"))
+    return spark

@@ -1,0 +1,256 @@
+"""Mediation rules: validate and normalise one raw CDR. The one definition of every rule.
+
+`mediate(payload, received_at)` takes the raw Kafka message value and the time the broker
+received it, and returns either a normalised record (no reasons) or the list of stable
+rejection reason codes (a record may carry several). The Spark job applies it to Arrow
+batches (`mediate_columns`), the tests call it directly.
+
+Every check is written so that a missing or null value can never pass it: a record is
+clean only if `reasons` is empty, and every code path that finds a problem appends a
+reason, so no record falls through both filters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+import orjson
+
+from cdr_platform.lib import numbering_plan as plan
+from cdr_platform.lib.network import CELLS_BY_ID
+from cdr_platform.lib.schema import (
+    COMMON_MANDATORY_FIELDS,
+    DIRECTIONS,
+    FIELD_TYPES,
+    MANDATORY_FIELDS_BY_TYPE,
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+    TECHNOLOGIES,
+    TECHNOLOGY_ALIASES,
+)
+
+
+class Reason(str, Enum):
+    """Stable rejection reason codes, shared by mediation, tests and dashboards."""
+
+    EMPTY_MESSAGE = "EMPTY_MESSAGE"
+    INVALID_ENCODING = "INVALID_ENCODING"  # not UTF-8
+    MALFORMED_JSON = "MALFORMED_JSON"  # not parseable, or not a JSON object
+    UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"
+    MISSING_FIELD = "MISSING_FIELD"
+    WRONG_TYPE = "WRONG_TYPE"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    UNKNOWN_RECORD_TYPE = "UNKNOWN_RECORD_TYPE"
+    INVALID_MSISDN = "INVALID_MSISDN"  # the served party
+    INVALID_OTHER_MSISDN = "INVALID_OTHER_MSISDN"
+    INVALID_DIRECTION = "INVALID_DIRECTION"
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
+    NON_POSITIVE_DURATION = "NON_POSITIVE_DURATION"
+    NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
+    UNKNOWN_TECHNOLOGY = "UNKNOWN_TECHNOLOGY"
+    UNKNOWN_CELL = "UNKNOWN_CELL"
+    INVALID_RECORD_ID = "INVALID_RECORD_ID"
+    DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module
+
+
+# A record may start at most this far after the broker received it (switch clock skew).
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_TEXT_LENGTH = 64  # no text field of the schema is longer; longer is garbage, not data
+RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_ROAMING_NETWORKS = frozenset(plan.ROAMING_PARTNERS)
+_HOME_NETWORKS = frozenset(op.mcc_mnc for op in plan.NATIONAL_OPERATORS)
+_TECHNOLOGY_NAMES = {**{t: t for t in TECHNOLOGIES}, **TECHNOLOGY_ALIASES}
+_NATIONAL_PREFIX = "0"
+_INTERNATIONAL_PREFIX = "00"
+
+# The columns of a clean (normalised) record, in table order.
+CLEAN_COLUMNS = ("record_id", "record_type", "served_msisdn", "served_operator_id", "other_msisdn",
+                 "other_operator_id", "other_country", "destination_class", "destination_zone",
+                 "direction", "start_time", "duration_s", "data_volume_bytes", "cell_id",
+                 "technology", "roaming", "visited_network", "schema_version")
+
+
+@dataclass(frozen=True)
+class Mediated:
+    record: dict | None  # normalised, CLEAN_COLUMNS keys; None when rejected
+    reasons: tuple[str, ...]  # empty when clean
+
+
+def normalise_msisdn(value: str) -> str:
+    """E.164 from the forms switches write: +212..., 00212..., 212... or national 0..."""
+    number = value.strip().replace(" ", "").replace("-", "")
+    if number.startswith("+"):
+        return number
+    if number.startswith(_INTERNATIONAL_PREFIX):
+        return "+" + number[2:]
+    if number.startswith(_NATIONAL_PREFIX):
+        return "+" + plan.HOME_COUNTRY_CODE + number[1:]
+    return "+" + number
+
+
+def normalise_technology(value: str) -> str | None:
+    return _TECHNOLOGY_NAMES.get(value.strip().upper())
+
+
+def parse_utc(value: str) -> datetime | None:
+    """ISO-8601 to an aware UTC datetime; a time without an offset is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def destination_class(served: plan.PlanEntry, other: plan.PlanEntry) -> str:
+    if other.country != plan.HOME_COUNTRY:
+        return "international"
+    if other.number_type == "fixed":
+        return "fixed"
+    return "on_net" if other.operator_id == served.operator_id else "off_net"
+
+
+def _decode(payload: bytes | None) -> tuple[object, str | None]:
+    if payload is None or len(payload) == 0:
+        return None, Reason.EMPTY_MESSAGE
+    try:
+        return orjson.loads(payload), None
+    except orjson.JSONDecodeError:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, Reason.INVALID_ENCODING
+        return None, Reason.MALFORMED_JSON
+
+
+def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
+    """Validate and normalise one message value; `received_at` is the Kafka timestamp (UTC)."""
+    doc, reason = _decode(payload)
+    if reason:
+        return Mediated(None, (reason,))
+    if not isinstance(doc, dict):
+        return Mediated(None, (Reason.MALFORMED_JSON,))
+    reasons: list[str] = []
+
+    # Types first: a value of the wrong JSON type is reported once, then treated as absent.
+    values: dict[str, object] = {}
+    for name, expected in FIELD_TYPES.items():
+        value = doc.get(name)
+        if value is None:
+            continue
+        # bool is an int in Python: never accept true/false where a number is expected
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            if Reason.WRONG_TYPE not in reasons:
+                reasons.append(Reason.WRONG_TYPE)
+            continue
+        if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
+            if Reason.FIELD_TOO_LONG not in reasons:
+                reasons.append(Reason.FIELD_TOO_LONG)
+            continue
+        values[name] = value
+
+    record_type = values.get("record_type")
+    if record_type is not None:
+        record_type = record_type.strip().lower()
+        if record_type not in RECORD_TYPES:
+            reasons.append(Reason.UNKNOWN_RECORD_TYPE)
+            record_type = None
+    mandatory = MANDATORY_FIELDS_BY_TYPE[record_type] if record_type else COMMON_MANDATORY_FIELDS
+    if any(doc.get(f) is None for f in mandatory):
+        reasons.append(Reason.MISSING_FIELD)
+
+    version = values.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        reasons.append(Reason.UNSUPPORTED_SCHEMA_VERSION)
+
+    record_id = values.get("record_id")
+    if record_id is not None and not RECORD_ID_PATTERN.match(record_id):
+        reasons.append(Reason.INVALID_RECORD_ID)
+
+    served_entry = None
+    served = values.get("served_msisdn")
+    if served is not None:
+        served = normalise_msisdn(served)
+        served_entry = plan.lookup(served)
+        # billed subscribers are national mobile numbers
+        if served_entry is None or served_entry.operator_id is None or served_entry.number_type != "mobile":
+            reasons.append(Reason.INVALID_MSISDN)
+            served_entry = None
+
+    other_entry = None
+    other = values.get("other_msisdn")
+    if other is not None:
+        other = normalise_msisdn(other)
+        other_entry = plan.lookup(other)
+        if other_entry is None:
+            reasons.append(Reason.INVALID_OTHER_MSISDN)
+
+    direction = values.get("direction")
+    if direction is not None:
+        direction = direction.strip().lower()
+        if direction not in DIRECTIONS:
+            reasons.append(Reason.INVALID_DIRECTION)
+
+    start = None
+    raw_start = values.get("start_time")
+    if raw_start is not None:
+        start = parse_utc(raw_start)
+        if start is None:
+            reasons.append(Reason.INVALID_TIMESTAMP)
+        elif start > received_at + FUTURE_TOLERANCE:
+            reasons.append(Reason.FUTURE_TIMESTAMP)
+
+    duration = values.get("duration_s")
+    if duration is not None and duration <= 0 and record_type in ("voice", "data"):
+        reasons.append(Reason.NON_POSITIVE_DURATION)
+    volume = values.get("data_volume_bytes")
+    if volume is not None and volume < 0:
+        reasons.append(Reason.NEGATIVE_VOLUME)
+
+    technology = values.get("technology")
+    if technology is not None:
+        technology = normalise_technology(technology)
+        if technology is None:
+            reasons.append(Reason.UNKNOWN_TECHNOLOGY)
+
+    cell_id = values.get("cell_id")
+    visited = values.get("visited_network")
+    roaming = False
+    if cell_id is not None:
+        cell_id = cell_id.strip()
+        network = cell_id[:6]
+        if network in _ROAMING_NETWORKS:
+            roaming, visited = True, network  # the cell says where the subscriber is
+        elif network not in _HOME_NETWORKS or cell_id not in CELLS_BY_ID:
+            reasons.append(Reason.UNKNOWN_CELL)
+
+    if reasons:
+        return Mediated(None, tuple(reasons))
+    assert served_entry is not None and start is not None  # guaranteed by the checks above
+    record = {
+        "record_id": record_id,
+        "record_type": record_type,
+        "served_msisdn": served,
+        "served_operator_id": served_entry.operator_id,
+        "other_msisdn": other if record_type != "data" else None,
+        "other_operator_id": other_entry.operator_id if other_entry and record_type != "data" else None,
+        "other_country": other_entry.country if other_entry and record_type != "data" else None,
+        "destination_class": destination_class(served_entry, other_entry)
+        if other_entry and record_type != "data" else None,
+        "destination_zone": other_entry.zone if other_entry and record_type != "data" else None,
+        "direction": direction if record_type != "data" else None,
+        "start_time": start,
+        "duration_s": duration if record_type != "sms" else None,
+        "data_volume_bytes": volume if record_type == "data" else None,
+        "cell_id": cell_id,
+        "technology": technology,
+        "roaming": 1 if roaming else 0,
+        "visited_network": visited if roaming else None,
+        "schema_version": SCHEMA_VERSION,
+    }
+    return Mediated(record, ())
