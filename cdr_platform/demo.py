@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                 summary = (f"{meta['records']:,} CDRs to topic {meta['topic']} "
                            f"({meta['valid_records']:,} valid, {meta['injected_errors']:,} injected errors) "
                            f"at {meta['records_per_second']:,.0f}/s")
+            elif key == "clean_cdrs":
+                summary = (f"{meta['rows_in']:,} consumed from raw-cdrs in {meta['batches']} batch(es): "
+                           f"{meta['clean']:,} clean into {meta['table']}, {meta['rejected']:,} rejected, "
+                           f"{meta['duplicates']:,} duplicates, at {meta['rows_per_second']:,.0f} rows/s")
+            elif key == "error_cdrs":
+                summary = (f"{meta['rejected'] + meta['duplicates']:,} rejects and duplicates "
+                           f"published to topic {meta['topic']}")
             else:
                 summary = f"{meta.get('dagster/row_count', '?'):,} rows in {meta.get('table', '')}"
             print(f"{key:22} {summary}")

@@ -51,3 +51,9 @@ def resources() -> dg.Definitions:
             password=dg.EnvVar("CDR_WAREHOUSE_PASSWORD") if s.warehouse.password else "",
         ),
     })
+
+
+@dg.definitions
+def pipes_resources() -> dg.Definitions:
+    # Spark drivers run as subprocesses that speak Dagster Pipes.
+    return dg.Definitions(resources={"pipes_subprocess_client": dg.PipesSubprocessClient()})

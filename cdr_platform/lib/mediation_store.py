@@ -235,6 +235,11 @@ def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int,
     return outcome
 
 
+def tables_for(settings) -> MediationTables:
+    """The mediation tables of the configured warehouse schema (PostgreSQL locally)."""
+    return MediationTables(settings.mediation_schema, POSTGRES)
+
+
 def consumed_offsets(conn, tables: MediationTables, topic: str) -> dict[int, int]:
     """Per partition, the offset up to which the ledger has consumed `topic` (exclusive)."""
     rows = conn.execute(

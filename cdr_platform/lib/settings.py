@@ -88,6 +88,7 @@ class Settings:
     stack: StackSettings
     spark_master: str
     data_dir: Path
+    mediation_schema: str
 
 
 def load_settings() -> Settings:
@@ -121,6 +122,7 @@ def load_settings() -> Settings:
         ),
         spark_master=_env("CDR_SPARK_MASTER", "local[2]"),
         data_dir=Path(_env("CDR_DATA_DIR", str(REPO_ROOT / "data"))),
+        mediation_schema=_env("CDR_MEDIATION_SCHEMA", "mediation"),
     )
 
 

@@ -318,7 +318,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
     raw_topic = raw_topic or settings.kafka.raw_cdrs_topic
     error_topic = error_topic or settings.kafka.error_cdrs_topic
     checkpoint = checkpoint or default_checkpoint(settings)
-    schema = schema or os.environ.get("CDR_MEDIATION_SCHEMA", "mediation")
+    schema = schema or settings.mediation_schema
     max_offsets = max_offsets_per_trigger or int(os.environ.get("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000))
     tables = MediationTables(schema, DIALECTS["postgres"])
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     settings = load_settings()
-    schema = args.schema or os.environ.get("CDR_MEDIATION_SCHEMA", "mediation")
+    schema = args.schema or settings.mediation_schema
     error_topic = args.error_topic or settings.kafka.error_cdrs_topic
     from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 

@@ -1,0 +1,54 @@
+"""Launch a bounded mediation run when raw-cdrs holds messages the ledger has not consumed."""
+
+import json
+
+import dagster as dg
+import psycopg
+
+from cdr_platform.defs.mediation.assets import mediation_job
+from cdr_platform.lib.kafka_io import BrokerUnavailableError, end_offsets
+from cdr_platform.lib.mediation_store import consumed_offsets, tables_for
+from cdr_platform.lib.settings import load_settings
+from cdr_platform.lib.warehouse import connect
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+               dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def pending_offsets(end: dict[int, int], consumed: dict[int, int]) -> dict[int, int]:
+    """Messages per partition that are in Kafka but not in the ledger."""
+    return {p: end[p] - consumed.get(p, 0) for p in sorted(end) if end[p] > consumed.get(p, 0)}
+
+
+def mediation_run_key(end: dict[int, int]) -> str:
+    return "raw-cdrs@" + ",".join(f"{p}:{o}" for p, o in sorted(end.items()))
+
+
+@dg.sensor(job=mediation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Compares raw-cdrs end offsets with what the mediation ledger consumed and "
+                       "launches a bounded mediation run when there is new data.")
+def raw_cdrs_sensor(context: dg.SensorEvaluationContext):
+    settings = load_settings()
+    running = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=mediation_job.name, statuses=IN_PROGRESS), limit=1)
+    if running:
+        return dg.SkipReason(f"mediation run {running[0].run_id} is still in progress")
+    try:
+        end = end_offsets(settings.kafka.bootstrap_servers, settings.kafka.raw_cdrs_topic)
+    except (BrokerUnavailableError, RuntimeError) as exc:
+        return dg.SkipReason(f"cannot read raw-cdrs offsets: {exc}")
+    try:
+        with connect(settings.warehouse) as conn:
+            consumed = consumed_offsets(conn, tables_for(settings), settings.kafka.raw_cdrs_topic)
+    except psycopg.errors.UndefinedTable:
+        consumed = {}  # no ledger yet: everything is new
+    except (psycopg.Error, RuntimeError) as exc:
+        return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
+    pending = pending_offsets(end, consumed)
+    if not pending:
+        return dg.SkipReason(f"raw-cdrs has nothing new (end offsets {end} all consumed)")
+    context.update_cursor(json.dumps({str(p): o for p, o in end.items()}))
+    return dg.RunRequest(
+        run_key=mediation_run_key(end),
+        tags={"raw_cdrs_pending": str(sum(pending.values()))},
+    )
