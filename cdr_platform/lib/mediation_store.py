@@ -2,14 +2,18 @@
 
 Exactly-once in the warehouse, with Spark's at-least-once foreachBatch:
 
-1. the batch's clean rows are bulk-written to a staging table, tagged (query_id, batch_id);
+1. the batch's clean rows are bulk-written (COPY) to a staging table by the Spark tasks that
+   validated them, tagged (query_id, batch_id, task attempt), with their raw payload;
 2. one transaction then marks the duplicates (record id already in clean_cdrs from another
-   Kafka offset, or seen earlier in the same batch), inserts the rest into clean_cdrs unless
-   that very source offset is already there (a replay), and replaces the batch's ledger rows;
+   Kafka offset or from another streaming query, or seen earlier in the same batch), inserts
+   the rest into clean_cdrs unless that very source offset is already there from this query
+   (a replay of the batch), and replaces the batch's ledger rows;
 3. after the rejects are published, the staging rows of the batch are dropped.
 
 A batch replayed after a crash at any point therefore ends with the same rows and the same
-ledger entry. Every statement here is plain SQL that PostgreSQL and SQL Server both run;
+ledger entry. A new checkpoint (new query id) that re-reads the topic finds every record
+already stored: they count as duplicates, so clean_cdrs always holds exactly the sum of the
+ledger's clean column. Every statement here is plain SQL that PostgreSQL and SQL Server both run;
 what differs (DDL types, "create if missing", UTC now) comes from a `Dialect`.
 """
 
@@ -25,13 +29,16 @@ class Dialect:
     text_4000: str
     timestamp: str
     utc_now: str
+    binary: str
     # refresh planner statistics of a table just bulk-loaded (SQL Server does it by itself)
     analyze: str | None = None
 
-    def create_table(self, qualified: str, body: str) -> str:
+    def create_table(self, qualified: str, body: str, scratch: bool = False) -> str:
+        """`scratch`: a work table whose rows are rebuilt on replay, so needs no crash safety."""
         if self.name == "sqlserver":
             return f"if object_id(N'{qualified}', N'U') is null create table {qualified} (\n{body}\n)"
-        return f"create table if not exists {qualified} (\n{body}\n)"
+        unlogged = "unlogged " if scratch else ""  # no WAL for staging: COPY runs faster
+        return f"create {unlogged}table if not exists {qualified} (\n{body}\n)"
 
     def create_index(self, name: str, qualified: str, columns: str) -> str:
         if self.name == "sqlserver":
@@ -46,9 +53,10 @@ class Dialect:
 
 
 POSTGRES = Dialect("postgres", text_4000="varchar(4000)", timestamp="timestamp",
-                   utc_now="(current_timestamp at time zone 'UTC')", analyze="analyze {table}")
-SQLSERVER = Dialect("sqlserver", text_4000="nvarchar(4000)", timestamp="datetime2(3)",
-                    utc_now="sysutcdatetime()")
+                   utc_now="(current_timestamp at time zone 'UTC')", binary="bytea",
+                   analyze="analyze {table}")
+SQLSERVER = Dialect("sqlserver", text_4000="nvarchar(4000)", timestamp="datetime2(6)",
+                    utc_now="sysutcdatetime()", binary="varbinary(max)")
 DIALECTS = {d.name: d for d in (POSTGRES, SQLSERVER)}
 
 # (name, portable type with {ts} for the timestamp type, nullable)
@@ -109,6 +117,7 @@ class MediationTables:
         return [
             d.create_schema(self.schema),
             d.create_table(self.clean, self._columns([
+                "query_id varchar(64) not null",
                 "batch_id bigint not null",
                 f"mediated_at {d.timestamp} not null",
                 f"constraint pk_clean_cdrs primary key (record_id)"])),
@@ -117,7 +126,10 @@ class MediationTables:
             d.create_table(self.staging, self._columns([
                 "query_id varchar(64) not null",
                 "batch_id bigint not null",
-                "is_duplicate smallint not null default 0"])),
+                "task_attempt bigint not null",
+                f"raw_key {d.binary}",
+                f"raw_value {d.binary}",
+                "is_duplicate smallint not null default 0"]), scratch=True),
             d.create_index("ix_clean_cdrs_staging_batch", self.staging, "query_id, batch_id, record_id"),
             d.create_table(self.ledger, ",\n".join([
                 "    query_id varchar(64) not null",
@@ -143,6 +155,19 @@ class MediationTables:
 
     # -- the commit of one batch -------------------------------------------------------
 
+    def staging_copy_columns(self) -> tuple[str, ...]:
+        return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "task_attempt", "raw_key", "raw_value")
+
+    def drop_other_attempts_sql(self) -> str:
+        """Rows an earlier attempt of the same Spark task left behind (it failed after COPY)."""
+        return (f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s"
+                f" and src_partition = %(src_partition)s and src_offset between %(first)s and %(last)s"
+                f" and task_attempt <> %(task_attempt)s")
+
+    def duplicates_sql(self) -> str:
+        return (f"select src_partition, src_offset, kafka_timestamp, raw_key, raw_value from {self.staging}"
+                f" where query_id = '{{query_id}}' and batch_id = {{batch_id}} and is_duplicate = 1")
+
     def clear_staging_sql(self) -> str:
         return f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s"
 
@@ -152,7 +177,8 @@ class MediationTables:
             f"update {s} set is_duplicate = 1\n"
             f"where query_id = %(query_id)s and batch_id = %(batch_id)s and (\n"
             f"  exists (select 1 from {self.clean} c where c.record_id = {s}.record_id\n"
-            f"          and not (c.src_partition = {s}.src_partition and c.src_offset = {s}.src_offset))\n"
+            f"          and not (c.src_partition = {s}.src_partition and c.src_offset = {s}.src_offset\n"
+            f"                   and c.query_id = {s}.query_id))\n"
             f"  or exists (select 1 from {s} e where e.query_id = {s}.query_id and e.batch_id = {s}.batch_id\n"
             f"             and e.record_id = {s}.record_id\n"
             f"             and (e.src_partition < {s}.src_partition\n"
@@ -163,8 +189,8 @@ class MediationTables:
         cols = ", ".join(CLEAN_COLUMN_NAMES)
         picked = ", ".join(f"s.{c}" for c in CLEAN_COLUMN_NAMES)
         return (
-            f"insert into {self.clean} ({cols}, batch_id, mediated_at)\n"
-            f"select {picked}, s.batch_id, {self.dialect.utc_now}\n"
+            f"insert into {self.clean} ({cols}, query_id, batch_id, mediated_at)\n"
+            f"select {picked}, s.query_id, s.batch_id, {self.dialect.utc_now}\n"
             f"from {self.staging} s\n"
             f"where s.query_id = %(query_id)s and s.batch_id = %(batch_id)s and s.is_duplicate = 0\n"
             f"  and not exists (select 1 from {self.clean} c where c.record_id = s.record_id)"

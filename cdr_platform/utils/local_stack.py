@@ -282,7 +282,7 @@ def start_postgres(settings: Settings) -> None:
     _say(f"starting postgres on {svc.address} (log: {svc.log_file})")
     options = (f"-p {settings.stack.postgres_port} -k {sockets} -c listen_addresses=127.0.0.1 "
                "-c shared_buffers=256MB -c max_connections=60 -c synchronous_commit=on "
-               "-c fsync=on -c max_wal_size=2GB")
+               "-c fsync=on -c max_wal_size=2GB -c jit=off -c work_mem=64MB -c maintenance_work_mem=256MB")
     result = subprocess.run(_as_postgres_user(
         [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(svc.log_file), "-o", options,
          "-w", "-t", str(HEALTH_TIMEOUT_S), "start"]), capture_output=True, text=True,

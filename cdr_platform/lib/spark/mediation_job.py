@@ -50,66 +50,160 @@ log = logging.getLogger("cdr_platform.mediation")
 SUMMARY_PREFIX = "MEDIATION_SUMMARY "
 
 
-def _arrow_schema():
+# What a mediation task hands back to the driver: one row per reject, one row of counts per
+# Kafka partition it consumed, and - only when staging goes through Spark's JDBC writer - one
+# row per clean record. With the PostgreSQL COPY path clean rows never travel back.
+STAGED_COLUMNS = CLEAN_COLUMN_NAMES + ("raw_key", "raw_value")
+_SPARK_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "duration_s": "long",
+                "data_volume_bytes": "long", "roaming": "short", "schema_version": "short",
+                "src_partition": "int", "src_offset": "long", "raw_key": "binary", "raw_value": "binary"}
+OUTPUT_DDL = ", ".join(
+    ["kind string", "key string", "value binary", "part int", "first_offset long", "last_offset long",
+     "messages long", "rejected long", "reasons string"]
+    + [f"{c} {_SPARK_TYPES.get(c, 'string')}" for c in STAGED_COLUMNS])
+_COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "duration_s": "int8",
+               "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
+               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8", "task_attempt": "int8",
+               "raw_key": "bytea", "raw_value": "bytea"}
+STAGING_VIA = ("copy", "jdbc")
+
+
+def _output_schema():
+    """OUTPUT_DDL as an Arrow schema (built without Spark: it runs in the Python workers)."""
     import pyarrow as pa
 
-    ts = pa.timestamp("us", tz="UTC")
-    types = {"start_time": ts, "duration_s": pa.int64(), "data_volume_bytes": pa.int64(),
-             "roaming": pa.int16(), "schema_version": pa.int16()}
-    fields = [pa.field(c, types.get(c, pa.string())) for c in CLEAN_COLUMNS]
-    return pa.schema(fields + [
-        pa.field("src_partition", pa.int32()), pa.field("src_offset", pa.int64()),
-        pa.field("kafka_timestamp", ts), pa.field("status", pa.string()),
-        pa.field("reasons", pa.string()), pa.field("reject_key", pa.string()),
-        pa.field("reject_json", pa.binary()), pa.field("raw_key", pa.binary()),
-        pa.field("raw_value", pa.binary()),
-    ])
+    arrow = {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(), "long": pa.int64(),
+             "short": pa.int16(), "timestamp": pa.timestamp("us", tz="UTC")}
+    return pa.schema([(name, arrow[kind]) for name, kind in
+                      (field.split() for field in OUTPUT_DDL.split(", "))])
 
 
-def _spark_schema():
-    from pyspark.sql.pandas.types import from_arrow_schema
+class _CopyStaging:
+    """Clean rows straight into the staging table with binary COPY, one transaction per task."""
 
-    return from_arrow_schema(_arrow_schema())
+    returns_rows = False
+
+    def __init__(self, conninfo: str, tables: MediationTables, query_id: str, batch_id: int, attempt: int):
+        import psycopg
+
+        self.tables, self.key, self.attempt = tables, {"query_id": query_id, "batch_id": batch_id}, attempt
+        self.conn = psycopg.connect(conninfo)
+        columns = tables.staging_copy_columns()
+        self._copy_cm = self.conn.cursor().copy(
+            f"copy {tables.staging} ({', '.join(columns)}) from stdin (format binary)")
+        self.copy = self._copy_cm.__enter__()
+        self.copy.set_types([_COPY_TYPES.get(c, "text") for c in columns])
+        self.suffix = (query_id, batch_id, attempt)
+
+    def write(self, row: tuple) -> None:
+        # staged row = clean columns..., raw_key, raw_value; COPY wants query/batch/attempt before raw
+        self.copy.write_row((*row[:-2], *self.suffix, row[-2], row[-1]))
+
+    def commit(self, counts: dict[int, list]) -> None:
+        self._copy_cm.__exit__(None, None, None)
+        for partition, (first, last, *_rest) in counts.items():
+            self.conn.execute(self.tables.drop_other_attempts_sql(),
+                              {**self.key, "src_partition": partition, "first": first, "last": last,
+                               "task_attempt": self.attempt})
+        self.conn.commit()
+        self.conn.close()
+
+    def abort(self) -> None:
+        self.conn.close()  # rolls back: nothing of this attempt is visible
 
 
-def mediate_arrow(batches: Iterator, *, topic: str, batch_id: int, query_id: str,
-                  rejected_at: datetime) -> Iterator:
-    """mapInArrow body: Kafka rows in, one mediated row per message out (nothing dropped)."""
+class _ReturnRows:
+    """Clean rows go back to Spark, which writes them with its JDBC writer (SQL Server path)."""
+
+    returns_rows = True
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def write(self, row: tuple) -> None:
+        self.rows.append(row)
+
+    def commit(self, counts) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id: str, rejected_at: datetime,
+                      conninfo: str, tables: MediationTables, staging_via: str = "copy") -> Iterator:
+    """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
+
+    Validates every message (nothing dropped). With `staging_via="copy"` the clean ones are
+    streamed into the staging table by binary COPY in one transaction, which also deletes
+    what an earlier attempt of the same task committed; with "jdbc" they are yielded back.
+    Yields the rejects and one row of counts per Kafka partition.
+    """
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    task = TaskContext.get()
+    attempt = task.taskAttemptId() if task else 0
+    schema = _output_schema()
+    sink = _CopyStaging(conninfo, tables, query_id, batch_id, attempt) if staging_via == "copy" else _ReturnRows()
+    counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, Counter]
+    try:
+        for batch in batches:
+            rejects_key, rejects_value = [], []
+            values = batch.column("value").to_pylist()
+            keys = batch.column("key").to_pylist()
+            partitions = batch.column("partition").to_pylist()
+            offsets = batch.column("offset").to_pylist()
+            timestamps = batch.column("timestamp").to_pylist()
+            for value, key, partition, offset, ts in zip(values, keys, partitions, offsets, timestamps):
+                received = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+                c = counts.get(partition)
+                if c is None:
+                    c = counts[partition] = [offset, offset, 0, 0, Counter()]
+                c[0], c[1], c[2] = min(c[0], offset), max(c[1], offset), c[2] + 1
+                result = mediate(value, received)
+                record = result.record
+                if record is not None:
+                    row = [record[name] for name in CLEAN_COLUMNS]
+                    row[_START_TIME] = row[_START_TIME].replace(tzinfo=None)
+                    sink.write((*row, partition, offset, received.replace(tzinfo=None), key, value))
+                else:
+                    c[3] += 1
+                    c[4].update(result.reasons)
+                    rejects_key.append(reject_key(topic, partition, offset))
+                    rejects_value.append(reject_message(
+                        topic=topic, partition=partition, offset=offset, kafka_timestamp=received,
+                        key=key, payload=value, reasons=result.reasons, batch_id=batch_id,
+                        query_id=query_id, rejected_at=rejected_at))
+            if rejects_key:
+                yield _batch(schema, kind="reject", key=rejects_key, value=rejects_value)
+            if sink.returns_rows and sink.rows:
+                columns = list(zip(*sink.rows))
+                yield _batch(schema, kind="clean", **dict(zip(STAGED_COLUMNS, columns)))
+                sink.rows.clear()
+        sink.commit(counts)
+    except BaseException:
+        sink.abort()
+        raise
+    if counts:
+        parts = sorted(counts)
+        yield _batch(schema, kind="counts", part=parts, first_offset=[counts[p][0] for p in parts],
+                     last_offset=[counts[p][1] for p in parts], messages=[counts[p][2] for p in parts],
+                     rejected=[counts[p][3] for p in parts],
+                     reasons=[json.dumps(counts[p][4]) for p in parts])
+
+
+def _batch(schema, kind: str, **columns):
+    """An output RecordBatch of `kind` rows; the columns not given are null."""
     import pyarrow as pa
 
-    schema = _arrow_schema()
-    for batch in batches:
-        values = batch.column("value").to_pylist()
-        keys = batch.column("key").to_pylist()
-        partitions = batch.column("partition").to_pylist()
-        offsets = batch.column("offset").to_pylist()
-        timestamps = batch.column("timestamp").to_pylist()
-        columns: dict[str, list] = {name: [] for name in schema.names}
-        for value, key, partition, offset, ts in zip(values, keys, partitions, offsets, timestamps):
-            received = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-            result = mediate(value, received)
-            record = result.record
-            for name in CLEAN_COLUMNS:
-                columns[name].append(record[name] if record else None)
-            columns["src_partition"].append(partition)
-            columns["src_offset"].append(offset)
-            columns["kafka_timestamp"].append(received)
-            columns["raw_key"].append(key)
-            columns["raw_value"].append(value)
-            if record:
-                columns["status"].append("clean")
-                columns["reasons"].append(None)
-                columns["reject_key"].append(None)
-                columns["reject_json"].append(None)
-            else:
-                columns["status"].append("rejected")
-                columns["reasons"].append(",".join(result.reasons))
-                columns["reject_key"].append(reject_key(topic, partition, offset))
-                columns["reject_json"].append(reject_message(
-                    topic=topic, partition=partition, offset=offset, kafka_timestamp=received,
-                    key=key, payload=value, reasons=result.reasons, batch_id=batch_id,
-                    query_id=query_id, rejected_at=rejected_at))
-        yield pa.RecordBatch.from_pydict(columns, schema=schema)
+    n = len(next(iter(columns.values())))
+    arrays = [pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, type=f.type)
+              for f in schema if f.name != "kind"]
+    return pa.RecordBatch.from_arrays([pa.array([kind] * n, type=pa.string()), *arrays], schema=schema)
+
+
+_START_TIME = CLEAN_COLUMNS.index("start_time")
 
 
 def duplicate_rejects_arrow(batches: Iterator, *, topic: str, batch_id: int, query_id: str,
@@ -144,6 +238,11 @@ class MediationRun:
         self.run_id = run_id
         self.outcomes: list[BatchOutcome] = []
         self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
+        # "copy": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages them
+        # (the SQL Server path, with bulk copy; also runs against PostgreSQL)
+        self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", "copy")
+        if self.staging_via not in STAGING_VIA:
+            raise ValueError(f"CDR_MEDIATION_STAGING must be one of {STAGING_VIA}, got {self.staging_via!r}")
         self.started = time.perf_counter()
         self._query_id: str | None = None
 
@@ -175,62 +274,53 @@ class MediationRun:
         started = time.perf_counter()
         rejected_at = datetime.now(timezone.utc)
         query_id = self.query_id
-        fn = functools.partial(mediate_arrow, topic=self.raw_topic, batch_id=batch_id,
-                               query_id=query_id, rejected_at=rejected_at)
-        mediated = (batch_df.select("key", "value", "partition", "offset", "timestamp")
-                    .mapInArrow(fn, _spark_schema())
-                    .persist(StorageLevel.MEMORY_AND_DISK))
+        key = {"query_id": query_id, "batch_id": batch_id}
+        with self._connect() as conn:  # what a crashed earlier run of this batch staged
+            conn.execute(self.tables.clear_staging_sql(), key)
+            conn.commit()
+        fn = functools.partial(mediate_and_stage, topic=self.raw_topic, batch_id=batch_id, query_id=query_id,
+                               rejected_at=rejected_at, conninfo=self.settings.warehouse.conninfo(),
+                               tables=self.tables, staging_via=self.staging_via)
+        out = (batch_df.select("key", "value", "partition", "offset", "timestamp")
+               .mapInArrow(fn, OUTPUT_DDL)
+               .persist(StorageLevel.MEMORY_AND_DISK))
         try:
-            per_partition = (mediated.groupBy("src_partition")
-                             .agg(F.min("src_offset").alias("first"), F.max("src_offset").alias("last"),
-                                  F.count(F.lit(1)).alias("messages"),
-                                  F.sum(F.when(F.col("status") == "rejected", 1).otherwise(0)).alias("rejected"))
-                             .collect())
-            if not per_partition:
+            counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
+            if not counts:
                 return  # an empty micro-batch: nothing consumed, nothing to record
-            offsets = [{"topic": self.raw_topic, "kafka_partition": r["src_partition"],
-                        "from_offset": r["first"], "until_offset": r["last"] + 1, "messages": r["messages"]}
-                       for r in per_partition]
-            rejected = sum(r["rejected"] for r in per_partition)
-            by_reason = Counter()
-            if rejected:
-                for r in (mediated.filter(F.col("status") == "rejected")
-                          .select(F.explode(F.split("reasons", ",")).alias("reason"))
-                          .groupBy("reason").count().collect()):
-                    by_reason[r["reason"]] = r["count"]
+            if self.staging_via == "jdbc":
+                (out.filter(F.col("kind") == "clean")
+                 .select(*CLEAN_COLUMN_NAMES, F.lit(query_id).alias("query_id"),
+                         F.lit(batch_id).cast("long").alias("batch_id"),
+                         F.lit(0).cast("long").alias("task_attempt"), "raw_key", "raw_value")
+                 .write.format("jdbc").options(dbtable=self.tables.staging, **self._jdbc_options())
+                 .mode("append").save())
+            offsets = [{"topic": self.raw_topic, "kafka_partition": r["part"],
+                        "from_offset": r["first_offset"], "until_offset": r["last_offset"] + 1,
+                        "messages": r["messages"]} for r in counts]
+            rejected = sum(r["rejected"] for r in counts)
+            by_reason: Counter = Counter()
+            for r in counts:
+                by_reason.update(json.loads(r["reasons"]))
+            timings = {"validate+stage": time.perf_counter() - started}
+            _fault_point("after_stage", batch_id)
 
-            timings = {"validate": time.perf_counter() - started}
-            key = {"query_id": query_id, "batch_id": batch_id}
-            with self._connect() as conn:
-                conn.execute(self.tables.clear_staging_sql(), key)
-                conn.commit()
-            (mediated.filter(F.col("status") == "clean")
-             .select(*CLEAN_COLUMN_NAMES, F.lit(query_id).alias("query_id"),
-                     F.lit(batch_id).cast("long").alias("batch_id"),
-                     F.lit(0).cast("short").alias("is_duplicate"))
-             .write.format("jdbc").options(dbtable=self.tables.staging, **self._jdbc_options())
-             .mode("append").save())
-            timings["stage"] = time.perf_counter() - started - sum(timings.values())
             with self._connect() as conn:
                 outcome = commit_batch(conn, self.tables, query_id=query_id, batch_id=batch_id,
                                        run_id=self.run_id, rejected=rejected,
                                        rejected_by_reason=dict(by_reason), offsets=offsets)
+            _fault_point("after_commit", batch_id)
+            timings["commit"] = time.perf_counter() - started - sum(timings.values())
             if outcome.duplicates:
                 outcome.rejected_by_reason = {**outcome.rejected_by_reason,
                                               Reason.DUPLICATE.value: outcome.duplicates}
-            timings["commit"] = time.perf_counter() - started - sum(timings.values())
             if not outcome.balanced:
                 raise RuntimeError(f"batch {batch_id} does not balance: {outcome}")
 
-            rejects = mediated.filter(F.col("status") == "rejected").select(
-                F.col("reject_key").alias("key"), F.col("reject_json").alias("value"))
+            rejects = out.filter(F.col("kind") == "reject").select("key", "value")
             if outcome.duplicates:
-                duplicate_keys = (self.spark.read.format("jdbc").options(**self._jdbc_options())
-                                  .option("query", f"select src_partition, src_offset from {self.tables.staging}"
-                                                   f" where query_id = '{query_id}' and batch_id = {batch_id}"
-                                                   " and is_duplicate = 1").load())
-                duplicates = (mediated.join(duplicate_keys, ["src_partition", "src_offset"])
-                              .select("src_partition", "src_offset", "kafka_timestamp", "raw_key", "raw_value")
+                duplicates = (self.spark.read.format("jdbc").options(**self._jdbc_options())
+                              .option("query", self.tables.duplicates_sql().format(**key)).load()
                               .mapInArrow(functools.partial(duplicate_rejects_arrow, topic=self.raw_topic,
                                                             batch_id=batch_id, query_id=query_id,
                                                             rejected_at=rejected_at),
@@ -246,7 +336,7 @@ class MediationRun:
                 conn.execute(self.tables.clear_staging_sql(), key)
                 conn.commit()
         finally:
-            mediated.unpersist()
+            out.unpersist()
         self.outcomes.append(outcome)
         seconds = time.perf_counter() - started
         self.log("batch %d: %s in, %s clean, %s rejected, %s duplicates in %.1f s (%s rows/s; %s)" % (
@@ -272,6 +362,15 @@ class MediationRun:
                 "offsets": {str(p): v for p, v in sorted(offsets.items())}, "seconds": round(seconds, 2),
                 "rows_per_second": round(total["rows_in"] / seconds, 1) if seconds else 0.0,
                 "balanced": total["rows_in"] == total["clean"] + total["rejected"] + total["duplicates"]}
+
+
+def _fault_point(name: str, batch_id: int) -> None:
+    """Crash injection for the fault tests: CDR_MEDIATION_CRASH_AT=after_stage:2 makes the
+    driver SIGKILL its own process group (Python and the JVM) at that point of batch 2."""
+    target = os.environ.get("CDR_MEDIATION_CRASH_AT")
+    if target and target == f"{name}:{batch_id}":
+        log.warning("crash injection: SIGKILL at %s of batch %d", name, batch_id)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 class AnotherMediationIsRunning(RuntimeError):
