@@ -353,10 +353,13 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def down(settings: Settings) -> None:
-    services = _services(settings)
-    _stop_process(services["kafka"])
-    pg = services["postgres"]
+def restart_kafka(settings: Settings) -> None:
+    _stop_process(_services(settings)["kafka"])
+    start_kafka(settings)
+
+
+def down_postgres(settings: Settings) -> None:
+    pg = _services(settings)["postgres"]
     if pg.running():
         _say(f"stopping postgres (pid {pg.pid()})")
         data = settings.stack.directory / "postgres" / "data"
@@ -367,6 +370,11 @@ def down(settings: Settings) -> None:
             raise StackError(f"pg_ctl stop failed: {result.stdout}{result.stderr}")
     else:
         _say("postgres is not running")
+
+
+def down(settings: Settings) -> None:
+    _stop_process(_services(settings)["kafka"])
+    down_postgres(settings)
 
 
 def status(settings: Settings) -> dict[str, bool]:

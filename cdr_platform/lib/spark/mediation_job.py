@@ -237,6 +237,7 @@ class MediationRun:
         self.error_topic = error_topic
         self.run_id = run_id
         self.outcomes: list[BatchOutcome] = []
+        self.failure: str | None = None  # the cause of a failed batch, in one line
         self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
         # "copy": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages them
         # (the SQL Server path, with bulk copy; also runs against PostgreSQL)
@@ -364,6 +365,23 @@ class MediationRun:
                 "balanced": total["rows_in"] == total["clean"] + total["rejected"] + total["duplicates"]}
 
 
+def _diagnose(settings: Settings, exc: Exception) -> str:
+    """Name the service that is down, if one is, rather than the symptom deep in a task."""
+    from cdr_platform.lib.kafka_io import BrokerUnavailableError, wait_for_broker
+    from cdr_platform.lib.warehouse import connect
+
+    try:
+        connect(settings.warehouse).close()
+    except RuntimeError as down:
+        return str(down)
+    try:
+        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=5)
+    except BrokerUnavailableError as down:
+        return str(down)
+    first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+    return first_line[:1000]
+
+
 def _fault_point(name: str, batch_id: int) -> None:
     """Crash injection for the fault tests: CDR_MEDIATION_CRASH_AT=after_stage:2 makes the
     driver SIGKILL its own process group (Python and the JVM) at that point of batch 2."""
@@ -408,8 +426,6 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
         checkpoint: str | None = None, run_id: str | None = None, on_batch=None,
         settings: Settings | None = None, progress=None) -> dict:
     """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
-    from psycopg import OperationalError
-
     from cdr_platform.lib.kafka_io import wait_for_broker
     from cdr_platform.lib.spark.session import build_spark_session
 
@@ -439,8 +455,10 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
     def on_each_batch(df, batch_id):
         try:
             mediation.process_batch(df, batch_id)
-        except OperationalError as exc:
-            raise RuntimeError(f"warehouse unavailable during batch {batch_id}: {exc}") from exc
+        except Exception as exc:
+            # Spark wraps this in pages of Java and Python traces: keep the operator's cause.
+            mediation.failure = f"batch {batch_id}: {_diagnose(settings, exc)}"
+            raise
         if on_batch and mediation.outcomes:
             on_batch(mediation.outcomes[-1])
 
@@ -471,7 +489,11 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
         else:
             query.awaitTermination()  # availableNow: returns when raw-cdrs is consumed
         if query.exception() is not None:
-            raise RuntimeError(str(query.exception()))
+            raise RuntimeError(mediation.failure or str(query.exception()))
+    except Exception as exc:
+        if mediation.failure and mediation.failure not in str(exc):
+            raise RuntimeError(mediation.failure) from exc
+        raise
     finally:
         if query.isActive:
             query.stop()
@@ -510,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = load_settings()
     schema = args.schema or settings.mediation_schema
     error_topic = args.error_topic or settings.kafka.error_cdrs_topic
