@@ -262,8 +262,8 @@ def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int,
 
 
 def tables_for(settings) -> MediationTables:
-    """The mediation tables of the configured warehouse schema (PostgreSQL locally)."""
-    return MediationTables(settings.mediation_schema, POSTGRES)
+    """The mediation tables of the configured warehouse (kind and schema)."""
+    return MediationTables(settings.mediation_schema, DIALECTS[settings.warehouse.kind])
 
 
 def consumed_offsets(conn, tables: MediationTables, topic: str) -> dict[int, int]:

@@ -35,6 +35,9 @@ class KafkaSettings:
     topic_partitions: int
 
 
+WAREHOUSE_KINDS = ("postgres", "sqlserver")
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
     host: str
@@ -43,6 +46,7 @@ class WarehouseSettings:
     user: str
     # Empty for the local cluster (trust on loopback); set CDR_WAREHOUSE_PASSWORD elsewhere.
     password: str
+    kind: str = "postgres"  # postgres (local) or sqlserver (production)
 
     def conninfo(self, database: str | None = None) -> str:
         parts = [
@@ -58,7 +62,21 @@ class WarehouseSettings:
 
     @property
     def jdbc_url(self) -> str:
-        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+        if self.kind == "sqlserver":
+            # bulk copy for Spark's batched inserts into the staging table
+            return (f"jdbc:sqlserver://{self.host}:{self.port};databaseName={self.database};"
+                    "encrypt=true;trustServerCertificate=true;useBulkCopyForBatchInsert=true")
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}?reWriteBatchedInserts=true"
+
+    @property
+    def jdbc_driver(self) -> str:
+        return ("com.microsoft.sqlserver.jdbc.SQLServerDriver" if self.kind == "sqlserver"
+                else "org.postgresql.Driver")
+
+    def odbc_connection_string(self) -> str:
+        """For mssql-python, the driver-side connection to SQL Server."""
+        return (f"Server={self.host},{self.port};Database={self.database};Uid={self.user};"
+                f"Pwd={self.password};Encrypt=yes;TrustServerCertificate=yes")
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,9 @@ def load_settings() -> Settings:
     kafka_port = _env_int("CDR_KAFKA_PORT", 19092)
     postgres_port = _env_int("CDR_WAREHOUSE_PORT", 15432)
     partitions = _env_int("CDR_TOPIC_PARTITIONS", 3)
+    warehouse_kind = _env("CDR_WAREHOUSE_KIND", "postgres")
+    if warehouse_kind not in WAREHOUSE_KINDS:
+        raise ValueError(f"CDR_WAREHOUSE_KIND must be one of {WAREHOUSE_KINDS}, got {warehouse_kind!r}")
     if partitions < 1:
         raise ValueError(f"CDR_TOPIC_PARTITIONS must be at least 1, got {partitions}")
     return Settings(
@@ -112,6 +133,7 @@ def load_settings() -> Settings:
             database=_env("CDR_WAREHOUSE_DB", "cdr_warehouse"),
             user=_env("CDR_WAREHOUSE_USER", "cdr"),
             password=os.environ.get("CDR_WAREHOUSE_PASSWORD", ""),
+            kind=warehouse_kind,
         ),
         stack=StackSettings(
             directory=stack_dir,

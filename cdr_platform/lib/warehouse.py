@@ -6,6 +6,7 @@ leaves exactly one copy and readers never see a half-loaded table.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +47,49 @@ class TableSpec:
         return f"create table if not exists {self.qualified} (\n    " + ",\n    ".join(parts) + "\n)"
 
 
-def connect(settings: WarehouseSettings) -> psycopg.Connection:
+class DbApiSession:
+    """The few psycopg-style calls the pipeline makes, over another DB-API driver.
+
+    mssql-python (SQL Server) takes the same pyformat parameters; it lacks psycopg's
+    `execute` on the connection and `transaction()` block, which this adds.
+    """
+
+    def __init__(self, connection) -> None:
+        self._conn = connection
+
+    def execute(self, sql: str, params=None):
+        cursor = self._conn.cursor()
+        cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+        return cursor
+
+    @contextlib.contextmanager
+    def transaction(self):
+        try:
+            yield self
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._conn.commit()
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect(settings: WarehouseSettings):
+    """A psycopg connection to PostgreSQL, or a DbApiSession over mssql-python for SQL Server."""
+    if settings.kind == "sqlserver":
+        import mssql_python
+
+        return DbApiSession(mssql_python.connect(settings.odbc_connection_string()))
     try:
         return psycopg.connect(settings.conninfo())
     except psycopg.OperationalError as exc:

@@ -241,7 +241,10 @@ class MediationRun:
         self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
         # "copy": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages them
         # (the SQL Server path, with bulk copy; also runs against PostgreSQL)
-        self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", "copy")
+        default = "jdbc" if settings.warehouse.kind == "sqlserver" else "copy"
+        self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", default)
+        if self.staging_via == "copy" and settings.warehouse.kind != "postgres":
+            raise ValueError("COPY staging needs PostgreSQL; SQL Server stages through JDBC bulk copy")
         if self.staging_via not in STAGING_VIA:
             raise ValueError(f"CDR_MEDIATION_STAGING must be one of {STAGING_VIA}, got {self.staging_via!r}")
         self.started = time.perf_counter()
@@ -262,8 +265,7 @@ class MediationRun:
 
     def _jdbc_options(self) -> dict[str, str]:
         wh = self.settings.warehouse
-        options = {"url": f"{wh.jdbc_url}?reWriteBatchedInserts=true", "user": wh.user,
-                   "driver": "org.postgresql.Driver", "batchsize": "10000"}
+        options = {"url": wh.jdbc_url, "user": wh.user, "driver": wh.jdbc_driver, "batchsize": "10000"}
         if wh.password:
             options["password"] = wh.password
         return options
@@ -435,7 +437,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
     checkpoint = checkpoint or default_checkpoint(settings)
     schema = schema or settings.mediation_schema
     max_offsets = max_offsets_per_trigger or int(os.environ.get("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000))
-    tables = MediationTables(schema, DIALECTS["postgres"])
+    tables = MediationTables(schema, DIALECTS[settings.warehouse.kind])
 
     lock = _lock_checkpoint(checkpoint)
     # Fail fast, with the address, before Spark starts.

@@ -1,0 +1,109 @@
+"""Mediation through Dagster: the sensor launches it, Pipes runs Spark, checks judge the result."""
+
+import dagster as dg
+import pytest
+
+from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
+from cdr_platform.defs.mediation.assets import mediation
+from cdr_platform.defs.mediation.checks import (
+    clean_cdrs_complete_and_typed,
+    clean_cdrs_unique_record_id,
+    mediation_balances,
+    rejection_rate,
+)
+from cdr_platform.defs.mediation.sensors import raw_cdrs_sensor
+from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib.generator import GeneratorConfig
+from cdr_platform_tests.integration.mediation_support import START, MediationSandbox, expected_outcome
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def sandbox(local_stack, tmp_path, monkeypatch):
+    box = MediationSandbox.create(local_stack, tmp_path)
+    for key, value in box.env().items():  # the code location and the Spark subprocess read these
+        if key.startswith("CDR_"):
+            monkeypatch.setenv(key, value)
+    yield box
+    box.drop()
+
+
+def warehouse(settings) -> WarehouseResource:
+    wh = settings.warehouse
+    return WarehouseResource(host=wh.host, port=wh.port, database=wh.database, user=wh.user, password=wh.password)
+
+
+def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_checks(sandbox):
+    config = GeneratorConfig(count=6_000, seed=41, error_rate=0.05, start_time=START)
+    sandbox.produce(config)
+    expected = expected_outcome(config)
+
+    with dg.instance_for_test() as instance:
+        request = raw_cdrs_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key.startswith("raw-cdrs@") and int(request.tags["raw_cdrs_pending"]) == 6_000
+
+        result = dg.materialize(
+            [mediation, mediation_balances, clean_cdrs_unique_record_id, clean_cdrs_complete_and_typed,
+             rejection_rate],
+            instance=instance,
+            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)},
+            selection=dg.AssetSelection.assets("clean_cdrs", "error_cdrs"),
+        )
+        assert result.success
+        clean = result.asset_materializations_for_node("mediation")
+        meta = {m.asset_key.to_user_string(): m.metadata for m in clean}
+        assert meta["clean_cdrs"]["clean"].value == expected["clean"]
+        assert meta["clean_cdrs"]["duplicates"].value == expected["duplicates"]
+        assert meta["error_cdrs"]["rejected"].value == expected["rejected"]
+        assert "UNKNOWN_CELL" in meta["error_cdrs"]["rejected_by_reason"].value
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert set(checks) == {"mediation_balances", "clean_cdrs_unique_record_id",
+                               "clean_cdrs_complete_and_typed", "rejection_rate"}
+        assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+
+        # Everything consumed: the sensor now skips and says why.
+        skipped = raw_cdrs_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and "nothing new" in skipped.skip_message
+
+
+def test_the_balance_check_fails_when_the_warehouse_and_the_ledger_disagree(sandbox):
+    config = GeneratorConfig(count=3_000, seed=42, error_rate=0.0, start_time=START)
+    sandbox.produce(config)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [mediation, mediation_balances, clean_cdrs_complete_and_typed], instance=instance,
+            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)})
+        assert result.success
+        # a row lost behind mediation's back, and one corrupted
+        with sandbox.connect() as conn:
+            conn.execute(f"delete from {sandbox.tables.clean} where record_id in "
+                         f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)")
+            conn.execute(f"update {sandbox.tables.clean} set technology = 'LTE' where record_id in "
+                         f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)")
+        checked = dg.materialize(
+            [mediation, mediation_balances, clean_cdrs_complete_and_typed], instance=instance,
+            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)},
+            selection=dg.AssetSelection.checks(mediation_balances, clean_cdrs_complete_and_typed),
+            raise_on_error=False)
+        evaluations = {c.check_name: c for c in checked.get_asset_check_evaluations()}
+        assert not evaluations["mediation_balances"].passed
+        assert not evaluations["clean_cdrs_complete_and_typed"].passed
+
+
+def test_a_spark_failure_fails_the_run(sandbox, monkeypatch):
+    monkeypatch.setenv("CDR_MEDIATION_STAGING", "no-such-path")
+    sandbox.produce(GeneratorConfig(count=100, seed=43, start_time=START))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([mediation], instance=instance, raise_on_error=False,
+                                resources={"pipes_subprocess_client": dg.PipesSubprocessClient()})
+        assert not result.success
+
+
+def test_asset_graph_has_lineage_from_raw_cdrs_to_mediation(sandbox):
+    from cdr_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in ("clean_cdrs", "error_cdrs"):
+        assert RAW_CDRS_KEY in graph.get(dg.AssetKey(key)).parent_keys

@@ -1,0 +1,45 @@
+"""The SQL Server path cannot run here: check the SQL it would send, as T-SQL."""
+
+import re
+
+import pytest
+import sqlglot
+
+from cdr_platform.lib.mediation_store import POSTGRES, SQLSERVER, MediationTables
+from cdr_platform.lib.settings import WarehouseSettings
+from cdr_platform.lib.sql_lint import postgres_only_constructs
+
+
+def statements(dialect) -> list[str]:
+    t = MediationTables("mediation", dialect)
+    return [*t.ddl(), t.clear_staging_sql(), t.mark_duplicates_sql(), t.insert_clean_sql(),
+            t.count_staged_sql(), *t.replace_ledger_sql(), t.insert_ledger_offsets_sql(),
+            t.drop_other_attempts_sql(), t.duplicates_sql().format(query_id="q", batch_id=1)]
+
+
+def as_tsql(sql: str) -> str:
+    return re.sub(r"%\((\w+)\)s", r"@\1", sql)  # pyformat parameters as T-SQL variables
+
+
+@pytest.mark.parametrize("sql", statements(SQLSERVER))
+def test_every_mediation_statement_parses_as_tsql_and_is_portable(sql):
+    assert postgres_only_constructs(sql) == [], sql
+    parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
+    assert parsed and all(p is not None for p in parsed)
+
+
+def test_the_lint_catches_what_postgres_alone_accepts():
+    assert "unlogged table" in postgres_only_constructs(MediationTables("m", POSTGRES).ddl()[3])
+    assert postgres_only_constructs("select a::int from t limit 5") == [
+        "'::' cast (use cast())", "limit (use top / fetch first)"]
+    assert postgres_only_constructs("insert into t values (1) on conflict do nothing")
+
+
+def test_sqlserver_types_and_jdbc_settings():
+    ddl = "\n".join(MediationTables("mediation", SQLSERVER).ddl())
+    assert "datetime2" in ddl and "varbinary(max)" in ddl and "nvarchar(4000)" in ddl
+    assert "if object_id(N'mediation.clean_cdrs', N'U') is null" in ddl
+    wh = WarehouseSettings("db.example", 1433, "cdr", "etl", "", kind="sqlserver")
+    assert wh.jdbc_url.startswith("jdbc:sqlserver://db.example:1433;databaseName=cdr;")
+    assert "useBulkCopyForBatchInsert=true" in wh.jdbc_url
+    assert wh.jdbc_driver == "com.microsoft.sqlserver.jdbc.SQLServerDriver"
