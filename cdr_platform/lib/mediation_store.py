@@ -1,6 +1,15 @@
 """Warehouse side of mediation: the tables, and the idempotent commit of one micro-batch.
 
-Exactly-once in the warehouse, with Spark's at-least-once foreachBatch:
+Exactly-once in the warehouse, with Spark's at-least-once foreachBatch. Two paths:
+
+Direct (PostgreSQL, the default): each Spark task, per Arrow batch and in one transaction,
+looks up which of its record ids clean_cdrs already holds and COPYs the others. A record id
+already stored from another source offset (or another streaming query) is a duplicate; from
+the same offset and query it is this batch being replayed, and counts as clean again. The
+primary key catches two tasks inserting the same id at once: the loser retries its Arrow
+batch and then sees the winner's row. The driver then replaces the batch's ledger entry.
+
+Staged (SQL Server through JDBC bulk copy; also runs on PostgreSQL):
 
 1. the batch's clean rows are bulk-written (COPY) to a staging table by the Spark tasks that
    validated them, tagged (query_id, batch_id, task attempt), with their raw payload;
@@ -158,11 +167,13 @@ class MediationTables:
     def staging_copy_columns(self) -> tuple[str, ...]:
         return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "task_attempt", "raw_key", "raw_value")
 
-    def drop_other_attempts_sql(self) -> str:
-        """Rows an earlier attempt of the same Spark task left behind (it failed after COPY)."""
-        return (f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s"
-                f" and src_partition = %(src_partition)s and src_offset between %(first)s and %(last)s"
-                f" and task_attempt <> %(task_attempt)s")
+    def stored_sources_sql(self) -> str:
+        """PostgreSQL direct path: where clean_cdrs already holds any of a list of record ids."""
+        return (f"select record_id, src_partition, src_offset, query_id from {self.clean}"
+                f" where record_id = any(%(record_ids)s)")
+
+    def direct_copy_columns(self) -> tuple[str, ...]:
+        return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "mediated_at")
 
     def duplicates_sql(self) -> str:
         return (f"select src_partition, src_offset, kafka_timestamp, raw_key, raw_value from {self.staging}"
@@ -231,6 +242,27 @@ class BatchOutcome:
         return self.rows_in == self.clean + self.rejected + self.duplicates
 
 
+def record_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int, run_id: str | None,
+                 clean: int, rejected: int, duplicates: int, rejected_by_reason: dict[str, int],
+                 offsets: list[dict]) -> BatchOutcome:
+    """Replace the ledger entry of a batch whose rows are already in clean_cdrs (direct path)."""
+    rows_in = sum(int(o["until_offset"]) - int(o["from_offset"]) for o in offsets)
+    outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)
+    with conn.transaction():
+        _replace_ledger(conn, tables, outcome, run_id)
+    return outcome
+
+
+def _replace_ledger(conn, tables: MediationTables, outcome: BatchOutcome, run_id: str | None) -> None:
+    key = {"query_id": outcome.query_id, "batch_id": outcome.batch_id}
+    for sql in tables.replace_ledger_sql():
+        conn.execute(sql, {**key, "run_id": run_id, "rows_in": outcome.rows_in, "clean": outcome.clean,
+                           "rejected": outcome.rejected, "duplicates": outcome.duplicates,
+                           "rejected_by_reason": json.dumps(outcome.rejected_by_reason, sort_keys=True)})
+    for row in outcome.offsets:
+        conn.execute(tables.insert_ledger_offsets_sql(), {**key, **row})
+
+
 def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int, run_id: str | None,
                  rejected: int, rejected_by_reason: dict[str, int], offsets: list[dict]) -> BatchOutcome:
     """Step 2 above, in one transaction. `conn` is a psycopg connection.
@@ -252,12 +284,7 @@ def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int,
         clean, duplicates = staged.get(0, 0), staged.get(1, 0)
         outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates,
                                rejected_by_reason, offsets)
-        for sql in tables.replace_ledger_sql():
-            conn.execute(sql, {**key, "run_id": run_id, "rows_in": rows_in, "clean": clean,
-                               "rejected": rejected, "duplicates": duplicates,
-                               "rejected_by_reason": json.dumps(rejected_by_reason, sort_keys=True)})
-        for row in offsets:
-            conn.execute(tables.insert_ledger_offsets_sql(), {**key, **row})
+        _replace_ledger(conn, tables, outcome, run_id)
     return outcome
 
 

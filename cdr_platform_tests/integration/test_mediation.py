@@ -47,7 +47,7 @@ def assert_exactly_once(box: MediationSandbox, expected: dict) -> None:
     assert len(rejects) == expected["rejected"] + expected["duplicates"]
 
 
-@pytest.mark.parametrize("staging_via", ["copy", "jdbc"])
+@pytest.mark.parametrize("staging_via", ["direct", "jdbc"])
 def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason(sandbox, staging_via):
     config = GeneratorConfig(count=20_000, seed=21, error_rate=0.1, start_time=START)
     sandbox.produce(config)

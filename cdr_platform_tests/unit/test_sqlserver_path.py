@@ -14,7 +14,7 @@ def statements(dialect) -> list[str]:
     t = MediationTables("mediation", dialect)
     return [*t.ddl(), t.clear_staging_sql(), t.mark_duplicates_sql(), t.insert_clean_sql(),
             t.count_staged_sql(), *t.replace_ledger_sql(), t.insert_ledger_offsets_sql(),
-            t.drop_other_attempts_sql(), t.duplicates_sql().format(query_id="q", batch_id=1)]
+            t.duplicates_sql().format(query_id="q", batch_id=1)]
 
 
 def as_tsql(sql: str) -> str:

@@ -41,6 +41,7 @@ from cdr_platform.lib.mediation_store import (
     BatchOutcome,
     MediationTables,
     commit_batch,
+    record_batch,
 )
 from cdr_platform.lib.rejects import reject_key, reject_message
 from cdr_platform.lib.settings import Settings, load_settings
@@ -50,22 +51,21 @@ log = logging.getLogger("cdr_platform.mediation")
 SUMMARY_PREFIX = "MEDIATION_SUMMARY "
 
 
-# What a mediation task hands back to the driver: one row per reject, one row of counts per
-# Kafka partition it consumed, and - only when staging goes through Spark's JDBC writer - one
-# row per clean record. With the PostgreSQL COPY path clean rows never travel back.
+# What a mediation task hands back to the driver: one row per reject (duplicates included on
+# the direct path), one row of counts per Kafka partition it consumed, and - only on the
+# staged path, where Spark's JDBC writer stages them - one row per clean record.
 STAGED_COLUMNS = CLEAN_COLUMN_NAMES + ("raw_key", "raw_value")
 _SPARK_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "duration_s": "long",
                 "data_volume_bytes": "long", "roaming": "short", "schema_version": "short",
                 "src_partition": "int", "src_offset": "long", "raw_key": "binary", "raw_value": "binary"}
 OUTPUT_DDL = ", ".join(
     ["kind string", "key string", "value binary", "part int", "first_offset long", "last_offset long",
-     "messages long", "rejected long", "reasons string"]
+     "messages long", "rejected long", "clean long", "duplicates long", "reasons string"]
     + [f"{c} {_SPARK_TYPES.get(c, 'string')}" for c in STAGED_COLUMNS])
-_COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "duration_s": "int8",
-               "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
-               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8", "task_attempt": "int8",
-               "raw_key": "bytea", "raw_value": "bytea"}
-STAGING_VIA = ("copy", "jdbc")
+_COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "mediated_at": "timestamp",
+               "duration_s": "int8", "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
+               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8"}
+STAGING_VIA = ("direct", "jdbc")
 
 
 def _output_schema():
@@ -78,78 +78,93 @@ def _output_schema():
                       (field.split() for field in OUTPUT_DDL.split(", "))])
 
 
-class _CopyStaging:
-    """Clean rows straight into the staging table with binary COPY, one transaction per task."""
+class _DirectWriter:
+    """PostgreSQL: each Arrow batch's clean rows go into clean_cdrs in one transaction.
+
+    See cdr_platform.lib.mediation_store for the rules; this is their task-side half.
+    """
 
     returns_rows = False
 
-    def __init__(self, conninfo: str, tables: MediationTables, query_id: str, batch_id: int, attempt: int):
+    def __init__(self, conninfo: str, tables: MediationTables, query_id: str, batch_id: int):
         import psycopg
 
-        self.tables, self.key, self.attempt = tables, {"query_id": query_id, "batch_id": batch_id}, attempt
+        self.tables, self.query_id, self.batch_id = tables, query_id, batch_id
         self.conn = psycopg.connect(conninfo)
-        columns = tables.staging_copy_columns()
-        self._copy_cm = self.conn.cursor().copy(
-            f"copy {tables.staging} ({', '.join(columns)}) from stdin (format binary)")
-        self.copy = self._copy_cm.__enter__()
-        self.copy.set_types([_COPY_TYPES.get(c, "text") for c in columns])
-        self.suffix = (query_id, batch_id, attempt)
+        self.seen: set[str] = set()  # record ids this task stored or found stored as its own
+        self.columns = tables.direct_copy_columns()
 
-    def write(self, row: tuple) -> None:
-        # staged row = clean columns..., raw_key, raw_value; COPY wants query/batch/attempt before raw
-        self.copy.write_row((*row[:-2], *self.suffix, row[-2], row[-1]))
+    def write(self, rows: list[tuple]) -> tuple[list[int], int]:
+        """Store what is new; return (indexes of duplicate rows, number of clean rows)."""
+        import psycopg
 
-    def commit(self, counts: dict[int, list]) -> None:
-        self._copy_cm.__exit__(None, None, None)
-        for partition, (first, last, *_rest) in counts.items():
-            self.conn.execute(self.tables.drop_other_attempts_sql(),
-                              {**self.key, "src_partition": partition, "first": first, "last": last,
-                               "task_attempt": self.attempt})
-        self.conn.commit()
+        while True:
+            try:
+                with self.conn.transaction():
+                    return self._write_once(rows)
+            except psycopg.errors.UniqueViolation:
+                continue  # another task stored one of these ids meanwhile: look again
+
+    def _write_once(self, rows: list[tuple]) -> tuple[list[int], int]:
+        ids = [row[0] for row in rows]
+        stored = {r[0]: (r[1], r[2], r[3]) for r in self.conn.execute(
+            self.tables.stored_sources_sql(), {"record_ids": ids}).fetchall()}
+        new, duplicates, seen_now = [], [], set()
+        for i, row in enumerate(rows):
+            record_id = row[0]
+            source = (row[_SRC_PARTITION], row[_SRC_OFFSET], self.query_id)
+            if record_id in self.seen or record_id in seen_now:
+                duplicates.append(i)  # earlier in this task's slice of the batch
+            elif record_id in stored and stored[record_id] != source:
+                duplicates.append(i)  # stored from another message
+            else:
+                seen_now.add(record_id)
+                if record_id not in stored:
+                    new.append(row)  # (stored from this very source: a replay, clean already)
+        if new:
+            mediated_at = datetime.now(timezone.utc).replace(tzinfo=None)
+            with self.conn.cursor().copy(
+                    f"copy {self.tables.clean} ({', '.join(self.columns)}) from stdin (format binary)") as copy:
+                copy.set_types([_COPY_TYPES.get(c, "text") for c in self.columns])
+                for row in new:
+                    copy.write_row((*row[:-2], self.query_id, self.batch_id, mediated_at))
+        self.seen |= seen_now  # only once committed
+        return duplicates, len(rows) - len(duplicates)
+
+    def close(self) -> None:
         self.conn.close()
-
-    def abort(self) -> None:
-        self.conn.close()  # rolls back: nothing of this attempt is visible
 
 
 class _ReturnRows:
-    """Clean rows go back to Spark, which writes them with its JDBC writer (SQL Server path)."""
+    """Staged path: clean rows go back to Spark, whose JDBC writer stages them."""
 
     returns_rows = True
 
-    def __init__(self):
-        self.rows: list[tuple] = []
+    def write(self, rows: list[tuple]) -> tuple[list[int], int]:
+        return [], len(rows)  # duplicates are decided later, in the warehouse transaction
 
-    def write(self, row: tuple) -> None:
-        self.rows.append(row)
-
-    def commit(self, counts) -> None:
+    def close(self) -> None:
         pass
 
-    def abort(self) -> None:
-        pass
+
+_SRC_PARTITION = CLEAN_COLUMN_NAMES.index("src_partition")
+_SRC_OFFSET = CLEAN_COLUMN_NAMES.index("src_offset")
 
 
 def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id: str, rejected_at: datetime,
-                      conninfo: str, tables: MediationTables, staging_via: str = "copy") -> Iterator:
+                      conninfo: str, tables: MediationTables, staging_via: str = "direct") -> Iterator:
     """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
 
-    Validates every message (nothing dropped). With `staging_via="copy"` the clean ones are
-    streamed into the staging table by binary COPY in one transaction, which also deletes
-    what an earlier attempt of the same task committed; with "jdbc" they are yielded back.
-    Yields the rejects and one row of counts per Kafka partition.
+    Validates every message (nothing dropped). On the direct path the clean ones are stored
+    in clean_cdrs here and duplicates become rejects; on the staged path they are yielded
+    back. Yields the rejects and one row of counts per Kafka partition.
     """
-    import pyarrow as pa
-    from pyspark import TaskContext
-
-    task = TaskContext.get()
-    attempt = task.taskAttemptId() if task else 0
     schema = _output_schema()
-    sink = _CopyStaging(conninfo, tables, query_id, batch_id, attempt) if staging_via == "copy" else _ReturnRows()
-    counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, Counter]
+    writer = _DirectWriter(conninfo, tables, query_id, batch_id) if staging_via == "direct" else _ReturnRows()
+    counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, clean, duplicates, Counter]
     try:
         for batch in batches:
-            rejects_key, rejects_value = [], []
+            rejects_key, rejects_value, clean_rows = [], [], []
             values = batch.column("value").to_pylist()
             keys = batch.column("key").to_pylist()
             partitions = batch.column("partition").to_pylist()
@@ -159,38 +174,51 @@ def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id:
                 received = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
                 c = counts.get(partition)
                 if c is None:
-                    c = counts[partition] = [offset, offset, 0, 0, Counter()]
+                    c = counts[partition] = [offset, offset, 0, 0, 0, 0, Counter()]
                 c[0], c[1], c[2] = min(c[0], offset), max(c[1], offset), c[2] + 1
                 result = mediate(value, received)
                 record = result.record
                 if record is not None:
                     row = [record[name] for name in CLEAN_COLUMNS]
                     row[_START_TIME] = row[_START_TIME].replace(tzinfo=None)
-                    sink.write((*row, partition, offset, received.replace(tzinfo=None), key, value))
+                    clean_rows.append((*row, partition, offset, received.replace(tzinfo=None), key, value))
                 else:
                     c[3] += 1
-                    c[4].update(result.reasons)
+                    c[6].update(result.reasons)
                     rejects_key.append(reject_key(topic, partition, offset))
                     rejects_value.append(reject_message(
                         topic=topic, partition=partition, offset=offset, kafka_timestamp=received,
                         key=key, payload=value, reasons=result.reasons, batch_id=batch_id,
                         query_id=query_id, rejected_at=rejected_at))
+            if clean_rows:
+                duplicates, _ = writer.write(clean_rows)
+                duplicate_set = set(duplicates)
+                for i, row in enumerate(clean_rows):
+                    c = counts[row[_SRC_PARTITION]]
+                    if i in duplicate_set:
+                        c[5] += 1
+                        partition, offset = row[_SRC_PARTITION], row[_SRC_OFFSET]
+                        rejects_key.append(reject_key(topic, partition, offset))
+                        rejects_value.append(reject_message(
+                            topic=topic, partition=partition, offset=offset,
+                            kafka_timestamp=row[-3].replace(tzinfo=timezone.utc), key=row[-2], payload=row[-1],
+                            reasons=[Reason.DUPLICATE.value], batch_id=batch_id, query_id=query_id,
+                            rejected_at=rejected_at))
+                    else:
+                        c[4] += 1
             if rejects_key:
                 yield _batch(schema, kind="reject", key=rejects_key, value=rejects_value)
-            if sink.returns_rows and sink.rows:
-                columns = list(zip(*sink.rows))
-                yield _batch(schema, kind="clean", **dict(zip(STAGED_COLUMNS, columns)))
-                sink.rows.clear()
-        sink.commit(counts)
-    except BaseException:
-        sink.abort()
-        raise
+            if writer.returns_rows and clean_rows:
+                yield _batch(schema, kind="clean", **dict(zip(STAGED_COLUMNS, zip(*clean_rows))))
+    finally:
+        writer.close()
     if counts:
         parts = sorted(counts)
         yield _batch(schema, kind="counts", part=parts, first_offset=[counts[p][0] for p in parts],
                      last_offset=[counts[p][1] for p in parts], messages=[counts[p][2] for p in parts],
-                     rejected=[counts[p][3] for p in parts],
-                     reasons=[json.dumps(counts[p][4]) for p in parts])
+                     rejected=[counts[p][3] for p in parts], clean=[counts[p][4] for p in parts],
+                     duplicates=[counts[p][5] for p in parts],
+                     reasons=[json.dumps(counts[p][6]) for p in parts])
 
 
 def _batch(schema, kind: str, **columns):
@@ -198,7 +226,7 @@ def _batch(schema, kind: str, **columns):
     import pyarrow as pa
 
     n = len(next(iter(columns.values())))
-    arrays = [pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, type=f.type)
+    arrays = [pa.array(list(columns[f.name]), type=f.type) if f.name in columns else pa.nulls(n, type=f.type)
               for f in schema if f.name != "kind"]
     return pa.RecordBatch.from_arrays([pa.array([kind] * n, type=pa.string()), *arrays], schema=schema)
 
@@ -239,12 +267,12 @@ class MediationRun:
         self.outcomes: list[BatchOutcome] = []
         self.failure: str | None = None  # the cause of a failed batch, in one line
         self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
-        # "copy": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages them
-        # (the SQL Server path, with bulk copy; also runs against PostgreSQL)
-        default = "jdbc" if settings.warehouse.kind == "sqlserver" else "copy"
+        # "direct": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages
+        # them and one transaction merges (the SQL Server path; also runs against PostgreSQL)
+        default = "jdbc" if settings.warehouse.kind == "sqlserver" else "direct"
         self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", default)
-        if self.staging_via == "copy" and settings.warehouse.kind != "postgres":
-            raise ValueError("COPY staging needs PostgreSQL; SQL Server stages through JDBC bulk copy")
+        if self.staging_via == "direct" and settings.warehouse.kind != "postgres":
+            raise ValueError("the direct (COPY) path needs PostgreSQL; SQL Server stages through JDBC bulk copy")
         if self.staging_via not in STAGING_VIA:
             raise ValueError(f"CDR_MEDIATION_STAGING must be one of {STAGING_VIA}, got {self.staging_via!r}")
         self.started = time.perf_counter()
@@ -278,9 +306,11 @@ class MediationRun:
         rejected_at = datetime.now(timezone.utc)
         query_id = self.query_id
         key = {"query_id": query_id, "batch_id": batch_id}
-        with self._connect() as conn:  # what a crashed earlier run of this batch staged
-            conn.execute(self.tables.clear_staging_sql(), key)
-            conn.commit()
+        staged = self.staging_via == "jdbc"
+        if staged:
+            with self._connect() as conn:  # what a crashed earlier run of this batch staged
+                conn.execute(self.tables.clear_staging_sql(), key)
+                conn.commit()
         fn = functools.partial(mediate_and_stage, topic=self.raw_topic, batch_id=batch_id, query_id=query_id,
                                rejected_at=rejected_at, conninfo=self.settings.warehouse.conninfo(),
                                tables=self.tables, staging_via=self.staging_via)
@@ -291,13 +321,6 @@ class MediationRun:
             counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
             if not counts:
                 return  # an empty micro-batch: nothing consumed, nothing to record
-            if self.staging_via == "jdbc":
-                (out.filter(F.col("kind") == "clean")
-                 .select(*CLEAN_COLUMN_NAMES, F.lit(query_id).alias("query_id"),
-                         F.lit(batch_id).cast("long").alias("batch_id"),
-                         F.lit(0).cast("long").alias("task_attempt"), "raw_key", "raw_value")
-                 .write.format("jdbc").options(dbtable=self.tables.staging, **self._jdbc_options())
-                 .mode("append").save())
             offsets = [{"topic": self.raw_topic, "kafka_partition": r["part"],
                         "from_offset": r["first_offset"], "until_offset": r["last_offset"] + 1,
                         "messages": r["messages"]} for r in counts]
@@ -305,15 +328,28 @@ class MediationRun:
             by_reason: Counter = Counter()
             for r in counts:
                 by_reason.update(json.loads(r["reasons"]))
-            timings = {"validate+stage": time.perf_counter() - started}
+            if staged:
+                (out.filter(F.col("kind") == "clean")
+                 .select(*CLEAN_COLUMN_NAMES, F.lit(query_id).alias("query_id"),
+                         F.lit(batch_id).cast("long").alias("batch_id"),
+                         F.lit(0).cast("long").alias("task_attempt"), "raw_key", "raw_value")
+                 .write.format("jdbc").options(dbtable=self.tables.staging, **self._jdbc_options())
+                 .mode("append").save())
+            timings = {"validate+store": time.perf_counter() - started}
             _fault_point("after_stage", batch_id)
 
             with self._connect() as conn:
-                outcome = commit_batch(conn, self.tables, query_id=query_id, batch_id=batch_id,
-                                       run_id=self.run_id, rejected=rejected,
-                                       rejected_by_reason=dict(by_reason), offsets=offsets)
+                if staged:
+                    outcome = commit_batch(conn, self.tables, query_id=query_id, batch_id=batch_id,
+                                           run_id=self.run_id, rejected=rejected,
+                                           rejected_by_reason=dict(by_reason), offsets=offsets)
+                else:
+                    outcome = record_batch(conn, self.tables, query_id=query_id, batch_id=batch_id,
+                                           run_id=self.run_id, clean=sum(r["clean"] for r in counts),
+                                           rejected=rejected, duplicates=sum(r["duplicates"] for r in counts),
+                                           rejected_by_reason=dict(by_reason), offsets=offsets)
             _fault_point("after_commit", batch_id)
-            timings["commit"] = time.perf_counter() - started - sum(timings.values())
+            timings["ledger"] = time.perf_counter() - started - sum(timings.values())
             if outcome.duplicates:
                 outcome.rejected_by_reason = {**outcome.rejected_by_reason,
                                               Reason.DUPLICATE.value: outcome.duplicates}
@@ -321,7 +357,7 @@ class MediationRun:
                 raise RuntimeError(f"batch {batch_id} does not balance: {outcome}")
 
             rejects = out.filter(F.col("kind") == "reject").select("key", "value")
-            if outcome.duplicates:
+            if staged and outcome.duplicates:
                 duplicates = (self.spark.read.format("jdbc").options(**self._jdbc_options())
                               .option("query", self.tables.duplicates_sql().format(**key)).load()
                               .mapInArrow(functools.partial(duplicate_rejects_arrow, topic=self.raw_topic,
@@ -335,9 +371,10 @@ class MediationRun:
                  .option("kafka.acks", "all")
                  .option("topic", self.error_topic).save())
             timings["publish"] = time.perf_counter() - started - sum(timings.values())
-            with self._connect() as conn:
-                conn.execute(self.tables.clear_staging_sql(), key)
-                conn.commit()
+            if staged:
+                with self._connect() as conn:
+                    conn.execute(self.tables.clear_staging_sql(), key)
+                    conn.commit()
         finally:
             out.unpersist()
         self.outcomes.append(outcome)
