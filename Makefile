@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYSPARK_PYTHON := $(abspath $(PY))
 export DAGSTER_HOME ?= $(abspath .dagster_home)
 
-.PHONY: setup system-packages up down status demo test test-unit dev bench clean
+.PHONY: setup system-packages up down status demo test test-unit dev stream bench clean
 
 setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars
 	@$(PY) -m cdr_platform.utils.local_stack jars
@@ -44,8 +44,13 @@ dev: up  ## the Dagster UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-bench: up  ## throughput and memory benchmarks (not part of the tests)
+stream: up  ## mediation in continuous (real-time) mode, until Ctrl-C
+	$(PY) -m cdr_platform.lib.spark.mediation_job --continuous --interval "$${CDR_STREAM_INTERVAL:-1 second}"
+
+bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_produce
+	$(PY) -m benchmarks.bench_mediation
+	$(PY) -m benchmarks.bench_latency
 
 clean: down
 	rm -rf .stack data .dagster_home

@@ -14,6 +14,7 @@ from cdr_platform.lib.kafka_io import CdrProducer, end_offsets
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0
+RATE_STEP = 100  # a rate limit is enforced every this many records
 
 
 @dataclass
@@ -56,13 +57,13 @@ def produce_cdrs(config: GeneratorConfig, producer: CdrProducer, bootstrap_serve
     for chunk in generator.chunks():
         for i in range(len(chunk)):
             producer.send(topic, chunk.keys[i], chunk.values[i], chunk.headers(i))
+            if rate_limit and i % RATE_STEP == 0:  # steady, not bursts of a chunk
+                ahead = (report.records + i) / rate_limit - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
         report.records += len(chunk)
         report.by_record_type.update(chunk.record_types)
         report.by_injected_error.update(e for e in chunk.injected if e is not None)
-        if rate_limit:
-            ahead = report.records / rate_limit - (time.perf_counter() - started)
-            if ahead > 0:
-                time.sleep(ahead)
         now = time.perf_counter()
         if now - last_progress >= PROGRESS_EVERY_S:
             last_progress = now

@@ -39,6 +39,7 @@ class Dialect:
     timestamp: str
     utc_now: str
     binary: str
+    utc_clock: str  # the wall clock now, not the transaction's start
     # refresh planner statistics of a table just bulk-loaded (SQL Server does it by itself)
     analyze: str | None = None
 
@@ -63,9 +64,10 @@ class Dialect:
 
 POSTGRES = Dialect("postgres", text_4000="varchar(4000)", timestamp="timestamp",
                    utc_now="(current_timestamp at time zone 'UTC')", binary="bytea",
+                   utc_clock="(clock_timestamp() at time zone 'UTC')",
                    analyze="analyze {table}")
 SQLSERVER = Dialect("sqlserver", text_4000="nvarchar(4000)", timestamp="datetime2(6)",
-                    utc_now="sysutcdatetime()", binary="varbinary(max)")
+                    utc_now="sysutcdatetime()", binary="varbinary(max)", utc_clock="sysutcdatetime()")
 DIALECTS = {d.name: d for d in (POSTGRES, SQLSERVER)}
 
 # (name, portable type with {ts} for the timestamp type, nullable)
@@ -217,7 +219,7 @@ class MediationTables:
             f"delete from {self.ledger} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"insert into {self.ledger} (query_id, batch_id, run_id, rows_in, clean, rejected, duplicates,"
             f" rejected_by_reason, committed_at)\nvalues (%(query_id)s, %(batch_id)s, %(run_id)s, %(rows_in)s,"
-            f" %(clean)s, %(rejected)s, %(duplicates)s, %(rejected_by_reason)s, {self.dialect.utc_now})",
+            f" %(clean)s, %(rejected)s, %(duplicates)s, %(rejected_by_reason)s, {self.dialect.utc_clock})",
         ]
 
     def insert_ledger_offsets_sql(self) -> str:

@@ -6,14 +6,27 @@ from cdr_platform.definitions import defs
 def test_definitions_load_with_the_expected_asset_graph():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"numbering_plan", "cell_catalogue", "subscribers", "raw_cdrs"} <= keys
+    assert {"numbering_plan", "cell_catalogue", "subscribers", "raw_cdrs", "clean_cdrs", "error_cdrs"} <= keys
+    for mediated in ("clean_cdrs", "error_cdrs"):
+        assert dg.AssetKey("raw_cdrs") in graph.get(dg.AssetKey(mediated)).parent_keys
     assert dg.AssetKey("subscribers") in graph.get(dg.AssetKey("raw_cdrs")).parent_keys
     assert {dg.AssetKey("numbering_plan"), dg.AssetKey("cell_catalogue")} <= graph.get(
         dg.AssetKey("subscribers")).parent_keys
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"subscribers_match_numbering_plan", "raw_cdrs_offsets_account_for_every_record"} <= checks
+    assert {"subscribers_match_numbering_plan", "raw_cdrs_offsets_account_for_every_record",
+            "mediation_balances", "clean_cdrs_unique_record_id", "clean_cdrs_complete_and_typed",
+            "rejection_rate"} <= checks
     jobs = {j.name for j in defs.resolve_all_job_defs()}
-    assert {"generate_cdrs", "cdr_pipeline"} <= jobs
+    assert {"generate_cdrs", "mediate_cdrs", "cdr_pipeline"} <= jobs
+    assert {s.name for s in defs.sensors} == {"raw_cdrs_sensor"}
+
+
+def test_sensor_helpers():
+    from cdr_platform.defs.mediation.sensors import mediation_run_key, pending_offsets
+
+    assert pending_offsets({0: 10, 1: 5}, {0: 10}) == {1: 5}
+    assert pending_offsets({0: 10}, {0: 10}) == {}
+    assert mediation_run_key({1: 5, 0: 10}) == "raw-cdrs@0:10,1:5"
 
 
 def test_generate_cdrs_config_refuses_bad_settings_before_producing():

@@ -1,0 +1,125 @@
+"""Benchmark: mediate 1,000,000 CDRs (5% bad) already in Kafka into clean_cdrs.
+
+    python -m benchmarks.bench_mediation [--count 1000000] [--runs 3]
+
+The CDRs are produced once into a throw-away topic; each run then mediates all of them
+from scratch (new warehouse schema, error topic and checkpoint) in its own Spark driver
+process, the way the Dagster asset runs it. Reported per run: rows/s over the streaming
+query (from the first batch to the last commit) and over the whole process (Spark start-up
+included), and the peak RSS of the driver (the JVM and its Python process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+
+
+def _peak_rss_mb(root_pid: int, stop: threading.Event, out: dict) -> None:
+    """Poll the driver process tree's VmHWM (peak RSS), which the kernel keeps per process."""
+    peak: dict[int, int] = {}
+    while not stop.is_set():
+        pids = [root_pid]
+        try:
+            pids += [int(p) for p in Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak[pid] = max(peak.get(pid, 0), int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        time.sleep(0.2)
+    out["peak_rss_mb"] = sum(peak.values()) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--staging", default="direct", choices=["direct", "jdbc"])
+    args = parser.parse_args()
+
+    import psycopg
+    from kafka import KafkaAdminClient
+
+    from cdr_platform.lib.generator import GeneratorConfig
+    from cdr_platform.lib.ingest import produce_cdrs
+    from cdr_platform.lib.kafka_io import ensure_topics, make_producer
+    from cdr_platform.lib.spark.mediation_job import SUMMARY_PREFIX
+
+    settings = load_settings()
+    tag = uuid.uuid4().hex[:6]
+    raw = f"bench-med-raw-{tag}"
+    ensure_topics(settings.kafka.bootstrap_servers, [raw], settings.kafka.topic_partitions)
+    producer = make_producer("confluent", settings.kafka.bootstrap_servers)
+    config = GeneratorConfig(count=args.count, seed=2, error_rate=0.05,
+                             start_time=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    produce_cdrs(config, producer, settings.kafka.bootstrap_servers, raw, progress=lambda _: None)
+    producer.close()
+    print(f"{args.count:,} CDRs in {raw}", flush=True)
+
+    results, topics, schemas = [], [raw], []
+    try:
+        for run in range(args.runs):
+            errors, schema = f"bench-med-err-{tag}-{run}", f"bench_med_{tag}_{run}"
+            topics.append(errors)
+            schemas.append(schema)
+            ensure_topics(settings.kafka.bootstrap_servers, [errors], settings.kafka.topic_partitions)
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**__import__("os").environ, "CDR_RAW_TOPIC": raw, "CDR_ERROR_TOPIC": errors,
+                       "CDR_MEDIATION_SCHEMA": schema, "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint",
+                       "CDR_MEDIATION_STAGING": args.staging, "PYSPARK_PYTHON": sys.executable}
+                started = time.perf_counter()
+                proc = subprocess.Popen([sys.executable, "-m", "cdr_platform.lib.spark.mediation_job"],
+                                        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+                stop, memory = threading.Event(), {}
+                watcher = threading.Thread(target=_peak_rss_mb, args=(proc.pid, stop, memory))
+                watcher.start()
+                stdout, stderr = proc.communicate()
+                wall = time.perf_counter() - started
+                stop.set()
+                watcher.join()
+            if proc.returncode != 0:
+                print(stderr[-3000:], file=sys.stderr)
+                return 1
+            summary = json.loads(next(line for line in stdout.splitlines()
+                                      if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
+            result = {"rows_in": summary["rows_in"], "query_rows_per_s": summary["rows_per_second"],
+                      "process_rows_per_s": summary["rows_in"] / wall, "peak_rss_mb": memory["peak_rss_mb"],
+                      "clean": summary["clean"], "balanced": summary["balanced"]}
+            print(f"run {run + 1}: {result['query_rows_per_s']:>9,.0f} rows/s (query), "
+                  f"{result['process_rows_per_s']:>9,.0f} rows/s (process), "
+                  f"driver peak {result['peak_rss_mb']:,.0f} MB, {summary['clean']:,} clean, "
+                  f"balanced={summary['balanced']}", flush=True)
+            results.append(result)
+    finally:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        admin.delete_topics(topics)
+        admin.close()
+        with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"drop schema if exists {schema} cascade")
+    print(f"\nmedian of {len(results)}: "
+          f"{statistics.median(r['query_rows_per_s'] for r in results):,.0f} rows/s (query), "
+          f"{statistics.median(r['process_rows_per_s'] for r in results):,.0f} rows/s (process), "
+          f"peak driver RSS {max(r['peak_rss_mb'] for r in results):,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
