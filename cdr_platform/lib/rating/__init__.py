@@ -1,0 +1,1 @@
+"""Rating: a CGRateS-compatible tariff model and a rating engine. Plain Python, no Dagster."""

@@ -1,0 +1,177 @@
+"""The rating engine: CGRateS's own asserted costs, each rule alone, and refused plans."""
+
+import shutil
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cdr_platform.lib.rating.conformance import main as conformance_main
+from cdr_platform.lib.rating.engine import NotRated, RatingEngine, round_money
+from cdr_platform.lib.rating.tariff_plan import TariffPlanError, load_tariff_plan, parse_duration_ns
+from cdr_platform.lib.settings import REPO_ROOT
+
+SHARED = REPO_ROOT.parent / "shared" / "conformance" / "cgrates"
+S = 1_000_000_000
+
+
+def test_every_shared_conformance_case_passes(capsys):
+    if not SHARED.exists():
+        pytest.skip(f"{SHARED} is not on this machine")
+    assert conformance_main(["--plans", str(SHARED), "--cases", str(SHARED / "cases.csv")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def write_plan(folder: Path, **files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    headers = {
+        "Destinations": "#Id,Prefix",
+        "Timings": "#Id,Years,Months,MonthDays,WeekDays,Time",
+        "Rates": "#Id,ConnectFee,Rate,RateUnit,RateIncrement,GroupIntervalStart",
+        "DestinationRates": "#Id,DestinationId,RatesTag,RoundingMethod,RoundingDecimals,MaxCost,MaxCostStrategy",
+        "RatingPlans": "#Id,DestinationRatesId,TimingTag,Weight",
+        "RatingProfiles": "#Tenant,Category,Subject,ActivationTime,RatingPlanId,RatesFallbackSubject",
+    }
+    for name, header in headers.items():
+        (folder / f"{name}.csv").write_text(header + "\n" + files.get(name, "").strip() + "\n")
+    return folder
+
+
+BASE = dict(
+    Destinations="NAT,212\nMOBILE,2126\nFR,33",
+    Timings="PEAK,*any,*any,*any,1;2;3;4;5,08:00:00\nOFFPEAK,*any,*any,*any,*any,00:00:00\n"
+            "NEWYEAR,*any,1,1,*any,00:00:00",
+    Rates="R_PEAK,0.10,0.60,60s,60s,0s\nR_PEAK,0,0.30,60s,1s,60s\nR_OFF,0,0.12,60s,1s,0s\n"
+          "R_FR,0.05,1.20,60s,30s,0s\nR_FREE,0,0,60s,60s,0s",
+    DestinationRates="DR_PEAK,MOBILE,R_PEAK,*middle,4,0,\nDR_PEAK,NAT,R_OFF,*middle,4,0,\n"
+                     "DR_OFF,MOBILE,R_OFF,*up,2,1.5,*free\nDR_FR,FR,R_FR,*down,2,0.5,*disconnect\n"
+                     "DR_NY,MOBILE,R_FREE,*middle,4,0,",
+    RatingPlans="RP_STD,DR_PEAK,PEAK,10\nRP_STD,DR_OFF,OFFPEAK,10\nRP_STD,DR_FR,*any,10\n"
+                "RP_STD,DR_NY,NEWYEAR,30\nRP_CHEAP,DR_OFF,*any,10",
+    RatingProfiles="op,call,*any,2026-01-01T00:00:00Z,RP_STD,\nop,call,vip,2026-06-01T00:00:00Z,RP_CHEAP,\n"
+                   "op,call,nofr,2026-01-01T00:00:00Z,RP_CHEAP,vip",
+)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return RatingEngine(load_tariff_plan(write_plan(tmp_path / "plan", **BASE)), rounding_decimals=5)
+
+
+def rate(engine, number, when, seconds, subject="anyone", tor="*voice"):
+    return engine.rate(tor=tor, tenant="op", category="call", subject=subject, destination=number,
+                       setup_time=datetime.fromisoformat(when).replace(tzinfo=timezone.utc), usage_ns=seconds * S)
+
+
+def test_peak_call_with_connect_fee_60_60_then_per_second(engine):
+    r = rate(engine, "212661234567", "2026-11-25T10:00:00", 95)  # Wednesday 10:00, peak
+    assert r.destination_id == "MOBILE" and r.matched_prefix == "2126"  # longest prefix, not NAT
+    # 0.10 connect + first 60 s as one 60 s increment (0.60) + 35 s at 0.30/min per second
+    assert r.cost == Decimal("0.10") + Decimal("0.60") + Decimal("0.00500") * 35
+    assert [s.increments for s in r.spans] == [1, 35]
+
+
+def test_a_call_crossing_from_offpeak_into_peak_is_split(engine):
+    r = rate(engine, "212661234567", "2026-11-25T07:59:00", 120)
+    # the peak part starts 60 s into the call: its rate group is the per-second one
+    assert [(s.rates_tag, s.increments) for s in r.spans] == [("R_OFF", 60), ("R_PEAK", 60)]
+    # no connect fee: it comes from the first span's rate; rounding of the first span's DR
+    assert r.connect_fee == 0
+    assert r.cost == round_money(Decimal("0.00200") * 60 + Decimal("0.00500") * 60, 2, "*up") == Decimal("0.42")
+
+
+def test_weight_wins_over_start_time_and_timing_days_months(engine):
+    r = rate(engine, "212661234567", "2026-01-01T10:00:00", 600)  # New Year, a Thursday
+    assert r.spans[0].rates_tag == "R_FREE" and r.cost == 0
+
+
+def test_max_cost_free_caps_and_disconnect_does_not(engine):
+    capped = rate(engine, "212661234567", "2026-11-28T12:00:00", 3600)  # Saturday: offpeak
+    assert capped.cost == Decimal("1.5")
+    uncapped = rate(engine, "33612345678", "2026-11-28T12:00:00", 3600)
+    assert uncapped.cost == Decimal("0.05") + Decimal("0.60000") * 120  # *disconnect: as computed
+
+
+def test_round_down(engine):
+    r = rate(engine, "33612345678", "2026-11-28T12:00:00", 31)  # two 30 s increments
+    assert r.cost == round_money(Decimal("0.05") + 2 * Decimal("0.6"), 2, "*down")
+
+
+def test_profile_activation_and_fallback_subject(engine):
+    assert rate(engine, "212661234567", "2026-05-01T10:00:00", 60, subject="vip").rating_plan_id == "RP_STD"
+    assert rate(engine, "212661234567", "2026-07-01T10:00:00", 60, subject="vip").rating_plan_id == "RP_CHEAP"
+    # RP_CHEAP has no France: the fallback subject's plan (vip -> RP_CHEAP) has none either
+    with pytest.raises(NotRated) as err:
+        rate(engine, "33612345678", "2026-07-01T10:00:00", 60, subject="nofr")
+    assert err.value.reason == "NO_DESTINATION"
+
+
+def test_cheapest_of_several_plans(engine):
+    r = engine.rate(tor="*voice", tenant="op", category="call", subject="(RatingPlan RP_STD|RP_CHEAP)",
+                    destination="212661234567", setup_time=datetime(2026, 11, 25, 10, tzinfo=timezone.utc),
+                    usage_ns=300 * S)
+    assert r.rating_plan_id == "RP_CHEAP"
+
+
+def test_unrated_records_are_refused_not_zero(engine):
+    with pytest.raises(NotRated) as err:
+        rate(engine, "4915112345678", "2026-11-25T10:00:00", 60)
+    assert err.value.reason == "NO_DESTINATION"
+    with pytest.raises(NotRated) as err:
+        engine.rate(tor="*voice", tenant="other", category="call", subject="x", destination="212661234567",
+                    setup_time=datetime(2026, 11, 25, tzinfo=timezone.utc), usage_ns=S)
+    assert err.value.reason == "NO_RATING_PROFILE"
+
+
+def test_zero_usage_costs_nothing_and_sms_data_are_not_split(engine):
+    assert rate(engine, "212661234567", "2026-11-25T10:00:00", 0).cost == 0
+    sms = engine.rate(tor="*sms", tenant="op", category="call", subject="a", destination="212661234567",
+                      setup_time=datetime(2026, 11, 25, 7, 59, 59, tzinfo=timezone.utc), usage_ns=3600 * S)
+    assert {s.rates_tag for s in sms.spans} == {"R_OFF"}  # priced whole by the row active at the start
+
+
+def test_durations():
+    assert parse_duration_ns("60s") == 60 * S
+    assert parse_duration_ns("1m30s") == 90 * S
+    assert parse_duration_ns("1ns") == 1 and parse_duration_ns("10") == 10
+    for bad in ("", "60 s", "sixty", "1.5ns", "-1s"):
+        with pytest.raises(ValueError):
+            parse_duration_ns(bad)
+
+
+@pytest.mark.parametrize("file, change, line, reason", [
+    ("DestinationRates", "DR_PEAK,NOWHERE,R_PEAK,*middle,4,0,", 2, "unknown destination 'NOWHERE'"),
+    ("DestinationRates", "DR_PEAK,MOBILE,R_NONE,*middle,4,0,", 2, "unknown rate 'R_NONE'"),
+    ("RatingPlans", "RP_STD,DR_PEAK,LUNCH,10", 2, "unknown timing 'LUNCH'"),
+    ("RatingPlans", "RP_STD,DR_GONE,PEAK,10", 2, "unknown destination rate 'DR_GONE'"),
+    ("RatingProfiles", "op,call,*any,2026-01-01T00:00:00Z,RP_GONE,", 2, "unknown rating plan 'RP_GONE'"),
+    ("Rates", "R_PEAK,0.10,0.60,60 sec,60s,0s", 2, "malformed duration"),
+    ("Rates", "R_PEAK,0.10,abc,60s,60s,0s", 2, "malformed rate"),
+    ("Timings", "PEAK,*any,*any,*any,1;8,08:00:00", 2, "week days"),
+])
+def test_broken_plans_are_refused_with_file_line_and_reason(tmp_path, file, change, line, reason):
+    files = dict(BASE)
+    rows = files[file].splitlines()
+    rows[0] = change
+    files[file] = "\n".join(rows)
+    with pytest.raises(TariffPlanError) as err:
+        load_tariff_plan(write_plan(tmp_path / "broken", **files))
+    assert (err.value.file, err.value.line) == (f"{file}.csv", line)
+    assert reason in err.value.reason
+
+
+def test_a_true_ambiguity_is_refused(tmp_path):
+    files = dict(BASE)
+    files["DestinationRates"] += "\nDR_OTHER,MOBILE,R_FREE,*middle,4,0,"
+    files["RatingPlans"] += "\nRP_STD,DR_OTHER,PEAK,10"  # same destination, weight, start, days
+    with pytest.raises(TariffPlanError, match="ambiguous") as err:
+        load_tariff_plan(write_plan(tmp_path / "ambiguous", **files))
+    assert err.value.file == "RatingPlans.csv" and err.value.line == 7
+
+
+def test_a_shared_plan_loads_from_its_folder(tmp_path):
+    if not SHARED.exists():
+        pytest.skip("no shared conformance data")
+    plan = load_tariff_plan(shutil.copytree(SHARED / "tp_engine_unit", tmp_path / "tp"))
+    assert "EVENING" in plan.rating_plans and plan.destinations["NAT"][:2] == ["0256", "0257"]
