@@ -53,13 +53,40 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 summary = f"{meta.get('dagster/row_count', '?'):,} rows in {meta.get('table', '')}"
             print(f"{key:22} {summary}")
-        for check in result.get_asset_check_evaluations():
+        checks = list(result.get_asset_check_evaluations())
+        if result.success:
+            for day in _days_to_rate():
+                rated = defs.resolve_job_def("rate_cdrs").execute_in_process(
+                    instance=instance, partition_key=day, raise_on_error=False)
+                for event in rated.get_asset_materialization_events():
+                    meta = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+                    print(f"{'rating_cdrs ' + day:22} {meta['input']:,} clean CDRs: {meta['rated']:,} rated, "
+                          f"{meta['suspended']:,} in suspense; revenue {meta['revenue_total']:,.2f} MAD")
+                    for line in meta["revenue_by_type"].splitlines()[2:]:
+                        _, record_type, amount, _ = line.split("|")
+                        print(f"{'':22}   {record_type.strip():6} {float(amount):>14,.2f} MAD")
+                checks += list(rated.get_asset_check_evaluations())
+                result = rated if not rated.success else result
+        for check in checks:
             print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
         if not result.success:
             for event in result.get_step_failure_events():
                 print(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}",
                       file=sys.stderr)
         return 0 if result.success else 1
+
+
+def _days_to_rate() -> list[str]:
+    """The days (UTC) that hold clean CDRs."""
+    from cdr_platform.lib.mediation_store import tables_for
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.warehouse import connect
+
+    settings = load_settings()
+    with connect(settings.warehouse) as conn:
+        rows = conn.execute(f"select distinct cast(start_time as date) from {tables_for(settings).clean}"
+                            "").fetchall()
+    return sorted(d.isoformat() for (d,) in rows)
 
 
 if __name__ == "__main__":

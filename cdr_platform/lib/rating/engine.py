@@ -77,14 +77,19 @@ class RatingEngine:
         self.plan = plan
         self.rounding_decimals = rounding_decimals
         self._increment_quantum = Decimal(1).scaleb(-rounding_decimals)
+        # Indexes built once: they change how fast a rule is looked up, never what it says.
+        self._profiles: dict[tuple[str, str, str], list] = {}
+        for p in plan.rating_profiles:
+            self._profiles.setdefault((p.tenant, p.category, p.subject), []).append(p)
+        self._prefixes: dict[str, tuple[dict[str, str], int, bool]] = {}
+        self._candidate_cache: dict[tuple[str, str], list] = {}
 
     # -- selection ------------------------------------------------------------------------
 
     def profile_plan(self, tenant: str, category: str, subject: str, at: datetime):
         """(rating plan id, fallback subjects) of the profile in force at `at`, or None."""
         for candidate in (subject, ANY):
-            active = [p for p in self.plan.rating_profiles
-                      if (p.tenant, p.category, p.subject) == (tenant, category, candidate) and p.activation <= at]
+            active = [p for p in self._profiles.get((tenant, category, candidate), ()) if p.activation <= at]
             if active:
                 best = max(active, key=lambda p: p.activation)
                 return best.rating_plan_id, best.fallback_subjects
@@ -92,21 +97,31 @@ class RatingEngine:
 
     def match_destination(self, rating_plan_id: str, number: str) -> tuple[str, str | None] | None:
         """(destination id, matched prefix) by longest prefix among the plan's destinations."""
-        best: tuple[str, str | None] | None = None
-        has_any = False
-        for row in self.plan.rating_plans[rating_plan_id]:
-            for dr in self.plan.destination_rates[row.destination_rates_id]:
-                if dr.destination_id == ANY:
-                    has_any = True
-                    continue
-                for prefix in self.plan.destinations.get(dr.destination_id, ()):
-                    if number.startswith(prefix) and (best is None or len(prefix) > len(best[1] or "")):
-                        best = (dr.destination_id, prefix)
-        if best is None and has_any:
-            return ANY, None
-        return best
+        if rating_plan_id not in self._prefixes:
+            by_prefix: dict[str, str] = {}
+            has_any = False
+            for row in self.plan.rating_plans[rating_plan_id]:
+                for dr in self.plan.destination_rates[row.destination_rates_id]:
+                    if dr.destination_id == ANY:
+                        has_any = True
+                        continue
+                    for prefix in self.plan.destinations.get(dr.destination_id, ()):
+                        by_prefix.setdefault(prefix, dr.destination_id)
+            self._prefixes[rating_plan_id] = (by_prefix, max(map(len, by_prefix), default=0), has_any)
+        by_prefix, longest, has_any = self._prefixes[rating_plan_id]
+        for length in range(min(longest, len(number)), 0, -1):
+            destination_id = by_prefix.get(number[:length])
+            if destination_id is not None:
+                return destination_id, number[:length]
+        return (ANY, None) if has_any else None
 
     def _candidates(self, rating_plan_id: str, destination_id: str) -> list[tuple[RatingPlanRow, DestinationRate]]:
+        key = (rating_plan_id, destination_id)
+        if key not in self._candidate_cache:
+            self._candidate_cache[key] = self._find_candidates(rating_plan_id, destination_id)
+        return self._candidate_cache[key]
+
+    def _find_candidates(self, rating_plan_id: str, destination_id: str) -> list[tuple[RatingPlanRow, DestinationRate]]:
         out = []
         for row in self.plan.rating_plans[rating_plan_id]:
             for dr in self.plan.destination_rates[row.destination_rates_id]:

@@ -127,15 +127,33 @@ FILES = ("Destinations.csv", "Timings.csv", "Rates.csv", "DestinationRates.csv",
          "RatingProfiles.csv")
 
 
-def _rows(path: Path):
-    """(line number, fields) of a TP CSV, skipping the header/comment lines and blank lines."""
-    if not path.exists():
-        return
+# The same tables as dbt seeds (dbt_project/seeds/tariff): snake-case header, no '#'.
+SEED_NAMES = {"Destinations.csv": "tp_destinations.csv", "Timings.csv": "tp_timings.csv",
+              "Rates.csv": "tp_rates.csv", "DestinationRates.csv": "tp_destination_rates.csv",
+              "RatingPlans.csv": "tp_rating_plans.csv", "RatingProfiles.csv": "tp_rating_profiles.csv"}
+
+
+def _read_csv(path: Path, has_plain_header: bool) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of a TP CSV, without header, comment and blank lines."""
+    out = []
     with path.open(newline="", encoding="utf-8") as f:
         for number, row in enumerate(csv.reader(f), start=1):
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            if (has_plain_header and number == 1) or not row or not "".join(row).strip() \
+                    or row[0].lstrip().startswith("#"):
                 continue
-            yield number, [c.strip() for c in row]
+            out.append((number, [c.strip() for c in row]))
+    return out
+
+
+def read_tp_folder(folder: Path) -> dict[str, list[tuple[int, list[str]]]]:
+    """The rows of each TP file of a folder of CGRateS TP CSVs or of the dbt tariff seeds."""
+    rows = {}
+    for name in FILES:
+        if (folder / name).exists():
+            rows[name] = _read_csv(folder / name, has_plain_header=False)
+        elif (folder / SEED_NAMES[name]).exists():
+            rows[name] = _read_csv(folder / SEED_NAMES[name], has_plain_header=True)
+    return rows
 
 
 def _int_set(text: str, file: str, line: int, what: str) -> frozenset[int]:
@@ -173,10 +191,24 @@ def parse_time(text: str) -> datetime:
 
 
 def load_tariff_plan(folder: Path | str) -> TariffPlan:
+    """A folder of CGRateS TP CSV files (Rates.csv, ...) or of the dbt seeds (tp_rates.csv, ...)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TariffPlanError(str(folder), None, "not a folder of CGRateS TP CSV files")
-    plan = TariffPlan(folder.name)
+    return build_tariff_plan(folder.name, read_tp_folder(folder))
+
+
+def build_tariff_plan(name: str, rows_by_file: dict[str, list[tuple[int, list[str]]]]) -> TariffPlan:
+    """Check and assemble a plan from the rows of each TP file (from CSV files or tables).
+
+    Errors name the CGRateS file and the row's line (for a table: its row number).
+    """
+    plan = TariffPlan(name)
+
+    def _rows(path: Path):
+        return rows_by_file.get(path.name, [])
+
+    folder = Path(".")
 
     f = "Destinations.csv"
     for line, row in _rows(folder / f):

@@ -1,0 +1,37 @@
+"""Rating: the Spark batch job per day, run through Dagster Pipes, into rating_cdrs."""
+
+import sys
+
+import dagster as dg
+
+from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
+from cdr_platform.lib.rating.default_plan import SEED_FILES
+from cdr_platform.lib.settings import REPO_ROOT
+
+GROUP = "rating"
+RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
+TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in SEED_FILES]
+# Days by call start time (UTC). The generator's default traffic is yesterday's.
+RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+
+
+@dg.asset(
+    key=RATING_CDRS_KEY, deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS], partitions_def=RATING_DAYS, group_name=GROUP,
+    kinds={"spark", "postgres"},
+    description="Warehouse table rating.rating_cdrs: every clean CDR of the day priced with the tariff plan "
+                "(CGRateS semantics), and rating.rating_suspense for those the tariff does not cover. "
+                "A re-run replaces the day.",
+)
+def rating_cdrs(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient):
+    return pipes_subprocess_client.run(
+        context=context,
+        command=[sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day", context.partition_key],
+        env={"CDR_RUN_ID": context.run_id, "PYSPARK_PYTHON": sys.executable},
+        cwd=str(REPO_ROOT),
+    ).get_results()
+
+
+rate_cdrs_job = dg.define_asset_job(
+    "rate_cdrs", selection=dg.AssetSelection.assets(RATING_CDRS_KEY), partitions_def=RATING_DAYS,
+    description="Rate one day of clean CDRs into rating_cdrs (and suspense).",
+)

@@ -1,0 +1,40 @@
+"""The dbt project of the platform, prepared (parsed) once so Dagster can read its manifest."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from functools import cache
+
+from cdr_platform.lib.settings import REPO_ROOT
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+def dbt_executable() -> str:
+    """dbt of this environment (the venv's), whether or not the venv is on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
+def dbt_target() -> str:
+    """postgres locally; sqlserver in production (CDR_DBT_TARGET, else the warehouse kind)."""
+    return os.environ.get("CDR_DBT_TARGET") or os.environ.get("CDR_WAREHOUSE_KIND", "postgres")
+
+
+@cache
+def dbt_project():
+    from dagster_dbt import DbtProject
+
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=dbt_target())
+    if not project.manifest_path.exists():
+        # A fresh clone has no manifest yet: parse once (a few seconds), as `dagster dev` would.
+        import subprocess
+
+        subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                        "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target()],
+                       check=True, cwd=DBT_PROJECT_DIR)
+    else:
+        project.prepare_if_dev()
+    return project
