@@ -51,6 +51,7 @@ bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_produce
 	$(PY) -m benchmarks.bench_mediation
 	$(PY) -m benchmarks.bench_latency
+	$(PY) -m benchmarks.bench_rating
 
 clean: down
 	rm -rf .stack data .dagster_home

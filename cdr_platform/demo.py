@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             elif key == "error_cdrs":
                 summary = (f"{meta['rejected'] + meta['duplicates']:,} rejects and duplicates "
                            f"published to topic {meta['topic']}")
+            elif "dagster/row_count" in meta and "table" in meta:
+                summary = f"{meta['dagster/row_count']:,} rows in {meta['table']}"
             else:
-                summary = f"{meta.get('dagster/row_count', '?'):,} rows in {meta.get('table', '')}"
+                summary = "materialized"
             print(f"{key:22} {summary}")
         checks = list(result.get_asset_check_evaluations())
         if result.success:

@@ -9,15 +9,21 @@ def test_definitions_load_with_the_expected_asset_graph():
     assert {"numbering_plan", "cell_catalogue", "subscribers", "raw_cdrs", "clean_cdrs", "error_cdrs"} <= keys
     for mediated in ("clean_cdrs", "error_cdrs"):
         assert dg.AssetKey("raw_cdrs") in graph.get(dg.AssetKey(mediated)).parent_keys
+    # lineage raw-cdrs -> clean_cdrs -> rating_cdrs, with the tariff seeds
+    rating_parents = graph.get(dg.AssetKey("rating_cdrs")).parent_keys
+    assert dg.AssetKey("clean_cdrs") in rating_parents
+    assert dg.AssetKey(["tariffs", "tp_rating_profiles"]) in rating_parents
+    assert graph.get(dg.AssetKey("rating_cdrs")).partitions_def is not None
     assert dg.AssetKey("subscribers") in graph.get(dg.AssetKey("raw_cdrs")).parent_keys
     assert {dg.AssetKey("numbering_plan"), dg.AssetKey("cell_catalogue")} <= graph.get(
         dg.AssetKey("subscribers")).parent_keys
     checks = {k.name for k in graph.asset_check_keys}
     assert {"subscribers_match_numbering_plan", "raw_cdrs_offsets_account_for_every_record",
             "mediation_balances", "clean_cdrs_unique_record_id", "clean_cdrs_complete_and_typed",
-            "rejection_rate"} <= checks
+            "rejection_rate", "rating_covers_every_clean_cdr", "rating_no_negative_cost",
+            "rating_rerate_sample_matches", "tariff_plan_is_consistent"} <= checks
     jobs = {j.name for j in defs.resolve_all_job_defs()}
-    assert {"generate_cdrs", "mediate_cdrs", "cdr_pipeline"} <= jobs
+    assert {"generate_cdrs", "mediate_cdrs", "rate_cdrs", "cdr_pipeline"} <= jobs
     assert {s.name for s in defs.sensors} == {"raw_cdrs_sensor"}
 
 

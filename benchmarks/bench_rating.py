@@ -1,0 +1,112 @@
+"""Benchmark: rate a day of clean CDRs from clean_cdrs into rating_cdrs; and the plain engine alone.
+
+    python -m benchmarks.bench_rating [--count 1000000] [--runs 3]
+
+Fills a throw-away clean_cdrs with `count` valid CDRs of one day (generator + the mediation
+rules, COPY), seeds the default tariff, then runs the rating job for that day `runs` times
+(each run replaces the day) in its own driver process: rows/s over the whole job. Then the
+plain engine alone on one core, over the same records in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    import psycopg
+
+    from cdr_platform.lib.dbt.project import DBT_PROJECT_DIR, dbt_executable
+    from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
+    from cdr_platform.lib.mediation_store import CLEAN_COLUMN_NAMES, MediationTables
+    from cdr_platform.lib.rating.cdr_rating import rate_cdr
+    from cdr_platform.lib.rating.engine import RatingEngine
+    from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
+    from cdr_platform.lib.spark.rating_job import SUMMARY_PREFIX
+    from cdr_platform.lib.subscribers import generate_subscribers
+    from cdr_platform.lib.validation import CLEAN_COLUMNS, mediate
+
+    settings = load_settings()
+    tag = uuid.uuid4().hex[:6]
+    clean_schema, rating_schema = f"bench_clean_{tag}", f"bench_rating_{tag}"
+    subprocess.run([dbt_executable(), "seed", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                    "--profiles-dir", str(DBT_PROJECT_DIR)], check=True, cwd=DBT_PROJECT_DIR)
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    config = GeneratorConfig(count=args.count, seed=4, error_rate=0.0, start_time=day, span_hours=24)
+    tables = MediationTables(clean_schema)
+    received = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    segments = {s.msisdn: s.segment for s in generate_subscribers()}
+    sample = []
+    with psycopg.connect(settings.warehouse.conninfo()) as conn:
+        for statement in tables.ddl():
+            conn.execute(statement)
+        n = 0
+        with conn.cursor().copy(f"copy {tables.clean} ({', '.join(CLEAN_COLUMN_NAMES)}, query_id, batch_id,"
+                                f" mediated_at) from stdin") as copy:
+            for chunk in CdrGenerator(config).chunks():
+                for value in chunk.values:
+                    record = mediate(value, received).record
+                    if record is None:
+                        continue  # duplicates are not injected at error_rate 0; nothing else is spoiled
+                    row = [record[c] for c in CLEAN_COLUMNS]
+                    copy.write_row((*row, n % 3, n, received, "bench", 0, received))
+                    if len(sample) < 200_000:
+                        sample.append(record)
+                    n += 1
+        conn.commit()
+    print(f"{n:,} clean CDRs in {tables.clean}", flush=True)
+
+    results = []
+    try:
+        for run in range(args.runs):
+            env = {**os.environ, "CDR_MEDIATION_SCHEMA": clean_schema, "CDR_RATING_SCHEMA": rating_schema,
+                   "PYSPARK_PYTHON": sys.executable}
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day",
+                                   day.date().isoformat()], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            summary = json.loads(next(line for line in proc.stdout.splitlines()
+                                      if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
+            results.append(summary["input"] / wall)
+            print(f"run {run + 1}: {summary['input']:,} rated in {wall:.1f} s = {results[-1]:,.0f} rows/s "
+                  f"(process, Spark start-up included); {summary['rated']:,} rated, "
+                  f"{summary['suspended']:,} suspense", flush=True)
+
+        with psycopg.connect(settings.warehouse.conninfo()) as conn:
+            engine = RatingEngine(load_tariff_from_warehouse(conn, RatingTables()))
+        started = time.perf_counter()
+        for r in sample:
+            rate_cdr(engine, record_type=r["record_type"], direction=r["direction"],
+                     served_operator_id=r["served_operator_id"], segment=segments.get(r["served_msisdn"]),
+                     other_msisdn=r["other_msisdn"], technology=r["technology"], start_time=r["start_time"],
+                     duration_s=r["duration_s"], data_volume_bytes=r["data_volume_bytes"])
+        plain = len(sample) / (time.perf_counter() - started)
+    finally:
+        with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
+            conn.execute(f"drop schema if exists {clean_schema} cascade")
+            conn.execute(f"drop schema if exists {rating_schema} cascade")
+    print(f"\nSpark rating job, median of {len(results)}: {statistics.median(results):,.0f} rows/s; "
+          f"plain engine on one core: {plain:,.0f} rows/s ({len(sample):,} CDRs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Rating on real Spark and PostgreSQL: a day replaced on re-run, midnight crossings, suspense."""
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from cdr_platform.defs.rating.assets import rating_cdrs
+from cdr_platform.defs.rating.checks import (
+    rating_covers_every_clean_cdr,
+    rating_no_negative_cost,
+    rating_rerate_sample_matches,
+)
+from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.lib.generator import GeneratorConfig
+from cdr_platform.lib.rating.engine import RatingEngine
+from cdr_platform.lib.rating.store import load_tariff_from_warehouse, RatingTables
+from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform_tests.integration.mediation_support import MediationSandbox
+
+pytestmark = pytest.mark.timeout(900)
+EVENING = datetime(2026, 11, 20, 22, tzinfo=timezone.utc)  # 22:00 -> 02:00: calls cross midnight
+
+
+@pytest.fixture(scope="module")
+def seeded(local_stack):
+    subprocess.run([dbt_executable(), "seed", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                    "--profiles-dir", str(DBT_PROJECT_DIR)], check=True, cwd=DBT_PROJECT_DIR)
+    return local_stack
+
+
+@pytest.fixture
+def mediated(seeded, tmp_path, monkeypatch):
+    """CDRs over midnight, mediated into a sandbox schema; rating into its own schema."""
+    box = MediationSandbox.create(seeded, tmp_path)
+    rating_schema, tariff_schema = f"rat_{uuid.uuid4().hex[:8]}", f"tar_{uuid.uuid4().hex[:8]}"
+    env = {**box.env(), "CDR_RATING_SCHEMA": rating_schema, "CDR_TARIFF_SCHEMA": tariff_schema}
+    for key, value in env.items():
+        if key.startswith("CDR_"):
+            monkeypatch.setenv(key, value)
+    with box.connect() as conn:  # the seeded tariff, less the Americas: those calls must go to suspense
+        conn.execute(f"create schema {tariff_schema}")
+        for table in ("tp_destinations", "tp_timings", "tp_rates", "tp_rating_plans", "tp_rating_profiles"):
+            conn.execute(f"create table {tariff_schema}.{table} as select * from tariffs.{table}")
+        conn.execute(f"create table {tariff_schema}.tp_destination_rates as select * from"
+                     " tariffs.tp_destination_rates where destination_id <> 'INTL_AMERICAS'")
+    box.produce(GeneratorConfig(count=8_000, seed=51, error_rate=0.0, start_time=EVENING, span_hours=4))
+    result = box.run()
+    assert result.returncode == 0, result.stderr[-2000:]
+    yield box, env, RatingTables(rating_schema, tariff_schema=tariff_schema)
+    with box.connect() as conn:
+        conn.execute(f"drop schema if exists {rating_schema} cascade")
+        conn.execute(f"drop schema if exists {tariff_schema} cascade")
+    box.drop()
+
+
+def rate(env, day: str):
+    return subprocess.run([sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day", day],
+                          env={**os.environ, **env}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(mediated):
+    box, env, tables = mediated
+    for day in ("2026-11-20", "2026-11-21"):
+        done = rate(env, day)
+        assert done.returncode == 0, done.stderr[-3000:]
+    clean_by_day = dict(box.query(f"select cast(start_time as date), count(*) from {box.tables.clean} group by 1"))
+    rated_by_day = dict(box.query(f"select rating_day, count(*) from {tables.rated} group by 1"))
+    suspense_by_day = dict(box.query(f"select rating_day, count(*) from {tables.suspense} group by 1"))
+    for day, n in clean_by_day.items():
+        assert rated_by_day.get(day, 0) + suspense_by_day.get(day, 0) == n
+    reasons = {r[0] for r in box.query(f"select distinct reason from {tables.suspense}")}
+    assert reasons == {"NO_DESTINATION"}
+    assert all(o.startswith("+1") for (o,) in box.query(f"select c.other_msisdn from {tables.suspense} s"
+                                                         f" join {box.tables.clean} c using (record_id)"))
+    before = box.query(f"select record_id, cost from {tables.rated} order by record_id")
+
+    again = rate(env, "2026-11-20")  # re-running a day replaces it
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert box.query(f"select record_id, cost from {tables.rated} order by record_id") == before
+
+    # a call that starts before midnight and ends after it: rated on its start day, split at midnight
+    crossing = box.query(
+        f"select r.record_id, r.cost, c.duration_s, c.start_time from {tables.rated} r join {box.tables.clean} c"
+        f" using (record_id) where c.record_type = 'voice' and r.rating_day = '2026-11-20' and c.direction ="
+        f" 'outgoing' and c.start_time + c.duration_s * interval '1 second' > '2026-11-21'"
+        f" order by c.duration_s desc fetch first 1 rows only")
+    assert crossing, "the generator made no call across midnight"
+    with box.connect() as conn:
+        engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
+    record_id, cost, duration, start = crossing[0]
+    row = box.query(f"select other_msisdn, served_operator_id from {box.tables.clean} where record_id = %s",
+                    (record_id,))[0]
+    rating = engine.rate(tor="*voice", tenant=row[1], category="call", subject="*any",
+                         destination=row[0].lstrip("+"), setup_time=start.replace(tzinfo=timezone.utc),
+                         usage_ns=duration * 1_000_000_000)
+    assert any(s.start.date().isoformat() == "2026-11-21" for s in rating.spans)
+
+
+def test_rating_through_dagster_passes_its_checks(mediated):
+    box, env, tables = mediated
+    wh = box.settings.warehouse
+    warehouse = WarehouseResource(host=wh.host, port=wh.port, database=wh.database, user=wh.user,
+                                  password=wh.password)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [rating_cdrs, rating_covers_every_clean_cdr, rating_no_negative_cost, rating_rerate_sample_matches],
+            instance=instance, partition_key="2026-11-20",
+            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse})
+        assert result.success
+        meta = result.asset_materializations_for_node("rating_cdrs")[0].metadata
+        assert meta["rated"].value + meta["suspended"].value == meta["input"].value > 0
+        assert "voice" in meta["revenue_by_type"].value
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == {"rating_covers_every_clean_cdr": True, "rating_no_negative_cost": True,
+                          "rating_rerate_sample_matches": True}
