@@ -28,13 +28,13 @@ def dbt_project():
     from dagster_dbt import DbtProject
 
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=dbt_target())
-    if not project.manifest_path.exists():
-        # A fresh clone has no manifest yet: parse once (a few seconds), as `dagster dev` would.
+    # Parse when there is no manifest yet (a fresh clone) and on every `dagster dev` start, so
+    # edits to the dbt project show up. Done here rather than by prepare_if_dev(), which looks
+    # for `dbt` on PATH and fails when the venv is not activated.
+    if not project.manifest_path.exists() or os.environ.get("DAGSTER_IS_DEV_CLI"):
         import subprocess
 
         subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
                         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target()],
                        check=True, cwd=DBT_PROJECT_DIR)
-    else:
-        project.prepare_if_dev()
     return project
