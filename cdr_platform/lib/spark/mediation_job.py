@@ -98,12 +98,15 @@ class _DirectWriter:
         """Store what is new; return (indexes of duplicate rows, number of clean rows)."""
         import psycopg
 
-        while True:
+        for attempt in range(5):
             try:
                 with self.conn.transaction():
                     return self._write_once(rows)
             except psycopg.errors.UniqueViolation:
-                continue  # another task stored one of these ids meanwhile: look again
+                # Another task stored one of these ids meanwhile: look again, and it is a duplicate.
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def _write_once(self, rows: list[tuple]) -> tuple[list[int], int]:
         ids = [row[0] for row in rows]
@@ -321,9 +324,16 @@ class MediationRun:
             counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
             if not counts:
                 return  # an empty micro-batch: nothing consumed, nothing to record
-            offsets = [{"topic": self.raw_topic, "kafka_partition": r["part"],
-                        "from_offset": r["first_offset"], "until_offset": r["last_offset"] + 1,
-                        "messages": r["messages"]} for r in counts]
+            # one row per (task, Kafka partition): Spark may give a partition's range to several tasks
+            by_partition: dict[int, dict] = {}
+            for r in counts:
+                o = by_partition.setdefault(r["part"], {"topic": self.raw_topic, "kafka_partition": r["part"],
+                                                        "from_offset": r["first_offset"],
+                                                        "until_offset": r["last_offset"] + 1, "messages": 0})
+                o["from_offset"] = min(o["from_offset"], r["first_offset"])
+                o["until_offset"] = max(o["until_offset"], r["last_offset"] + 1)
+                o["messages"] += r["messages"]
+            offsets = [by_partition[p] for p in sorted(by_partition)]
             rejected = sum(r["rejected"] for r in counts)
             by_reason: Counter = Counter()
             for r in counts:
@@ -506,8 +516,10 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
               .option("subscribe", raw_topic)
               .option("startingOffsets", "earliest")
               .option("failOnDataLoss", "true")  # a record that expired unread is an error
-              .option("maxOffsetsPerTrigger", str(max_offsets))
-              .load())
+              .option("maxOffsetsPerTrigger", str(max_offsets)))
+    if os.environ.get("CDR_MEDIATION_MIN_PARTITIONS"):  # split Kafka partitions over more tasks
+        source = source.option("minPartitions", os.environ["CDR_MEDIATION_MIN_PARTITIONS"])
+    source = source.load()
     writer = source.writeStream.queryName("cdr_mediation").option("checkpointLocation", checkpoint) \
         .foreachBatch(on_each_batch)
     writer = writer.trigger(processingTime=interval) if continuous else writer.trigger(availableNow=True)
