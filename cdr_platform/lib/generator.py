@@ -127,6 +127,7 @@ class GeneratedChunk:
     values: list[bytes]
     record_types: list[str]
     injected: list[str | None]  # error class per message, None when valid
+    hours: list[int] = field(default_factory=list)  # UTC hour of day each record was drawn for
 
     def __len__(self) -> int:
         return len(self.values)
@@ -330,7 +331,8 @@ class CdrGenerator:
                 keys[pos] = keys[source]
                 sent_types[pos] = sent_types[source]
         return GeneratedChunk(keys=keys, values=values,  # type: ignore[arg-type]
-                              record_types=sent_types, injected=injected)
+                              record_types=sent_types, injected=injected,
+                              hours=((start_ms // 3_600_000) % 24).tolist())
 
     def _other_party(self, i, sub, op, destination, peer_is_subscriber, peer_pick,
                      other_operator_shift, block_pick, suffix, country, long_suffix,

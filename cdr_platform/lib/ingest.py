@@ -23,6 +23,7 @@ class ProduceReport:
     records: int = 0
     by_record_type: Counter = field(default_factory=Counter)
     by_injected_error: Counter = field(default_factory=Counter)
+    by_hour: Counter = field(default_factory=Counter)  # UTC hour of day of the call start
     offsets_before: dict[int, int] = field(default_factory=dict)
     offsets_after: dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -34,6 +35,15 @@ class ProduceReport:
     @property
     def valid_records(self) -> int:
         return self.records - sum(self.by_injected_error.values())
+
+    def hourly_chart(self, width: int = 40) -> str:
+        """Records per hour of day as a text bar chart (markdown), the busy hours at a glance."""
+        peak = max(self.by_hour.values(), default=0) or 1
+        lines = ["| hour (UTC) | records | |", "|---|---|---|"]
+        for hour in range(24):
+            n = self.by_hour.get(hour, 0)
+            lines.append(f"| {hour:02d}:00 | {n:,} | `{'█' * round(width * n / peak)}` |")
+        return "\n".join(lines)
 
     def offsets_table(self) -> list[dict[str, int]]:
         return [{"partition": p, "from_offset": self.offsets_before.get(p, 0),
@@ -64,6 +74,7 @@ def produce_cdrs(config: GeneratorConfig, producer: CdrProducer, bootstrap_serve
         report.records += len(chunk)
         report.by_record_type.update(chunk.record_types)
         report.by_injected_error.update(e for e in chunk.injected if e is not None)
+        report.by_hour.update(chunk.hours)
         now = time.perf_counter()
         if now - last_progress >= PROGRESS_EVERY_S:
             last_progress = now

@@ -40,6 +40,7 @@ def test_generate_cdrs_materializes_reference_tables_and_raw_cdrs(local_stack, f
     assert meta["raw_cdrs"]["records"].value == 5_000
     assert meta["raw_cdrs"]["injected_errors"].value == 500
     assert "duplicate_record" in meta["raw_cdrs"]["by_injected_error"].value
+    assert meta["raw_cdrs"]["traffic_by_hour"].value.count("\n") == 25  # a bar per hour
     assert meta["subscribers"]["dagster/row_count"].value == 300
     assert sum(end_offsets(local_stack.kafka.bootstrap_servers, fresh_topic).values()) == 10_000
     assert all(c.passed for c in result.get_asset_check_evaluations())
