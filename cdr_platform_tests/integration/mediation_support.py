@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -104,6 +105,18 @@ class MediationSandbox:
     def rejects(self) -> dict[str, dict]:
         """error-cdrs by reject key, repeats (from replays) folded as a consumer does."""
         return {m.key.decode(): orjson.loads(m.value) for m in self.consume(self.error_topic)}
+
+    def wait_for_first_batch(self, timeout_s: float = 180) -> None:
+        """Until a running job has committed its first batch (its tables may not exist yet)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.query(f"select count(*) from {self.tables.ledger}")[0][0] >= 1:
+                    return
+            except psycopg.errors.UndefinedTable:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"no batch committed within {timeout_s} s")
 
     def ledger_totals(self) -> dict[str, int]:
         row = self.query(f"select coalesce(sum(rows_in),0), coalesce(sum(clean),0), coalesce(sum(rejected),0),"

@@ -113,14 +113,7 @@ def test_an_external_sigkill_at_any_moment_then_a_rerun_is_exactly_once(sandbox)
     expected = expected_outcome(config)
     proc = subprocess.Popen(sandbox.command("--max-offsets-per-trigger", "4000"), env=sandbox.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if sandbox.query(f"select count(*) from {sandbox.tables.ledger}")[0][0] >= 1:
-                break
-        except Exception:
-            pass  # tables not created yet
-        time.sleep(0.2)
+    sandbox.wait_for_first_batch()
     time.sleep(random.uniform(0.2, 1.5))  # somewhere inside a later batch
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
@@ -138,14 +131,7 @@ def test_postgres_stopped_during_a_run_fails_clearly_then_a_rerun_is_exactly_onc
     proc = subprocess.Popen(sandbox.command("--max-offsets-per-trigger", "2000"), env=sandbox.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if sandbox.query(f"select count(*) from {sandbox.tables.ledger}")[0][0] >= 1:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.2)
+        sandbox.wait_for_first_batch()
         stack.down_postgres(sandbox.settings)
         _, stderr = proc.communicate(timeout=240)
         assert proc.returncode == 1

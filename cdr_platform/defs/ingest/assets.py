@@ -33,24 +33,24 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _replace_reference_table(warehouse: WarehouseResource, table, rows) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        count = ref.replace_table(conn, table, rows)
+    return dg.MaterializeResult(metadata={"dagster/row_count": count, "table": table.qualified})
+
+
 @dg.asset(group_name=GROUP, kinds={"python", "postgres"},
           description="The national numbering plan (prefix -> country, operator, zone), "
                       "as table reference.numbering_plan.")
 def numbering_plan(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.connect() as conn:
-        rows = ref.replace_table(conn, ref.NUMBERING_PLAN_TABLE, ref.numbering_plan_rows())
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows,
-                                          "table": ref.NUMBERING_PLAN_TABLE.qualified})
+    return _replace_reference_table(warehouse, ref.NUMBERING_PLAN_TABLE, ref.numbering_plan_rows())
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "postgres"},
           description="The cell catalogue of the national operators (CGI -> operator, region), "
                       "as table reference.cell_catalogue.")
 def cell_catalogue(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.connect() as conn:
-        rows = ref.replace_table(conn, ref.CELL_CATALOGUE_TABLE, ref.cell_catalogue_rows())
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows,
-                                          "table": ref.CELL_CATALOGUE_TABLE.qualified})
+    return _replace_reference_table(warehouse, ref.CELL_CATALOGUE_TABLE, ref.cell_catalogue_rows())
 
 
 class SubscribersConfig(dg.Config):
