@@ -6,11 +6,13 @@
     python -m cdr_platform.lib.spark.mediation_job --continuous --interval "1 second"
 
 Reads raw-cdrs from the earliest offset on the first run, then from its checkpoint (one per
-environment). Each micro-batch is validated and normalised once (the rules of
-cdr_platform.lib.validation, applied to Arrow batches), then in foreachBatch:
-clean rows -> staging (bulk JDBC) -> one warehouse transaction (de-duplication, insert,
-ledger) -> rejects and duplicates to error-cdrs -> staging cleared. See
-cdr_platform.lib.mediation_store for why a replayed batch changes nothing.
+environment). In foreachBatch, each micro-batch is validated and normalised once by the
+Spark tasks (the rules of cdr_platform.lib.validation, applied to Arrow batches), which also
+store the clean rows (direct path, PostgreSQL: lookup + COPY into clean_cdrs); the driver
+then writes the batch's ledger entry and publishes rejects and duplicates to error-cdrs.
+On the staged path (SQL Server) clean rows go through Spark's JDBC writer into a staging
+table and one warehouse transaction merges them. See cdr_platform.lib.mediation_store for
+why a replayed batch changes nothing.
 
 Settings come from the environment (cdr_platform.lib.settings); the Spark master URL is
 CDR_SPARK_MASTER, so the same job runs on a cluster. Under Dagster Pipes it reports the
