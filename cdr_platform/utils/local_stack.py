@@ -115,10 +115,10 @@ def _services(settings: Settings) -> dict[str, Service]:
     return {
         "kafka": Service("kafka", d / "run" / "kafka.pid", d / "logs" / "kafka.log",
                          settings.kafka.bootstrap_servers, str(d / "kafka" / "server.properties")),
-        "postgres": Service("postgres", d / "postgres" / "data" / "postmaster.pid",
-                            d / "logs" / "postgres.log",
+        "postgres": Service("postgres", postgres_root(settings) / "data" / "postmaster.pid",
+                            postgres_root(settings) / "postgres.log",
                             f"{settings.warehouse.host}:{settings.stack.postgres_port}",
-                            str(d / "postgres" / "data")),
+                            str(postgres_root(settings) / "data")),
     }
 
 
@@ -240,6 +240,43 @@ def _pg_bindir() -> Path:
     raise StackError("PostgreSQL server binaries not found; install Debian's `postgresql` package")
 
 
+def postgres_root(settings: Settings) -> Path:
+    """Where the cluster lives: .stack/postgres, unless the `postgres` account (which runs it
+    when we are root) cannot reach that folder - a clone under /root, say. Then a folder of
+    /var/lib/cdr-platform named after the stack directory, so each checkout keeps its own."""
+    local = settings.stack.directory / "postgres"
+    if os.geteuid() != 0 or _postgres_can_reach(settings.stack.directory):
+        return local
+    import hashlib
+
+    tag = hashlib.sha1(str(settings.stack.directory.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/cdr-platform") / tag / "postgres"
+
+
+def _postgres_can_reach(directory: Path) -> bool:
+    """Can the `postgres` account traverse every folder down to `directory` (existing part)?"""
+    import pwd
+
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        return True  # no such account: the install step will say so
+    path = directory.resolve()
+    while not path.exists():
+        path = path.parent
+    for folder in [path, *path.parents]:
+        st = folder.stat()
+        if st.st_uid == pw.pw_uid:
+            mode_bit = 0o100
+        elif st.st_gid == pw.pw_gid:
+            mode_bit = 0o010
+        else:
+            mode_bit = 0o001
+        if not st.st_mode & mode_bit:
+            return False
+    return True
+
+
 def _as_postgres_user(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: use the `postgres` account the package creates."""
     if os.geteuid() != 0:
@@ -264,10 +301,12 @@ def start_postgres(settings: Settings) -> None:
         _ensure_database(settings)
         return
     bindir = _pg_bindir()
-    root = settings.stack.directory / "postgres"
-    data, sockets, logs = root / "data", root / "run", settings.stack.directory / "logs"
-    for p in (root, sockets, logs):
+    root = postgres_root(settings)
+    data, sockets = root / "data", root / "run"
+    for p in (root, sockets):
         p.mkdir(parents=True, exist_ok=True)
+    if root != settings.stack.directory / "postgres":
+        _say(f"the postgres account cannot reach {settings.stack.directory}; the cluster lives in {root}")
     svc.log_file.touch()
     _chown_for_postgres(root, sockets, svc.log_file)
     if not (data / "PG_VERSION").exists():
@@ -362,7 +401,7 @@ def down_postgres(settings: Settings) -> None:
     pg = _services(settings)["postgres"]
     if pg.running():
         _say(f"stopping postgres (pid {pg.pid()})")
-        data = settings.stack.directory / "postgres" / "data"
+        data = postgres_root(settings) / "data"
         result = subprocess.run(_as_postgres_user(
             [str(_pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
             capture_output=True, text=True)

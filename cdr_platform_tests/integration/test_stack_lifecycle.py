@@ -40,3 +40,35 @@ def test_kafka_listens_on_loopback_only(local_stack):
     props = stack._kafka_properties(local_stack)
     listeners = [line for line in props.splitlines() if line.startswith(("listeners=", "advertised."))]
     assert listeners and all("0.0.0.0" not in line and "127.0.0.1" in line for line in listeners)
+
+
+def test_postgres_runs_from_a_checkout_its_account_cannot_reach(tmp_path, monkeypatch):
+    import os
+    import socket as _socket
+
+    import pytest
+
+    from cdr_platform.lib.settings import load_settings
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands PostgreSQL to the postgres account")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)  # like /root: nobody else may enter
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CDR_STACK_DIR", str(private / ".stack"))
+    monkeypatch.setenv("CDR_WAREHOUSE_PORT", str(port))
+    settings = load_settings()
+    root = stack.postgres_root(settings)
+    assert not str(root).startswith(str(private)) and str(root).startswith("/var/lib/cdr-platform/")
+    try:
+        stack.start_postgres(settings)
+        assert _listening(port)
+        stack.start_postgres(settings)  # twice is harmless here too
+    finally:
+        stack.down_postgres(settings)
+        import shutil
+
+        shutil.rmtree(root.parent, ignore_errors=True)
+    assert not _listening(port)
