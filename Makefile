@@ -1,6 +1,7 @@
 # Two commands for a new user: `make demo` and `make test`. Everything else is here for
 # day-to-day work. Python comes from .venv/ (created on first use).
-PYTHON ?= python3.11
+# Python 3.11 (the version the dependency set is pinned for); python3 if that is 3.11 too
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -15,7 +16,8 @@ system-packages:
 	@bash scripts/install_system_packages.sh
 
 $(VENV)/.installed: pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || \
+		{ echo "need Python 3.11 (found: $(PYTHON)); set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
