@@ -20,6 +20,9 @@ def build_spark_session(app_name: str, settings: Settings | None = None, **extra
                            "(or `python -m cdr_platform.utils.local_stack jars`) first")
     # Executors must run the same Python as the driver (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Spark binds its driver and block manager to loopback unless told otherwise (a cluster
+    # deployment sets SPARK_LOCAL_IP, or spark.driver.host, to a routable address).
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
@@ -33,8 +36,8 @@ def build_spark_session(app_name: str, settings: Settings | None = None, **extra
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
         .config("spark.ui.enabled", os.environ.get("CDR_SPARK_UI", "false"))
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
+        .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
     )
