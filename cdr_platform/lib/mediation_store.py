@@ -11,8 +11,8 @@ batch and then sees the winner's row. The driver then replaces the batch's ledge
 
 Staged (SQL Server through JDBC bulk copy; also runs on PostgreSQL):
 
-1. the batch's clean rows are bulk-written (COPY) to a staging table by the Spark tasks that
-   validated them, tagged (query_id, batch_id, task attempt), with their raw payload;
+1. the batch's clean rows are bulk-written to a staging table by Spark's JDBC writer, tagged
+   (query_id, batch_id), with their raw payload;
 2. one transaction then marks the duplicates (record id already in clean_cdrs from another
    Kafka offset or from another streaming query, or seen earlier in the same batch), inserts
    the rest into clean_cdrs unless that very source offset is already there from this query
@@ -131,13 +131,12 @@ class MediationTables:
                 "query_id varchar(64) not null",
                 "batch_id bigint not null",
                 f"mediated_at {d.timestamp} not null",
-                f"constraint pk_clean_cdrs primary key (record_id)"])),
+                "constraint pk_clean_cdrs primary key (record_id)"])),
             d.create_index("ix_clean_cdrs_start_time", self.clean, "start_time"),
             # no primary key: it holds what a batch wrote, duplicates included
             d.create_table(self.staging, self._columns([
                 "query_id varchar(64) not null",
                 "batch_id bigint not null",
-                "task_attempt bigint not null",
                 f"raw_key {d.binary}",
                 f"raw_value {d.binary}",
                 "is_duplicate smallint not null default 0"]), scratch=True),
@@ -165,9 +164,6 @@ class MediationTables:
         ]
 
     # -- the commit of one batch -------------------------------------------------------
-
-    def staging_copy_columns(self) -> tuple[str, ...]:
-        return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "task_attempt", "raw_key", "raw_value")
 
     def stored_sources_sql(self) -> str:
         """PostgreSQL direct path: where clean_cdrs already holds any of a list of record ids."""

@@ -10,7 +10,7 @@ from dataclasses import astuple
 from cdr_platform.lib.network import CELL_CATALOGUE
 from cdr_platform.lib.numbering_plan import NUMBERING_PLAN, OPERATORS_BY_ID
 from cdr_platform.lib.subscribers import Subscriber
-from cdr_platform.lib.warehouse import Column, TableSpec, replace_table  # noqa: F401  (re-exported)
+from cdr_platform.lib.warehouse import Column, TableSpec
 
 NUMBERING_PLAN_TABLE = TableSpec("reference", "numbering_plan", (
     Column("prefix", "varchar(15)", False),

@@ -73,6 +73,13 @@ class WarehouseSettings:
         return ("com.microsoft.sqlserver.jdbc.SQLServerDriver" if self.kind == "sqlserver"
                 else "org.postgresql.Driver")
 
+    def jdbc_options(self) -> dict[str, str]:
+        """user/password/driver for Spark's JDBC reader and writer."""
+        options = {"user": self.user, "driver": self.jdbc_driver}
+        if self.password:
+            options["password"] = self.password
+        return options
+
     def odbc_connection_string(self) -> str:
         """For mssql-python, the driver-side connection to SQL Server."""
         return (f"Server={self.host},{self.port};Database={self.database};Uid={self.user};"

@@ -110,7 +110,3 @@ def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Seq
                 copy.write_row(row)
                 count += 1
     return count
-
-
-def row_count(conn: psycopg.Connection, table: TableSpec) -> int:
-    return conn.execute(f"select count(*) from {table.qualified}").fetchone()[0]

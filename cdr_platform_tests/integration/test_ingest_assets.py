@@ -1,7 +1,6 @@
 """The ingest assets materialize against the real stack, with their metadata and checks."""
 
 import dagster as dg
-import pytest
 
 from cdr_platform.defs.ingest.assets import cell_catalogue, numbering_plan, raw_cdrs, subscribers
 from cdr_platform.defs.ingest.checks import (

@@ -17,6 +17,7 @@ from cdr_platform.lib.subscribers import (
     generate_subscribers,
     write_subscribers_csv,
 )
+from cdr_platform.lib.warehouse import replace_table
 
 GROUP = "ingest"
 RAW_CDRS_KEY = dg.AssetKey("raw_cdrs")
@@ -35,7 +36,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 def _replace_reference_table(warehouse: WarehouseResource, table, rows) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
-        count = ref.replace_table(conn, table, rows)
+        count = replace_table(conn, table, rows)
     return dg.MaterializeResult(metadata={"dagster/row_count": count, "table": table.qualified})
 
 
@@ -66,7 +67,7 @@ def subscribers(context: dg.AssetExecutionContext, config: SubscribersConfig,
     subs = generate_subscribers(config.count, config.seed)
     path = write_subscribers_csv(subs, load_settings().data_dir / "reference" / "subscribers.csv")
     with warehouse.connect() as conn:
-        rows = ref.replace_table(conn, ref.SUBSCRIBERS_TABLE, ref.subscriber_rows(subs))
+        rows = replace_table(conn, ref.SUBSCRIBERS_TABLE, ref.subscriber_rows(subs))
     by_operator: dict[str, int] = {}
     for s in subs:
         by_operator[s.operator_name] = by_operator.get(s.operator_name, 0) + 1

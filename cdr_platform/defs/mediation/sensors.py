@@ -1,7 +1,5 @@
 """Launch a bounded mediation run when raw-cdrs holds messages the ledger has not consumed."""
 
-import json
-
 import dagster as dg
 import psycopg
 
@@ -47,7 +45,6 @@ def raw_cdrs_sensor(context: dg.SensorEvaluationContext):
     pending = pending_offsets(end, consumed)
     if not pending:
         return dg.SkipReason(f"raw-cdrs has nothing new (end offsets {end} all consumed)")
-    context.update_cursor(json.dumps({str(p): o for p, o in end.items()}))
     return dg.RunRequest(
         run_key=mediation_run_key(end),
         tags={"raw_cdrs_pending": str(sum(pending.values()))},

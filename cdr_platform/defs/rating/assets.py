@@ -5,7 +5,7 @@ import sys
 import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
-from cdr_platform.lib.rating.default_plan import SEED_FILES
+from cdr_platform.lib.rating.tariff_plan import SEED_FILES
 from cdr_platform.lib.settings import REPO_ROOT
 
 GROUP = "rating"

@@ -1,6 +1,7 @@
 """Asset checks of rating: coverage, no negative cost, and a re-rate of a sample by the plain engine."""
 
 import os
+from datetime import timezone
 from decimal import Decimal
 
 import dagster as dg
@@ -65,8 +66,6 @@ def rating_rerate_sample_matches(warehouse: WarehouseResource) -> dg.AssetCheckR
             f" order by random() fetch first {SAMPLE} rows only").fetchall()
     mismatches = []
     for record_id, stored, rtype, direction, operator, segment, other, tech, start, duration, volume in sample:
-        from datetime import timezone
-
         try:
             cost = rate_cdr(engine, record_type=rtype, direction=direction, served_operator_id=operator,
                             segment=segment, other_msisdn=other, technology=tech,

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from cdr_platform.lib.rating.engine import NotRated, RatingEngine
+from cdr_platform.lib.rating.engine import NS_PER_S, NotRated, RatingEngine
 
-NS_PER_S = 1_000_000_000
 CURRENCY = "MAD"
 TOR = {"voice": "*voice", "sms": "*sms", "data": "*data"}
 SERVICE = {"voice": "call", "sms": "sms", "data": "data"}

@@ -23,23 +23,11 @@ import csv
 from pathlib import Path
 
 from cdr_platform.lib.numbering_plan import FOREIGN_COUNTRIES, NATIONAL_OPERATORS, NUMBERING_PLAN
+from cdr_platform.lib.rating.tariff_plan import SEED_FILES
 from cdr_platform.lib.settings import REPO_ROOT
 
 SEEDS_DIR = REPO_ROOT / "dbt_project" / "seeds" / "tariff"
 CURRENCY = "MAD"
-
-# seed file -> the CGRateS TP file it holds, and its columns (CGRateS's, in snake case)
-SEED_FILES = {
-    "tp_destinations.csv": ("Destinations.csv", ["id", "prefix"]),
-    "tp_timings.csv": ("Timings.csv", ["id", "years", "months", "month_days", "week_days", "time"]),
-    "tp_rates.csv": ("Rates.csv", ["id", "connect_fee", "rate", "rate_unit", "rate_increment",
-                                   "group_interval_start"]),
-    "tp_destination_rates.csv": ("DestinationRates.csv", ["id", "destination_id", "rates_tag", "rounding_method",
-                                                          "rounding_decimals", "max_cost", "max_cost_strategy"]),
-    "tp_rating_plans.csv": ("RatingPlans.csv", ["id", "destination_rates_id", "timing_tag", "weight"]),
-    "tp_rating_profiles.csv": ("RatingProfiles.csv", ["tenant", "category", "subject", "activation_time",
-                                                      "rating_plan_id", "rates_fallback_subject"]),
-}
 
 ZONES = sorted({c.zone for c in FOREIGN_COUNTRIES})
 TIMINGS = [

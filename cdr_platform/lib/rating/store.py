@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdr_platform.lib.mediation_store import POSTGRES, Dialect
-from cdr_platform.lib.rating.default_plan import SEED_FILES
+from cdr_platform.lib.rating.tariff_plan import SEED_FILES
 from cdr_platform.lib.rating.tariff_plan import TariffPlan, build_tariff_plan
 
 RATED_COLUMNS: tuple[tuple[str, str], ...] = (

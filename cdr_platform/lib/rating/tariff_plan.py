@@ -127,10 +127,20 @@ FILES = ("Destinations.csv", "Timings.csv", "Rates.csv", "DestinationRates.csv",
          "RatingProfiles.csv")
 
 
-# The same tables as dbt seeds (dbt_project/seeds/tariff): snake-case header, no '#'.
-SEED_NAMES = {"Destinations.csv": "tp_destinations.csv", "Timings.csv": "tp_timings.csv",
-              "Rates.csv": "tp_rates.csv", "DestinationRates.csv": "tp_destination_rates.csv",
-              "RatingPlans.csv": "tp_rating_plans.csv", "RatingProfiles.csv": "tp_rating_profiles.csv"}
+# The same tables as dbt seeds (dbt_project/seeds/tariff): seed file -> the CGRateS TP file it
+# holds, and its columns (CGRateS's, in snake case; plain header line, no '#').
+SEED_FILES = {
+    "tp_destinations.csv": ("Destinations.csv", ["id", "prefix"]),
+    "tp_timings.csv": ("Timings.csv", ["id", "years", "months", "month_days", "week_days", "time"]),
+    "tp_rates.csv": ("Rates.csv", ["id", "connect_fee", "rate", "rate_unit", "rate_increment",
+                                   "group_interval_start"]),
+    "tp_destination_rates.csv": ("DestinationRates.csv", ["id", "destination_id", "rates_tag", "rounding_method",
+                                                          "rounding_decimals", "max_cost", "max_cost_strategy"]),
+    "tp_rating_plans.csv": ("RatingPlans.csv", ["id", "destination_rates_id", "timing_tag", "weight"]),
+    "tp_rating_profiles.csv": ("RatingProfiles.csv", ["tenant", "category", "subject", "activation_time",
+                                                      "rating_plan_id", "rates_fallback_subject"]),
+}
+SEED_NAMES = {tp_file: seed for seed, (tp_file, _) in SEED_FILES.items()}
 
 
 def _read_csv(path: Path, has_plain_header: bool) -> list[tuple[int, list[str]]]:

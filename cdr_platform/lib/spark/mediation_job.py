@@ -47,6 +47,7 @@ from cdr_platform.lib.mediation_store import (
 )
 from cdr_platform.lib.rejects import reject_key, reject_message
 from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.validation import CLEAN_COLUMNS, Reason, mediate
 
 log = logging.getLogger("cdr_platform.mediation")
@@ -66,18 +67,8 @@ OUTPUT_DDL = ", ".join(
     + [f"{c} {_SPARK_TYPES.get(c, 'string')}" for c in STAGED_COLUMNS])
 _COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "mediated_at": "timestamp",
                "duration_s": "int8", "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
-               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8"}
+               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8"}  # for the COPY
 STAGING_VIA = ("direct", "jdbc")
-
-
-def _output_schema():
-    """OUTPUT_DDL as an Arrow schema (built without Spark: it runs in the Python workers)."""
-    import pyarrow as pa
-
-    arrow = {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(), "long": pa.int64(),
-             "short": pa.int16(), "timestamp": pa.timestamp("us", tz="UTC")}
-    return pa.schema([(name, arrow[kind]) for name, kind in
-                      (field.split() for field in OUTPUT_DDL.split(", "))])
 
 
 class _DirectWriter:
@@ -164,7 +155,7 @@ def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id:
     in clean_cdrs here and duplicates become rejects; on the staged path they are yielded
     back. Yields the rejects and one row of counts per Kafka partition.
     """
-    schema = _output_schema()
+    schema = arrow_schema_from_ddl(OUTPUT_DDL)
     writer = _DirectWriter(conninfo, tables, query_id, batch_id) if staging_via == "direct" else _ReturnRows()
     counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, clean, duplicates, Counter]
     try:
@@ -298,10 +289,7 @@ class MediationRun:
 
     def _jdbc_options(self) -> dict[str, str]:
         wh = self.settings.warehouse
-        options = {"url": wh.jdbc_url, "user": wh.user, "driver": wh.jdbc_driver, "batchsize": "10000"}
-        if wh.password:
-            options["password"] = wh.password
-        return options
+        return {"url": wh.jdbc_url, "batchsize": "10000", **wh.jdbc_options()}
 
     def process_batch(self, batch_df, batch_id: int) -> None:
         from pyspark import StorageLevel
@@ -343,8 +331,7 @@ class MediationRun:
             if staged:
                 (out.filter(F.col("kind") == "clean")
                  .select(*CLEAN_COLUMN_NAMES, F.lit(query_id).alias("query_id"),
-                         F.lit(batch_id).cast("long").alias("batch_id"),
-                         F.lit(0).cast("long").alias("task_attempt"), "raw_key", "raw_value")
+                         F.lit(batch_id).cast("long").alias("batch_id"), "raw_key", "raw_value")
                  .write.format("jdbc").options(dbtable=self.tables.staging, **self._jdbc_options())
                  .mode("append").save())
             timings = {"validate+store": time.perf_counter() - started}

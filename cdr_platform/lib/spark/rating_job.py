@@ -29,6 +29,7 @@ from cdr_platform.lib.rating.cdr_rating import CURRENCY, rate_cdr, usage_of
 from cdr_platform.lib.rating.engine import NotRated, RatingEngine
 from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS, RatingTables, load_tariff_from_warehouse
 from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 
 log = logging.getLogger("cdr_platform.rating")
 SUMMARY_PREFIX = "RATING_SUMMARY "
@@ -44,12 +45,7 @@ def rate_batches(batches: Iterator, *, engine: RatingEngine, rated_at: datetime)
     """mapInArrow body: every input row comes out once, rated or in suspense (kind)."""
     import pyarrow as pa
 
-    names = [name for name, _ in RATED_COLUMNS]
-    schema = pa.schema([("kind", pa.string()), ("reason", pa.string()), ("detail", pa.string())] + [
-        (n, pa.decimal128(18, 6) if n in ("cost", "connect_fee") else
-         pa.date32() if n == "rating_day" else
-         pa.timestamp("us", tz="UTC") if n in ("start_time", "rated_at") else
-         pa.int64() if n == "usage_amount" else pa.string()) for n in names])
+    schema = arrow_schema_from_ddl(OUTPUT_DDL)
     for batch in batches:
         out = {n: [] for n in schema.names}
         for row in batch.to_pylist():
@@ -90,8 +86,6 @@ def _copy(conn, table: str, columns: list[str], rows) -> int:
 
 def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTables | None = None,
              run_id: str | None = None, progress=log.info) -> dict:
-    from pyspark.sql import functions as F
-
     from cdr_platform.lib.mediation_store import tables_for
     from cdr_platform.lib.spark.session import build_spark_session
     from cdr_platform.lib.warehouse import connect
@@ -120,10 +114,8 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
                  f" left join reference.subscribers s on s.msisdn = c.served_msisdn"
                  f" where c.start_time >= '{start.isoformat(sep=' ')}' and c.start_time < '{end.isoformat(sep=' ')}') t")
         predicates = [f"src_partition = {p}" for p in partitions] or ["1 = 1"]
-        properties = {"user": wh.user, "driver": wh.jdbc_driver, "fetchsize": "20000"}
-        if wh.password:
-            properties["password"] = wh.password
-        clean = spark.read.jdbc(wh.jdbc_url, query, predicates=predicates, properties=properties)
+        clean = spark.read.jdbc(wh.jdbc_url, query, predicates=predicates,
+                                properties={"fetchsize": "20000", **wh.jdbc_options()})
         rated_at = datetime.now(timezone.utc)
         result = (clean.select(*INPUT_COLUMNS)
                   .mapInArrow(functools.partial(rate_batches, engine=engine, rated_at=rated_at), OUTPUT_DDL)

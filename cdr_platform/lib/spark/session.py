@@ -8,6 +8,26 @@ import sys
 from cdr_platform.lib.settings import Settings, load_settings
 
 
+def arrow_schema_from_ddl(ddl: str):
+    """A Spark DDL schema ("a string, b long, c decimal(18,6)") as an Arrow schema.
+
+    mapInArrow bodies run in Python workers, where Spark's own DDL parser (which needs a
+    SparkContext) is not available; this covers the types the jobs use.
+    """
+    import re
+
+    import pyarrow as pa
+
+    simple = {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(), "long": pa.int64(),
+              "short": pa.int16(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
+    fields = []
+    for field in ddl.split(", "):
+        name, kind = field.split(maxsplit=1)
+        decimal = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", kind)
+        fields.append((name, pa.decimal128(int(decimal[1]), int(decimal[2])) if decimal else simple[kind]))
+    return pa.schema(fields)
+
+
 def build_spark_session(app_name: str, settings: Settings | None = None, **extra_conf: str):
     from pyspark.sql import SparkSession
 
