@@ -95,8 +95,9 @@ class _DirectWriter:
             try:
                 with self.conn.transaction():
                     return self._write_once(rows)
-            except psycopg.errors.UniqueViolation:
-                # Another task stored one of these ids meanwhile: look again, and it is a duplicate.
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+                # Another task stored (or is storing) one of these ids: PostgreSQL rolled this
+                # transaction back; look again, and that id is now a duplicate.
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")
@@ -122,7 +123,9 @@ class _DirectWriter:
             with self.conn.cursor().copy(
                     f"copy {self.tables.clean} ({', '.join(self.columns)}) from stdin (format binary)") as copy:
                 copy.set_types([_COPY_TYPES.get(c, "text") for c in self.columns])
-                for row in new:
+                # in record id order: tasks racing on the same ids then wait for one another
+                # in one order instead of deadlocking
+                for row in sorted(new, key=lambda r: r[0]):
                     copy.write_row((*row[:-2], self.query_id, self.batch_id, mediated_at))
         self.seen |= seen_now  # only once committed
         return duplicates, len(rows) - len(duplicates)
