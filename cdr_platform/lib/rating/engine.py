@@ -95,8 +95,11 @@ class RatingEngine:
                 return best.rating_plan_id, best.fallback_subjects
         return None
 
-    def match_destination(self, rating_plan_id: str, number: str) -> tuple[str, str | None] | None:
-        """(destination id, matched prefix) by longest prefix among the plan's destinations."""
+    def prefix_index(self, rating_plan_id: str) -> tuple[dict[str, str], int, bool]:
+        """(prefix -> destination id, longest prefix length, plan prices *any) of a plan.
+
+        A prefix listed under two destinations belongs to the first the plan lists.
+        """
         if rating_plan_id not in self._prefixes:
             by_prefix: dict[str, str] = {}
             has_any = False
@@ -108,14 +111,18 @@ class RatingEngine:
                     for prefix in self.plan.destinations.get(dr.destination_id, ()):
                         by_prefix.setdefault(prefix, dr.destination_id)
             self._prefixes[rating_plan_id] = (by_prefix, max(map(len, by_prefix), default=0), has_any)
-        by_prefix, longest, has_any = self._prefixes[rating_plan_id]
+        return self._prefixes[rating_plan_id]
+
+    def match_destination(self, rating_plan_id: str, number: str) -> tuple[str, str | None] | None:
+        """(destination id, matched prefix) by longest prefix among the plan's destinations."""
+        by_prefix, longest, has_any = self.prefix_index(rating_plan_id)
         for length in range(min(longest, len(number)), 0, -1):
             destination_id = by_prefix.get(number[:length])
             if destination_id is not None:
                 return destination_id, number[:length]
         return (ANY, None) if has_any else None
 
-    def _candidates(self, rating_plan_id: str, destination_id: str) -> list[tuple[RatingPlanRow, DestinationRate]]:
+    def candidates(self, rating_plan_id: str, destination_id: str) -> list[tuple[RatingPlanRow, DestinationRate]]:
         key = (rating_plan_id, destination_id)
         if key not in self._candidate_cache:
             self._candidate_cache[key] = self._find_candidates(rating_plan_id, destination_id)
@@ -130,7 +137,7 @@ class RatingEngine:
         return out
 
     @staticmethod
-    def _active(candidates, instant: datetime):
+    def active_at(candidates, instant: datetime):
         """The winning (row, destination rate) at an instant: highest weight, then latest start."""
         tod = instant.time()
         active = [(row, dr) for row, dr in candidates
@@ -140,7 +147,7 @@ class RatingEngine:
         return max(active, key=lambda c: (c[0].weight, c[0].timing.start))
 
     @staticmethod
-    def _next_change(candidates, instant: datetime) -> datetime:
+    def next_change(candidates, instant: datetime) -> datetime:
         """The next instant another row may become active: a start time later today, or midnight."""
         midnight = datetime.combine(instant.date() + timedelta(days=1), datetime.min.time(), instant.tzinfo)
         nxt = midnight
@@ -197,22 +204,22 @@ class RatingEngine:
         if matched is None:
             raise NotRated("NO_DESTINATION", f"{destination!r} in rating plan {plan_id}")
         destination_id, prefix = matched
-        candidates = self._candidates(plan_id, destination_id)
+        candidates = self.candidates(plan_id, destination_id)
         # (segment start, usage offset in ns, usage length in ns, destination rate)
         segments: list[tuple[datetime, int, int, DestinationRate]] = []
         if tor == "*voice":
             instant, offset = setup_time, 0
             while offset < usage_ns:
-                winner = self._active(candidates, instant)
+                winner = self.active_at(candidates, instant)
                 if winner is None:
                     raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {instant.isoformat()}")
-                change = self._next_change(candidates, instant)
+                change = self.next_change(candidates, instant)
                 length = min(usage_ns - offset, (change - instant) // _MICROSECOND * 1000)
                 segments.append((instant, offset, length, winner[1]))
                 offset += length
                 instant = setup_time + timedelta(microseconds=offset // 1000)
         else:
-            winner = self._active(candidates, setup_time)
+            winner = self.active_at(candidates, setup_time)
             if winner is None:
                 raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {setup_time.isoformat()}")
             segments.append((setup_time, 0, usage_ns, winner[1]))
@@ -224,7 +231,7 @@ class RatingEngine:
         cost = sum((s.cost for s in spans), Decimal(0))
         connect_fee = Decimal(0)
         if usage_ns > 0 and spans:
-            connect_fee = self._slot_at(self.plan.rates[first_dr.rates_tag], 0).connect_fee
+            connect_fee = self.slot_at(self.plan.rates[first_dr.rates_tag], 0).connect_fee
         cost += connect_fee
         if first_dr.max_cost > 0 and first_dr.max_cost_strategy == "*free" and cost > first_dr.max_cost:
             cost = first_dr.max_cost
@@ -232,12 +239,17 @@ class RatingEngine:
         return Rating(cost, connect_fee, plan_id, destination_id, prefix, spans)
 
     @staticmethod
-    def _slot_at(slots: list[RateSlot], offset_ns: int) -> RateSlot:
+    def slot_at(slots: list[RateSlot], offset_ns: int) -> RateSlot:
         current = slots[0]
         for slot in slots:
             if slot.group_interval_start_ns <= offset_ns:
                 current = slot
         return current
+
+    def increment_price(self, slot: RateSlot) -> Decimal:
+        """What one increment of a slot costs: increment x rate / unit, rounded to G decimals."""
+        return (Decimal(slot.rate_increment_ns) * slot.rate / Decimal(slot.rate_unit_ns)).quantize(
+            self._increment_quantum, rounding=ROUND_HALF_UP)
 
     def _spans_of_segment(self, start: datetime, offset: int, length: int, dr: DestinationRate) -> list[Span]:
         slots = self.plan.rates[dr.rates_tag]
@@ -245,19 +257,18 @@ class RatingEngine:
         segment_offset = offset
         end = offset + length
         while offset < end:
-            slot = self._slot_at(slots, offset)
+            slot = self.slot_at(slots, offset)
             later = [s.group_interval_start_ns for s in slots if s.group_interval_start_ns > offset]
             piece_end = min([end] + later)
             used = piece_end - offset
             increments = max(1, -(-used // slot.rate_increment_ns))
-            per_increment = (Decimal(slot.rate_increment_ns) * slot.rate / Decimal(slot.rate_unit_ns)).quantize(
-                self._increment_quantum, rounding=ROUND_HALF_UP)
+            per_increment = self.increment_price(slot)
             spans.append(Span(start + timedelta(microseconds=(offset - segment_offset) // 1000), used,
                               increments * slot.rate_increment_ns, dr.rates_tag, slot.rate, slot.rate_unit_ns,
                               slot.rate_increment_ns, increments, per_increment * increments))
             offset = piece_end
         if length == 0:  # zero usage: one span of nothing, no connect fee
-            slot = self._slot_at(slots, offset)
+            slot = self.slot_at(slots, offset)
             spans.append(Span(start, 0, 0, dr.rates_tag, slot.rate, slot.rate_unit_ns, slot.rate_increment_ns,
                               0, Decimal(0)))
         return spans
