@@ -1,12 +1,14 @@
 """Rating on real Spark and PostgreSQL: a day replaced on re-run, midnight crossings, suspense."""
 
+import json
 import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from cdr_platform.defs.rating.assets import rating_cdrs
@@ -21,6 +23,7 @@ from cdr_platform.lib.generator import GeneratorConfig
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.store import load_tariff_from_warehouse, RatingTables
 from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.spark.rating_job import rate_and_load, slice_queries
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -100,6 +103,47 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
                          destination=row[0].lstrip("+"), setup_time=start.replace(tzinfo=timezone.utc),
                          usage_ns=duration * 1_000_000_000)
     assert any(s.start.date().isoformat() == "2026-11-21" for s in rating.spans)
+
+
+def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
+    box, env, tables = mediated
+    assert rate(env, "2026-11-20").returncode == 0
+    day_rows = f"select record_id, cost from {tables.rated} where rating_day = '2026-11-20' order by record_id"
+    before = box.query(day_rows)
+    clean_that_day = box.query(f"select count(*) from {box.tables.clean}"
+                               " where start_time >= '2026-11-20' and start_time < '2026-11-21'")[0][0]
+
+    # A run that died after loading a slice: its work tables exist, the day's partition is untouched.
+    dead = tables.day_load(date(2026, 11, 20), "dead0000run1")
+    with box.connect() as conn:
+        engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
+        for statement in dead.create_work_sql({"rated_at": "2026-11-20 23:00:00",
+                                               "suspended_at": "2026-11-20 23:00:00", "currency": "MAD"}):
+            conn.execute(statement)
+    queries = slice_queries(box.tables.clean, date(2026, 11, 20), ["true"])
+    slice_zero = pa.RecordBatch.from_pydict({"id": [0]})
+    conninfo = box.settings.warehouse.conninfo()
+    loaded = [json.loads(next(rate_and_load(iter([slice_zero]), engine=engine, load=dead, conninfo=conninfo,
+                                            queries=queries)).column("summary")[0].as_py())
+              for _ in range(2)]  # the second is Spark retrying a task that had committed
+    assert loaded[0]["input"] == loaded[1]["input"] == clean_that_day
+    in_work = box.query(f"select (select count(*) from {dead.work_rated})"
+                        f" + (select count(*) from {dead.work_suspense})")
+    assert in_work[0][0] == clean_that_day  # loaded once, not twice
+    assert box.query(day_rows) == before
+
+    # The next run drops the dead run's work tables and replaces the day whole.
+    again = rate(env, "2026-11-20")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "left by a rating run of 2026-11-20 that did not finish" in again.stderr
+    assert box.query(day_rows) == before
+    leftovers = box.query("select table_name from information_schema.tables where table_schema = %s"
+                          " and table_name like %s", (tables.schema, "%\\_w%"))
+    assert leftovers == []
+    partitions = box.query("select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s order by 1",
+                           (tables.schema,))
+    assert [p for (p,) in partitions] == ["rating_cdrs_d20261120", "rating_suspense_d20261120"]
 
 
 def test_rating_through_dagster_passes_its_checks(mediated):

@@ -82,7 +82,8 @@ def random_records(rng: np.random.Generator, n: int, numbers: list[str], tenants
             "technology": str(rng.choice(["2G", "3G", "4G", "5G"])),
             "start_time": start,
             "duration_s": duration if record_type == "voice" else None,
-            "data_volume_bytes": int(rng.choice([0, 1, rng.integers(1, 50_000_000)])) if record_type == "data" else None,
+            "data_volume_bytes": (int(rng.choice([0, 1, rng.integers(1, 50_000_000)])) if record_type == "data"
+                                  else None),
         })
     return rows
 

@@ -3,7 +3,6 @@
 import shutil
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 

@@ -13,6 +13,7 @@ from cdr_platform.lib.mediation_store import tables_for
 from cdr_platform.lib.rating.cdr_rating import rate_cdr
 from cdr_platform.lib.rating.engine import NotRated, RatingEngine
 from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
+from cdr_platform.lib.rating.tariff_plan import ANY
 from cdr_platform.lib.settings import load_settings
 
 SAMPLE = 300
@@ -60,12 +61,13 @@ def rating_rerate_sample_matches(warehouse: WarehouseResource) -> dg.AssetCheckR
         engine = RatingEngine(load_tariff_from_warehouse(conn, t),
                               rounding_decimals=int(os.environ.get("CDR_RATING_ROUNDING_DECIMALS", "5")))
         sample = conn.execute(
-            f"select r.record_id, r.cost, c.record_type, c.direction, c.served_operator_id, r.segment,"
+            f"select r.record_id, r.cost, c.record_type, c.direction, c.served_operator_id, r.subject,"
             f" c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"
             f" from {t.rated} r join {clean} c on c.record_id = r.record_id"
             f" order by random() fetch first {SAMPLE} rows only").fetchall()
     mismatches = []
-    for record_id, stored, rtype, direction, operator, segment, other, tech, start, duration, volume in sample:
+    for record_id, stored, rtype, direction, operator, subject, other, tech, start, duration, volume in sample:
+        segment = None if subject == ANY else subject  # the subject rated under is the segment, or *any
         try:
             cost = rate_cdr(engine, record_type=rtype, direction=direction, served_operator_id=operator,
                             segment=segment, other_msisdn=other, technology=tech,

@@ -123,7 +123,7 @@ class BulkRater:
         self.rates = _PricedRates(engine, self.scale, max_pieces)
         self.activations = np.array(sorted({int((p.activation - _EPOCH) // timedelta(microseconds=1))
                                             for p in plan.rating_profiles}), dtype=np.int64)
-        self._routes: dict[tuple, _Route | None] = {}
+        self._routes: dict[tuple, tuple[_Attempt, ...]] = {}
         self._schedules: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.fast_rows = self.plain_rows = 0
 

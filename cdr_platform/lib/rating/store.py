@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from cdr_platform.lib.mediation_store import POSTGRES, Dialect
 from cdr_platform.lib.rating.tariff_plan import SEED_FILES
 from cdr_platform.lib.rating.tariff_plan import TariffPlan, build_tariff_plan
 
+# What a rated CDR adds to the clean one: its price and how it was priced. The CDR's other
+# attributes (direction, numbers, technology...) stay in clean_cdrs, joined by record_id.
 RATED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("record_id", "varchar(64) not null"),
     ("rating_day", "date not null"),
     ("start_time", "{ts} not null"),
     ("record_type", "varchar(8) not null"),
-    ("direction", "varchar(8)"),
     ("served_msisdn", "varchar(16) not null"),
-    ("served_operator_id", "varchar(16) not null"),
-    ("segment", "varchar(32)"),
-    ("other_msisdn", "varchar(16)"),
-    ("destination_class", "varchar(16)"),
-    ("technology", "varchar(4) not null"),
     ("usage_amount", "bigint not null"),
     ("usage_unit", "varchar(8) not null"),
     ("tenant", "varchar(64) not null"),
@@ -46,6 +43,16 @@ SUSPENSE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class RatingTables:
+    """rating_cdrs and rating_suspense, and how one day of them is replaced whole.
+
+    PostgreSQL: both tables are partitioned by rating_day. A run loads a day into fresh work
+    tables (one COPY transaction per Spark task, recorded in a manifest so a retried task
+    cannot load twice), then one short transaction swaps them in for the day's partitions.
+    Readers see the old day or the new day, never a mix; no row is deleted or copied twice.
+    SQL Server (staged, also runs on PostgreSQL): Spark's JDBC writer bulk-loads the work
+    tables, and one transaction deletes the day and inserts the work tables' rows.
+    """
+
     schema: str = "rating"
     dialect: Dialect = POSTGRES
     tariff_schema: str = "tariffs"
@@ -58,20 +65,104 @@ class RatingTables:
     def suspense(self) -> str:
         return f"{self.schema}.rating_suspense"
 
-    def _body(self, columns, key: str) -> str:
-        lines = [f"    {n} {t.format(ts=self.dialect.timestamp)}" for n, t in columns]
-        return ",\n".join(lines + [f"    constraint pk_{key} primary key (record_id)"])
+    @property
+    def manifest(self) -> str:
+        return f"{self.schema}.rating_load_manifest"
+
+    @property
+    def partitioned(self) -> bool:
+        return self.dialect.name == "postgres"
+
+    def _body(self, columns) -> str:
+        return ",\n".join(f"    {n} {t.format(ts=self.dialect.timestamp)}" for n, t in columns)
 
     def ddl(self) -> list[str]:
         d = self.dialect
-        return [d.create_schema(self.schema),
-                d.create_table(self.rated, self._body(RATED_COLUMNS, "rating_cdrs")),
-                d.create_index("ix_rating_cdrs_day", self.rated, "rating_day"),
-                d.create_table(self.suspense, self._body(SUSPENSE_COLUMNS, "rating_suspense")),
-                d.create_index("ix_rating_suspense_day", self.suspense, "rating_day")]
+        statements = [d.create_schema(self.schema)]
+        for table, columns in ((self.rated, RATED_COLUMNS), (self.suspense, SUSPENSE_COLUMNS)):
+            if self.partitioned:
+                statements.append(f"create table if not exists {table} (\n{self._body(columns)}\n)"
+                                  " partition by range (rating_day)")
+            else:
+                statements += [d.create_table(table, self._body(columns)),
+                               d.create_index(f"ix_{table.split('.')[-1]}_day", table, "rating_day, record_id")]
+        statements.append(d.create_table(self.manifest, "    load_id varchar(64) not null,\n"
+                                         "    task_partition int not null,\n    summary varchar(4000) not null,\n"
+                                         "    constraint pk_rating_load_manifest"
+                                         " primary key (load_id, task_partition)"))
+        return statements
 
-    def clear_day_sql(self) -> list[str]:
-        return [f"delete from {t} where rating_day = %(day)s" for t in (self.rated, self.suspense)]
+    def day_load(self, day: date, load_id: str) -> "DayLoad":
+        return DayLoad(self, day, load_id)
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    """One run's load of one day: its work tables and the statements that swap them in."""
+
+    tables: RatingTables
+    day: date
+    load_id: str  # [0-9a-z_] only: part of table names
+
+    def _name(self, table: str, work: bool) -> str:
+        base = f"{table}_d{self.day:%Y%m%d}"
+        return f"{base}_w{self.load_id}" if work else base
+
+    @property
+    def work_rated(self) -> str:
+        return self._name(self.tables.rated, True)
+
+    @property
+    def work_suspense(self) -> str:
+        return self._name(self.tables.suspense, True)
+
+    def work_tables(self) -> list[tuple[str, str, str]]:
+        """(parent, work table, day partition) for rating_cdrs and rating_suspense."""
+        t = self.tables
+        return [(parent, self._name(parent, True), self._name(parent, False)) for parent in (t.rated, t.suspense)]
+
+    def stale_work_sql(self) -> str:
+        """Work tables of this day left by runs that died (the caller holds the day's lock)."""
+        return ("select table_schema || '.' || table_name from information_schema.tables"
+                f" where table_schema = '{self.tables.schema}' and (table_name like"
+                f" 'rating_cdrs_d{self.day:%Y%m%d}_w%' or table_name like 'rating_suspense_d{self.day:%Y%m%d}_w%')")
+
+    def create_work_sql(self, run_constants: dict[str, str]) -> list[str]:
+        """Create the work tables; `run_constants` (column -> value, the same for every row of the
+        run) become column defaults, so the rows need not carry them."""
+        d, next_day = self.day.isoformat(), (self.day + timedelta(days=1)).isoformat()
+        out = []
+        for parent, work, _ in self.work_tables():
+            columns = RATED_COLUMNS if parent == self.tables.rated else SUSPENSE_COLUMNS
+            out.append(self.tables.dialect.create_table(work, self.tables._body(columns)))
+            for name, _ in columns:
+                if name in run_constants:
+                    value = run_constants[name].replace("'", "''")
+                    partitioned = self.tables.partitioned  # PostgreSQL / SQL Server spelling
+                    out.append(f"alter table {work} alter column {name} set default '{value}'" if partitioned
+                               else f"alter table {work} add default '{value}' for {name}")
+            if self.tables.partitioned:  # lets ATTACH PARTITION skip its validation scan
+                out.append(f"alter table {work} add constraint ck_{work.split('.')[-1]}_day"
+                           f" check (rating_day >= '{d}' and rating_day < '{next_day}')")
+        return out
+
+    def swap_sql(self, attached: set[str]) -> list[str]:
+        """One transaction: the day's rows become exactly the work tables' rows."""
+        d, next_day = self.day.isoformat(), (self.day + timedelta(days=1)).isoformat()
+        out = []
+        for parent, work, partition in self.work_tables():
+            if self.tables.partitioned:
+                if partition in attached:
+                    out += [f"alter table {parent} detach partition {partition}", f"drop table {partition}"]
+                columns = RATED_COLUMNS if parent == self.tables.rated else SUSPENSE_COLUMNS
+                out += [f"alter table {work} alter column {name} drop default" for name, _ in columns]
+                out += [f"alter table {work} rename to {partition.split('.')[-1]}",
+                        f"alter table {parent} attach partition {partition} for values from ('{d}') to ('{next_day}')"]
+            else:
+                out += [f"delete from {parent} where rating_day = '{d}'",
+                        f"insert into {parent} select * from {work}", f"drop table {work}"]
+        out.append(f"delete from {self.tables.manifest} where load_id = '{self.load_id}'")
+        return out
 
 
 def load_tariff_from_warehouse(conn, tables: RatingTables = RatingTables()) -> TariffPlan:

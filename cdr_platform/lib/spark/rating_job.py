@@ -2,12 +2,15 @@
 
     python -m cdr_platform.lib.spark.rating_job --day 2026-11-25
 
-Reads the day's clean CDRs (by call start time, UTC) with each subscriber's segment, and the
-tariff plan as dbt seeded it; rates every record with the rating engine applied to Arrow
-batches in the Spark tasks; then replaces the day in one warehouse transaction (delete the
-day, COPY the rated rows and the suspense rows), so re-running a day replaces it and never
-double counts. A record the tariff does not cover goes to suspense with the reason, never
-to a zero cost. Under Dagster Pipes it reports the materialization of rating_cdrs.
+Reads the day's clean CDRs (by call start time, UTC) with each subscriber's segment over JDBC,
+in slices of the table's blocks, and the tariff plan as dbt seeded it. Each Spark task rates
+its Arrow batches in bulk (rating/bulk.py: the engine's decisions applied to whole columns,
+the plain engine for what they cannot settle) and COPYs the rows into the day's work tables
+in one transaction. Then one short transaction swaps the work tables in as the day's
+partitions of rating_cdrs and rating_suspense: re-running a day replaces it, never double
+counts, and readers never see half a day. A record the tariff does not cover goes to
+suspense with the reason, never to a zero cost. Under Dagster Pipes it reports the
+materialization of rating_cdrs.
 """
 
 from __future__ import annotations
@@ -20,68 +23,172 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from cdr_platform.lib.rating.cdr_rating import CURRENCY, rate_cdr, usage_of
-from cdr_platform.lib.rating.engine import NotRated, RatingEngine
-from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS, RatingTables, load_tariff_from_warehouse
+from cdr_platform.lib.rating.bulk import BulkRater
+from cdr_platform.lib.rating.cdr_rating import CURRENCY
+from cdr_platform.lib.rating.engine import RatingEngine
+from cdr_platform.lib.rating.store import (RATED_COLUMNS, SUSPENSE_COLUMNS, DayLoad, RatingTables,
+                                           load_tariff_from_warehouse)
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 
 log = logging.getLogger("cdr_platform.rating")
 SUMMARY_PREFIX = "RATING_SUMMARY "
+# read from the warehouse: what the rating needs, plus the record id and the served number
 INPUT_COLUMNS = ("record_id", "record_type", "direction", "served_msisdn", "served_operator_id", "segment",
-                 "other_msisdn", "destination_class", "technology", "start_time", "duration_s", "data_volume_bytes")
-OUTPUT_DDL = ", ".join(
-    ["kind string", "reason string", "detail string"]
-    + [f"{name} {'decimal(18,6)' if name in ('cost', 'connect_fee') else {'rating_day': 'date', 'start_time': 'timestamp', 'rated_at': 'timestamp', 'usage_amount': 'long'}.get(name, 'string')}"
-       for name, _ in RATED_COLUMNS])
+                 "other_msisdn", "technology", "start_time", "duration_s", "data_volume_bytes")
+INPUT_DDL = ("record_id string, record_type string, direction string, served_msisdn string, served_operator_id string,"
+             " segment string, other_msisdn string, technology string,"
+             " start_time timestamp, duration_s long, data_volume_bytes long")
+SUMMARY_DDL = "task_partition int, summary string"
+SLICES_PER_CORE = 3  # at least: small enough slices that every core stays busy to the end
+SLICE_BLOCKS = 3000  # at most about 24 MB of clean_cdrs per slice (about 150,000 rows)
+BATCH_ROWS = 50_000
+# the same for every row of a run: set as the work tables' column defaults, not sent per row
+RUN_CONSTANTS = ("rated_at", "suspended_at", "currency")
 
 
-def rate_batches(batches: Iterator, *, engine: RatingEngine, rated_at: datetime) -> Iterator:
-    """mapInArrow body: every input row comes out once, rated or in suspense (kind)."""
+def rated_tables(batch, outcome: dict):
+    """(rated rows, suspense rows) of one batch as Arrow tables in the warehouse tables' column order,
+    less the run's constants (the work tables' column defaults fill those in)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    start = batch.column("start_time").cast(pa.timestamp("us"))  # UTC, as the warehouse stores it
+    columns = {name: batch.column(name) for name in INPUT_COLUMNS} | outcome | {
+        "start_time": start, "rating_day": start.cast(pa.date32())}
+    is_rated = pc.equal(outcome["kind"], "rated")
+    rated = pa.table({name: columns[name] for name, _ in RATED_COLUMNS if name not in RUN_CONSTANTS})
+    suspense = pa.table({name: columns[name] for name, _ in SUSPENSE_COLUMNS if name not in RUN_CONSTANTS})
+    return rated.filter(is_rated), suspense.filter(pc.invert(is_rated))
+
+
+def _summary_of(rated, suspense) -> dict:
+    import pyarrow.compute as pc
+
+    revenue = rated.group_by("record_type").aggregate([("cost", "sum")]).to_pylist()
+    reasons = suspense.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+    return {"input": rated.num_rows + suspense.num_rows, "rated": rated.num_rows, "suspended": suspense.num_rows,
+            "revenue_by_type": {r["record_type"]: str(r["cost_sum"]) for r in revenue},
+            "suspended_by_reason": {r["reason"]: r["reason_count"] for r in reasons},
+            "negative": int(pc.sum(pc.less(rated.column("cost"), 0)).as_py() or 0) if rated.num_rows else 0}
+
+
+def _merge(total: dict, part: dict) -> dict:
+    for key in ("input", "rated", "suspended", "negative"):
+        total[key] = total.get(key, 0) + part[key]
+    for key, kind in (("revenue_by_type", Decimal), ("suspended_by_reason", int)):
+        merged = total.setdefault(key, {})
+        for k, v in part[key].items():
+            merged[k] = str(Decimal(merged.get(k, "0")) + Decimal(v)) if kind is Decimal else merged.get(k, 0) + v
+    return total
+
+
+def _copy_csv(cursor, table: str, rows) -> None:
+    """An Arrow table into a warehouse table by COPY of CSV that Arrow writes (no per-row Python)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    if not rows.num_rows:
+        return
+    buffer = io.BytesIO()
+    pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
+    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
+        copy.write(buffer.getbuffer())
+
+
+def read_slice(cursor, query: str, schema) -> Iterator:
+    """One slice of the day's clean CDRs as Arrow batches: PostgreSQL writes CSV, Arrow parses it."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    buffer = io.BytesIO()
+    with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    # the warehouse's timestamps are UTC without a zone: parse them naive, then label them UTC
+    naive = pa.schema([pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in schema])
+    table = pacsv.read_csv(buffer, pacsv.ReadOptions(column_names=schema.names, block_size=16 << 20),
+                           pacsv.ParseOptions(), pacsv.ConvertOptions(column_types=naive, strings_can_be_null=True,
+                                                quoted_strings_can_be_null=False))  # "" is not NULL
+    yield from table.cast(schema).to_batches(max_chunksize=BATCH_ROWS)
+
+
+def rate_and_load(slice_ids: Iterator, *, engine: RatingEngine, load: DayLoad,
+                  conninfo: str, queries: list[str]) -> Iterator:
+    """mapInArrow body (PostgreSQL), one task per slice of clean_cdrs: read the slice, rate it in
+    bulk, COPY the rows into the day's work tables.
+
+    The slice's rows and its manifest entry commit in one transaction; a retried task whose
+    entry is already there rolls its own rows back and reports the stored summary instead.
+    """
+    import psycopg
     import pyarrow as pa
 
-    schema = arrow_schema_from_ddl(OUTPUT_DDL)
-    for batch in batches:
-        out = {n: [] for n in schema.names}
-        for row in batch.to_pylist():
-            start = row["start_time"] if row["start_time"].tzinfo else row["start_time"].replace(tzinfo=timezone.utc)
-            base = {"record_id": row["record_id"], "rating_day": start.date(), "start_time": start,
-                    "record_type": row["record_type"], "direction": row["direction"],
-                    "served_msisdn": row["served_msisdn"], "served_operator_id": row["served_operator_id"],
-                    "segment": row["segment"], "other_msisdn": row["other_msisdn"],
-                    "destination_class": row["destination_class"], "technology": row["technology"],
-                    "rated_at": rated_at, "currency": CURRENCY}
-            try:
-                r = rate_cdr(engine, record_type=row["record_type"], direction=row["direction"],
-                             served_operator_id=row["served_operator_id"], segment=row["segment"],
-                             other_msisdn=row["other_msisdn"], technology=row["technology"], start_time=start,
-                             duration_s=row["duration_s"], data_volume_bytes=row["data_volume_bytes"])
-                base.update(kind="rated", reason=None, detail=None, usage_amount=r.usage_amount,
-                            usage_unit=r.usage_unit, tenant=r.tenant, category=r.category, subject=r.subject,
-                            rating_plan_id=r.rating_plan_id, destination_id=r.destination_id,
-                            cost=r.cost, connect_fee=r.connect_fee)
-            except NotRated as exc:
-                _, amount, unit = usage_of(row["record_type"], row["duration_s"], row["data_volume_bytes"])
-                base.update(kind="suspense", reason=exc.reason, detail=exc.detail[:400], usage_amount=amount,
-                            usage_unit=unit, tenant=row["served_operator_id"], category="", subject="",
-                            rating_plan_id="", destination_id="", cost=Decimal(0), connect_fee=Decimal(0))
-            for n in schema.names:
-                out[n].append(base[n])
-        yield pa.RecordBatch.from_pydict(out, schema=schema)
+    input_schema = arrow_schema_from_ddl(INPUT_DDL)
+    rater = BulkRater(engine)
+    for ids in slice_ids:
+        for slice_id in ids.column(0).to_pylist():
+            started = time.perf_counter()
+            summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0}
+            timings = {"read_s": 0.0, "rate_s": 0.0, "load_s": 0.0}
+            with psycopg.connect(conninfo) as conn, conn.cursor() as cursor:
+                t0 = time.perf_counter()
+                for batch in read_slice(cursor, queries[slice_id], input_schema):
+                    t1 = time.perf_counter()
+                    rated, suspense = rated_tables(batch, rater.rate(batch))
+                    _merge(summary, _summary_of(rated, suspense))
+                    t2 = time.perf_counter()
+                    _copy_csv(cursor, load.work_rated, rated)
+                    _copy_csv(cursor, load.work_suspense, suspense)
+                    t3 = time.perf_counter()
+                    timings["read_s"] += t1 - t0
+                    timings["rate_s"] += t2 - t1
+                    timings["load_s"] += t3 - t2
+                    t0 = t3
+                timings["task_s"] = time.perf_counter() - started
+                summary["plain_engine_rows"] = rater.plain_rows
+                summary["task_timings"] = {k: round(v, 2) for k, v in timings.items()}
+                rater.plain_rows = 0
+                stored = cursor.execute(f"insert into {load.tables.manifest} (load_id, task_partition, summary)"
+                                        " values (%s, %s, %s) on conflict do nothing returning 1",
+                                        (load.load_id, slice_id, json.dumps(summary))).fetchone()
+                if stored is None:  # this slice was loaded by an earlier attempt of the task
+                    conn.rollback()
+                    summary = json.loads(cursor.execute(
+                        f"select summary from {load.tables.manifest} where load_id = %s and task_partition = %s",
+                        (load.load_id, slice_id)).fetchone()[0])
+                conn.commit()
+            yield pa.RecordBatch.from_pydict({"task_partition": [slice_id], "summary": [json.dumps(summary)]},
+                                             schema=arrow_schema_from_ddl(SUMMARY_DDL))
 
 
-def _copy(conn, table: str, columns: list[str], rows) -> int:
-    n = 0
-    with conn.cursor().copy(f"copy {table} ({', '.join(columns)}) from stdin") as copy:
-        for row in rows:
-            copy.write_row(row)
-            n += 1
-    return n
+def _read_slices(conn, clean_table: str, cores: int, alias: str) -> list[str]:
+    """Predicates that split the clean table by physical block ranges (TID range scans)."""
+    blocks = conn.execute("select greatest(pg_relation_size(%s::regclass) / current_setting('block_size')::int, 1)",
+                          (clean_table,)).fetchone()[0]
+    step = -(-blocks // max(SLICES_PER_CORE * cores, -(-blocks // SLICE_BLOCKS)))
+    bounds = list(range(0, blocks, step))
+    return [f"{alias}.ctid >= '({lo},0)'::tid" + (f" and {alias}.ctid < '({lo + step},0)'::tid"
+                                                  if lo + step < blocks else "")
+            for lo in bounds]
+
+
+def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
+    """The day's clean CDRs, with each subscriber's segment, one query per slice of the table."""
+    start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    return [f"select c.record_id, c.record_type, c.direction, c.served_msisdn, c.served_operator_id,"
+            f" s.segment, c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"
+            f" from {clean_table} c left join reference.subscribers s on s.msisdn = c.served_msisdn"
+            f" where c.start_time >= '{start}' and c.start_time < '{end}' and {predicate}" for predicate in slices]
 
 
 def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTables | None = None,
@@ -94,69 +201,90 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
     tables = tables or RatingTables(os.environ.get("CDR_RATING_SCHEMA", "rating"),
                                     tariff_schema=os.environ.get("CDR_TARIFF_SCHEMA", "tariffs"))
     mediation = tables_for(settings)
+    load = tables.day_load(day, uuid.uuid4().hex[:12])
     started = time.perf_counter()
-    with connect(settings.warehouse) as conn:
-        engine = RatingEngine(load_tariff_from_warehouse(conn, tables),
-                              rounding_decimals=int(os.environ.get("CDR_RATING_ROUNDING_DECIMALS", "5")))
-        for statement in tables.ddl():
-            conn.execute(statement)
-        conn.commit()
-        partitions = [r[0] for r in conn.execute(f"select distinct src_partition from {mediation.clean}").fetchall()]
+    with connect(settings.warehouse) as lock_conn:
+        # One run per day at a time (two would swap over each other's work tables); held to the end.
+        lock_conn.execute("select pg_advisory_lock(hashtext(%s))", (f"cdr-rating:{tables.schema}:{day}",))
+        with connect(settings.warehouse) as conn:
+            engine = RatingEngine(load_tariff_from_warehouse(conn, tables),
+                                  rounding_decimals=int(os.environ.get("CDR_RATING_ROUNDING_DECIMALS", "5")))
+            _replace_unpartitioned(conn, tables, progress)
+            for statement in tables.ddl():
+                conn.execute(statement)
+            for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
+                progress(f"dropping {stale}, left by a rating run of {day} that did not finish")
+                conn.execute(f"drop table {stale}")
+            rated_at = datetime.now(timezone.utc).replace(tzinfo=None)
+            constants = {"rated_at": rated_at.isoformat(sep=" "), "suspended_at": rated_at.isoformat(sep=" "),
+                         "currency": CURRENCY}
+            for statement in load.create_work_sql(constants):
+                conn.execute(statement)
+            conn.commit()
+            slices = _read_slices(conn, mediation.clean, _cores(settings), "c")
 
-    spark = build_spark_session("cdr-rating", settings)
-    try:
-        wh = settings.warehouse
-        start, end = datetime.combine(day, datetime.min.time()), datetime.combine(day + timedelta(days=1),
-                                                                                  datetime.min.time())
-        query = (f"(select c.record_id, c.record_type, c.direction, c.served_msisdn, c.served_operator_id,"
-                 f" s.segment, c.other_msisdn, c.destination_class, c.technology, c.start_time, c.duration_s,"
-                 f" c.data_volume_bytes, c.src_partition from {mediation.clean} c"
-                 f" left join reference.subscribers s on s.msisdn = c.served_msisdn"
-                 f" where c.start_time >= '{start.isoformat(sep=' ')}' and c.start_time < '{end.isoformat(sep=' ')}') t")
-        predicates = [f"src_partition = {p}" for p in partitions] or ["1 = 1"]
-        clean = spark.read.jdbc(wh.jdbc_url, query, predicates=predicates,
-                                properties={"fetchsize": "20000", **wh.jdbc_options()})
-        rated_at = datetime.now(timezone.utc)
-        result = (clean.select(*INPUT_COLUMNS)
-                  .mapInArrow(functools.partial(rate_batches, engine=engine, rated_at=rated_at), OUTPUT_DDL)
-                  .toArrow())
+        spark = build_spark_session("cdr-rating", settings)
+        progress(f"Spark up after {time.perf_counter() - started:.1f} s; reading {mediation.clean} for {day}"
+                 f" in {len(slices)} slices")
+        try:
+            wh = settings.warehouse
+            queries = slice_queries(mediation.clean, day, slices)
+            body = functools.partial(rate_and_load, engine=engine, load=load,
+                                     conninfo=wh.conninfo(), queries=queries)
+            # one task per slice: each reads its slice from the warehouse, rates it and loads it
+            parts = spark.range(len(queries), numPartitions=len(queries)).mapInArrow(body, SUMMARY_DDL).collect()
+        finally:
+            spark.stop()
         rated_seconds = time.perf_counter() - started
-    finally:
-        spark.stop()
+        progress(f"rated and loaded into the work tables after {rated_seconds:.1f} s")
 
-    kinds = result.column("kind").to_pylist()
-    rows = result.drop_columns(["kind", "reason", "detail"]).to_pylist()
-    reasons, details = result.column("reason").to_pylist(), result.column("detail").to_pylist()
-    rated_names = [name for name, _ in RATED_COLUMNS]
-    suspense_names = [name for name, _ in SUSPENSE_COLUMNS]
-    naive = lambda v: v.replace(tzinfo=None) if isinstance(v, datetime) else v  # noqa: E731
-    revenue: Counter = Counter()
-    suspended_by_reason: Counter = Counter()
-    with connect(settings.warehouse) as conn:
-        with conn.transaction():  # the day is replaced whole, or not at all
-            for sql in tables.clear_day_sql():
-                conn.execute(sql, {"day": day})
-            rated = _copy(conn, tables.rated, rated_names,
-                          ([naive(row[n]) for n in rated_names] for row, k in zip(rows, kinds) if k == "rated"))
-            suspended = _copy(conn, tables.suspense, suspense_names, (
-                [naive(row["record_id"]), row["rating_day"], naive(row["start_time"]), row["record_type"],
-                 row["served_msisdn"], reason, detail, naive(row["rated_at"])]
-                for row, k, reason, detail in zip(rows, kinds, reasons, details) if k == "suspense"))
-    for row, k, reason in zip(rows, kinds, reasons):
-        if k == "rated":
-            revenue[row["record_type"]] += row["cost"]
-        else:
-            suspended_by_reason[reason] += 1
+        summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0}
+        for part in parts:
+            part = json.loads(part.summary)
+            _merge(summary, part)
+            summary["plain_engine_rows"] += part["plain_engine_rows"]
+        with connect(settings.warehouse) as conn:
+            attached = {r[0] for r in conn.execute(
+                "select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+                " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s", (tables.schema,)).fetchall()}
+            with conn.transaction():  # the day is replaced whole, or not at all
+                for statement in load.swap_sql(attached):
+                    conn.execute(statement)
+        progress(f"swapped in as the {day} partitions after {time.perf_counter() - started:.1f} s")
+        lock_conn.execute("select pg_advisory_unlock(hashtext(%s))", (f"cdr-rating:{tables.schema}:{day}",))
+
     seconds = time.perf_counter() - started
-    summary = {"day": day.isoformat(), "run_id": run_id, "input": len(rows), "rated": rated,
-               "suspended": suspended, "suspended_by_reason": dict(suspended_by_reason),
-               "revenue_by_type": {k: str(v) for k, v in sorted(revenue.items())},
-               "revenue_total": str(sum(revenue.values(), Decimal(0))), "currency": CURRENCY,
-               "seconds": round(seconds, 2), "rows_per_second": round(len(rows) / seconds, 1) if seconds else 0.0,
-               "rating_seconds": round(rated_seconds, 2)}
-    progress(f"rated {day}: {len(rows):,} clean CDRs -> {rated:,} rated, {suspended:,} in suspense, "
-             f"revenue {summary['revenue_total']} {CURRENCY}, {summary['rows_per_second']:,.0f} rows/s")
+    revenue_total = sum((Decimal(v) for v in summary["revenue_by_type"].values()), Decimal(0))
+    summary.update({"day": day.isoformat(), "run_id": run_id,
+                    "revenue_by_type": dict(sorted(summary.get("revenue_by_type", {}).items())),
+                    "suspended_by_reason": summary.get("suspended_by_reason", {}),
+                    "revenue_total": str(revenue_total), "currency": CURRENCY, "seconds": round(seconds, 2),
+                    "rows_per_second": round(summary["input"] / seconds, 1) if seconds else 0.0,
+                    "rating_seconds": round(rated_seconds, 2)})
+    progress(f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
+             f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
+             f"{summary['rows_per_second']:,.0f} rows/s ({summary['plain_engine_rows']:,} by the plain engine)")
     return summary
+
+
+def _cores(settings: Settings) -> int:
+    master = settings.spark_master
+    if master.startswith("local["):
+        inner = master[len("local["):].rstrip("]").split(",")[0]
+        return os.cpu_count() or 2 if inner == "*" else int(inner)
+    return int(os.environ.get("CDR_SPARK_CORES", "8"))
+
+
+def _replace_unpartitioned(conn, tables: RatingTables, progress) -> None:
+    """Tables made by an earlier version were not partitioned by day: rated data is derived, so
+    they are dropped (with a message) and the days re-rated on demand."""
+    for table in (tables.rated, tables.suspense):
+        kind = conn.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                            " where n.nspname || '.' || c.relname = %s", (table,)).fetchone()
+        if kind and kind[0] == "r":
+            progress(f"{table} was made by an earlier version (not partitioned by day): dropping it; "
+                     "re-rate the days you need")
+            conn.execute(f"drop table {table}")
 
 
 def main(argv: list[str] | None = None) -> int:
