@@ -43,3 +43,28 @@ def test_sqlserver_types_and_jdbc_settings():
     assert wh.jdbc_url.startswith("jdbc:sqlserver://db.example:1433;databaseName=cdr;")
     assert "useBulkCopyForBatchInsert=true" in wh.jdbc_url
     assert wh.jdbc_driver == "com.microsoft.sqlserver.jdbc.SQLServerDriver"
+
+
+def rating_statements() -> list[str]:
+    from datetime import date
+
+    from cdr_platform.lib.rating.store import RatingTables
+
+    tables = RatingTables("rating", SQLSERVER)
+    load = tables.day_load(date(2026, 11, 20), "abc123")
+    return [*tables.ddl(), load.stale_work_sql(),
+            *load.create_work_sql({"rated_at": "2026-11-20 23:00:00", "currency": "MAD"}), *load.swap_sql(set())]
+
+
+@pytest.mark.parametrize("sql", rating_statements())
+def test_every_rating_day_replace_statement_parses_as_tsql_and_is_portable(sql):
+    assert postgres_only_constructs(sql) == [], sql
+    parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
+    assert parsed and all(p is not None for p in parsed)
+
+
+def test_on_sqlserver_a_day_is_replaced_by_delete_and_insert_in_one_transaction():
+    swap = " ; ".join(rating_statements()[-7:])
+    assert "delete from rating.rating_cdrs where rating_day = '2026-11-20'" in swap
+    assert "insert into rating.rating_cdrs select * from rating.rating_cdrs_d20261120_wabc123" in swap
+    assert "partition" not in swap

@@ -123,7 +123,7 @@ class DayLoad:
 
     def stale_work_sql(self) -> str:
         """Work tables of this day left by runs that died (the caller holds the day's lock)."""
-        return ("select table_schema || '.' || table_name from information_schema.tables"
+        return ("select concat(table_schema, '.', table_name) from information_schema.tables"
                 f" where table_schema = '{self.tables.schema}' and (table_name like"
                 f" 'rating_cdrs_d{self.day:%Y%m%d}_w%' or table_name like 'rating_suspense_d{self.day:%Y%m%d}_w%')")
 

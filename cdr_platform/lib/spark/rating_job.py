@@ -122,53 +122,76 @@ def read_slice(cursor, query: str, schema) -> Iterator:
     yield from table.cast(schema).to_batches(max_chunksize=BATCH_ROWS)
 
 
+_WORKER_STATE: dict = {}  # per Python worker process: the load it serves, its rater, its connection
+
+
+def _close_worker_connection() -> None:
+    conn = _WORKER_STATE.pop("conn", None)
+    if conn is not None:
+        conn.close()
+
+
 def rate_and_load(slice_ids: Iterator, *, engine: RatingEngine, load: DayLoad,
                   conninfo: str, queries: list[str]) -> Iterator:
     """mapInArrow body (PostgreSQL), one task per slice of clean_cdrs: read the slice, rate it in
-    bulk, COPY the rows into the day's work tables.
-
-    The slice's rows and its manifest entry commit in one transaction; a retried task whose
-    entry is already there rolls its own rows back and reports the stored summary instead.
+    bulk, COPY the rows into the day's work tables; yields the slice's summary.
     """
     import psycopg
     import pyarrow as pa
 
-    input_schema = arrow_schema_from_ddl(INPUT_DDL)
-    rater = BulkRater(engine)
+    # Spark reuses its Python workers from task to task: so do the rater (the routes and band
+    # schedules it has learnt) and the warehouse connection, for the tasks of the same load.
+    if _WORKER_STATE.get("load_id") != load.load_id:
+        _close_worker_connection()
+        _WORKER_STATE.update(load_id=load.load_id, rater=BulkRater(engine))
     for ids in slice_ids:
         for slice_id in ids.column(0).to_pylist():
-            started = time.perf_counter()
-            summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0}
-            timings = {"read_s": 0.0, "rate_s": 0.0, "load_s": 0.0}
-            with psycopg.connect(conninfo) as conn, conn.cursor() as cursor:
-                t0 = time.perf_counter()
-                for batch in read_slice(cursor, queries[slice_id], input_schema):
-                    t1 = time.perf_counter()
-                    rated, suspense = rated_tables(batch, rater.rate(batch))
-                    _merge(summary, _summary_of(rated, suspense))
-                    t2 = time.perf_counter()
-                    _copy_csv(cursor, load.work_rated, rated)
-                    _copy_csv(cursor, load.work_suspense, suspense)
-                    t3 = time.perf_counter()
-                    timings["read_s"] += t1 - t0
-                    timings["rate_s"] += t2 - t1
-                    timings["load_s"] += t3 - t2
-                    t0 = t3
-                timings["task_s"] = time.perf_counter() - started
-                summary["plain_engine_rows"] = rater.plain_rows
-                summary["task_timings"] = {k: round(v, 2) for k, v in timings.items()}
-                rater.plain_rows = 0
-                stored = cursor.execute(f"insert into {load.tables.manifest} (load_id, task_partition, summary)"
-                                        " values (%s, %s, %s) on conflict do nothing returning 1",
-                                        (load.load_id, slice_id, json.dumps(summary))).fetchone()
-                if stored is None:  # this slice was loaded by an earlier attempt of the task
-                    conn.rollback()
-                    summary = json.loads(cursor.execute(
-                        f"select summary from {load.tables.manifest} where load_id = %s and task_partition = %s",
-                        (load.load_id, slice_id)).fetchone()[0])
-                conn.commit()
+            conn = _WORKER_STATE.get("conn")
+            if conn is None or conn.closed:
+                conn = _WORKER_STATE["conn"] = psycopg.connect(conninfo)
+            try:
+                summary = load_slice(conn, _WORKER_STATE["rater"], load, slice_id, queries[slice_id])
+            except BaseException:
+                _close_worker_connection()  # never hand a half-done transaction to the next task
+                raise
             yield pa.RecordBatch.from_pydict({"task_partition": [slice_id], "summary": [json.dumps(summary)]},
                                              schema=arrow_schema_from_ddl(SUMMARY_DDL))
+
+
+def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str) -> dict:
+    """Read, rate and COPY one slice. Its rows and its manifest entry commit in one transaction;
+    a retried task whose entry is already there rolls its rows back and returns the stored summary."""
+    started = time.perf_counter()
+    summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0}
+    timings = {"read_s": 0.0, "rate_s": 0.0, "load_s": 0.0}
+    plain_before = rater.plain_rows
+    with conn.cursor() as cursor:
+        t0 = time.perf_counter()
+        for batch in read_slice(cursor, query, arrow_schema_from_ddl(INPUT_DDL)):
+            t1 = time.perf_counter()
+            rated, suspense = rated_tables(batch, rater.rate(batch))
+            _merge(summary, _summary_of(rated, suspense))
+            t2 = time.perf_counter()
+            _copy_csv(cursor, load.work_rated, rated)
+            _copy_csv(cursor, load.work_suspense, suspense)
+            t3 = time.perf_counter()
+            timings["read_s"] += t1 - t0
+            timings["rate_s"] += t2 - t1
+            timings["load_s"] += t3 - t2
+            t0 = t3
+        timings["task_s"] = time.perf_counter() - started
+        summary["plain_engine_rows"] = rater.plain_rows - plain_before
+        summary["task_timings"] = {k: round(v, 2) for k, v in timings.items()}
+        stored = cursor.execute(f"insert into {load.tables.manifest} (load_id, task_partition, summary)"
+                                " values (%s, %s, %s) on conflict do nothing returning 1",
+                                (load.load_id, slice_id, json.dumps(summary))).fetchone()
+        if stored is None:  # this slice was loaded by an earlier attempt of the task
+            conn.rollback()
+            summary = json.loads(cursor.execute(
+                f"select summary from {load.tables.manifest} where load_id = %s and task_partition = %s",
+                (load.load_id, slice_id)).fetchone()[0])
+    conn.commit()
+    return summary
 
 
 def _read_slices(conn, clean_table: str, cores: int, alias: str) -> list[str]:
@@ -317,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 "revenue_total": {"raw_value": float(Decimal(summary["revenue_total"])), "type": "float"},
                 "revenue_by_type": {"raw_value": revenue, "type": "md"},
                 "suspended_by_reason": {"raw_value": suspense if summary["suspended"] else "_(none)_", "type": "md"},
-                "rows_per_second": summary["rows_per_second"], "seconds": summary["seconds"]})
+                "rows_per_second": summary["rows_per_second"], "seconds": summary["seconds"],
+                "rated_by_plain_engine": summary["plain_engine_rows"]})
     return 0
 
 
