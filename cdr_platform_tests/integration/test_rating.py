@@ -146,6 +146,21 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     assert [p for (p,) in partitions] == ["rating_cdrs_d20261120", "rating_suspense_d20261120"]
 
 
+def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
+    """SQL Server's path (Spark's JDBC reader and writer, delete-and-insert or swap) on PostgreSQL."""
+    box, env, tables = mediated
+    rated_sql = (f"select record_id, rating_day, start_time, usage_amount, usage_unit, tenant, category, subject,"
+                 f" rating_plan_id, destination_id, cost, connect_fee, currency from {tables.rated} order by 1")
+    suspense_sql = f"select record_id, rating_day, reason, detail from {tables.suspense} order by 1"
+    assert rate(env, "2026-11-20").returncode == 0
+    by_copy = box.query(rated_sql), box.query(suspense_sql)
+    done = rate({**env, "CDR_RATING_IO": "jdbc"}, "2026-11-20")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "slices (jdbc)" in done.stderr
+    assert (box.query(rated_sql), box.query(suspense_sql)) == by_copy
+    assert by_copy[0] and by_copy[1]
+
+
 def test_rating_through_dagster_passes_its_checks(mediated):
     box, env, tables = mediated
     wh = box.settings.warehouse

@@ -52,7 +52,8 @@ def rating_statements() -> list[str]:
 
     tables = RatingTables("rating", SQLSERVER)
     load = tables.day_load(date(2026, 11, 20), "abc123")
-    return [*tables.ddl(), load.stale_work_sql(),
+    return [tables.lock_sql(date(2026, 11, 20)), tables.lock_sql(date(2026, 11, 20), release=True),
+            *tables.ddl(), load.stale_work_sql(),
             *load.create_work_sql({"rated_at": "2026-11-20 23:00:00", "currency": "MAD"}), *load.swap_sql(set())]
 
 

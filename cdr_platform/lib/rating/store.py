@@ -92,6 +92,19 @@ class RatingTables:
                                          " primary key (load_id, task_partition)"))
         return statements
 
+    def lock_sql(self, day: date, release: bool = False) -> str:
+        """Serialise runs of one day (session-level lock, held by the driver for the run)."""
+        resource = f"cdr-rating:{self.schema}:{day.isoformat()}"
+        if self.dialect.name == "sqlserver":
+            return (f"exec sp_releaseapplock @Resource = N'{resource}', @LockOwner = 'Session'" if release else
+                    f"exec sp_getapplock @Resource = N'{resource}', @LockMode = 'Exclusive', @LockOwner = 'Session'")
+        return f"select pg_advisory_{'unlock' if release else 'lock'}(hashtext('{resource}'))"
+
+    def attached_partitions_sql(self) -> str:
+        """PostgreSQL: the partitions attached to this schema's partitioned tables."""
+        return ("select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+                f" join pg_namespace n on n.oid = c.relnamespace where n.nspname = '{self.schema}'")
+
     def day_load(self, day: date, load_id: str) -> "DayLoad":
         return DayLoad(self, day, load_id)
 

@@ -50,6 +50,12 @@ SLICE_BLOCKS = 3000  # at most about 24 MB of clean_cdrs per slice (about 150,00
 BATCH_ROWS = 50_000
 # the same for every row of a run: set as the work tables' column defaults, not sent per row
 RUN_CONSTANTS = ("rated_at", "suspended_at", "currency")
+_OUTPUT_TYPES = {"rating_day": "date", "start_time": "timestamp", "usage_amount": "long", "cost": "decimal(18,6)",
+                 "connect_fee": "decimal(18,6)"}
+OUTPUT_DDL = ", ".join(["kind string"] + [  # rated and suspense rows in one layout (JDBC path)
+    f"{name} {_OUTPUT_TYPES.get(name, 'string')}"
+    for name in dict.fromkeys([n for n, _ in RATED_COLUMNS] + [n for n, _ in SUSPENSE_COLUMNS])
+    if name not in RUN_CONSTANTS])
 
 
 def rated_tables(batch, outcome: dict):
@@ -216,23 +222,28 @@ def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
 
 def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTables | None = None,
              run_id: str | None = None, progress=log.info) -> dict:
-    from cdr_platform.lib.mediation_store import tables_for
+    from cdr_platform.lib.mediation_store import DIALECTS, tables_for
     from cdr_platform.lib.spark.session import build_spark_session
     from cdr_platform.lib.warehouse import connect
 
     settings = settings or load_settings()
-    tables = tables or RatingTables(os.environ.get("CDR_RATING_SCHEMA", "rating"),
+    dialect = DIALECTS[settings.warehouse.kind]
+    tables = tables or RatingTables(os.environ.get("CDR_RATING_SCHEMA", "rating"), dialect,
                                     tariff_schema=os.environ.get("CDR_TARIFF_SCHEMA", "tariffs"))
+    io = os.environ.get("CDR_RATING_IO") or ("copy" if dialect.name == "postgres" else "jdbc")
+    if io not in ("copy", "jdbc") or (io == "copy" and dialect.name != "postgres"):
+        raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
     mediation = tables_for(settings)
     load = tables.day_load(day, uuid.uuid4().hex[:12])
     started = time.perf_counter()
     with connect(settings.warehouse) as lock_conn:
         # One run per day at a time (two would swap over each other's work tables); held to the end.
-        lock_conn.execute("select pg_advisory_lock(hashtext(%s))", (f"cdr-rating:{tables.schema}:{day}",))
+        lock_conn.execute(tables.lock_sql(day))
         with connect(settings.warehouse) as conn:
             engine = RatingEngine(load_tariff_from_warehouse(conn, tables),
                                   rounding_decimals=int(os.environ.get("CDR_RATING_ROUNDING_DECIMALS", "5")))
-            _replace_unpartitioned(conn, tables, progress)
+            if tables.partitioned:
+                _replace_unpartitioned(conn, tables, progress)
             for statement in tables.ddl():
                 conn.execute(statement)
             for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
@@ -244,18 +255,23 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
             for statement in load.create_work_sql(constants):
                 conn.execute(statement)
             conn.commit()
-            slices = _read_slices(conn, mediation.clean, _cores(settings), "c")
+            slices = _read_slices(conn, mediation.clean, _cores(settings), "c") if io == "copy" else [
+                f"c.src_partition = {p}" for (p,) in conn.execute(
+                    f"select distinct src_partition from {mediation.clean}").fetchall()] or ["1 = 1"]
 
         spark = build_spark_session("cdr-rating", settings)
         progress(f"Spark up after {time.perf_counter() - started:.1f} s; reading {mediation.clean} for {day}"
-                 f" in {len(slices)} slices")
+                 f" in {len(slices)} slices ({io})")
         try:
-            wh = settings.warehouse
             queries = slice_queries(mediation.clean, day, slices)
-            body = functools.partial(rate_and_load, engine=engine, load=load,
-                                     conninfo=wh.conninfo(), queries=queries)
-            # one task per slice: each reads its slice from the warehouse, rates it and loads it
-            parts = spark.range(len(queries), numPartitions=len(queries)).mapInArrow(body, SUMMARY_DDL).collect()
+            if io == "copy":
+                body = functools.partial(rate_and_load, engine=engine, load=load,
+                                         conninfo=settings.warehouse.conninfo(), queries=queries)
+                # one task per slice: each reads its slice from the warehouse, rates it and loads it
+                parts = [json.loads(r.summary) for r in
+                         spark.range(len(queries), numPartitions=len(queries)).mapInArrow(body, SUMMARY_DDL).collect()]
+            else:
+                parts = [_rate_through_jdbc(spark, settings.warehouse, engine, load, queries)]
         finally:
             spark.stop()
         rated_seconds = time.perf_counter() - started
@@ -263,18 +279,16 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
 
         summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0}
         for part in parts:
-            part = json.loads(part.summary)
             _merge(summary, part)
             summary["plain_engine_rows"] += part["plain_engine_rows"]
         with connect(settings.warehouse) as conn:
-            attached = {r[0] for r in conn.execute(
-                "select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-                " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s", (tables.schema,)).fetchall()}
+            attached = ({r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
+                        if tables.partitioned else set())
             with conn.transaction():  # the day is replaced whole, or not at all
                 for statement in load.swap_sql(attached):
                     conn.execute(statement)
-        progress(f"swapped in as the {day} partitions after {time.perf_counter() - started:.1f} s")
-        lock_conn.execute("select pg_advisory_unlock(hashtext(%s))", (f"cdr-rating:{tables.schema}:{day}",))
+        progress(f"swapped in as the {day} rows after {time.perf_counter() - started:.1f} s")
+        lock_conn.execute(tables.lock_sql(day, release=True))
 
     seconds = time.perf_counter() - started
     revenue_total = sum((Decimal(v) for v in summary["revenue_by_type"].values()), Decimal(0))
@@ -287,6 +301,58 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
     progress(f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
              f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
              f"{summary['rows_per_second']:,.0f} rows/s ({summary['plain_engine_rows']:,} by the plain engine)")
+    return summary
+
+
+def rate_batches(batches: Iterator, *, engine: RatingEngine) -> Iterator:
+    """mapInArrow body of the JDBC path: each batch rated in bulk, rated and suspense rows in the
+    layout of OUTPUT_DDL (kind tells which), for Spark's JDBC writer."""
+    import pyarrow as pa
+
+    schema = arrow_schema_from_ddl(OUTPUT_DDL)
+    rater = BulkRater(engine)
+    for batch in batches:
+        rated, suspense = rated_tables(batch, rater.rate(batch))
+        for kind, rows in (("rated", rated), ("suspense", suspense)):
+            if rows.num_rows:
+                columns = {f.name: rows.column(f.name) if f.name in rows.column_names
+                           else pa.nulls(rows.num_rows, f.type) for f in schema if f.name != "kind"}
+                table = pa.table({"kind": pa.repeat(pa.scalar(kind), rows.num_rows), **columns})
+                yield from table.cast(schema).to_batches()
+
+
+def _rate_through_jdbc(spark, warehouse, engine: RatingEngine, load: DayLoad, queries: list[str]) -> dict:
+    """The portable path (SQL Server; runs on PostgreSQL too): Spark's JDBC reader, the bulk rater
+    in the tasks, Spark's JDBC writer into the work tables (bulk copy on SQL Server)."""
+    from pyspark.sql import functions as F
+
+    options = {"fetchsize": "20000", **warehouse.jdbc_options()}
+    clean = functools.reduce(lambda a, b: a.unionAll(b), [
+        spark.read.jdbc(warehouse.jdbc_url, f"({query}) t", properties=options) for query in queries])
+    rated = (clean.select(*INPUT_COLUMNS)
+             .mapInArrow(functools.partial(rate_batches, engine=engine), OUTPUT_DDL).persist())
+    try:
+        for kind, table, columns in (("rated", load.work_rated, RATED_COLUMNS),
+                                     ("suspense", load.work_suspense, SUSPENSE_COLUMNS)):
+            (rated.where(F.col("kind") == kind).select(*[n for n, _ in columns if n not in RUN_CONSTANTS])
+             .write.jdbc(warehouse.jdbc_url, table, mode="append", properties=options))
+        totals = rated.groupBy("kind", "record_type", "reason").agg(
+            F.count(F.lit(1)).alias("n"), F.sum("cost").alias("cost"),
+            F.sum(F.when(F.col("cost") < 0, 1).otherwise(0)).alias("negative")).collect()
+    finally:
+        rated.unpersist()
+    summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0,
+                     "revenue_by_type": {}, "suspended_by_reason": {}}
+    for row in totals:
+        summary["input"] += row.n
+        if row.kind == "rated":
+            summary["rated"] += row.n
+            summary["negative"] += row.negative
+            summary["revenue_by_type"][row.record_type] = str(
+                Decimal(summary["revenue_by_type"].get(row.record_type, "0")) + (row.cost or Decimal(0)))
+        else:
+            summary["suspended"] += row.n
+            summary["suspended_by_reason"][row.reason] = summary["suspended_by_reason"].get(row.reason, 0) + row.n
     return summary
 
 
