@@ -110,3 +110,25 @@ def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Seq
                 copy.write_row(row)
                 count += 1
     return count
+
+
+def copy_arrow_csv(cursor, table: str, rows) -> None:
+    """An Arrow table into a PostgreSQL table by COPY of the CSV Arrow writes (no per-row Python).
+
+    NULL is an unquoted empty field and every string is quoted, so "" stays an empty string;
+    timestamps are written as UTC (the warehouse's timestamp columns have no zone).
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not rows.num_rows:
+        return
+    naive = pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f
+                       for f in rows.schema])
+    buffer = io.BytesIO()
+    pacsv.write_csv(rows.cast(naive), buffer, pacsv.WriteOptions(include_header=False))
+    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
+        copy.write(buffer.getbuffer())
+

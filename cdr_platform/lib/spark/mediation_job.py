@@ -34,7 +34,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cdr_platform.lib.mediation_store import (
@@ -48,7 +48,9 @@ from cdr_platform.lib.mediation_store import (
 from cdr_platform.lib.rejects import reject_key, reject_message
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
-from cdr_platform.lib.validation import CLEAN_COLUMNS, Reason, mediate
+from cdr_platform.lib.mediation_bulk import mediate_batch
+from cdr_platform.lib.warehouse import copy_arrow_csv
+from cdr_platform.lib.validation import Reason
 
 log = logging.getLogger("cdr_platform.mediation")
 SUMMARY_PREFIX = "MEDIATION_SUMMARY "
@@ -69,6 +71,7 @@ _COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "media
                "duration_s": "int8", "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
                "src_partition": "int4", "src_offset": "int8", "batch_id": "int8"}  # for the COPY
 STAGING_VIA = ("direct", "jdbc")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class _DirectWriter:
@@ -87,8 +90,9 @@ class _DirectWriter:
         self.seen: set[str] = set()  # record ids this task stored or found stored as its own
         self.columns = tables.direct_copy_columns()
 
-    def write(self, rows: list[tuple]) -> tuple[list[int], int]:
-        """Store what is new; return (indexes of duplicate rows, number of clean rows)."""
+    def write(self, rows) -> tuple[list[int], int]:
+        """Store what is new of an Arrow table of CLEAN_COLUMN_NAMES; return (positions of the
+        duplicate rows, number of clean rows)."""
         import psycopg
 
         for attempt in range(5):
@@ -102,33 +106,35 @@ class _DirectWriter:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_once(self, rows: list[tuple]) -> tuple[list[int], int]:
-        ids = [row[0] for row in rows]
+    def _write_once(self, rows) -> tuple[list[int], int]:
+        import pyarrow as pa
+
+        ids = rows.column("record_id").to_pylist()
+        partitions = rows.column("src_partition").to_pylist()
+        offsets = rows.column("src_offset").to_pylist()
         stored = {r[0]: (r[1], r[2], r[3]) for r in self.conn.execute(
             self.tables.stored_sources_sql(), {"record_ids": ids}).fetchall()}
         new, duplicates, seen_now = [], [], set()
-        for i, row in enumerate(rows):
-            record_id = row[0]
-            source = (row[_SRC_PARTITION], row[_SRC_OFFSET], self.query_id)
+        for i, (record_id, partition, offset) in enumerate(zip(ids, partitions, offsets)):
             if record_id in self.seen or record_id in seen_now:
                 duplicates.append(i)  # earlier in this task's slice of the batch
-            elif record_id in stored and stored[record_id] != source:
+            elif record_id in stored and stored[record_id] != (partition, offset, self.query_id):
                 duplicates.append(i)  # stored from another message
             else:
                 seen_now.add(record_id)
                 if record_id not in stored:
-                    new.append(row)  # (stored from this very source: a replay, clean already)
+                    new.append(i)  # (stored from this very source: a replay, clean already)
         if new:
             mediated_at = datetime.now(timezone.utc).replace(tzinfo=None)
-            with self.conn.cursor().copy(
-                    f"copy {self.tables.clean} ({', '.join(self.columns)}) from stdin (format binary)") as copy:
-                copy.set_types([_COPY_TYPES.get(c, "text") for c in self.columns])
-                # in record id order: tasks racing on the same ids then wait for one another
-                # in one order instead of deadlocking
-                for row in sorted(new, key=lambda r: r[0]):
-                    copy.write_row((*row[:-2], self.query_id, self.batch_id, mediated_at))
+            # in record id order: tasks racing on the same ids then wait for one another in one
+            # order instead of deadlocking
+            table = rows.take(pa.array(new)).sort_by("record_id")
+            table = table.append_column("query_id", pa.repeat(pa.scalar(self.query_id), table.num_rows)) \
+                .append_column("batch_id", pa.repeat(pa.scalar(self.batch_id, pa.int64()), table.num_rows)) \
+                .append_column("mediated_at", pa.repeat(pa.scalar(mediated_at, pa.timestamp("us")), table.num_rows))
+            copy_arrow_csv(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
         self.seen |= seen_now  # only once committed
-        return duplicates, len(rows) - len(duplicates)
+        return duplicates, len(ids) - len(duplicates)
 
     def close(self) -> None:
         self.conn.close()
@@ -139,76 +145,79 @@ class _ReturnRows:
 
     returns_rows = True
 
-    def write(self, rows: list[tuple]) -> tuple[list[int], int]:
-        return [], len(rows)  # duplicates are decided later, in the warehouse transaction
+    def write(self, rows) -> tuple[list[int], int]:
+        return [], rows.num_rows  # duplicates are decided later, in the warehouse transaction
 
     def close(self) -> None:
         pass
-
-
-_SRC_PARTITION = CLEAN_COLUMN_NAMES.index("src_partition")
-_SRC_OFFSET = CLEAN_COLUMN_NAMES.index("src_offset")
 
 
 def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id: str, rejected_at: datetime,
                       conninfo: str, tables: MediationTables, staging_via: str = "direct") -> Iterator:
     """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
 
-    Validates every message (nothing dropped). On the direct path the clean ones are stored
-    in clean_cdrs here and duplicates become rejects; on the staged path they are yielded
-    back. Yields the rejects and one row of counts per Kafka partition.
+    Mediates every message (nothing dropped) with the bulk rules. On the direct path the clean
+    ones are stored in clean_cdrs here and duplicates become rejects; on the staged path they are
+    yielded back. Yields the rejects and one row of counts per Kafka partition.
     """
+    import numpy as np
+    import pyarrow as pa
+
     schema = arrow_schema_from_ddl(OUTPUT_DDL)
     writer = _DirectWriter(conninfo, tables, query_id, batch_id) if staging_via == "direct" else _ReturnRows()
     counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, clean, duplicates, Counter]
     try:
         for batch in batches:
-            rejects_key, rejects_value, clean_rows = [], [], []
             values = batch.column("value").to_pylist()
-            keys = batch.column("key").to_pylist()
-            partitions = batch.column("partition").to_pylist()
-            offsets = batch.column("offset").to_pylist()
-            timestamps = batch.column("timestamp").to_pylist()
-            for value, key, partition, offset, ts in zip(values, keys, partitions, offsets, timestamps):
-                received = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+            partitions = batch.column("partition").to_numpy(zero_copy_only=False)
+            offsets = batch.column("offset").to_numpy(zero_copy_only=False)
+            timestamp = batch.column("timestamp")
+            received_us = timestamp.cast(pa.timestamp("us", timestamp.type.tz)).cast(pa.int64()).to_numpy(
+                zero_copy_only=False)
+            for partition in np.unique(partitions).tolist():
+                at = offsets[partitions == partition]
                 c = counts.get(partition)
                 if c is None:
-                    c = counts[partition] = [offset, offset, 0, 0, 0, 0, Counter()]
-                c[0], c[1], c[2] = min(c[0], offset), max(c[1], offset), c[2] + 1
-                result = mediate(value, received)
-                record = result.record
-                if record is not None:
-                    row = [record[name] for name in CLEAN_COLUMNS]
-                    row[_START_TIME] = row[_START_TIME].replace(tzinfo=None)
-                    clean_rows.append((*row, partition, offset, received.replace(tzinfo=None), key, value))
-                else:
-                    c[3] += 1
-                    c[6].update(result.reasons)
-                    rejects_key.append(reject_key(topic, partition, offset))
-                    rejects_value.append(reject_message(
-                        topic=topic, partition=partition, offset=offset, kafka_timestamp=received,
-                        key=key, payload=value, reasons=result.reasons, batch_id=batch_id,
-                        query_id=query_id, rejected_at=rejected_at))
-            if clean_rows:
-                duplicates, _ = writer.write(clean_rows)
-                duplicate_set = set(duplicates)
-                for i, row in enumerate(clean_rows):
-                    c = counts[row[_SRC_PARTITION]]
-                    if i in duplicate_set:
-                        c[5] += 1
-                        partition, offset = row[_SRC_PARTITION], row[_SRC_OFFSET]
-                        rejects_key.append(reject_key(topic, partition, offset))
-                        rejects_value.append(reject_message(
-                            topic=topic, partition=partition, offset=offset,
-                            kafka_timestamp=row[-3].replace(tzinfo=timezone.utc), key=row[-2], payload=row[-1],
-                            reasons=[Reason.DUPLICATE.value], batch_id=batch_id, query_id=query_id,
-                            rejected_at=rejected_at))
-                    else:
-                        c[4] += 1
+                    c = counts[partition] = [int(at.min()), int(at.max()), 0, 0, 0, 0, Counter()]
+                c[0], c[1], c[2] = min(c[0], int(at.min())), max(c[1], int(at.max())), c[2] + len(at)
+            mediated = mediate_batch(values, received_us)
+            rejects_key, rejects_value = [], []
+
+            def reject(i: int, reasons) -> None:
+                partition, offset = int(partitions[i]), int(offsets[i])
+                rejects_key.append(reject_key(topic, partition, offset))
+                rejects_value.append(reject_message(
+                    topic=topic, partition=partition, offset=offset,
+                    kafka_timestamp=_EPOCH + timedelta(microseconds=int(received_us[i])),
+                    key=batch.column("key")[i].as_py(), payload=values[i], reasons=reasons, batch_id=batch_id,
+                    query_id=query_id, rejected_at=rejected_at))
+
+            for i, reasons in mediated.rejected:
+                c = counts[int(partitions[i])]
+                c[3] += 1
+                c[6].update(reasons)
+                reject(i, reasons)
+            rows = mediated.clean_rows
+            if len(rows):
+                at = pa.array(rows)
+                clean = mediated.clean.append_column("src_partition", pa.array(partitions[rows], pa.int32())) \
+                    .append_column("src_offset", pa.array(offsets[rows], pa.int64())) \
+                    .append_column("kafka_timestamp", pa.array(received_us[rows], pa.timestamp("us", "UTC")))
+                duplicates, _ = writer.write(clean)
+                is_duplicate = np.zeros(len(rows), bool)
+                is_duplicate[duplicates] = True
+                for j in duplicates:
+                    c = counts[int(partitions[rows[j]])]
+                    c[5] += 1
+                    reject(int(rows[j]), [Reason.DUPLICATE.value])
+                for partition, n in zip(*np.unique(partitions[rows][~is_duplicate], return_counts=True)):
+                    counts[int(partition)][4] += int(n)
+                if writer.returns_rows:
+                    staged = clean.append_column("raw_key", batch.column("key").take(at)) \
+                        .append_column("raw_value", batch.column("value").take(at))
+                    yield _batch(schema, kind="clean", **{name: staged.column(name) for name in STAGED_COLUMNS})
             if rejects_key:
                 yield _batch(schema, kind="reject", key=rejects_key, value=rejects_value)
-            if writer.returns_rows and clean_rows:
-                yield _batch(schema, kind="clean", **dict(zip(STAGED_COLUMNS, zip(*clean_rows))))
     finally:
         writer.close()
     if counts:
@@ -220,17 +229,24 @@ def mediate_and_stage(batches: Iterator, *, topic: str, batch_id: int, query_id:
                      reasons=[json.dumps(counts[p][6]) for p in parts])
 
 
+def _as_array(values, type_):
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == type_ else values.cast(type_)
+    return pa.array(list(values), type=type_)
+
+
 def _batch(schema, kind: str, **columns):
     """An output RecordBatch of `kind` rows; the columns not given are null."""
     import pyarrow as pa
 
     n = len(next(iter(columns.values())))
-    arrays = [pa.array(list(columns[f.name]), type=f.type) if f.name in columns else pa.nulls(n, type=f.type)
+    arrays = [_as_array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, type=f.type)
               for f in schema if f.name != "kind"]
     return pa.RecordBatch.from_arrays([pa.array([kind] * n, type=pa.string()), *arrays], schema=schema)
-
-
-_START_TIME = CLEAN_COLUMNS.index("start_time")
 
 
 def duplicate_rejects_arrow(batches: Iterator, *, topic: str, batch_id: int, query_id: str,

@@ -35,6 +35,7 @@ from cdr_platform.lib.rating.store import (RATED_COLUMNS, SUSPENSE_COLUMNS, DayL
                                            load_tariff_from_warehouse)
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
+from cdr_platform.lib.warehouse import copy_arrow_csv
 
 log = logging.getLogger("cdr_platform.rating")
 SUMMARY_PREFIX = "RATING_SUMMARY "
@@ -92,20 +93,6 @@ def _merge(total: dict, part: dict) -> dict:
         for k, v in part[key].items():
             merged[k] = str(Decimal(merged.get(k, "0")) + Decimal(v)) if kind is Decimal else merged.get(k, 0) + v
     return total
-
-
-def _copy_csv(cursor, table: str, rows) -> None:
-    """An Arrow table into a warehouse table by COPY of CSV that Arrow writes (no per-row Python)."""
-    import io
-
-    import pyarrow.csv as pacsv
-
-    if not rows.num_rows:
-        return
-    buffer = io.BytesIO()
-    pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
-    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
-        copy.write(buffer.getbuffer())
 
 
 def read_slice(cursor, query: str, schema) -> Iterator:
@@ -178,8 +165,8 @@ def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str)
             rated, suspense = rated_tables(batch, rater.rate(batch))
             _merge(summary, _summary_of(rated, suspense))
             t2 = time.perf_counter()
-            _copy_csv(cursor, load.work_rated, rated)
-            _copy_csv(cursor, load.work_suspense, suspense)
+            copy_arrow_csv(cursor, load.work_rated, rated)
+            copy_arrow_csv(cursor, load.work_suspense, suspense)
             t3 = time.perf_counter()
             timings["read_s"] += t1 - t0
             timings["rate_s"] += t2 - t1
