@@ -83,6 +83,10 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
                                                          f" join {box.tables.clean} c using (record_id)"))
     before = box.query(f"select record_id, cost from {tables.rated} order by record_id")
 
+    empty = rate(env, "2026-11-25")  # a day without a single clean CDR rates to nothing, not an error
+    assert empty.returncode == 0, empty.stderr[-3000:]
+    assert '"input": 0' in empty.stdout and '"revenue_total": "0"' in empty.stdout
+
     again = rate(env, "2026-11-20")  # re-running a day replaces it
     assert again.returncode == 0, again.stderr[-3000:]
     assert box.query(f"select record_id, cost from {tables.rated} order by record_id") == before
@@ -127,6 +131,13 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
                                             queries=queries)).column("summary")[0].as_py())
               for _ in range(2)]  # the second is Spark retrying a task that had committed
     assert loaded[0]["input"] == loaded[1]["input"] == clean_that_day
+    # a slice of the table that holds no CDR of the day (other days, or none) loads nothing
+    empty = json.loads(next(rate_and_load(iter([pa.RecordBatch.from_pydict({"id": [0]})]), engine=engine,
+                                          load=tables.day_load(date(2026, 11, 20), "empty000run1"),
+                                          conninfo=conninfo, queries=slice_queries(
+                                              box.tables.clean, date(2026, 11, 20), ["false"])))
+                       .column("summary")[0].as_py())
+    assert empty["input"] == empty["rated"] == empty["suspended"] == 0
     in_work = box.query(f"select (select count(*) from {dead.work_rated})"
                         f" + (select count(*) from {dead.work_suspense})")
     assert in_work[0][0] == clean_that_day  # loaded once, not twice

@@ -85,6 +85,12 @@ def _summary_of(rated, suspense) -> dict:
             "negative": int(pc.sum(pc.less(rated.column("cost"), 0)).as_py() or 0) if rated.num_rows else 0}
 
 
+def new_summary() -> dict:
+    """Counts of a slice, a run or a day; all zero (a slice or a day may hold no CDR at all)."""
+    return {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0,
+            "revenue_by_type": {}, "suspended_by_reason": {}}
+
+
 def _merge(total: dict, part: dict) -> dict:
     for key in ("input", "rated", "suspended", "negative"):
         total[key] = total.get(key, 0) + part[key]
@@ -106,6 +112,8 @@ def read_slice(cursor, query: str, schema) -> Iterator:
     with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:
         for chunk in copy:
             buffer.write(chunk)
+    if not buffer.tell():
+        return  # no clean CDR of the day in this slice of the table
     buffer.seek(0)
     # the warehouse's timestamps are UTC without a zone: parse them naive, then label them UTC
     naive = pa.schema([pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in schema])
@@ -155,7 +163,7 @@ def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str)
     """Read, rate and COPY one slice. Its rows and its manifest entry commit in one transaction;
     a retried task whose entry is already there rolls its rows back and returns the stored summary."""
     started = time.perf_counter()
-    summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0}
+    summary = new_summary()
     timings = {"read_s": 0.0, "rate_s": 0.0, "load_s": 0.0}
     plain_before = rater.plain_rows
     with conn.cursor() as cursor:
@@ -264,7 +272,7 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
         rated_seconds = time.perf_counter() - started
         progress(f"rated and loaded into the work tables after {rated_seconds:.1f} s")
 
-        summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0}
+        summary = new_summary()
         for part in parts:
             _merge(summary, part)
             summary["plain_engine_rows"] += part["plain_engine_rows"]
@@ -328,8 +336,7 @@ def _rate_through_jdbc(spark, warehouse, engine: RatingEngine, load: DayLoad, qu
             F.sum(F.when(F.col("cost") < 0, 1).otherwise(0)).alias("negative")).collect()
     finally:
         rated.unpersist()
-    summary: dict = {"input": 0, "rated": 0, "suspended": 0, "negative": 0, "plain_engine_rows": 0,
-                     "revenue_by_type": {}, "suspended_by_reason": {}}
+    summary = new_summary()
     for row in totals:
         summary["input"] += row.n
         if row.kind == "rated":
