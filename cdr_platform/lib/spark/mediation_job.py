@@ -7,9 +7,9 @@
 
 Reads raw-cdrs from the earliest offset on the first run, then from its checkpoint (one per
 environment). In foreachBatch, each micro-batch is validated and normalised once by the
-Spark tasks (the rules of cdr_platform.lib.validation, applied to Arrow batches), which also
-store the clean rows (direct path, PostgreSQL: lookup + COPY into clean_cdrs); the driver
-then writes the batch's ledger entry and publishes rejects and duplicates to error-cdrs.
+Spark tasks (the rules of cdr_platform.lib.validation, applied to Arrow batches in bulk by
+cdr_platform.lib.mediation_bulk), which also store the clean rows (direct path, PostgreSQL:
+lookup + COPY into clean_cdrs); the driver then writes the batch's ledger entry and publishes rejects and duplicates to error-cdrs.
 On the staged path (SQL Server) clean rows go through Spark's JDBC writer into a staging
 table and one warehouse transaction merges them. See cdr_platform.lib.mediation_store for
 why a replayed batch changes nothing.
