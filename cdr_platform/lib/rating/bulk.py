@@ -68,6 +68,7 @@ class _PricedRates:
         self.engine, self.scale, self.pieces = engine, scale, pieces
         self.index: dict[DestinationRate, int] = {}
         self.rows: list[tuple] = []
+        self._arrays: tuple | None = None
 
     def code(self, dr: DestinationRate) -> int:
         """Index of a destination rate, or -1 when it cannot be priced in integers of 10^-scale."""
@@ -97,7 +98,13 @@ class _PricedRates:
                 {"*up": 0, "*down": 1}.get(dr.rounding_method, 2))
 
     def arrays(self):
-        """Per-rate numpy columns; rate -1 (not priceable) maps to the last, all-zero row."""
+        """Per-rate numpy columns; rate -1 (not priceable) maps to the last, all-zero row. Rebuilt
+        only when a rate was met since the last call."""
+        if self._arrays is None or self._arrays[0] != len(self.rows):
+            self._arrays = (len(self.rows), self._build_arrays())
+        return self._arrays[1]
+
+    def _build_arrays(self):
         filler = ([_SAFE_INT] * self.pieces, [1] * self.pieces, [0] * self.pieces, 0, -1, 0, 2)
         table = [r if r is not None else filler for r in self.rows] + [filler]
         starts = np.array([r[0] for r in table], dtype=np.int64)
@@ -125,6 +132,8 @@ class BulkRater:
                                             for p in plan.rating_profiles}), dtype=np.int64)
         self._routes: dict[tuple, tuple[_Attempt, ...]] = {}
         self._schedules: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._destinations: list[str] = []  # destination ids by code, every plan's prefixes once
+        self._prefix_lookups: dict[str, tuple[list, int]] = {}
         self.fast_rows = self.plain_rows = 0
 
     # -- decisions shared by many records, asked of the engine once --------------------------
@@ -172,30 +181,41 @@ class BulkRater:
             self._schedules[key] = (np.array(starts, np.int64), np.array(ends, np.int64), np.array(codes, np.int64))
         return self._schedules[key]
 
-    def _match(self, plan_id: str, numbers: pa.Array, destinations: list[str]) -> np.ndarray:
-        """Longest-prefix destination (an index appended to `destinations`) per number, or -1."""
-        by_prefix, _, has_any = self.engine.prefix_index(plan_id)
+    def _prefix_groups(self, plan_id: str):
+        """A plan's prefix index as Arrow lookups, longest prefixes first, built once:
+        [(length, prefixes, code of the first one in self._destinations)], and the code of *any."""
+        if plan_id not in self._prefix_lookups:
+            by_prefix, _, has_any = self.engine.prefix_index(plan_id)
+            groups = []
+            for length in sorted({len(k) for k in by_prefix}, reverse=True):
+                prefixes = [k for k in by_prefix if len(k) == length]
+                groups.append((length, pa.array(prefixes), len(self._destinations)))
+                self._destinations += [by_prefix[k] for k in prefixes]
+            any_code = -1
+            if has_any:
+                any_code = len(self._destinations)
+                self._destinations.append(ANY)
+            self._prefix_lookups[plan_id] = (groups, any_code)
+        return self._prefix_lookups[plan_id]
+
+    def _match(self, plan_id: str, numbers: pa.Array) -> np.ndarray:
+        """Longest-prefix destination (a code in self._destinations) per number, or -1."""
+        groups, any_code = self._prefix_groups(plan_id)
         found = np.full(len(numbers), -1, np.int64)
-        for length in sorted({len(k) for k in by_prefix}, reverse=True):
-            prefixes = [k for k in by_prefix if len(k) == length]
-            base = len(destinations)
-            destinations += [by_prefix[k] for k in prefixes]
-            hit = pc.index_in(pc.utf8_slice_codeunits(numbers, 0, length), value_set=pa.array(prefixes))
+        for length, prefixes, base in groups:
+            hit = pc.index_in(pc.utf8_slice_codeunits(numbers, 0, length), value_set=prefixes)
             hit = pc.fill_null(hit, -1).to_numpy(zero_copy_only=False).astype(np.int64)
             found = np.where((found < 0) & (hit >= 0), hit + base, found)
-        if has_any:
-            destinations.append(ANY)
-            found = np.where(found < 0, len(destinations) - 1, found)
-        return found
+        return np.where(found < 0, any_code, found)
 
-    def _stretches(self, plans, destinations, plan_code, destination_code, day, tod):
+    def _stretches(self, plans, plan_code, destination_code, day, tod):
         """(destination-rate code, end ns after midnight) of the stretch each (plan, destination,
         day, time of day) falls in; code -2 when no row is active, -1 when not priceable here."""
         key = (plan_code << 42) | (destination_code << 22) | (day - day.min())
         groups, group_of = np.unique(key, return_inverse=True)
         bounds, ends, codes = [], [], []
         for g, k in enumerate(groups.tolist()):
-            s, e, c = self._schedule(plans[k >> 42], destinations[(k >> 22) & ((1 << 20) - 1)],
+            s, e, c = self._schedule(plans[k >> 42], self._destinations[(k >> 22) & ((1 << 20) - 1)],
                                      int(day.min()) + (k & ((1 << 22) - 1)))
             bounds.append(s + g * NS_PER_DAY)
             ends.append(e)
@@ -275,7 +295,6 @@ class BulkRater:
                                     pc.fill_null(pc.not_equal(col["other_msisdn"], ""), False)),
                             pc.utf8_ltrim(col["other_msisdn"], "+"), "*any")  # = destination_of
         plain |= ~pc.fill_null(pc.string_is_ascii(number), False).to_numpy(zero_copy_only=False)
-        destinations: list[str] = []
         destination_code = np.full(n, -1, np.int64)
         plan_code = np.full(n, -1, np.int64)
         category_code = np.full(n, -1, np.int64)
@@ -285,7 +304,7 @@ class BulkRater:
                 rows = np.flatnonzero((plan_a == p) & (destination_code < 0) & ~plain)
                 if not len(rows):
                     continue
-                found = self._match(plan_id, number.take(pa.array(rows)), destinations)
+                found = self._match(plan_id, number.take(pa.array(rows)))
                 destination_code[rows] = found
                 plan_code[rows] = np.where(found >= 0, p, -1)
                 category_code[rows] = np.where(found >= 0, category_of[route_of_row[rows], a], -1)
@@ -304,12 +323,11 @@ class BulkRater:
         pieces_cost = np.zeros(len(fast), np.int64)
         first_code = np.full(len(fast), -1, np.int64)
         failed = np.zeros(len(fast), bool)
-        starts, increments, prices = (np.zeros((0, self.rates.pieces), np.int64),) * 3
         for segment in range(self.max_segments):
             todo = np.flatnonzero(~failed & ((voice & (offset < total_usage)) | (~voice & (segment == 0))))
             if not len(todo):
                 break
-            code, stretch_end = self._stretches(plans, destinations, plan_f[todo], dest_f[todo], seg_day[todo],
+            code, stretch_end = self._stretches(plans, plan_f[todo], dest_f[todo], seg_day[todo],
                                                 seg_tod[todo])
             failed[todo[code < 0]] = True  # nothing active (NotRated), or a rate not priceable here
             ok = code >= 0
@@ -377,7 +395,7 @@ class BulkRater:
             "category": names(categories, category_code),
             "subject": subjects.take(route_idx),
             "rating_plan_id": names(plans, plan_code),
-            "destination_id": names(destinations, destination_code),
+            "destination_id": names(self._destinations, destination_code),
             "cost": _decimal_array(cost_int),
             "connect_fee": _decimal_array(fee_int),
         }

@@ -129,10 +129,11 @@ class DayLoad:
     def work_suspense(self) -> str:
         return self._name(self.tables.suspense, True)
 
-    def work_tables(self) -> list[tuple[str, str, str]]:
-        """(parent, work table, day partition) for rating_cdrs and rating_suspense."""
+    def work_tables(self) -> list[tuple[str, tuple, str, str]]:
+        """(parent, its columns, work table, day partition) for rating_cdrs and rating_suspense."""
         t = self.tables
-        return [(parent, self._name(parent, True), self._name(parent, False)) for parent in (t.rated, t.suspense)]
+        return [(parent, columns, self._name(parent, True), self._name(parent, False))
+                for parent, columns in ((t.rated, RATED_COLUMNS), (t.suspense, SUSPENSE_COLUMNS))]
 
     def stale_work_sql(self) -> str:
         """Work tables of this day left by runs that died (the caller holds the day's lock)."""
@@ -145,8 +146,7 @@ class DayLoad:
         run) become column defaults, so the rows need not carry them."""
         d, next_day = self.day.isoformat(), (self.day + timedelta(days=1)).isoformat()
         out = []
-        for parent, work, _ in self.work_tables():
-            columns = RATED_COLUMNS if parent == self.tables.rated else SUSPENSE_COLUMNS
+        for _, columns, work, _ in self.work_tables():
             out.append(self.tables.dialect.create_table(work, self.tables._body(columns)))
             for name, _ in columns:
                 if name in run_constants:
@@ -163,11 +163,10 @@ class DayLoad:
         """One transaction: the day's rows become exactly the work tables' rows."""
         d, next_day = self.day.isoformat(), (self.day + timedelta(days=1)).isoformat()
         out = []
-        for parent, work, partition in self.work_tables():
+        for parent, columns, work, partition in self.work_tables():
             if self.tables.partitioned:
                 if partition in attached:
                     out += [f"alter table {parent} detach partition {partition}", f"drop table {partition}"]
-                columns = RATED_COLUMNS if parent == self.tables.rated else SUSPENSE_COLUMNS
                 out += [f"alter table {work} alter column {name} drop default" for name, _ in columns]
                 out += [f"alter table {work} rename to {partition.split('.')[-1]}",
                         f"alter table {parent} attach partition {partition} for values from ('{d}') to ('{next_day}')"]

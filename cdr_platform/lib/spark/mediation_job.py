@@ -67,9 +67,6 @@ OUTPUT_DDL = ", ".join(
     ["kind string", "key string", "value binary", "part int", "first_offset long", "last_offset long",
      "messages long", "rejected long", "clean long", "duplicates long", "reasons string"]
     + [f"{c} {_SPARK_TYPES.get(c, 'string')}" for c in STAGED_COLUMNS])
-_COPY_TYPES = {"start_time": "timestamp", "kafka_timestamp": "timestamp", "mediated_at": "timestamp",
-               "duration_s": "int8", "data_volume_bytes": "int8", "roaming": "int2", "schema_version": "int2",
-               "src_partition": "int4", "src_offset": "int8", "batch_id": "int8"}  # for the COPY
 STAGING_VIA = ("direct", "jdbc")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
