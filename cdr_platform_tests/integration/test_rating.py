@@ -141,6 +141,9 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     in_work = box.query(f"select (select count(*) from {dead.work_rated})"
                         f" + (select count(*) from {dead.work_suspense})")
     assert in_work[0][0] == clean_that_day  # loaded once, not twice
+    # autovacuum keeps off a work table while tasks load it...
+    assert box.query("select reloptions from pg_class where oid = %s::regclass", (dead.work_rated,)) == [
+        (["autovacuum_enabled=false"],)]
     assert box.query(day_rows) == before
 
     # The next run drops the dead run's work tables and replaces the day whole.
@@ -151,10 +154,11 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     leftovers = box.query("select table_name from information_schema.tables where table_schema = %s"
                           " and table_name like %s", (tables.schema, "%\\_w%"))
     assert leftovers == []
-    partitions = box.query("select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+    partitions = box.query("select c.relname, c.reloptions from pg_inherits i join pg_class c on c.oid = i.inhrelid"
                            " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s order by 1",
                            (tables.schema,))
-    assert [p for (p,) in partitions] == ["rating_cdrs_d20261120", "rating_suspense_d20261120"]
+    # ...and maintains the day once it is attached
+    assert partitions == [("rating_cdrs_d20261120", None), ("rating_suspense_d20261120", None)]
 
 
 def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
