@@ -613,4 +613,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's own copy, not this __main__ one: Spark pickles the task functions of
+    # __main__ by value and re-ships their code with every task (see rating_job).
+    from cdr_platform.lib.spark.mediation_job import main as module_main
+
+    sys.exit(module_main())

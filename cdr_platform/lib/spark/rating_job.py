@@ -406,4 +406,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's own copy, not this __main__ one: Spark pickles the task functions of
+    # __main__ by value, with fresh globals per task, which would defeat per-worker state
+    # (the rater and connection kept in _WORKER_STATE) and re-ship the code with every task.
+    from cdr_platform.lib.spark.rating_job import main as module_main
+
+    sys.exit(module_main())
