@@ -480,7 +480,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
         checkpoint: str | None = None, run_id: str | None = None, on_batch=None,
         settings: Settings | None = None, progress=None) -> dict:
     """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
-    from cdr_platform.lib.kafka_io import wait_for_broker
+    from cdr_platform.lib.kafka_io import ensure_topics, wait_for_broker
     from cdr_platform.lib.spark.session import build_spark_session
 
     settings = settings or load_settings()
@@ -494,6 +494,9 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
     lock = _lock_checkpoint(checkpoint)
     # Fail fast, with the address, before Spark starts.
     wait_for_broker(settings.kafka.bootstrap_servers)
+    # The rejects' topic is this job's sink: without it Spark's Kafka writer would wait a
+    # minute for metadata and fail with a timeout deep in a task.
+    ensure_topics(settings.kafka.bootstrap_servers, [error_topic], settings.kafka.topic_partitions)
     from cdr_platform.lib.warehouse import connect
 
     with connect(settings.warehouse) as conn:
