@@ -504,7 +504,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
             conn.execute(statement)
         conn.commit()
 
-    spark = build_spark_session("cdr-mediation", settings)
+    spark = build_spark_session("cdr-mediation", settings, bounded=not continuous)
     mediation = MediationRun(spark, settings, tables, checkpoint, raw_topic, error_topic, run_id)
     if progress:
         mediation.log = progress

@@ -254,7 +254,7 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
                 f"c.src_partition = {p}" for (p,) in conn.execute(
                     f"select distinct src_partition from {mediation.clean}").fetchall()] or ["1 = 1"]
 
-        spark = build_spark_session("cdr-rating", settings)
+        spark = build_spark_session("cdr-rating", settings, bounded=True)
         progress(f"Spark up after {time.perf_counter() - started:.1f} s; reading {mediation.clean} for {day}"
                  f" in {len(slices)} slices ({io})")
         try:
