@@ -8,6 +8,7 @@ import uuid
 from datetime import date, datetime, timezone
 
 import dagster as dg
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -23,7 +24,7 @@ from cdr_platform.lib.generator import GeneratorConfig
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.store import load_tariff_from_warehouse, RatingTables
 from cdr_platform.lib.settings import REPO_ROOT
-from cdr_platform.lib.spark.rating_job import rate_and_load, slice_queries
+from cdr_platform.lib.spark.rating_job import _read_slices, rate_and_load, slice_queries
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -107,6 +108,42 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
                          destination=row[0].lstrip("+"), setup_time=start.replace(tzinfo=timezone.utc),
                          usage_ns=duration * 1_000_000_000)
     assert any(s.start.date().isoformat() == "2026-11-21" for s in rating.spans)
+
+
+def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_stack):
+    """clean_cdrs keeps every day: rating one reads that day's blocks, not the table's history,
+    and its slices together hold each of the day's rows once."""
+    schema = f"slc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+        conn.execute(f"create schema {schema}")
+        table = f"{schema}.clean_cdrs"
+        conn.execute(f"create table {table} (record_id text primary key, start_time timestamp not null,"
+                     " filler text)")
+        conn.execute(f"create index on {table} (start_time)")
+        for day in range(1, 11):  # ten days, written in order, 20,000 rows each; a late straggler
+            conn.execute(f"insert into {table} select 'd{day}-' || i, timestamp '2026-11-{day:02d}'"
+                         f" + i * interval '4 seconds', repeat('x', 100) from generate_series(0, 19999) i")
+        conn.execute(f"insert into {table} values ('late', '2026-11-04 12:00', 'x')")
+        conn.execute(f"analyze {table}")
+        blocks = conn.execute(f"select pg_relation_size('{table}') / 8192").fetchone()[0]
+        day = date(2026, 11, 4)
+        slices = _read_slices(conn, table, day, 2, "c")
+        read = []
+        for predicate in slices:
+            read += [r for (r,) in conn.execute(
+                f"select record_id from {table} c where start_time >= '2026-11-04'"
+                f" and start_time < '2026-11-05' and {predicate}").fetchall()]
+        assert sorted(read) == sorted([f"d4-{i}" for i in range(20000)] + ["late"])  # each row once
+        first_block = int(slices[0].split("'(")[1].split(",")[0])
+        assert first_block > 0.25 * blocks  # days 1-3 are not read
+        assert len(slices) >= 6
+        # a day without rows reads nothing; a day that is most of a table reads all of it
+        assert _read_slices(conn, table, date(2026, 12, 1), 2, "c") == ["false"]
+        conn.execute(f"delete from {table} where start_time >= '2026-11-05'")
+        conn.execute(f"delete from {table} where start_time < '2026-11-04'")
+        conn.execute(f"analyze {table}")
+        assert _read_slices(conn, table, day, 2, "c")[0].startswith("c.ctid >= '(0,0)'")
+        conn.execute(f"drop schema {schema} cascade")
 
 
 def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):

@@ -195,15 +195,43 @@ def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str)
     return summary
 
 
-def _read_slices(conn, clean_table: str, cores: int, alias: str) -> list[str]:
-    """Predicates that split the clean table by physical block ranges (TID range scans)."""
-    blocks = conn.execute("select greatest(pg_relation_size(%s::regclass) / current_setting('block_size')::int, 1)",
+def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool] | None:
+    """The blocks [first, last + 1) of clean_cdrs that hold the day's CDRs, and whether that band
+    runs to the end of the table; None if the day has none.
+
+    clean_cdrs keeps every day, written roughly in arrival order, so a day sits in a narrow band
+    of the table: reading only that band keeps a day's rating from growing with the table's
+    history. When the planner expects the day to be most of the table, that band is the whole
+    table and finding it would cost a scan: the whole table is read instead.
+    """
+    blocks = conn.execute("select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
                           (clean_table,)).fetchone()[0]
+    in_day = "start_time >= %(start)s and start_time < %(end)s"
+    bounds = {"start": day, "end": day + timedelta(days=1)}
+    total = conn.execute("select reltuples from pg_class where oid = %s::regclass", (clean_table,)).fetchone()[0]
+    plan = conn.execute(f"explain (format json) select 1 from {clean_table} where {in_day}", bounds).fetchone()[0]
+    if total > 0 and plan[0]["Plan"]["Plan Rows"] > total / 2:
+        return (0, blocks, True) if blocks else None
+    first, last = conn.execute(f"select min(ctid)::text, max(ctid)::text from {clean_table} where {in_day}",
+                               bounds).fetchone()
+    if first is None:
+        return None
+    block = lambda tid: int(tid.strip("()").split(",")[0])  # noqa: E731 - '(block,offset)'
+    return block(first), block(last) + 1, block(last) + 1 >= blocks
+
+
+def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> list[str]:
+    """Predicates that split the day's block range of the clean table (TID range scans)."""
+    span = _day_block_range(conn, clean_table, day)
+    if span is None:
+        return ["false"]  # no CDR that day: one task that reads nothing
+    first, end, to_table_end = span
+    blocks = end - first
     step = -(-blocks // max(SLICES_PER_CORE * cores, -(-blocks // SLICE_BLOCKS)))
-    bounds = list(range(0, blocks, step))
-    return [f"{alias}.ctid >= '({lo},0)'::tid" + (f" and {alias}.ctid < '({lo + step},0)'::tid"
-                                                  if lo + step < blocks else "")
-            for lo in bounds]
+    # the last slice of a band that ends the table stays open: rows the table gained since
+    return [f"{alias}.ctid >= '({lo},0)'::tid" + (f" and {alias}.ctid < '({min(lo + step, end)},0)'::tid"
+                                                  if lo + step < end or not to_table_end else "")
+            for lo in range(first, end, step)]
 
 
 def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
@@ -250,7 +278,7 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
             for statement in load.create_work_sql(constants):
                 conn.execute(statement)
             conn.commit()
-            slices = _read_slices(conn, mediation.clean, _cores(settings), "c") if io == "copy" else [
+            slices = _read_slices(conn, mediation.clean, day, _cores(settings), "c") if io == "copy" else [
                 f"c.src_partition = {p}" for (p,) in conn.execute(
                     f"select distinct src_partition from {mediation.clean}").fetchall()] or ["1 = 1"]
 
