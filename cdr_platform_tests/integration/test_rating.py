@@ -24,7 +24,7 @@ from cdr_platform.lib.generator import GeneratorConfig
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.store import load_tariff_from_warehouse, RatingTables
 from cdr_platform.lib.settings import REPO_ROOT
-from cdr_platform.lib.spark.rating_job import _read_slices, rate_and_load, slice_queries
+from cdr_platform.lib.spark.rating_job import SUMMARY_PREFIX, _read_slices, rate_and_load, slice_queries
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -73,6 +73,11 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
     for day in ("2026-11-20", "2026-11-21"):
         done = rate(env, day)
         assert done.returncode == 0, done.stderr[-3000:]
+        # Spark's Python workers keep their rater and warehouse connection from slice to slice
+        # (local[2]: two of each, however many slices)
+        summary = json.loads(next(line for line in done.stdout.splitlines()
+                                  if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
+        assert summary["slices"] >= 4 and 1 <= summary["warehouse_connections"] <= 2, summary
     clean_by_day = dict(box.query(f"select cast(start_time as date), count(*) from {box.tables.clean} group by 1"))
     rated_by_day = dict(box.query(f"select rating_day, count(*) from {tables.rated} group by 1"))
     suspense_by_day = dict(box.query(f"select rating_day, count(*) from {tables.suspense} group by 1"))

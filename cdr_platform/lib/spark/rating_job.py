@@ -183,6 +183,9 @@ def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str)
         timings["task_s"] = time.perf_counter() - started
         summary["plain_engine_rows"] = rater.plain_rows - plain_before
         summary["task_timings"] = {k: round(v, 2) for k, v in timings.items()}
+        # which Python worker and warehouse backend served the slice: a run should use one of
+        # each per core, whatever its number of slices (the rater and connection are kept)
+        summary["served_by"] = [os.getpid(), conn.info.backend_pid]
         stored = cursor.execute(f"insert into {load.tables.manifest} (load_id, task_partition, summary)"
                                 " values (%s, %s, %s) on conflict do nothing returning 1",
                                 (load.load_id, slice_id, json.dumps(summary))).fetchone()
@@ -304,6 +307,11 @@ def rate_day(day: date, *, settings: Settings | None = None, tables: RatingTable
         for part in parts:
             _merge(summary, part)
             summary["plain_engine_rows"] += part["plain_engine_rows"]
+        summary["slices"] = len(parts)
+        served_by = [part["served_by"] for part in parts if "served_by" in part]
+        if served_by:  # the COPY path's tasks report them
+            summary["python_workers"] = len({worker for worker, _ in served_by})
+            summary["warehouse_connections"] = len({backend for _, backend in served_by})
         with connect(settings.warehouse) as conn:
             attached = ({r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
                         if tables.partitioned else set())
@@ -429,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                 "revenue_by_type": {"raw_value": revenue, "type": "md"},
                 "suspended_by_reason": {"raw_value": suspense if summary["suspended"] else "_(none)_", "type": "md"},
                 "rows_per_second": summary["rows_per_second"], "seconds": summary["seconds"],
-                "rated_by_plain_engine": summary["plain_engine_rows"]})
+                "rated_by_plain_engine": summary["plain_engine_rows"], "slices": summary["slices"],
+                **({"warehouse_connections": summary["warehouse_connections"]}
+                   if "warehouse_connections" in summary else {})})
     return 0
 
 
