@@ -205,7 +205,8 @@ def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool]
     clean_cdrs keeps every day, written roughly in arrival order, so a day sits in a narrow band
     of the table: reading only that band keeps a day's rating from growing with the table's
     history. When the planner expects the day to be most of the table, that band is the whole
-    table and finding it would cost a scan: the whole table is read instead.
+    table and finding it would cost a scan: the whole table is read instead. (clean_cdrs is
+    insert-only, so a row's ctid stays put between this planning and the tasks' reads.)
     """
     blocks = conn.execute("select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
                           (clean_table,)).fetchone()[0]
@@ -231,7 +232,7 @@ def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> l
     first, end, to_table_end = span
     blocks = end - first
     step = -(-blocks // max(SLICES_PER_CORE * cores, -(-blocks // SLICE_BLOCKS)))
-    # the last slice of a band that ends the table stays open: rows the table gained since
+    # the last slice of a band that ends the table stays open, as the whole-table slicing did
     return [f"{alias}.ctid >= '({lo},0)'::tid" + (f" and {alias}.ctid < '({min(lo + step, end)},0)'::tid"
                                                   if lo + step < end or not to_table_end else "")
             for lo in range(first, end, step)]
