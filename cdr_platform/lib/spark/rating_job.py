@@ -208,11 +208,10 @@ def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool]
     table and finding it would cost a scan: the whole table is read instead. (clean_cdrs is
     insert-only, so a row's ctid stays put between this planning and the tasks' reads.)
     """
-    blocks = conn.execute("select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-                          (clean_table,)).fetchone()[0]
+    blocks, total = conn.execute("select pg_relation_size(oid) / current_setting('block_size')::int, reltuples"
+                                 " from pg_class where oid = %s::regclass", (clean_table,)).fetchone()
     in_day = "start_time >= %(start)s and start_time < %(end)s"
     bounds = {"start": day, "end": day + timedelta(days=1)}
-    total = conn.execute("select reltuples from pg_class where oid = %s::regclass", (clean_table,)).fetchone()[0]
     plan = conn.execute(f"explain (format json) select 1 from {clean_table} where {in_day}", bounds).fetchone()[0]
     if total > 0 and plan[0]["Plan"]["Plan Rows"] > total / 2:
         return (0, blocks, True) if blocks else None
@@ -220,8 +219,8 @@ def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool]
                                bounds).fetchone()
     if first is None:
         return None
-    block = lambda tid: int(tid.strip("()").split(",")[0])  # noqa: E731 - '(block,offset)'
-    return block(first), block(last) + 1, block(last) + 1 >= blocks
+    first_block, last_block = (int(tid.strip("()").split(",")[0]) for tid in (first, last))  # "(block,offset)"
+    return first_block, last_block + 1, last_block + 1 >= blocks
 
 
 def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> list[str]:
