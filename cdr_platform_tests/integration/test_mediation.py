@@ -48,6 +48,28 @@ def assert_exactly_once(box: MediationSandbox, expected: dict) -> None:
     assert len(rejects) == expected["rejected"] + expected["duplicates"]
 
 
+def assert_stored_as_validation_normalises(box: MediationSandbox) -> None:
+    """Every stored clean row, column for column, is what `mediate` makes of its source message:
+    what the bulk rules, the Arrow columns and the warehouse write (binary COPY or JDBC) did to
+    it changed nothing."""
+    from cdr_platform.lib.validation import CLEAN_COLUMNS
+
+    messages = {(m.partition, m.offset): m for m in box.consume(box.raw_topic)}
+    columns = ", ".join(CLEAN_COLUMNS + ("src_partition", "src_offset", "kafka_timestamp"))
+    stored = box.query(f"select {columns} from {box.tables.clean}")
+    assert stored
+    for row in stored:
+        *values, partition, offset, kafka_timestamp = row
+        message = messages[(partition, offset)]
+        received = datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
+        assert kafka_timestamp == received.replace(tzinfo=None)
+        record = mediate(message.value, received).record
+        assert record is not None
+        expected = [record[c].astimezone(timezone.utc).replace(tzinfo=None) if c == "start_time" else record[c]
+                    for c in CLEAN_COLUMNS]
+        assert values == expected, (partition, offset)
+
+
 @pytest.mark.parametrize("staging_via, min_partitions", [("direct", ""), ("jdbc", ""), ("direct", "7")])
 def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason(sandbox, staging_via,
                                                                                   min_partitions):
@@ -81,6 +103,7 @@ def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason
     clean_positions = {f"{sandbox.raw_topic}:{p}:{o}" for p, o in
                        sandbox.query(f"select src_partition, src_offset from {sandbox.tables.clean}")}
     assert not any(injected_at[k] for k in clean_positions)  # no spoiled record got through
+    assert_stored_as_validation_normalises(sandbox)
 
     # Nothing new: a rerun consumes nothing and changes nothing.
     again = sandbox.run()

@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -49,7 +50,7 @@ from cdr_platform.lib.rejects import reject_key, reject_message
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.mediation_bulk import mediate_batch
-from cdr_platform.lib.warehouse import copy_arrow_csv
+from cdr_platform.lib.warehouse import copy_arrow_binary
 from cdr_platform.lib.validation import Reason
 
 log = logging.getLogger("cdr_platform.mediation")
@@ -110,7 +111,7 @@ class _DirectWriter:
         partitions = rows.column("src_partition").to_pylist()
         offsets = rows.column("src_offset").to_pylist()
         stored = {r[0]: (r[1], r[2], r[3]) for r in self.conn.execute(
-            self.tables.stored_sources_sql(), {"record_ids": ids}).fetchall()}
+            self.tables.stored_sources_sql(), {"record_ids": ",".join(ids)}).fetchall()}
         new, duplicates, seen_now = [], [], set()
         for i, (record_id, partition, offset) in enumerate(zip(ids, partitions, offsets)):
             if record_id in self.seen or record_id in seen_now:
@@ -129,7 +130,7 @@ class _DirectWriter:
             table = table.append_column("query_id", pa.repeat(pa.scalar(self.query_id), table.num_rows)) \
                 .append_column("batch_id", pa.repeat(pa.scalar(self.batch_id, pa.int64()), table.num_rows)) \
                 .append_column("mediated_at", pa.repeat(pa.scalar(mediated_at, pa.timestamp("us")), table.num_rows))
-            copy_arrow_csv(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
+            copy_arrow_binary(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
         self.seen |= seen_now  # only once committed
         return duplicates, len(ids) - len(duplicates)
 
@@ -289,13 +290,19 @@ class MediationRun:
             raise ValueError(f"CDR_MEDIATION_STAGING must be one of {STAGING_VIA}, got {self.staging_via!r}")
         self.started = time.perf_counter()
         self._query_id: str | None = None
+        self._query_known = threading.Event()
+
+    def query_started(self, query) -> None:
+        """The streaming query has started: its id is the one kept in the checkpoint, stable
+        across restarts and new for a new checkpoint."""
+        self._query_id = query.id
+        self._query_known.set()
 
     @property
     def query_id(self) -> str:
-        # The query id lives in the checkpoint: stable across restarts, new for a new checkpoint.
-        if self._query_id is None:
-            line = self.spark.read.text(f"{self.checkpoint}/metadata").first()[0]
-            self._query_id = json.loads(line)["id"]
+        # The first batch may run before writeStream.start() has returned the query.
+        if not self._query_known.wait(timeout=300):
+            raise RuntimeError("the streaming query did not report its id")
         return self._query_id
 
     def _connect(self):
@@ -532,6 +539,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
         .foreachBatch(on_each_batch)
     writer = writer.trigger(processingTime=interval) if continuous else writer.trigger(availableNow=True)
     query = writer.start()
+    mediation.query_started(query)
     try:
         if continuous:
             stop = {"requested": False}
