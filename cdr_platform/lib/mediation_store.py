@@ -56,6 +56,20 @@ class Dialect:
                     f"create index {name} on {qualified} ({columns})")
         return f"create index if not exists {name} on {qualified} ({columns})"
 
+    def create_time_index(self, name: str, qualified: str, column: str) -> list[str]:
+        """The index of an append-mostly table's event time (rating finds a day's rows by it).
+
+        PostgreSQL: BRIN, a summary per range of blocks. CDRs arrive in roughly time order, so
+        it narrows a day to its band of the table as well as a B-tree, but costs next to nothing
+        to maintain: a B-tree on start_time took a third of the backend's CPU in mediation's
+        COPY. Earlier versions made a B-tree of the same name; it is replaced.
+        """
+        if self.name == "sqlserver":
+            return [self.create_index(name, qualified, column)]
+        schema = qualified.split(".")[0]
+        return [f"drop index if exists {schema}.{name}",
+                f"create index if not exists brin_{name.removeprefix('ix_')} on {qualified} using brin ({column})"]
+
     def create_schema(self, schema: str) -> str:
         if self.name == "sqlserver":
             return f"if schema_id(N'{schema}') is null exec(N'create schema {schema}')"
@@ -132,7 +146,7 @@ class MediationTables:
                 "batch_id bigint not null",
                 f"mediated_at {d.timestamp} not null",
                 "constraint pk_clean_cdrs primary key (record_id)"])),
-            d.create_index("ix_clean_cdrs_start_time", self.clean, "start_time"),
+            *d.create_time_index("ix_clean_cdrs_start_time", self.clean, "start_time"),
             # no primary key: it holds what a batch wrote, duplicates included
             d.create_table(self.staging, self._columns([
                 "query_id varchar(64) not null",
@@ -167,8 +181,10 @@ class MediationTables:
 
     def stored_sources_sql(self) -> str:
         """PostgreSQL direct path: where clean_cdrs already holds any of a list of record ids."""
+        # the ids go as one comma-joined text (no valid record id holds a comma): psycopg would
+        # adapt a list element by element in Python, which cost as much as the query
         return (f"select record_id, src_partition, src_offset, query_id from {self.clean}"
-                f" where record_id = any(%(record_ids)s)")
+                f" where record_id = any(string_to_array(%(record_ids)s, ','))")
 
     def direct_copy_columns(self) -> tuple[str, ...]:
         return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "mediated_at")

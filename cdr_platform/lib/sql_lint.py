@@ -22,6 +22,8 @@ POSTGRES_ONLY: dict[str, re.Pattern] = {
     "bytea / jsonb / serial types": re.compile(r"\b(bytea|jsonb|serial|bigserial)\b", re.I),
     "at time zone": re.compile(r"\bat\s+time\s+zone\b", re.I),
     "distinct on": re.compile(r"\bdistinct\s+on\b", re.I),
+    "index method other than B-tree": re.compile(r"\busing\s+(brin|gin|gist|spgist|hash)\b", re.I),
+    "drop ... if exists schema.name": re.compile(r"\bdrop\s+index\s+if\s+exists\s+\w+\.\w+\s*$", re.I | re.M),
     "double-quoted string concatenation ||": re.compile(r"\|\|"),
 }
 

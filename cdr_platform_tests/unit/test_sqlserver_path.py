@@ -29,7 +29,11 @@ def test_every_mediation_statement_parses_as_tsql_and_is_portable(sql):
 
 
 def test_the_lint_catches_what_postgres_alone_accepts():
-    assert "unlogged table" in postgres_only_constructs(MediationTables("m", POSTGRES).ddl()[3])
+    postgres_ddl = MediationTables("m", POSTGRES).ddl()
+    staging = next(sql for sql in postgres_ddl if "m.clean_cdrs_staging (" in sql)
+    assert "unlogged table" in postgres_only_constructs(staging)
+    time_index = next(sql for sql in postgres_ddl if "start_time)" in sql)
+    assert "index method other than B-tree" in postgres_only_constructs(time_index)
     assert postgres_only_constructs("select a::int from t limit 5") == [
         "'::' cast (use cast())", "limit (use top / fetch first)"]
     assert postgres_only_constructs("insert into t values (1) on conflict do nothing")
@@ -39,6 +43,7 @@ def test_sqlserver_types_and_jdbc_settings():
     ddl = "\n".join(MediationTables("mediation", SQLSERVER).ddl())
     assert "datetime2" in ddl and "varbinary(max)" in ddl and "nvarchar(4000)" in ddl
     assert "if object_id(N'mediation.clean_cdrs', N'U') is null" in ddl
+    assert "create index ix_clean_cdrs_start_time on mediation.clean_cdrs (start_time)" in ddl  # a B-tree
     wh = WarehouseSettings("db.example", 1433, "cdr", "etl", "", kind="sqlserver")
     assert wh.jdbc_url.startswith("jdbc:sqlserver://db.example:1433;databaseName=cdr;")
     assert "useBulkCopyForBatchInsert=true" in wh.jdbc_url
