@@ -120,7 +120,9 @@ def load_settings() -> Settings:
     stack_dir = Path(_env("CDR_STACK_DIR", str(REPO_ROOT / ".stack")))
     kafka_port = _env_int("CDR_KAFKA_PORT", 19092)
     postgres_port = _env_int("CDR_WAREHOUSE_PORT", 15432)
-    partitions = _env_int("CDR_TOPIC_PARTITIONS", 3)
+    # A multiple of the local Spark cores (2): mediation runs one task per Kafka partition, and
+    # 3 partitions on 2 cores left a core idle for a third of every micro-batch.
+    partitions = _env_int("CDR_TOPIC_PARTITIONS", 4)
     warehouse_kind = _env("CDR_WAREHOUSE_KIND", "postgres")
     if warehouse_kind not in WAREHOUSE_KINDS:
         raise ValueError(f"CDR_WAREHOUSE_KIND must be one of {WAREHOUSE_KINDS}, got {warehouse_kind!r}")
