@@ -452,6 +452,29 @@ def _fault_point(name: str, batch_id: int) -> None:
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+def _import_mediation(batches: Iterator) -> Iterator:
+    """mapInArrow body that only makes a Python worker import this module (pickled by reference)."""
+    import pyarrow as pa
+
+    from cdr_platform.lib import mediation_bulk  # noqa: F401  (what a mediation task needs)
+
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pydict({"ready": [True]})
+
+
+def _start_python_workers(spark) -> None:
+    """Start one Python worker per core and load the mediation code into it, ahead of the first
+    micro-batch: Spark keeps idle workers for the next tasks (spark.python.worker.reuse), and the
+    driver plans the streaming query on one core meanwhile. Measured: the first batch's tasks
+    started their Python code about 3 s after the batch, against 0.1 s in later batches."""
+    try:
+        cores = spark.sparkContext.defaultParallelism
+        spark.range(0, cores, 1, cores).mapInArrow(_import_mediation, "ready boolean").collect()
+    except Exception:  # only a head start: the batches start workers anyway
+        log.debug("could not start the Python workers ahead of the query", exc_info=True)
+
+
 class AnotherMediationIsRunning(RuntimeError):
     pass
 
@@ -515,6 +538,8 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
     mediation = MediationRun(spark, settings, tables, checkpoint, raw_topic, error_topic, run_id)
     if progress:
         mediation.log = progress
+    # While the driver plans the query on one core, start the Python workers on the others.
+    threading.Thread(target=_start_python_workers, args=(spark,), name="python-workers", daemon=True).start()
 
     def on_each_batch(df, batch_id):
         try:
