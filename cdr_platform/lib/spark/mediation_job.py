@@ -453,10 +453,9 @@ def _fault_point(name: str, batch_id: int) -> None:
 
 
 def _import_mediation(batches: Iterator) -> Iterator:
-    """mapInArrow body that only makes a Python worker import this module (pickled by reference)."""
+    """mapInArrow body that makes a Python worker import this module, and with it everything a
+    mediation task uses: Spark pickles a module's function by reference, so unpickling imports it."""
     import pyarrow as pa
-
-    from cdr_platform.lib import mediation_bulk  # noqa: F401  (what a mediation task needs)
 
     for _ in batches:
         pass
