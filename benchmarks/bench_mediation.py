@@ -5,14 +5,20 @@
 The CDRs are produced once into a throw-away topic; each run then mediates all of them
 from scratch (new warehouse schema, error topic and checkpoint) in its own Spark driver
 process, the way the Dagster asset runs it. Reported per run: rows/s over the streaming
-query (from the first batch to the last commit) and over the whole process (Spark start-up
-included), and the peak RSS of the driver (the JVM and its Python process).
+query (from the moment the Spark session is up to the last commit) and over the whole process
+(Spark start-up included), the peak RSS of the driver (the JVM and its Python process), and
+the rows/s of the micro-batches after the first (the query once warm).
+
+The floor: as many fresh processes again only read the same topic through Spark's Kafka source
+into Python tasks that discard the rows (`--floor-runs`, 0 to skip). Mediation cannot be
+faster than that on this machine; the ratio says how much of the time mediation itself takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -46,12 +52,52 @@ def _peak_rss_mb(root_pid: int, stop: threading.Event, out: dict) -> None:
     out["peak_rss_mb"] = sum(peak.values()) / 1024
 
 
+_BATCH_LINE = re.compile(r"batch (\d+): ([\d,]+) in, .* in ([\d.]+) s \(")
+
+
+def _warm_rows_per_s(log: str) -> float | None:
+    """rows/s of the full micro-batches after the first, from the job's progress lines."""
+    batches = [(int(b), int(n.replace(",", "")), float(t)) for b, n, t in _BATCH_LINE.findall(log)]
+    full = [(n, t) for b, n, t in batches if b > 0 and n >= max((n for _, n, _ in batches), default=0) // 2]
+    return sum(n for n, _ in full) / sum(t for _, t in full) if full and sum(t for _, t in full) else None
+
+
+def _read_floor(topic: str) -> None:
+    """Child process of a floor run: Spark's Kafka source into Python tasks that keep nothing."""
+    from cdr_platform.lib.spark.session import build_spark_session
+
+    settings = load_settings()
+    spark = build_spark_session("bench-kafka-floor", settings, bounded=True)
+    started = time.perf_counter()
+    rows = sum(r["rows"] for r in (
+        spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", "latest")
+        .load().select("key", "value", "partition", "offset", "timestamp")  # what mediation's tasks get
+        .mapInArrow(_count_rows, "rows long").collect()))
+    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}), flush=True)
+    spark.stop()
+
+
+def _count_rows(batches):
+    import pyarrow as pa
+
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+    yield pa.RecordBatch.from_pydict({"rows": [rows]})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--floor-runs", type=int, default=3)
     parser.add_argument("--staging", default="direct", choices=["direct", "jdbc"])
+    parser.add_argument("--floor-child", help=argparse.SUPPRESS)  # internal: one floor run
     args = parser.parse_args()
+    if args.floor_child:
+        _read_floor(args.floor_child)
+        return 0
 
     import psycopg
     from kafka import KafkaAdminClient
@@ -72,7 +118,7 @@ def main() -> int:
     producer.close()
     print(f"{args.count:,} CDRs in {raw}", flush=True)
 
-    results, topics, schemas = [], [raw], []
+    results, floors, topics, schemas = [], [], [raw], []
     try:
         for run in range(args.runs):
             errors, schema = f"bench-med-err-{tag}-{run}", f"bench_med_{tag}_{run}"
@@ -101,12 +147,25 @@ def main() -> int:
                                       if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
             result = {"rows_in": summary["rows_in"], "query_rows_per_s": summary["rows_per_second"],
                       "process_rows_per_s": summary["rows_in"] / wall, "peak_rss_mb": memory["peak_rss_mb"],
+                      "warm_rows_per_s": _warm_rows_per_s(stderr),
                       "clean": summary["clean"], "balanced": summary["balanced"]}
+            warm = f"{result['warm_rows_per_s']:>9,.0f}" if result["warm_rows_per_s"] else "        -"
             print(f"run {run + 1}: {result['query_rows_per_s']:>9,.0f} rows/s (query), "
-                  f"{result['process_rows_per_s']:>9,.0f} rows/s (process), "
-                  f"driver peak {result['peak_rss_mb']:,.0f} MB, {summary['clean']:,} clean, "
+                  f"{result['process_rows_per_s']:>9,.0f} rows/s (process), {warm} rows/s (batches after "
+                  f"the first), driver peak {result['peak_rss_mb']:,.0f} MB, {summary['clean']:,} clean, "
                   f"balanced={summary['balanced']}", flush=True)
             results.append(result)
+        for run in range(args.floor_runs):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_mediation", "--floor-child", raw],
+                                  env={**__import__("os").environ, "PYSPARK_PYTHON": sys.executable},
+                                  cwd=REPO_ROOT, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            floor = json.loads(proc.stdout.strip().splitlines()[-1])
+            floors.append(floor["rows"] / floor["seconds"])
+            print(f"floor {run + 1}: {floors[-1]:>9,.0f} rows/s (Spark's Kafka source into Python tasks that "
+                  f"keep nothing, {floor['rows']:,} rows)", flush=True)
     finally:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
         admin.delete_topics(topics)
@@ -118,6 +177,13 @@ def main() -> int:
           f"{statistics.median(r['query_rows_per_s'] for r in results):,.0f} rows/s (query), "
           f"{statistics.median(r['process_rows_per_s'] for r in results):,.0f} rows/s (process), "
           f"peak driver RSS {max(r['peak_rss_mb'] for r in results):,.0f} MB")
+    warm = [r["warm_rows_per_s"] for r in results if r["warm_rows_per_s"]]
+    if warm:
+        print(f"micro-batches after the first: {statistics.median(warm):,.0f} rows/s (median)")
+    if floors:
+        query = statistics.median(r["query_rows_per_s"] for r in results)
+        print(f"floor: {statistics.median(floors):,.0f} rows/s (median); mediation's query runs at "
+              f"{query / statistics.median(floors):.0%} of it")
     return 0
 
 
