@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -58,8 +59,10 @@ _BATCH_LINE = re.compile(r"batch (\d+): ([\d,]+) in, .* in ([\d.]+) s \(")
 def _warm_rows_per_s(log: str) -> float | None:
     """rows/s of the full micro-batches after the first, from the job's progress lines."""
     batches = [(int(b), int(n.replace(",", "")), float(t)) for b, n, t in _BATCH_LINE.findall(log)]
-    full = [(n, t) for b, n, t in batches if b > 0 and n >= max((n for _, n, _ in batches), default=0) // 2]
-    return sum(n for n, _ in full) / sum(t for _, t in full) if full and sum(t for _, t in full) else None
+    largest = max((n for _, n, _ in batches), default=0)
+    full = [(n, t) for b, n, t in batches if b > 0 and n >= largest // 2]  # not the trailing stragglers
+    seconds = sum(t for _, t in full)
+    return sum(n for n, _ in full) / seconds if seconds else None
 
 
 def _read_floor(topic: str) -> None:
@@ -126,7 +129,7 @@ def main() -> int:
             schemas.append(schema)
             ensure_topics(settings.kafka.bootstrap_servers, [errors], settings.kafka.topic_partitions)
             with tempfile.TemporaryDirectory() as tmp:
-                env = {**__import__("os").environ, "CDR_RAW_TOPIC": raw, "CDR_ERROR_TOPIC": errors,
+                env = {**os.environ, "CDR_RAW_TOPIC": raw, "CDR_ERROR_TOPIC": errors,
                        "CDR_MEDIATION_SCHEMA": schema, "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint",
                        "CDR_MEDIATION_STAGING": args.staging, "PYSPARK_PYTHON": sys.executable}
                 started = time.perf_counter()
@@ -157,7 +160,7 @@ def main() -> int:
             results.append(result)
         for run in range(args.floor_runs):
             proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_mediation", "--floor-child", raw],
-                                  env={**__import__("os").environ, "PYSPARK_PYTHON": sys.executable},
+                                  env={**os.environ, "PYSPARK_PYTHON": sys.executable},
                                   cwd=REPO_ROOT, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)

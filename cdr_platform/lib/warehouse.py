@@ -112,6 +112,14 @@ def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Seq
     return count
 
 
+def _utc_wall_time(rows):
+    """The Arrow table with its timestamps as zoneless UTC wall time, as the warehouse stores them."""
+    import pyarrow as pa
+
+    return rows.cast(pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type)
+                                else f for f in rows.schema]))
+
+
 def copy_arrow_binary(cursor, table: str, rows) -> None:
     """An Arrow table into a PostgreSQL table by binary COPY (pgpq encodes it, no per-row Python).
 
@@ -121,13 +129,10 @@ def copy_arrow_binary(cursor, table: str, rows) -> None:
     for timestamp (written as UTC wall time; the warehouse's timestamp columns have no zone).
     """
     import pgpq
-    import pyarrow as pa
 
     if not rows.num_rows:
         return
-    naive = pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f
-                       for f in rows.schema])
-    rows = rows.cast(naive)
+    rows = _utc_wall_time(rows)
     encoder = pgpq.ArrowToPostgresBinaryEncoder(rows.schema)
     with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format binary)") as copy:
         copy.write(encoder.write_header())
@@ -144,15 +149,12 @@ def copy_arrow_csv(cursor, table: str, rows) -> None:
     """
     import io
 
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if not rows.num_rows:
         return
-    naive = pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f
-                       for f in rows.schema])
     buffer = io.BytesIO()
-    pacsv.write_csv(rows.cast(naive), buffer, pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(_utc_wall_time(rows), buffer, pacsv.WriteOptions(include_header=False))
     with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
         copy.write(buffer.getbuffer())
 

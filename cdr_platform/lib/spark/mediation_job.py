@@ -268,12 +268,11 @@ def duplicate_rejects_arrow(batches: Iterator, *, topic: str, batch_id: int, que
 class MediationRun:
     """State of one run of the streaming query: configuration and per-batch outcomes."""
 
-    def __init__(self, spark, settings: Settings, tables: MediationTables, checkpoint: str,
+    def __init__(self, spark, settings: Settings, tables: MediationTables,
                  raw_topic: str, error_topic: str, run_id: str | None) -> None:
         self.spark = spark
         self.settings = settings
         self.tables = tables
-        self.checkpoint = checkpoint
         self.raw_topic = raw_topic
         self.error_topic = error_topic
         self.run_id = run_id
@@ -534,7 +533,7 @@ def run(*, continuous: bool = False, interval: str = "1 second", max_offsets_per
         conn.commit()
 
     spark = build_spark_session("cdr-mediation", settings, bounded=not continuous)
-    mediation = MediationRun(spark, settings, tables, checkpoint, raw_topic, error_topic, run_id)
+    mediation = MediationRun(spark, settings, tables, raw_topic, error_topic, run_id)
     if progress:
         mediation.log = progress
     # While the driver plans the query on one core, start the Python workers on the others.
