@@ -25,7 +25,12 @@ def local_stack(settings: Settings, tmp_path_factory) -> Settings:
     from cdr_platform.utils import local_stack
 
     was_running = all(svc.running() for svc in local_stack._services(settings).values())
-    local_stack.up(settings)
+    try:
+        local_stack.up(settings)
+    except BaseException:  # a half-started stack (PostgreSQL up, Kafka not) must not outlive the run
+        if not was_running:
+            local_stack.down(settings)
+        raise
     # Dagster runs made by tests go to a throwaway instance, not the developer's.
     os.environ.setdefault("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
     yield settings

@@ -167,6 +167,15 @@ def _java() -> str:
     return java
 
 
+def _kafka_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID), never starting with
+    '-': the storage tool's argument parser would take such an id for an option (one id in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_kafka(settings: Settings) -> None:
     svc = _services(settings)["kafka"]
     if svc.running():
@@ -181,7 +190,7 @@ def start_kafka(settings: Settings) -> None:
     classpath = str(settings.stack.jars_dir / "kafka" / "*")
     java = _java()
     if not (d / "kafka" / "data" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _kafka_cluster_id()
         _say(f"formatting Kafka storage (cluster id {cluster_id})")
         result = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
                                  "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
