@@ -9,8 +9,9 @@ export DAGSTER_HOME ?= $(abspath .dagster_home)
 
 .PHONY: setup system-packages up down status demo test test-unit dev stream bench clean
 
-setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars
+setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars, Spark's class-data archive
 	@$(PY) -m cdr_platform.utils.local_stack jars
+	@$(PY) -m cdr_platform.lib.spark.startup_archive
 
 system-packages:
 	@bash scripts/install_system_packages.sh

@@ -104,6 +104,11 @@ class StackSettings:
     def spark_jars_dir(self) -> Path:
         return self.jars_dir / "spark"
 
+    @property
+    def spark_cds_dir(self) -> Path:
+        """The Spark driver's class-data archive (cdr_platform.lib.spark.startup_archive)."""
+        return self.directory / "spark-cds"
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -159,7 +159,8 @@ def _kafka_properties(settings: Settings) -> str:
     ])
 
 
-def _java() -> str:
+def java_executable() -> str:
+    """The java that runs Kafka here and that spark-submit launches (JAVA_HOME first, then PATH)."""
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java:
@@ -188,7 +189,7 @@ def start_kafka(settings: Settings) -> None:
     props = d / "kafka" / "server.properties"
     props.write_text(_kafka_properties(settings))
     classpath = str(settings.stack.jars_dir / "kafka" / "*")
-    java = _java()
+    java = java_executable()
     if not (d / "kafka" / "data" / "meta.properties").exists():
         cluster_id = _kafka_cluster_id()
         _say(f"formatting Kafka storage (cluster id {cluster_id})")

@@ -17,3 +17,68 @@ def test_the_full_jit_can_be_asked_for_and_a_wrong_value_is_refused(monkeypatch)
     monkeypatch.setenv("CDR_SPARK_JIT", "c1")
     with pytest.raises(ValueError, match="CDR_SPARK_JIT"):
         driver_java_options(bounded=True)
+
+
+# -- the class-data archive (cdr_platform.lib.spark.startup_archive) -------------------------
+
+
+def test_the_driver_maps_the_class_data_archive_it_is_given(tmp_path):
+    archive = tmp_path / "driver-0123.jsa"
+    assert f"-XX:SharedArchiveFile={archive}" in driver_java_options(bounded=True, startup_archive=archive).split()
+    assert not any("SharedArchiveFile" in o for o in driver_java_options(bounded=True).split())
+
+
+def test_the_archive_fingerprint_follows_the_jvm_and_the_class_path(tmp_path):
+    from cdr_platform.lib.spark.startup_archive import fingerprint
+
+    java, jar = tmp_path / "java", tmp_path / "spark-sql-kafka.jar"
+    java.write_bytes(b"jvm")
+    jar.write_bytes(b"v1")
+    first = fingerprint(str(java), "4.3.0", [str(jar)])
+    assert fingerprint(str(java), "4.3.0", [str(jar)]) == first  # stable while nothing changes
+    assert fingerprint(str(java), "4.3.1", [str(jar)]) != first  # another PySpark
+    jar.write_bytes(b"version 2")
+    assert fingerprint(str(java), "4.3.0", [str(jar)]) != first  # another connector build
+    extra = tmp_path / "mssql-jdbc.jar"
+    extra.write_bytes(b"driver")
+    assert fingerprint(str(java), "4.3.0", [str(jar), str(extra)]) != fingerprint(str(java), "4.3.0", [str(jar)])
+
+
+@pytest.fixture
+def stack_in(tmp_path, monkeypatch):
+    """Settings whose stack folder is empty: no jars, no archive."""
+    from cdr_platform.lib.settings import load_settings
+
+    monkeypatch.setenv("CDR_STACK_DIR", str(tmp_path / "stack"))
+    monkeypatch.delenv("CDR_SPARK_CDS", raising=False)
+    return load_settings()
+
+
+def test_an_archive_is_used_only_when_recorded_for_this_jvm_and_wanted(stack_in, monkeypatch):
+    from cdr_platform.lib.spark.startup_archive import archive_path, usable_archive
+
+    assert usable_archive(stack_in) is None  # not recorded yet
+    path = archive_path(stack_in)
+    assert path.parent == stack_in.stack.spark_cds_dir and path.name.startswith("driver-")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"archive")
+    assert usable_archive(stack_in) == path
+    monkeypatch.setenv("CDR_SPARK_CDS", "off")
+    assert usable_archive(stack_in) is None
+    monkeypatch.setenv("CDR_SPARK_CDS", "yes")
+    with pytest.raises(ValueError, match="CDR_SPARK_CDS"):
+        usable_archive(stack_in)
+
+
+def test_recording_keeps_an_existing_archive_and_a_failed_recording_leaves_nothing(stack_in):
+    from cdr_platform.lib.spark.startup_archive import archive_path, record
+
+    said: list[str] = []
+    # A real failure: the recording child finds no Spark jars in this empty stack folder.
+    assert record(stack_in, say=said.append) is None
+    assert "could not be recorded" in said[-1]
+    assert list(stack_in.stack.spark_cds_dir.iterdir()) == []  # no partial archive left behind
+    path = archive_path(stack_in)
+    path.write_bytes(b"archive")
+    assert record(stack_in, say=said.append) == path
+    assert said[-1].endswith("up to date")

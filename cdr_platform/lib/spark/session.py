@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from cdr_platform.lib.settings import Settings, load_settings
 
@@ -28,14 +29,14 @@ def arrow_schema_from_ddl(ddl: str):
     return pa.schema(fields)
 
 
-def driver_java_options(bounded: bool) -> str:
+def driver_java_options(bounded: bool, startup_archive: Path | None = None) -> str:
     """JVM options of the driver (in local mode, also the executor).
 
     A bounded run (minutes, then exit) spends a large share of its CPU in the JIT's optimising
     compiler, C2, on code it then runs too briefly to gain from: measured on the mediation
     benchmark, the compiler threads took 16 of the driver JVM's 32 CPU-seconds. Bounded runs
     therefore stop at C1 unless CDR_SPARK_JIT=full; continuous mode keeps C2, which pays back
-    over a long run.
+    over a long run. `startup_archive`: the class-data archive to map (see startup_archive).
     """
     jit = os.environ.get("CDR_SPARK_JIT", "auto")
     if jit not in ("auto", "full"):
@@ -44,6 +45,8 @@ def driver_java_options(bounded: bool) -> str:
     options = ["-Duser.timezone=UTC"]
     if bounded and jit == "auto":
         options.append("-XX:TieredStopAtLevel=1")
+    if startup_archive is not None:
+        options.append(f"-XX:SharedArchiveFile={startup_archive}")
     return " ".join(options)
 
 
@@ -52,6 +55,7 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
     """The platform's SparkSession; `bounded` for a run that ends by itself (see driver_java_options)."""
     from pyspark.sql import SparkSession
 
+    from cdr_platform.lib.spark.startup_archive import usable_archive
     from cdr_platform.utils.local_stack import spark_jar_paths
 
     settings = settings or load_settings()
@@ -69,7 +73,7 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
         .master(settings.spark_master)
         .config("spark.jars", ",".join(jars))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", driver_java_options(bounded))
+        .config("spark.driver.extraJavaOptions", driver_java_options(bounded, usable_archive(settings)))
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.driver.memory", os.environ.get("CDR_SPARK_DRIVER_MEMORY", "2g"))
         .config("spark.sql.shuffle.partitions", os.environ.get("CDR_SPARK_SHUFFLE_PARTITIONS", "4"))
