@@ -1,4 +1,6 @@
-"""The driver JVM's options: bounded runs skip the optimising JIT, long runs keep it."""
+"""The driver JVM's options: bounded runs skip the optimising JIT, long runs keep it; the class-data archive."""
+
+import os
 
 import pytest
 
@@ -82,3 +84,21 @@ def test_recording_keeps_an_existing_archive_and_a_failed_recording_leaves_nothi
     path.write_bytes(b"archive")
     assert record(stack_in, say=said.append) == path
     assert said[-1].endswith("up to date")
+
+
+def test_a_new_archive_removes_older_fingerprints_and_dead_recordings_only(tmp_path):
+    import subprocess
+    import sys
+
+    from cdr_platform.lib.spark.startup_archive import _remove_stale
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    current = tmp_path / "driver-new.jsa"
+    older = tmp_path / "driver-old.jsa"
+    abandoned = tmp_path / f"driver-new.jsa.{dead_pid}.partial"
+    in_progress = tmp_path / f"driver-new.jsa.{os.getpid()}.partial"  # a live recording
+    for path in (current, older, abandoned, in_progress):
+        path.write_bytes(b"x")
+    _remove_stale(current)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([current.name, in_progress.name])

@@ -77,31 +77,59 @@ def record(settings: Settings | None = None, say=print) -> Path | None:
     if _mode() == "off":
         say("[spark] class-data archive: off (CDR_SPARK_CDS=off)")
         return None
-    path = archive_path(settings)
+    log = settings.stack.directory / "logs" / "spark-cds.log"
+    try:
+        path = archive_path(settings)
+    except Exception as exc:  # no java yet, say: the jobs report that themselves
+        say(f"[spark] WARNING: no class-data archive: {exc}")
+        return None
     if path.is_file():
         say(f"[spark] class-data archive: {path.name}, up to date")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # renamed once complete
-    log = settings.stack.directory / "logs" / "spark-cds.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    say("[spark] recording the driver's class-data archive (once per JDK and PySpark, ~30 s)")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # renamed once complete
+    say("[spark] recording the driver's class-data archive (once per JDK and PySpark, under a minute)")
     started = time.perf_counter()
-    with log.open("w") as out:
-        result = subprocess.run([sys.executable, "-m", "cdr_platform.lib.spark.startup_archive", "--record-into", str(partial)], cwd=REPO_ROOT,
-                                env={**os.environ, "PYSPARK_PYTHON": sys.executable}, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=900)
-    if result.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
+    try:
+        with log.open("w") as out:
+            result = subprocess.run(
+                [sys.executable, "-m", "cdr_platform.lib.spark.startup_archive", "--record-into", str(partial)],
+                cwd=REPO_ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, stdout=out,
+                stderr=subprocess.STDOUT, timeout=900)
+        recorded = result.returncode == 0 and partial.is_file() and partial.stat().st_size > 0
+    except subprocess.TimeoutExpired:
+        recorded = False
+    if not recorded:
         partial.unlink(missing_ok=True)
         say(f"[spark] WARNING: the class-data archive could not be recorded (see {log}); "
             "Spark starts without it, only slower")
         return None
     os.replace(partial, path)
-    for stale in path.parent.glob("driver-*.jsa*"):  # other fingerprints, abandoned attempts
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    _remove_stale(path)
     say(f"[spark] class-data archive recorded in {time.perf_counter() - started:.0f} s: {path}")
     return path
+
+
+def _remove_stale(current: Path) -> None:
+    """Archives of other fingerprints, and partial ones whose recording process is gone."""
+    for other in current.parent.glob("driver-*.jsa*"):
+        if other == current:
+            continue
+        if other.name.endswith(".partial"):
+            if _running(int(other.name.split(".")[-2])):
+                continue  # another setup is recording right now
+        other.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _record_into(target: str) -> int:
