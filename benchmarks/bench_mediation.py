@@ -79,7 +79,7 @@ def _read_floor(topic: str, kind: str) -> None:
     from pyspark.sql import functions as F
 
     from cdr_platform.lib.schema import FIELD_TYPES
-    from cdr_platform.lib.spark.session import build_spark_session
+    from cdr_platform.lib.spark.session import COUNT_ROWS_SCHEMA, build_spark_session, count_rows
 
     settings = load_settings()
     # Python's floor runs with the bounded job's C1-only JIT, as mediation does; Spark's JSON parser
@@ -94,7 +94,7 @@ def _read_floor(topic: str, kind: str) -> None:
 
     started = time.perf_counter()
     if kind == "python":
-        rows = sum(r["rows"] for r in source().mapInArrow(_count_rows, "rows long").collect())
+        rows = sum(r["rows"] for r in source().mapInArrow(count_rows, COUNT_ROWS_SCHEMA).collect())
         seconds = time.perf_counter() - started
     else:
         cdr_ddl = ", ".join(f"{name} {_SPARK_JSON_TYPES[json_type]}" for name, json_type in FIELD_TYPES.items())
@@ -107,15 +107,6 @@ def _read_floor(topic: str, kind: str) -> None:
         rows = source().count()  # after the clock: the noop sink returns no count
     print(json.dumps({"rows": rows, "seconds": seconds}), flush=True)
     spark.stop()
-
-
-def _count_rows(batches):
-    import pyarrow as pa
-
-    rows = 0
-    for batch in batches:
-        rows += batch.num_rows
-    yield pa.RecordBatch.from_pydict({"rows": [rows]})
 
 
 def main() -> int:

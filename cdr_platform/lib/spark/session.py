@@ -29,6 +29,20 @@ def arrow_schema_from_ddl(ddl: str):
     return pa.schema(fields)
 
 
+COUNT_ROWS_SCHEMA = "rows long"
+
+
+def count_rows(batches):
+    """mapInArrow body that keeps nothing and yields how many rows its task saw (COUNT_ROWS_SCHEMA):
+    the Python path of a job without the job's work, for benchmarks and warm-ups."""
+    import pyarrow as pa
+
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+    yield pa.RecordBatch.from_pydict({"rows": [rows]})
+
+
 def driver_java_options(bounded: bool, startup_archive: Path | None = None) -> str:
     """JVM options of the driver (in local mode, also the executor).
 

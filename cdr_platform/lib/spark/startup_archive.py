@@ -127,8 +127,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # it runs, as another user
+        pass
     return True
 
 
@@ -137,7 +137,8 @@ def _record_into(target: str) -> int:
     when it writes the archive."""
     from pyspark import SparkContext
 
-    from cdr_platform.lib.spark.session import build_spark_session, driver_java_options
+    from cdr_platform.lib.spark.session import (COUNT_ROWS_SCHEMA, build_spark_session, count_rows,
+                                                driver_java_options)
 
     settings = load_settings()
     spark = build_spark_session("cdr-startup-archive", settings, bounded=True, **{
@@ -145,7 +146,7 @@ def _record_into(target: str) -> int:
     # Python workers and Arrow (mapInArrow), SQL codegen, and the Kafka source's relation
     # (resolved without a broker: nothing is read)
     rows = spark.range(50_000, numPartitions=2).selectExpr("id", "cast(id as string) as text", "id % 7 as k") \
-        .mapInArrow(_count, "rows long").collect()
+        .mapInArrow(count_rows, COUNT_ROWS_SCHEMA).collect()
     assert sum(r["rows"] for r in rows) == 50_000
     spark.range(1_000).selectExpr("id % 3 as k").groupBy("k").count().collect()
     spark.read.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:9").option("subscribe", "none") \
@@ -155,15 +156,6 @@ def _record_into(target: str) -> int:
     # PySpark's JVM exits when its stdin closes; wait for that, the archive is written on exit
     gateway.proc.stdin.close()
     return gateway.proc.wait(timeout=600)
-
-
-def _count(batches):
-    import pyarrow as pa
-
-    rows = 0
-    for batch in batches:
-        rows += batch.num_rows
-    yield pa.RecordBatch.from_pydict({"rows": [rows]})
 
 
 def main(argv: list[str] | None = None) -> int:
