@@ -4,14 +4,14 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+CDR := $(VENV)/bin/cdr
 export PYSPARK_PYTHON := $(abspath $(PY))
 export DAGSTER_HOME ?= $(abspath .dagster_home)
 
-.PHONY: setup system-packages up down status demo test test-unit dev stream bench clean
+.PHONY: setup system-packages up down status demo test test-unit lint format dev stream bench clean
 
 setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars, Spark's class-data archive
-	@$(PY) -m cdr_platform.utils.local_stack jars
-	@$(PY) -m cdr_platform.lib.spark.startup_archive
+	@$(CDR) stack setup
 
 system-packages:
 	@bash scripts/install_system_packages.sh
@@ -25,20 +25,29 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 up: setup  ## start Kafka and PostgreSQL on 127.0.0.1 (idempotent)
-	$(PY) -m cdr_platform.utils.local_stack up
+	$(CDR) stack up
 
 down:  ## stop exactly what `make up` started
-	$(PY) -m cdr_platform.utils.local_stack down
+	$(CDR) stack down
 
 status:
-	$(PY) -m cdr_platform.utils.local_stack status
+	$(CDR) stack status
 
 demo: up  ## the main job end to end on the local stack, with a summary per stage
 	@mkdir -p $(DAGSTER_HOME)
-	$(PY) -m cdr_platform.demo
+	@$(CDR) demo
 
-test: setup  ## the whole suite; starts the stack if needed and stops what it started
+test: setup lint  ## lint, layer contracts, then the whole suite; starts the stack if needed and stops what it started
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: $(VENV)/.installed  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-unit: $(VENV)/.installed  ## fast tests, no services
 	$(PY) -m pytest cdr_platform_tests/unit
@@ -48,7 +57,7 @@ dev: up  ## the Dagster UI on http://127.0.0.1:3000
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 stream: up  ## mediation in continuous (real-time) mode, until Ctrl-C
-	$(PY) -m cdr_platform.lib.spark.mediation_job --continuous --interval "$${CDR_STREAM_INTERVAL:-1 second}"
+	$(CDR) mediate --continuous --interval "$${CDR_STREAM_INTERVAL:-1 second}"
 
 bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_produce

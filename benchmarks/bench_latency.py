@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
@@ -35,9 +35,10 @@ def main() -> int:
     import psycopg
     from kafka import KafkaAdminClient
 
-    from cdr_platform.lib.generator import GeneratorConfig
-    from cdr_platform.lib.ingest import produce_cdrs
-    from cdr_platform.lib.kafka_io import ensure_topics, make_producer
+    from cdr_platform.lib.ingest.generator import GeneratorConfig
+    from cdr_platform.lib.ingest.produce import produce_cdrs
+    from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.kafka_io import ensure_topics
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
@@ -45,11 +46,21 @@ def main() -> int:
     ensure_topics(settings.kafka.bootstrap_servers, [raw, errors], settings.kafka.topic_partitions)
     count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CDR_RAW_TOPIC": raw, "CDR_ERROR_TOPIC": errors, "CDR_MEDIATION_SCHEMA": schema,
-               "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint", "PYSPARK_PYTHON": sys.executable}
-        job = subprocess.Popen([sys.executable, "-m", "cdr_platform.lib.spark.mediation_job", "--continuous",
-                                "--interval", args.interval], env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/job.log", "w"))
+        env = {
+            **os.environ,
+            "CDR_RAW_TOPIC": raw,
+            "CDR_ERROR_TOPIC": errors,
+            "CDR_MEDIATION_SCHEMA": schema,
+            "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint",
+            "PYSPARK_PYTHON": sys.executable,
+        }
+        job = subprocess.Popen(
+            [sys.executable, "-m", "cdr_platform.cli", "mediate", "--continuous", "--interval", args.interval],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(f"{tmp}/job.log", "w"),
+        )
         try:
             deadline = time.monotonic() + 120
             while not Path(f"{tmp}/checkpoint/offsets").exists():  # the query is running
@@ -60,16 +71,19 @@ def main() -> int:
             time.sleep(3)
             print(f"producing {count:,} CDRs at {args.rate:,.0f}/s", flush=True)
             producer = make_producer("confluent", settings.kafka.bootstrap_servers)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             config = GeneratorConfig(count=count, seed=3, error_rate=0.0, start_time=now - timedelta(days=1))
-            report = produce_cdrs(config, producer, settings.kafka.bootstrap_servers, raw,
-                                  rate_limit=args.rate, progress=lambda _: None)
+            report = produce_cdrs(
+                config, producer, settings.kafka.bootstrap_servers, raw, rate_limit=args.rate, progress=lambda _: None
+            )
             producer.close()
             print(f"produced at {report.records_per_second:,.0f}/s; waiting for mediation", flush=True)
             with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
                 deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:
-                    consumed = conn.execute(f"select coalesce(sum(rows_in), 0) from {schema}.mediation_ledger").fetchone()[0]
+                    consumed = conn.execute(
+                        f"select coalesce(sum(rows_in), 0) from {schema}.mediation_ledger"
+                    ).fetchone()[0]
                     if consumed >= count:
                         break
                     time.sleep(1)
@@ -78,7 +92,8 @@ def main() -> int:
                     " (order by s), percentile_cont(0.99) within group (order by s), max(s), count(*) from ("
                     " select extract(epoch from (l.committed_at - c.kafka_timestamp)) as s"
                     f" from {schema}.clean_cdrs c join {schema}.mediation_ledger l"
-                    " on l.query_id = c.query_id and l.batch_id = c.batch_id) x").fetchone()
+                    " on l.query_id = c.query_id and l.batch_id = c.batch_id) x"
+                ).fetchone()
                 batches = conn.execute(f"select count(*) from {schema}.mediation_ledger").fetchone()[0]
         finally:
             job.send_signal(signal.SIGTERM)
@@ -90,8 +105,10 @@ def main() -> int:
             admin.delete_topics([raw, errors])
             admin.close()
     p50, p95, p99, worst, rows = row
-    print(f"{rows:,} rows in {batches} batches; latency produce -> clean_cdrs: "
-          f"p50 {p50:.2f} s, p95 {p95:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s")
+    print(
+        f"{rows:,} rows in {batches} batches; latency produce -> clean_cdrs: "
+        f"p50 {p50:.2f} s, p95 {p95:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s"
+    )
     with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
         conn.execute(f"drop schema if exists {schema} cascade")
     return 0

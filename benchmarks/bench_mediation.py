@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
@@ -69,8 +69,10 @@ def _warm_rows_per_s(log: str) -> float | None:
     return sum(n for n, _ in full) / seconds if seconds else None
 
 
-FLOOR_KINDS = {"python": "Spark's Kafka source into Python tasks that keep nothing",
-               "jvm-json": "Spark's Kafka source into Spark's JSON parser, nothing kept"}
+FLOOR_KINDS = {
+    "python": "Spark's Kafka source into Python tasks that keep nothing",
+    "jvm-json": "Spark's Kafka source into Spark's JSON parser, nothing kept",
+}
 _SPARK_JSON_TYPES = {int: "bigint", str: "string", bool: "boolean"}
 
 
@@ -87,10 +89,15 @@ def _read_floor(topic: str, kind: str) -> None:
     spark = build_spark_session("bench-kafka-floor", settings, bounded=kind == "python")
 
     def source():
-        return (spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
-                .option("subscribe", topic).option("startingOffsets", "earliest")
-                .option("endingOffsets", "latest").load()
-                .select("key", "value", "partition", "offset", "timestamp"))  # what mediation's tasks get
+        return (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+            .option("subscribe", topic)
+            .option("startingOffsets", "earliest")
+            .option("endingOffsets", "latest")
+            .load()
+            .select("key", "value", "partition", "offset", "timestamp")
+        )  # what mediation's tasks get
 
     started = time.perf_counter()
     if kind == "python":
@@ -99,10 +106,20 @@ def _read_floor(topic: str, kind: str) -> None:
     else:
         cdr_ddl = ", ".join(f"{name} {_SPARK_JSON_TYPES[json_type]}" for name, json_type in FIELD_TYPES.items())
         # every field kept (the noop sink reads them all), so Spark cannot prune the parse
-        (source().select(F.from_json(F.col("value").cast("string"), cdr_ddl).alias("cdr"),
-                         "key", "partition", "offset", "timestamp")
-         .select("cdr.*", "key", "partition", "offset", "timestamp")
-         .write.format("noop").mode("overwrite").save())
+        (
+            source()
+            .select(
+                F.from_json(F.col("value").cast("string"), cdr_ddl).alias("cdr"),
+                "key",
+                "partition",
+                "offset",
+                "timestamp",
+            )
+            .select("cdr.*", "key", "partition", "offset", "timestamp")
+            .write.format("noop")
+            .mode("overwrite")
+            .save()
+        )
         seconds = time.perf_counter() - started
         rows = source().count()  # after the clock: the noop sink returns no count
     print(json.dumps({"rows": rows, "seconds": seconds}), flush=True)
@@ -125,18 +142,18 @@ def main() -> int:
     import psycopg
     from kafka import KafkaAdminClient
 
-    from cdr_platform.lib.generator import GeneratorConfig
-    from cdr_platform.lib.ingest import produce_cdrs
-    from cdr_platform.lib.kafka_io import ensure_topics, make_producer
-    from cdr_platform.lib.spark.mediation_job import SUMMARY_PREFIX
+    from cdr_platform.lib.ingest.generator import GeneratorConfig
+    from cdr_platform.lib.ingest.produce import produce_cdrs
+    from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.kafka_io import ensure_topics
+    from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
     raw = f"bench-med-raw-{tag}"
     ensure_topics(settings.kafka.bootstrap_servers, [raw], settings.kafka.topic_partitions)
     producer = make_producer("confluent", settings.kafka.bootstrap_servers)
-    config = GeneratorConfig(count=args.count, seed=2, error_rate=0.05,
-                             start_time=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    config = GeneratorConfig(count=args.count, seed=2, error_rate=0.05, start_time=datetime(2026, 11, 1, tzinfo=UTC))
     produce_cdrs(config, producer, settings.kafka.bootstrap_servers, raw, progress=lambda _: None)
     producer.close()
     print(f"{args.count:,} CDRs in {raw}", flush=True)
@@ -150,13 +167,24 @@ def main() -> int:
             schemas.append(schema)
             ensure_topics(settings.kafka.bootstrap_servers, [errors], settings.kafka.topic_partitions)
             with tempfile.TemporaryDirectory() as tmp:
-                env = {**os.environ, "CDR_RAW_TOPIC": raw, "CDR_ERROR_TOPIC": errors,
-                       "CDR_MEDIATION_SCHEMA": schema, "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint",
-                       "CDR_MEDIATION_STAGING": args.staging, "PYSPARK_PYTHON": sys.executable}
+                env = {
+                    **os.environ,
+                    "CDR_RAW_TOPIC": raw,
+                    "CDR_ERROR_TOPIC": errors,
+                    "CDR_MEDIATION_SCHEMA": schema,
+                    "CDR_MEDIATION_CHECKPOINT": f"{tmp}/checkpoint",
+                    "CDR_MEDIATION_STAGING": args.staging,
+                    "PYSPARK_PYTHON": sys.executable,
+                }
                 started = time.perf_counter()
-                proc = subprocess.Popen([sys.executable, "-m", "cdr_platform.lib.spark.mediation_job"],
-                                        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "cdr_platform.cli", "mediate"],
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 stop, memory = threading.Event(), {}
                 watcher = threading.Thread(target=_peak_rss_mb, args=(proc.pid, stop, memory))
                 watcher.start()
@@ -167,31 +195,45 @@ def main() -> int:
             if proc.returncode != 0:
                 print(stderr[-3000:], file=sys.stderr)
                 return 1
-            summary = json.loads(next(line for line in stdout.splitlines()
-                                      if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
-            result = {"rows_in": summary["rows_in"], "query_rows_per_s": summary["rows_per_second"],
-                      "process_rows_per_s": summary["rows_in"] / wall, "peak_rss_mb": memory["peak_rss_mb"],
-                      "warm_rows_per_s": _warm_rows_per_s(stderr),
-                      "clean": summary["clean"], "balanced": summary["balanced"]}
+            summary = json.loads(
+                next(line for line in stdout.splitlines() if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX) :]
+            )
+            result = {
+                "rows_in": summary["rows_in"],
+                "query_rows_per_s": summary["rows_per_second"],
+                "process_rows_per_s": summary["rows_in"] / wall,
+                "peak_rss_mb": memory["peak_rss_mb"],
+                "warm_rows_per_s": _warm_rows_per_s(stderr),
+                "clean": summary["clean"],
+                "balanced": summary["balanced"],
+            }
             warm = f"{result['warm_rows_per_s']:>9,.0f}" if result["warm_rows_per_s"] else "        -"
-            print(f"run {run + 1}: {result['query_rows_per_s']:>9,.0f} rows/s (query), "
-                  f"{result['process_rows_per_s']:>9,.0f} rows/s (process), {warm} rows/s (batches after "
-                  f"the first), driver peak {result['peak_rss_mb']:,.0f} MB, {summary['clean']:,} clean, "
-                  f"balanced={summary['balanced']}", flush=True)
+            print(
+                f"run {run + 1}: {result['query_rows_per_s']:>9,.0f} rows/s (query), "
+                f"{result['process_rows_per_s']:>9,.0f} rows/s (process), {warm} rows/s (batches after "
+                f"the first), driver peak {result['peak_rss_mb']:,.0f} MB, {summary['clean']:,} clean, "
+                f"balanced={summary['balanced']}",
+                flush=True,
+            )
             results.append(result)
         for run in range(args.floor_runs):
             for kind, what in FLOOR_KINDS.items():  # interleaved, so both see the same machine
-                proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_mediation", "--floor-child", raw,
-                                       "--floor-kind", kind],
-                                      env={**os.environ, "PYSPARK_PYTHON": sys.executable},
-                                      cwd=REPO_ROOT, capture_output=True, text=True)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_mediation", "--floor-child", raw, "--floor-kind", kind],
+                    env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+                    cwd=REPO_ROOT,
+                    capture_output=True,
+                    text=True,
+                )
                 if proc.returncode != 0:
                     print(proc.stderr[-3000:], file=sys.stderr)
                     return 1
                 floor = json.loads(proc.stdout.strip().splitlines()[-1])
                 floors[kind].append(floor["rows"] / floor["seconds"])
-                print(f"floor {kind} {run + 1}: {floors[kind][-1]:>9,.0f} rows/s ({what}, {floor['rows']:,} rows)",
-                      flush=True)
+                print(
+                    f"floor {kind} {run + 1}: {floors[kind][-1]:>9,.0f} rows/s ({what}, {floor['rows']:,} rows)",
+                    flush=True,
+                )
     finally:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
         admin.delete_topics(topics)
@@ -199,18 +241,22 @@ def main() -> int:
         with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
             for schema in schemas:
                 conn.execute(f"drop schema if exists {schema} cascade")
-    print(f"\nmedian of {len(results)}: "
-          f"{statistics.median(r['query_rows_per_s'] for r in results):,.0f} rows/s (query), "
-          f"{statistics.median(r['process_rows_per_s'] for r in results):,.0f} rows/s (process), "
-          f"peak driver RSS {max(r['peak_rss_mb'] for r in results):,.0f} MB")
+    print(
+        f"\nmedian of {len(results)}: "
+        f"{statistics.median(r['query_rows_per_s'] for r in results):,.0f} rows/s (query), "
+        f"{statistics.median(r['process_rows_per_s'] for r in results):,.0f} rows/s (process), "
+        f"peak driver RSS {max(r['peak_rss_mb'] for r in results):,.0f} MB"
+    )
     warm = [r["warm_rows_per_s"] for r in results if r["warm_rows_per_s"]]
     if warm:
         print(f"micro-batches after the first: {statistics.median(warm):,.0f} rows/s (median)")
     query = statistics.median(r["query_rows_per_s"] for r in results)
     for kind, rates in floors.items():
         if rates:
-            print(f"floor {kind}: {statistics.median(rates):,.0f} rows/s (median); mediation's query runs at "
-                  f"{query / statistics.median(rates):.0%} of it")
+            print(
+                f"floor {kind}: {statistics.median(rates):,.0f} rows/s (median); mediation's query runs at "
+                f"{query / statistics.median(rates):.0%} of it"
+            )
     return 0
 
 

@@ -17,20 +17,20 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def one_run(kind: str, count: int, topic: str) -> dict:
-    from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
+    from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
     from cdr_platform.lib.settings import load_settings
 
-    config = GeneratorConfig(count=count, seed=1, start_time=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    config = GeneratorConfig(count=count, seed=1, start_time=datetime(2026, 11, 1, tzinfo=UTC))
     started = time.perf_counter()
     if kind == "generator-only":
         n = sum(len(chunk) for chunk in CdrGenerator(config).chunks())
     else:
-        from cdr_platform.lib.ingest import produce_cdrs
-        from cdr_platform.lib.kafka_io import make_producer
+        from cdr_platform.lib.ingest.produce import produce_cdrs
+        from cdr_platform.lib.ingest.producers import make_producer
 
         bootstrap = load_settings().kafka.bootstrap_servers
         producer = make_producer(kind, bootstrap)
@@ -38,8 +38,13 @@ def one_run(kind: str, count: int, topic: str) -> dict:
         producer.close()
         n = report.records
     seconds = time.perf_counter() - started
-    return {"kind": kind, "records": n, "seconds": seconds, "records_per_s": n / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "kind": kind,
+        "records": n,
+        "seconds": seconds,
+        "records_per_s": n / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> int:
@@ -67,14 +72,22 @@ def main() -> int:
         for kind in args.producers:
             runs = []
             for i in range(args.runs):
-                out = subprocess.run([sys.executable, "-m", "benchmarks.bench_produce", "--one-run",
-                                      kind, str(args.count), topic], capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_produce", "--one-run", kind, str(args.count), topic],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{kind:15} run {i + 1}: {result['records_per_s']:>10,.0f} records/s  "
-                      f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
+                print(
+                    f"{kind:15} run {i + 1}: {result['records_per_s']:>10,.0f} records/s  "
+                    f"peak {result['peak_rss_mb']:,.0f} MB",
+                    flush=True,
+                )
                 runs.append(result)
-            rows.append((kind, statistics.median(r["records_per_s"] for r in runs),
-                         max(r["peak_rss_mb"] for r in runs)))
+            rows.append(
+                (kind, statistics.median(r["records_per_s"] for r in runs), max(r["peak_rss_mb"] for r in runs))
+            )
     finally:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
         admin.delete_topics([topic])

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
 
@@ -32,8 +32,12 @@ def _quiet_warehouse(settings, timeout_s: float = 300) -> None:
 
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
-        while time.monotonic() < deadline and conn.execute(
-                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'").fetchone()[0]:
+        while (
+            time.monotonic() < deadline
+            and conn.execute(
+                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+            ).fetchone()[0]
+        ):
             time.sleep(2)
     try:
         with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
@@ -52,35 +56,50 @@ def main() -> int:
     import psycopg
     import pyarrow as pa
 
-    from cdr_platform.lib.dbt.project import DBT_PROJECT_DIR, dbt_executable
-    from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
-    from cdr_platform.lib.mediation_store import CLEAN_COLUMN_NAMES, MediationTables
+    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+    from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+    from cdr_platform.lib.mediation.rules import mediate
+    from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
     from cdr_platform.lib.rating.bulk import INPUT_COLUMNS as BULK_INPUT
     from cdr_platform.lib.rating.bulk import BulkRater
-    from cdr_platform.lib.rating.cdr_rating import rate_cdr
+    from cdr_platform.lib.rating.cdr import rate_cdr
     from cdr_platform.lib.rating.engine import RatingEngine
+    from cdr_platform.lib.rating.job import SUMMARY_PREFIX
     from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
-    from cdr_platform.lib.spark.rating_job import SUMMARY_PREFIX
-    from cdr_platform.lib.subscribers import generate_subscribers
-    from cdr_platform.lib.validation import CLEAN_COLUMNS, mediate
+    from cdr_platform.lib.reference.subscribers import generate_subscribers
+    from cdr_platform.lib.schema import CLEAN_COLUMNS
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
     clean_schema, rating_schema = f"bench_clean_{tag}", f"bench_rating_{tag}"
-    subprocess.run([dbt_executable(), "seed", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                    "--profiles-dir", str(DBT_PROJECT_DIR)], check=True, cwd=DBT_PROJECT_DIR)
-    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
-    config = GeneratorConfig(count=min(args.generated, args.count), seed=4, error_rate=0.0, start_time=day, span_hours=24)
+    subprocess.run(
+        [
+            dbt_executable(),
+            "seed",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        check=True,
+        cwd=DBT_PROJECT_DIR,
+    )
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    config = GeneratorConfig(
+        count=min(args.generated, args.count), seed=4, error_rate=0.0, start_time=day, span_hours=24
+    )
     tables = MediationTables(clean_schema)
-    received = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 3, tzinfo=UTC)
     segments = {s.msisdn: s.segment for s in generate_subscribers()}
     sample = []
     with psycopg.connect(settings.warehouse.conninfo()) as conn:
         for statement in tables.ddl():
             conn.execute(statement)
         n = 0
-        with conn.cursor().copy(f"copy {tables.clean} ({', '.join(CLEAN_COLUMN_NAMES)}, query_id, batch_id,"
-                                f" mediated_at) from stdin") as copy:
+        with conn.cursor().copy(
+            f"copy {tables.clean} ({', '.join(CLEAN_COLUMN_NAMES)}, query_id, batch_id, mediated_at) from stdin"
+        ) as copy:
             for chunk in CdrGenerator(config).chunks():
                 for value in chunk.values:
                     record = mediate(value, received).record
@@ -95,11 +114,15 @@ def main() -> int:
         if copies:
             columns = ", ".join(CLEAN_COLUMN_NAMES)
             others = columns.replace("record_id, ", "")
-            conn.execute(f"insert into {tables.clean} ({columns}, query_id, batch_id, mediated_at)"
-                         f" select record_id || '-' || k, {others}, query_id, batch_id, mediated_at"
-                         f" from {tables.clean}, generate_series(1, {copies}) k")
-        conn.execute(f"delete from {tables.clean} where record_id in (select record_id from {tables.clean}"
-                     f" order by record_id offset {args.count})")
+            conn.execute(
+                f"insert into {tables.clean} ({columns}, query_id, batch_id, mediated_at)"
+                f" select record_id || '-' || k, {others}, query_id, batch_id, mediated_at"
+                f" from {tables.clean}, generate_series(1, {copies}) k"
+            )
+        conn.execute(
+            f"delete from {tables.clean} where record_id in (select record_id from {tables.clean}"
+            f" order by record_id offset {args.count})"
+        )
         total = conn.execute(f"select count(*) from {tables.clean}").fetchone()[0]
         conn.commit()
     with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
@@ -110,37 +133,65 @@ def main() -> int:
     results = []
     try:
         for run in range(args.runs):
-            env = {**os.environ, "CDR_MEDIATION_SCHEMA": clean_schema, "CDR_RATING_SCHEMA": rating_schema,
-                   "PYSPARK_PYTHON": sys.executable}
+            env = {
+                **os.environ,
+                "CDR_MEDIATION_SCHEMA": clean_schema,
+                "CDR_RATING_SCHEMA": rating_schema,
+                "PYSPARK_PYTHON": sys.executable,
+            }
             _quiet_warehouse(settings)
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day",
-                                   day.date().isoformat()], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day.date().isoformat()],
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - started
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
-            summary = json.loads(next(line for line in proc.stdout.splitlines()
-                                      if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
+            summary = json.loads(
+                next(line for line in proc.stdout.splitlines() if line.startswith(SUMMARY_PREFIX))[
+                    len(SUMMARY_PREFIX) :
+                ]
+            )
             results.append(summary["input"] / wall)
-            print(f"run {run + 1}: {summary['input']:,} rated in {wall:.1f} s = {results[-1]:,.0f} rows/s "
-                  f"(process, Spark start-up included); {summary['rated']:,} rated, "
-                  f"{summary['suspended']:,} suspense", flush=True)
+            print(
+                f"run {run + 1}: {summary['input']:,} rated in {wall:.1f} s = {results[-1]:,.0f} rows/s "
+                f"(process, Spark start-up included); {summary['rated']:,} rated, "
+                f"{summary['suspended']:,} suspense",
+                flush=True,
+            )
 
         with psycopg.connect(settings.warehouse.conninfo()) as conn:
             engine = RatingEngine(load_tariff_from_warehouse(conn, RatingTables()))
         started = time.perf_counter()
         for r in sample:
-            rate_cdr(engine, record_type=r["record_type"], direction=r["direction"],
-                     served_operator_id=r["served_operator_id"], segment=segments.get(r["served_msisdn"]),
-                     other_msisdn=r["other_msisdn"], technology=r["technology"], start_time=r["start_time"],
-                     duration_s=r["duration_s"], data_volume_bytes=r["data_volume_bytes"])
+            rate_cdr(
+                engine,
+                record_type=r["record_type"],
+                direction=r["direction"],
+                served_operator_id=r["served_operator_id"],
+                segment=segments.get(r["served_msisdn"]),
+                other_msisdn=r["other_msisdn"],
+                technology=r["technology"],
+                start_time=r["start_time"],
+                duration_s=r["duration_s"],
+                data_volume_bytes=r["data_volume_bytes"],
+            )
         plain = len(sample) / (time.perf_counter() - started)
         rater = BulkRater(engine)
-        table = pa.Table.from_pylist([{c: r[c] for c in BULK_INPUT if c != "segment"}
-                                      | {"segment": segments.get(r["served_msisdn"])} for r in sample])
-        table = table.cast(pa.schema([f.with_type(pa.timestamp("us", "UTC")) if f.name == "start_time" else f
-                                      for f in table.schema])).combine_chunks()
+        table = pa.Table.from_pylist(
+            [
+                {c: r[c] for c in BULK_INPUT if c != "segment"} | {"segment": segments.get(r["served_msisdn"])}
+                for r in sample
+            ]
+        )
+        table = table.cast(
+            pa.schema([f.with_type(pa.timestamp("us", "UTC")) if f.name == "start_time" else f for f in table.schema])
+        ).combine_chunks()
         batches = table.to_batches(max_chunksize=50_000)
         for batch in batches:
             rater.rate(batch)  # warm: routes and schedules learnt once per task in the job too
@@ -152,9 +203,11 @@ def main() -> int:
         with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
             conn.execute(f"drop schema if exists {clean_schema} cascade")
             conn.execute(f"drop schema if exists {rating_schema} cascade")
-    print(f"\nSpark rating job, median of {len(results)}: {statistics.median(results):,.0f} rows/s "
-          f"({total:,} CDRs); on one core, {len(sample):,} CDRs: plain engine {plain:,.0f} rows/s, "
-          f"bulk path {bulk:,.0f} rows/s")
+    print(
+        f"\nSpark rating job, median of {len(results)}: {statistics.median(results):,.0f} rows/s "
+        f"({total:,} CDRs); on one core, {len(sample):,} CDRs: plain engine {plain:,.0f} rows/s, "
+        f"bulk path {bulk:,.0f} rows/s"
+    )
     return 0
 
 

@@ -1,95 +1,249 @@
-"""`make demo`: run the main job on the local stack and print what each stage produced.
+"""`cdr demo` (`make demo`): the main job on the local stack, quietly, then a summary.
 
-    python -m cdr_platform.demo [--count N] [--producer kafka-python|confluent]
-
-Runs are recorded in DAGSTER_HOME (default .dagster_home/), so `make dev` shows them in the UI.
+The job runs in-process against DAGSTER_HOME (default .dagster_home/), so `make dev` shows its
+runs in the UI. The terminal gets one line per stage as it starts and finishes, a progress bar
+for the long ones (producing, mediating, rating) and the summary; everything else - Dagster's
+event log, Kafka's and Spark's output - goes to a log file under .stack/logs/ that the demo names.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
+import re
 import sys
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+
+# what the stages log as they go, read back from the run's event log
+_PRODUCED = re.compile(r"produced ([\d,]+)/([\d,]+) CDRs")
+_MEDIATED = re.compile(r"batch \d+: ([\d,]+) in,")
+_QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=int(os.environ.get("DEMO_CDR_COUNT", 100_000)))
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("DEMO_SEED", 42)))
-    parser.add_argument("--producer", default=os.environ.get("DEMO_PRODUCER", "kafka-python"))
-    args = parser.parse_args(argv)
+class Terminal:
+    """One line per event; a bar redrawn in place on a terminal, printed at its ends elsewhere."""
 
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._bar: str | None = None
+
+    def line(self, text: str) -> None:
+        self._end_bar()
+        print(text, file=self.stream, flush=True)
+
+    def bar(self, label: str, done: int, total: int) -> None:
+        share = min(done / total, 1.0) if total else 1.0
+        text = f"    {label:20} [{'#' * round(30 * share):30}] {share:4.0%}  {done:,}/{total:,}"
+        if self.tty:
+            print("\r" + text, end="", file=self.stream, flush=True)
+            self._bar = text
+        elif share >= 1.0 and self._bar != text:
+            print(text, file=self.stream, flush=True)
+            self._bar = text
+
+    def _end_bar(self) -> None:
+        if self.tty and self._bar is not None:
+            print(file=self.stream, flush=True)
+        self._bar = None
+
+
+@contextlib.contextmanager
+def _output_to(log_path: Path):
+    """Send this process's stdout and stderr (and its children's: Spark, dbt) to the log file;
+    yield a stream to the real terminal for the demo's own lines."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
+def _run_with_progress(
+    job,
+    instance,
+    term: Terminal,
+    log_file,
+    *,
+    ops: dict | None = None,
+    expected: int = 0,
+    partition_key: str | None = None,
+    label_width: int = 20,
+):
+    """Run `job` in a thread and follow its event log: stage lines, progress bars, the log file.
+    `expected`: the messages mediation should consume, for its bar."""
+    run_id = str(uuid.uuid4())
+    outcome: dict = {}
+    run_config = {**_QUIET_CONSOLE, **({"ops": ops} if ops else {})}
+
+    def target() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                raise_on_error=False,
+                run_config=run_config,
+                partition_key=partition_key,
+            )
+        except BaseException as exc:  # reported by the caller
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=target, name=f"run-{job.name}", daemon=True)
+    runner.start()
+    cursor, started, mediated = None, {}, 0
+    while True:
+        alive = runner.is_alive()
+        connection = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
+        cursor = connection.cursor
+        for record in connection.records:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            message = entry.user_message or (event.message if event else "") or ""
+            stamp = datetime.fromtimestamp(entry.timestamp).isoformat(sep=" ", timespec="seconds")
+            print(
+                f"{stamp} {entry.level if isinstance(entry.level, str) else ''} {entry.step_key or ''} {message}",
+                file=log_file,
+                flush=True,
+            )
+            step = entry.step_key or ""
+            if event is not None and event.event_type_value == "STEP_START" and not step.endswith("_check"):
+                started[step] = time.perf_counter()
+                term.line(f"  > {step}")
+            elif event is not None and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and step in started:
+                ok = event.event_type_value == "STEP_SUCCESS"
+                seconds = time.perf_counter() - started.pop(step)
+                term.line(f"  {'ok' if ok else 'FAILED'} {step:{label_width}} {seconds:6.1f} s")
+            elif match := _PRODUCED.search(message):
+                term.bar("producing", int(match[1].replace(",", "")), int(match[2].replace(",", "")))
+            elif match := _MEDIATED.search(message):
+                mediated += int(match[1].replace(",", ""))
+                term.bar("mediating", mediated, max(mediated, expected))
+        if not alive and not connection.has_more:
+            break
+        if not connection.has_more:
+            time.sleep(0.3)
+    runner.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _summarise(result, term: Terminal) -> None:
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        key = mat.asset_key.to_user_string()
+        if "records" in meta:
+            summary = (
+                f"{meta['records']:,} CDRs to topic {meta['topic']} ({meta['valid_records']:,} valid, "
+                f"{meta['injected_errors']:,} injected errors) at {meta['records_per_second']:,.0f}/s"
+            )
+        elif key == "clean_cdrs":
+            summary = (
+                f"{meta['rows_in']:,} consumed from raw-cdrs in {meta['batches']} batch(es): {meta['clean']:,} clean "
+                f"into {meta['table']}, {meta['rejected']:,} rejected, {meta['duplicates']:,} duplicates, "
+                f"at {meta['rows_per_second']:,.0f} rows/s"
+            )
+        elif key == "error_cdrs":
+            summary = f"{meta['rejected'] + meta['duplicates']:,} rejects and duplicates published to {meta['topic']}"
+        elif "dagster/row_count" in meta and "table" in meta:
+            summary = f"{meta['dagster/row_count']:,} rows in {meta['table']}"
+        else:
+            summary = "materialized"
+        term.line(f"  {key:26} {summary}")
+
+
+def run_demo(*, count: int, seed: int, producer: str) -> int:
+    settings = load_settings()
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-    import dagster as dg
+    log_path = settings.stack.directory / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log"
+    with _output_to(log_path) as stream, log_path.open("a") as log_file:
+        term = Terminal(stream)
+        term.line(f"cdr demo: {count:,} CDRs (seed {seed}) through the main job; logs: {log_path}")
+        import logging
 
-    from cdr_platform.definitions import defs
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            force=True,  # fd 2: the log file
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        import dagster as dg
 
-    job = defs.resolve_job_def("cdr_pipeline")
-    run_config = {"ops": {"raw_cdrs": {"config": {"count": args.count, "seed": args.seed,
-                                                  "producer": args.producer}}}}
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
-        print()
-        print(f"cdr_pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
-        print(f"{'stage':22} {'what it produced'}")
-        for event in result.get_asset_materialization_events():
-            mat = event.event_specific_data.materialization
-            meta = {k: v.value for k, v in mat.metadata.items()}
-            key = mat.asset_key.to_user_string()
-            if "records" in meta:
-                summary = (f"{meta['records']:,} CDRs to topic {meta['topic']} "
-                           f"({meta['valid_records']:,} valid, {meta['injected_errors']:,} injected errors) "
-                           f"at {meta['records_per_second']:,.0f}/s")
-            elif key == "clean_cdrs":
-                summary = (f"{meta['rows_in']:,} consumed from raw-cdrs in {meta['batches']} batch(es): "
-                           f"{meta['clean']:,} clean into {meta['table']}, {meta['rejected']:,} rejected, "
-                           f"{meta['duplicates']:,} duplicates, at {meta['rows_per_second']:,.0f} rows/s")
-            elif key == "error_cdrs":
-                summary = (f"{meta['rejected'] + meta['duplicates']:,} rejects and duplicates "
-                           f"published to topic {meta['topic']}")
-            elif "dagster/row_count" in meta and "table" in meta:
-                summary = f"{meta['dagster/row_count']:,} rows in {meta['table']}"
-            else:
-                summary = "materialized"
-            print(f"{key:22} {summary}")
-        checks = list(result.get_asset_check_evaluations())
-        if result.success:
-            for day in _days_to_rate():
-                rated = defs.resolve_job_def("rate_cdrs").execute_in_process(
-                    instance=instance, partition_key=day, raise_on_error=False)
-                for event in rated.get_asset_materialization_events():
+        from cdr_platform.definitions import defs
+
+        ops = {"raw_cdrs": {"config": {"count": count, "seed": seed, "producer": producer}}}
+        with dg.DagsterInstance.get() as instance:
+            term.line("stage cdr_pipeline: reference data, tariff seeds, CDRs into raw-cdrs, mediation")
+            result = _run_with_progress(
+                defs.resolve_job_def("cdr_pipeline"), instance, term, log_file, ops=ops, expected=count
+            )
+            checks = list(result.get_asset_check_evaluations())
+            rated = []
+            if result.success:
+                days = _days_to_rate(settings)
+                term.line(f"stage rate_cdrs: {len(days)} day(s) with clean CDRs")
+                for i, day in enumerate(days):
+                    term.bar("rating days", i, len(days))
+                    run = _run_with_progress(
+                        defs.resolve_job_def("rate_cdrs"), instance, term, log_file, partition_key=day
+                    )
+                    rated.append((day, run))
+                    checks += list(run.get_asset_check_evaluations())
+                term.bar("rating days", len(days), len(days))
+
+            term.line("")
+            term.line(f"cdr_pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+            _summarise(result, term)
+            failed = [] if result.success else [result]
+            for day, run in rated:
+                failed += [] if run.success else [run]
+                for event in run.get_asset_materialization_events():
                     meta = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
-                    print(f"{'rating_cdrs ' + day:22} {meta['input']:,} clean CDRs: {meta['rated']:,} rated, "
-                          f"{meta['suspended']:,} in suspense; revenue {meta['revenue_total']:,.2f} MAD")
+                    term.line(
+                        f"  {'rating_cdrs ' + day:26} {meta['input']:,} clean CDRs: {meta['rated']:,} rated, "
+                        f"{meta['suspended']:,} in suspense; revenue {meta['revenue_total']:,.2f} MAD"
+                    )
                     for line in meta["revenue_by_type"].splitlines()[2:]:
                         _, record_type, amount, _ = line.split("|")
-                        print(f"{'':22}   {record_type.strip():6} {float(amount):>14,.2f} MAD")
-                checks += list(rated.get_asset_check_evaluations())
-                result = rated if not rated.success else result
-        for check in checks:
-            print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
-        if not result.success:
-            for event in result.get_step_failure_events():
-                print(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}",
-                      file=sys.stderr)
-        return 0 if result.success else 1
+                        term.line(f"  {'':26}   {record_type.strip():6} {float(amount):>14,.2f} MAD")
+            passed = sum(c.passed for c in checks)
+            term.line(f"checks: {passed} passed, {len(checks) - passed} failed")
+            for check in checks:
+                if not check.passed:
+                    term.line(f"  check {check.asset_key.to_user_string()}/{check.check_name}: FAILED")
+            for run in failed:
+                for event in run.get_step_failure_events():
+                    term.line(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+            term.line(f"logs: {log_path}; the runs are in the Dagster UI: make dev")
+            return 0 if not failed else 1
 
 
-def _days_to_rate() -> list[str]:
+def _days_to_rate(settings) -> list[str]:
     """The days (UTC) that hold clean CDRs."""
-    from cdr_platform.lib.mediation_store import tables_for
-    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.mediation.store import tables_for
     from cdr_platform.lib.warehouse import connect
 
-    settings = load_settings()
     with connect(settings.warehouse) as conn:
-        rows = conn.execute(f"select distinct cast(start_time as date) from {tables_for(settings).clean}"
-                            "").fetchall()
+        rows = conn.execute(f"select distinct cast(start_time as date) from {tables_for(settings).clean}").fetchall()
     return sorted(d.isoformat() for (d,) in rows)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,5 +9,5 @@ cdr_pipeline_job = dg.define_asset_job(
     "cdr_pipeline",
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(RATING_CDRS_KEY),
     description="End to end: reference data, tariff seeds, CDR generation into raw-cdrs, mediation, "
-                "and every later unpartitioned stage (rating runs per day: job rate_cdrs).",
+    "and every later unpartitioned stage (rating runs per day: job rate_cdrs).",
 )

@@ -1,11 +1,26 @@
-"""Resources shared by every domain, built from settings when the code location loads."""
+"""Resources: every setting an asset, check or sensor needs arrives as one of these.
 
+Their values come from `cdr_platform.lib.settings` (environment variables with local defaults)
+when the code location loads, per environment (`utils.environment_helpers`): LOCAL talks to the
+project's own stack, PROD to the production warehouse (SQL Server) with the secret read from
+the environment by Dagster (`dg.EnvVar`), never written into run config or the UI. The Spark
+drivers run as subprocesses (Dagster Pipes): `subprocess_env()` hands them the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import dagster as dg
-import psycopg
+from dagster_pyspark import LazyPySparkResource
 
-from cdr_platform.lib.settings import WarehouseSettings, load_settings
+from cdr_platform.lib.mediation.store import MediationTables
+from cdr_platform.lib.rating.store import RatingTables
+from cdr_platform.lib.settings import WAREHOUSE_KINDS, Settings, WarehouseSettings, load_settings
 from cdr_platform.lib.warehouse import connect
+from cdr_platform.lib.warehouse.dialects import DIALECTS
+from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -14,46 +29,132 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     raw_cdrs_topic: str
     error_cdrs_topic: str
+    topic_partitions: int = 4
+
+    def subprocess_env(self) -> dict[str, str]:
+        return {
+            "CDR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "CDR_RAW_TOPIC": self.raw_cdrs_topic,
+            "CDR_ERROR_TOPIC": self.error_cdrs_topic,
+            "CDR_TOPIC_PARTITIONS": str(self.topic_partitions),
+        }
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse (PostgreSQL locally; SQL Server in production through dbt and JDBC)."""
+    """The warehouse: PostgreSQL locally, SQL Server in production (kind), and its schemas."""
 
+    kind: str = "postgres"
     host: str
     port: int
     database: str
     user: str
     password: str = ""
+    mediation_schema: str = "mediation"
+    rating_schema: str = "rating"
+    tariff_schema: str = "tariffs"
+    rating_rounding_decimals: int = 5
 
     @property
     def settings(self) -> WarehouseSettings:
-        return WarehouseSettings(self.host, self.port, self.database, self.user, self.password)
+        if self.kind not in WAREHOUSE_KINDS:
+            raise ValueError(f"warehouse kind must be one of {WAREHOUSE_KINDS}, got {self.kind!r}")
+        return WarehouseSettings(self.host, self.port, self.database, self.user, self.password, self.kind)
 
-    def connect(self) -> psycopg.Connection:
+    def connect(self):
+        """A psycopg connection (PostgreSQL) or a DB-API session over mssql-python (SQL Server)."""
         return connect(self.settings)
+
+    def mediation_tables(self) -> MediationTables:
+        return MediationTables(self.mediation_schema, DIALECTS[self.kind])
+
+    def rating_tables(self) -> RatingTables:
+        return RatingTables(self.rating_schema, DIALECTS[self.kind], self.tariff_schema)
+
+    def subprocess_env(self) -> dict[str, str]:
+        env = {
+            "CDR_WAREHOUSE_KIND": self.kind,
+            "CDR_WAREHOUSE_HOST": self.host,
+            "CDR_WAREHOUSE_PORT": str(self.port),
+            "CDR_WAREHOUSE_DB": self.database,
+            "CDR_WAREHOUSE_USER": self.user,
+            "CDR_MEDIATION_SCHEMA": self.mediation_schema,
+            "CDR_RATING_SCHEMA": self.rating_schema,
+            "CDR_TARIFF_SCHEMA": self.tariff_schema,
+            "CDR_RATING_ROUNDING_DECIMALS": str(self.rating_rounding_decimals),
+        }
+        if self.password:  # the child's environment only, never its command line or the UI
+            env["CDR_WAREHOUSE_PASSWORD"] = self.password
+        return env
+
+
+class SparkResource(LazyPySparkResource):
+    """The Spark configuration the jobs share (master URL first).
+
+    The jobs' drivers run out of process through Dagster Pipes, so this resource never starts a
+    session in the Dagster process (it is the lazy one): it hands its configuration to them.
+    """
+
+    def subprocess_env(self) -> dict[str, str]:
+        conf = dict(self.spark_config)
+        env = {"CDR_SPARK_CONF": json.dumps({k: str(v) for k, v in conf.items() if k != "spark.master"})}
+        if conf.get("spark.master"):
+            env["CDR_SPARK_MASTER"] = str(conf["spark.master"])
+        return env
+
+
+class FilesResource(dg.ConfigurableResource):
+    """Where the platform writes files (the subscribers CSV...)."""
+
+    data_dir: str
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.data_dir, *parts)
+
+
+class MediationResource(dg.ConfigurableResource):
+    """How much a micro-batch takes, and when the share of rejects is worth a warning."""
+
+    max_offsets_per_trigger: int = 250_000  # bounds a micro-batch, and so the driver's memory
+    max_rejection_rate: float = 0.10
+
+
+def resources_for(settings: Settings, environment: Environment) -> dict[str, object]:
+    """The resources of an environment. PROD requires the warehouse password from the
+    environment (as an EnvVar, so its value never shows in the UI)."""
+    wh = settings.warehouse
+    password: object = wh.password
+    if environment is Environment.PROD or wh.password:
+        password = dg.EnvVar("CDR_WAREHOUSE_PASSWORD")
+    return {
+        "kafka": KafkaResource(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            raw_cdrs_topic=settings.kafka.raw_cdrs_topic,
+            error_cdrs_topic=settings.kafka.error_cdrs_topic,
+            topic_partitions=settings.kafka.topic_partitions,
+        ),
+        "warehouse": WarehouseResource(
+            kind=wh.kind,
+            host=wh.host,
+            port=wh.port,
+            database=wh.database,
+            user=wh.user,
+            password=password,
+            mediation_schema=settings.mediation_schema,
+            rating_schema=settings.rating_schema,
+            tariff_schema=settings.tariff_schema,
+            rating_rounding_decimals=settings.rating_rounding_decimals,
+        ),
+        "spark": SparkResource(spark_config={"spark.master": settings.spark_master, **settings.spark_conf}),
+        "files": FilesResource(data_dir=str(settings.data_dir)),
+        "mediation_settings": MediationResource(
+            max_offsets_per_trigger=settings.mediation_max_offsets_per_trigger,
+            max_rejection_rate=settings.max_rejection_rate,
+        ),
+        # Spark drivers run as subprocesses that speak Dagster Pipes.
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    }
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    s = load_settings()
-    return dg.Definitions(resources={
-        "kafka": KafkaResource(
-            bootstrap_servers=s.kafka.bootstrap_servers,
-            raw_cdrs_topic=s.kafka.raw_cdrs_topic,
-            error_cdrs_topic=s.kafka.error_cdrs_topic,
-        ),
-        "warehouse": WarehouseResource(
-            host=s.warehouse.host,
-            port=s.warehouse.port,
-            database=s.warehouse.database,
-            user=s.warehouse.user,
-            # the secret stays in the environment, never in the run config or the UI
-            password=dg.EnvVar("CDR_WAREHOUSE_PASSWORD") if s.warehouse.password else "",
-        ),
-    })
-
-
-@dg.definitions
-def pipes_resources() -> dg.Definitions:
-    # Spark drivers run as subprocesses that speak Dagster Pipes.
-    return dg.Definitions(resources={"pipes_subprocess_client": dg.PipesSubprocessClient()})
+    return dg.Definitions(resources=resources_for(load_settings(), get_environment()))

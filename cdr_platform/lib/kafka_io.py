@@ -1,9 +1,6 @@
-"""Kafka helpers: broker reachability, topics, offsets, and the CDR producers.
+"""Kafka helpers shared by every domain: broker reachability, topics and offsets (kafka-python).
 
-kafka-python is the project's client. confluent-kafka (librdkafka) is offered as a selectable
-fast producer because a pure-Python client tops out well below the throughput the generator
-reaches; both are configured the same way: keyed messages, acks=all, idempotent, batched
-and lz4-compressed.
+The CDR producers live with ingest (cdr_platform.lib.ingest.producers).
 """
 
 from __future__ import annotations
@@ -11,17 +8,15 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_S = 10.0
-PRODUCER_KINDS = ("kafka-python", "confluent")
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -55,14 +50,16 @@ def wait_for_broker(bootstrap_servers: str, timeout_s: float = BROKER_TIMEOUT_S)
             raise BrokerUnavailableError(
                 f"Kafka broker at {bootstrap_servers} is not reachable after {timeout_s:.0f} s "
                 f"({last_error}). Is the local stack up? Run `make up` (or set "
-                f"CDR_KAFKA_BOOTSTRAP_SERVERS).")
+                f"CDR_KAFKA_BOOTSTRAP_SERVERS)."
+            )
         time.sleep(0.25)
 
 
 def admin_client(bootstrap_servers: str) -> KafkaAdminClient:
     wait_for_broker(bootstrap_servers)
-    return KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cdr-platform-admin",
-                            request_timeout_ms=15_000)
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="cdr-platform-admin", request_timeout_ms=15_000
+    )
 
 
 def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int) -> dict[str, int]:
@@ -70,8 +67,9 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
     admin = admin_client(bootstrap_servers)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name=t, num_partitions=partitions, replication_factor=1)
-                   for t in topics if t not in existing]
+        missing = [
+            NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+        ]
         if missing:
             try:
                 admin.create_topics(missing, timeout_ms=15_000)
@@ -111,118 +109,3 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
-
-
-# -- producers ---------------------------------------------------------------------------
-
-
-@dataclass
-class DeliveryStats:
-    sent: int = 0
-    failed: int = 0
-    first_error: str | None = None
-
-    def failure(self, error: object) -> None:
-        self.failed += 1
-        if self.first_error is None:
-            self.first_error = str(error)
-
-
-class CdrProducer:
-    """What the ingest code needs of a producer, whichever client is behind it."""
-
-    stats: DeliveryStats
-
-    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        raise NotImplementedError
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class KafkaPythonProducer(CdrProducer):
-    def __init__(self, bootstrap_servers: str, linger_ms: int = 20,
-                 batch_size: int = 256 * 1024, compression: str = "lz4") -> None:
-        wait_for_broker(bootstrap_servers)
-        self.stats = DeliveryStats()
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id="cdr-generator",
-            acks="all",
-            enable_idempotence=True,
-            compression_type=compression,
-            linger_ms=linger_ms,
-            batch_size=batch_size,
-            max_request_size=4 * 1024 * 1024,
-            max_block_ms=30_000,
-            request_timeout_ms=15_000,
-            delivery_timeout_ms=60_000,
-        )
-        self._on_error: Callable = self.stats.failure
-
-    def send(self, topic, key, value, headers) -> None:
-        # Only failures need a callback: what was written is read back from the end offsets.
-        self._producer.send(topic, value=value, key=key, headers=headers).add_errback(self._on_error)
-        self.stats.sent += 1
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        self._producer.flush(timeout=timeout_s)
-
-    def close(self) -> None:
-        self._producer.close(timeout=10)
-
-
-class ConfluentProducer(CdrProducer):
-    def __init__(self, bootstrap_servers: str, linger_ms: int = 20) -> None:
-        from confluent_kafka import Producer  # optional fast path
-
-        wait_for_broker(bootstrap_servers)
-        self.stats = DeliveryStats()
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap_servers,
-            "client.id": "cdr-generator",
-            "acks": "all",
-            "enable.idempotence": True,
-            "compression.type": "lz4",
-            "linger.ms": linger_ms,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 500_000,
-            "message.timeout.ms": 60_000,
-            # callbacks only for failures: a Python call per delivered message halves throughput
-            "delivery.report.only.error": True,
-        })
-
-    def _delivered(self, err, msg) -> None:
-        if err is not None:
-            self.stats.failure(err)
-
-    def send(self, topic, key, value, headers) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers,
-                                       on_delivery=self._delivered)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                self._producer.poll(0.05)
-        self.stats.sent += 1
-        if self.stats.sent % 10_000 == 0:
-            self._producer.poll(0)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout_s)
-        if remaining:
-            self.stats.failure(f"{remaining} messages not delivered within {timeout_s} s")
-
-    def close(self) -> None:
-        self.flush()
-
-
-def make_producer(kind: str, bootstrap_servers: str) -> CdrProducer:
-    if kind == "kafka-python":
-        return KafkaPythonProducer(bootstrap_servers)
-    if kind == "confluent":
-        return ConfluentProducer(bootstrap_servers)
-    raise ValueError(f"unknown producer {kind!r}; choose one of {PRODUCER_KINDS}")

@@ -1,6 +1,8 @@
-"""The CDR wire schema (version 1): one JSON object per Kafka message, keyed by served MSISDN.
+"""The CDR schemas: the wire record (version 1) and the clean record mediation stores.
 
-One definition for the generator, mediation, the warehouse and the tests.
+One definition for the generator, mediation, rating, the warehouse, the asset checks and the tests.
+
+The wire record (CDR v1): one JSON object per Kafka message, keyed by served MSISDN.
 
 Fields (JSON types):
     schema_version     int      always 1 for this version
@@ -24,6 +26,10 @@ the generator spoiled on purpose (for tests; mediation must never read it).
 
 from __future__ import annotations
 
+import re
+
+from cdr_platform.lib.warehouse.columns import Column, names
+
 SCHEMA_VERSION = 1
 SCHEMA_HEADER = "cdr-schema"
 SCHEMA_HEADER_VALUE = b"cdr.v1"
@@ -33,16 +39,45 @@ RECORD_TYPES = ("voice", "sms", "data")
 DIRECTIONS = ("outgoing", "incoming")
 TECHNOLOGIES = ("2G", "3G", "4G", "5G")
 # Names that switches of different vendors and generations emit for the same technology.
-TECHNOLOGY_ALIASES = {"GSM": "2G", "GPRS": "2G", "EDGE": "2G", "UMTS": "3G", "HSPA": "3G",
-                      "WCDMA": "3G", "LTE": "4G", "EUTRAN": "4G", "NR": "5G", "5GNR": "5G"}
+TECHNOLOGY_ALIASES = {
+    "GSM": "2G",
+    "GPRS": "2G",
+    "EDGE": "2G",
+    "UMTS": "3G",
+    "HSPA": "3G",
+    "WCDMA": "3G",
+    "LTE": "4G",
+    "EUTRAN": "4G",
+    "NR": "5G",
+    "5GNR": "5G",
+}
 
-FIELDS = ("schema_version", "record_id", "record_type", "served_msisdn", "other_msisdn",
-          "direction", "start_time", "duration_s", "data_volume_bytes", "cell_id",
-          "technology", "roaming", "visited_network")
+FIELDS = (
+    "schema_version",
+    "record_id",
+    "record_type",
+    "served_msisdn",
+    "other_msisdn",
+    "direction",
+    "start_time",
+    "duration_s",
+    "data_volume_bytes",
+    "cell_id",
+    "technology",
+    "roaming",
+    "visited_network",
+)
 
 # Fields that must be present and non-null for every record type...
-COMMON_MANDATORY_FIELDS = ("schema_version", "record_id", "record_type", "served_msisdn",
-                           "start_time", "cell_id", "technology")
+COMMON_MANDATORY_FIELDS = (
+    "schema_version",
+    "record_id",
+    "record_type",
+    "served_msisdn",
+    "start_time",
+    "cell_id",
+    "technology",
+)
 # ...and per record type.
 MANDATORY_FIELDS_BY_TYPE = {
     "voice": COMMON_MANDATORY_FIELDS + ("other_msisdn", "direction", "duration_s"),
@@ -65,4 +100,56 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "technology": str,
     "roaming": bool,
     "visited_network": str,
+}
+
+# A record id: what a switch or mediation platform writes (UUIDs, counters, dotted ids), whole.
+# Matched with fullmatch (Python) and ^...$ (Arrow's RE2, where $ is the end of the text): never
+# with re.match and $, which lets a trailing newline through.
+RECORD_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+RECORD_ID_PATTERN = re.compile(RECORD_ID_REGEX)
+
+
+def is_valid_record_id(value: str) -> bool:
+    return RECORD_ID_PATTERN.fullmatch(value) is not None
+
+
+# -- the clean record ------------------------------------------------------------------------
+# What mediation makes of a valid CDR: normalised (E.164, 2G-5G, UTC), enriched from the
+# numbering plan and the cells. The warehouse table clean_cdrs, the bulk path's Arrow batches,
+# the Spark jobs' schemas and the asset checks' SQL all derive from this declaration.
+CLEAN_RECORD: tuple[Column, ...] = (
+    Column("record_id", "varchar", 64, nullable=False),
+    Column("record_type", "varchar", 8, nullable=False),
+    Column("served_msisdn", "varchar", 16, nullable=False),
+    Column("served_operator_id", "varchar", 16, nullable=False),
+    Column("other_msisdn", "varchar", 16),
+    Column("other_operator_id", "varchar", 16),
+    Column("other_country", "varchar", 2),
+    Column("destination_class", "varchar", 16),
+    Column("destination_zone", "varchar", 16),
+    Column("direction", "varchar", 8),
+    Column("start_time", "timestamp", nullable=False),
+    Column("duration_s", "bigint"),
+    Column("data_volume_bytes", "bigint"),
+    Column("cell_id", "varchar", 32, nullable=False),
+    Column("technology", "varchar", 4, nullable=False),
+    Column("roaming", "smallint", nullable=False),  # 0/1: portable, no boolean column
+    Column("visited_network", "varchar", 8),
+    Column("schema_version", "smallint", nullable=False),
+)
+CLEAN_COLUMNS = names(CLEAN_RECORD)
+# Where in Kafka a clean record came from: kept with it, so a replayed batch is recognised.
+SOURCE_POSITION: tuple[Column, ...] = (
+    Column("src_partition", "int", nullable=False),
+    Column("src_offset", "bigint", nullable=False),
+    Column("kafka_timestamp", "timestamp", nullable=False),
+)
+# The warehouse table of clean records (in the mediation schema) and its data columns, in order.
+CLEAN_CDRS_TABLE = "clean_cdrs"
+CLEAN_CDRS_COLUMNS = CLEAN_RECORD + SOURCE_POSITION
+# Per record type, the clean columns that must hold a value beyond the always-mandatory ones:
+# the wire record's own per-type fields, which mediation carries over normalised.
+CLEAN_REQUIRED_BY_TYPE = {
+    kind: tuple(f for f in fields if f not in COMMON_MANDATORY_FIELDS)
+    for kind, fields in MANDATORY_FIELDS_BY_TYPE.items()
 }

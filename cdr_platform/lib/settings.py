@@ -7,8 +7,9 @@ Nothing is read at import time: call `load_settings()` where the value is needed
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,14 +65,15 @@ class WarehouseSettings:
     def jdbc_url(self) -> str:
         if self.kind == "sqlserver":
             # bulk copy for Spark's batched inserts into the staging table
-            return (f"jdbc:sqlserver://{self.host}:{self.port};databaseName={self.database};"
-                    "encrypt=true;trustServerCertificate=true;useBulkCopyForBatchInsert=true")
+            return (
+                f"jdbc:sqlserver://{self.host}:{self.port};databaseName={self.database};"
+                "encrypt=true;trustServerCertificate=true;useBulkCopyForBatchInsert=true"
+            )
         return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}?reWriteBatchedInserts=true"
 
     @property
     def jdbc_driver(self) -> str:
-        return ("com.microsoft.sqlserver.jdbc.SQLServerDriver" if self.kind == "sqlserver"
-                else "org.postgresql.Driver")
+        return "com.microsoft.sqlserver.jdbc.SQLServerDriver" if self.kind == "sqlserver" else "org.postgresql.Driver"
 
     def jdbc_options(self) -> dict[str, str]:
         """user/password/driver for Spark's JDBC reader and writer."""
@@ -82,8 +84,10 @@ class WarehouseSettings:
 
     def odbc_connection_string(self) -> str:
         """For mssql-python, the driver-side connection to SQL Server."""
-        return (f"Server={self.host},{self.port};Database={self.database};Uid={self.user};"
-                f"Pwd={self.password};Encrypt=yes;TrustServerCertificate=yes")
+        return (
+            f"Server={self.host},{self.port};Database={self.database};Uid={self.user};"
+            f"Pwd={self.password};Encrypt=yes;TrustServerCertificate=yes"
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,34 @@ class Settings:
     spark_master: str
     data_dir: Path
     mediation_schema: str
+    rating_schema: str
+    tariff_schema: str  # where dbt seeds the tariff plan
+    rating_rounding_decimals: int  # CGRateS' rounding of each increment's cost
+    mediation_max_offsets_per_trigger: int  # bounds a micro-batch, and so the driver's memory
+    max_rejection_rate: float  # above it, the rejection_rate check warns
+    spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
+
+
+ENVIRONMENTS = ("local", "prod")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+def _spark_conf() -> dict[str, str]:
+    raw = _env("CDR_SPARK_CONF", "{}")
+    try:
+        conf = json.loads(raw)
+    except json.JSONDecodeError:
+        conf = None
+    if not isinstance(conf, dict):
+        raise ValueError(f"CDR_SPARK_CONF must be a JSON object of Spark settings, got {raw!r}")
+    return {str(k): str(v) for k, v in conf.items()}
 
 
 def load_settings() -> Settings:
@@ -128,13 +160,17 @@ def load_settings() -> Settings:
     # A multiple of the local Spark cores (2): mediation runs one task per Kafka partition, and
     # 3 partitions on 2 cores left a core idle for a third of every micro-batch.
     partitions = _env_int("CDR_TOPIC_PARTITIONS", 4)
-    warehouse_kind = _env("CDR_WAREHOUSE_KIND", "postgres")
+    environment = _env("CDR_ENV", "local").lower()
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"CDR_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
+    # production's warehouse is SQL Server unless told otherwise
+    warehouse_kind = _env("CDR_WAREHOUSE_KIND", "sqlserver" if environment == "prod" else "postgres")
     if warehouse_kind not in WAREHOUSE_KINDS:
         raise ValueError(f"CDR_WAREHOUSE_KIND must be one of {WAREHOUSE_KINDS}, got {warehouse_kind!r}")
     if partitions < 1:
         raise ValueError(f"CDR_TOPIC_PARTITIONS must be at least 1, got {partitions}")
     return Settings(
-        environment=_env("CDR_ENV", "local"),
+        environment=environment,
         kafka=KafkaSettings(
             bootstrap_servers=_env("CDR_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}"),
             raw_cdrs_topic=_env("CDR_RAW_TOPIC", "raw-cdrs"),
@@ -159,6 +195,12 @@ def load_settings() -> Settings:
         spark_master=_env("CDR_SPARK_MASTER", "local[2]"),
         data_dir=Path(_env("CDR_DATA_DIR", str(REPO_ROOT / "data"))),
         mediation_schema=_env("CDR_MEDIATION_SCHEMA", "mediation"),
+        rating_schema=_env("CDR_RATING_SCHEMA", "rating"),
+        tariff_schema=_env("CDR_TARIFF_SCHEMA", "tariffs"),
+        rating_rounding_decimals=_env_int("CDR_RATING_ROUNDING_DECIMALS", 5),
+        mediation_max_offsets_per_trigger=_env_int("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000),
+        max_rejection_rate=_env_float("CDR_MAX_REJECTION_RATE", 0.10),
+        spark_conf=_spark_conf(),
     )
 
 

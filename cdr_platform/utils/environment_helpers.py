@@ -1,9 +1,16 @@
-"""Which environment the code location runs in: LOCAL (the project's own stack) or PROD."""
+"""Which environment the code location runs in, and what follows from it.
+
+LOCAL (the default): the project's own stack, PostgreSQL, dbt target `postgres`.
+PROD: the production warehouse (SQL Server, dbt target `sqlserver`), secrets from the
+environment. `CDR_ENV` chooses; `CDR_DBT_TARGET` overrides the dbt target alone.
+"""
 
 from __future__ import annotations
 
 import os
 from enum import Enum
+
+from cdr_platform.lib.settings import load_settings
 
 
 class Environment(str, Enum):
@@ -12,8 +19,9 @@ class Environment(str, Enum):
 
 
 def get_environment() -> Environment:
-    value = os.environ.get("CDR_ENV", "local").strip().lower() or "local"
-    try:
-        return Environment(value)
-    except ValueError:
-        raise ValueError(f"CDR_ENV must be 'local' or 'prod', got {value!r}") from None
+    return Environment(load_settings().environment)  # load_settings rejects any other CDR_ENV
+
+
+def get_dbt_target() -> str:
+    """The dbt target: the warehouse kind of the environment (postgres / sqlserver)."""
+    return os.environ.get("CDR_DBT_TARGET") or load_settings().warehouse.kind

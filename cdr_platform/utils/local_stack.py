@@ -1,9 +1,9 @@
 """The local stack, without Docker: a one-node Kafka (KRaft) and a PostgreSQL cluster.
 
-    python -m cdr_platform.utils.local_stack up       # fetch jars, start, wait, create topics
-    python -m cdr_platform.utils.local_stack status
-    python -m cdr_platform.utils.local_stack down     # stop exactly what `up` started
-    python -m cdr_platform.utils.local_stack jars     # only fetch the jars (Kafka, Spark, JDBC)
+    cdr stack up        # fetch jars, start, wait, create topics
+    cdr stack status
+    cdr stack down      # stop exactly what `up` started
+    cdr stack setup     # only fetch the jars (Kafka, Spark, JDBC) and record Spark's class-data archive
 
 Everything lives under CDR_STACK_DIR (default .stack/, ignored by git): jars fetched by Maven
 from Maven Central, Kafka's storage, PostgreSQL's data directory, PID files and logs. Both
@@ -13,20 +13,19 @@ PID file it wrote and whose command line is the one it started.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import glob
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, WAREHOUSE_SCHEMAS, Settings, load_settings
+from cdr_platform.lib.settings import REPO_ROOT, WAREHOUSE_SCHEMAS, Settings
+from cdr_platform.lib.spark.jars import java_executable
 
 MAVEN_DIR = REPO_ROOT / "stack" / "maven"
 KAFKA_LOG4J = REPO_ROOT / "stack" / "kafka" / "log4j2.properties"
@@ -54,12 +53,12 @@ def _maven_copy(pom: Path, target: Path, extra: list[str]) -> None:
     if shutil.which("mvn") is None:
         raise StackError("Maven (mvn) is not installed; it fetches the Kafka and Spark jars")
     target.mkdir(parents=True, exist_ok=True)
-    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-           f"-DoutputDirectory={target}", *extra]
+    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={target}", *extra]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise StackError(f"Maven could not fetch the jars of {pom.name}:\n"
-                         f"{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        raise StackError(
+            f"Maven could not fetch the jars of {pom.name}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+        )
 
 
 def fetch_jars(settings: Settings) -> None:
@@ -76,12 +75,6 @@ def fetch_jars(settings: Settings) -> None:
         shutil.rmtree(jars / "spark", ignore_errors=True)
         _maven_copy(MAVEN_DIR / "spark-jars.pom.xml", jars / "spark", [f"-Dspark.version={spark_version}"])
         spark_marker.touch()
-
-
-def spark_jar_paths(settings: Settings | None = None) -> list[str]:
-    """The jars the Spark jobs add (connector + JDBC drivers); empty until `up`/`jars` ran."""
-    settings = settings or load_settings()
-    return sorted(glob.glob(str(settings.stack.spark_jars_dir / "*.jar")))
 
 
 # -- process bookkeeping -------------------------------------------------------------------
@@ -113,12 +106,20 @@ class Service:
 def _services(settings: Settings) -> dict[str, Service]:
     d = settings.stack.directory
     return {
-        "kafka": Service("kafka", d / "run" / "kafka.pid", d / "logs" / "kafka.log",
-                         settings.kafka.bootstrap_servers, str(d / "kafka" / "server.properties")),
-        "postgres": Service("postgres", postgres_root(settings) / "data" / "postmaster.pid",
-                            postgres_root(settings) / "postgres.log",
-                            f"{settings.warehouse.host}:{settings.stack.postgres_port}",
-                            str(postgres_root(settings) / "data")),
+        "kafka": Service(
+            "kafka",
+            d / "run" / "kafka.pid",
+            d / "logs" / "kafka.log",
+            settings.kafka.bootstrap_servers,
+            str(d / "kafka" / "server.properties"),
+        ),
+        "postgres": Service(
+            "postgres",
+            postgres_root(settings) / "data" / "postmaster.pid",
+            postgres_root(settings) / "postgres.log",
+            f"{settings.warehouse.host}:{settings.stack.postgres_port}",
+            str(postgres_root(settings) / "data"),
+        ),
     }
 
 
@@ -135,37 +136,30 @@ def _log_tail(path: Path, lines: int = 25) -> str:
 def _kafka_properties(settings: Settings) -> str:
     s = settings.stack
     data = s.directory / "kafka" / "data"
-    return "\n".join([
-        "# written by cdr_platform.utils.local_stack; edits are overwritten on `up`",
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={data}",
-        f"num.partitions={settings.kafka.topic_partitions}",
-        "auto.create.topics.enable=false",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.hours=168",
-        "",
-    ])
-
-
-def java_executable() -> str:
-    """The java that runs Kafka here and that spark-submit launches (JAVA_HOME first, then PATH)."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise StackError("java is not installed (OpenJDK 17 or newer runs Kafka and Spark)")
-    return java
+    return "\n".join(
+        [
+            "# written by cdr_platform.utils.local_stack; edits are overwritten on `up`",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={settings.kafka.topic_partitions}",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
 
 
 def _kafka_cluster_id() -> str:
@@ -193,19 +187,44 @@ def start_kafka(settings: Settings) -> None:
     if not (d / "kafka" / "data" / "meta.properties").exists():
         cluster_id = _kafka_cluster_id()
         _say(f"formatting Kafka storage (cluster id {cluster_id})")
-        result = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-                                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                java,
+                "-cp",
+                classpath,
+                f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
     _say(f"starting kafka on {svc.address} (log: {svc.log_file})")
     with svc.log_file.open("ab") as log:
         proc = subprocess.Popen(
-            [java, f"-Xmx{settings.stack.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
-             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-             "-cp", classpath, "kafka.Kafka", str(props)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)  # not killed with the shell that ran `make up`
+            [
+                java,
+                f"-Xmx{settings.stack.kafka_heap}",
+                "-Xms256m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # not killed with the shell that ran `make up`
     svc.pid_file.write_text(f"{proc.pid}\n")
     _wait_for_kafka(settings, svc, proc)
 
@@ -216,13 +235,17 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while True:
         if proc.poll() is not None:
-            raise StackError(f"kafka exited with code {proc.returncode} during start-up; "
-                             f"see {svc.log_file}:\n{_log_tail(svc.log_file)}")
+            raise StackError(
+                f"kafka exited with code {proc.returncode} during start-up; "
+                f"see {svc.log_file}:\n{_log_tail(svc.log_file)}"
+            )
         try:
             wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=1)
-            ensure_topics(settings.kafka.bootstrap_servers,
-                          [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic],
-                          settings.kafka.topic_partitions)
+            ensure_topics(
+                settings.kafka.bootstrap_servers,
+                [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic],
+                settings.kafka.topic_partitions,
+            )
             _say("kafka is up")
             return
         except BrokerUnavailableError:
@@ -231,8 +254,10 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
             if time.monotonic() >= deadline:
                 raise StackError(f"kafka did not become ready: {exc}; see {svc.log_file}") from exc
         if time.monotonic() >= deadline:
-            raise StackError(f"kafka did not accept connections on {svc.address} within "
-                             f"{HEALTH_TIMEOUT_S} s; see {svc.log_file}:\n{_log_tail(svc.log_file)}")
+            raise StackError(
+                f"kafka did not accept connections on {svc.address} within "
+                f"{HEALTH_TIMEOUT_S} s; see {svc.log_file}:\n{_log_tail(svc.log_file)}"
+            )
         time.sleep(0.5)
 
 
@@ -240,8 +265,7 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
 
 
 def _pg_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                        key=lambda p: int(Path(p).parent.parent.name))
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
     if candidates:
         return Path(candidates[-1]).parent
     initdb = shutil.which("initdb")
@@ -322,26 +346,58 @@ def start_postgres(settings: Settings) -> None:
     if not (data / "PG_VERSION").exists():
         _say(f"initialising a PostgreSQL cluster in {data}")
         # Trust on loopback only: a developer's throwaway cluster, listening on 127.0.0.1.
-        result = subprocess.run(_as_postgres_user(
-            [str(bindir / "initdb"), "-D", str(data), "-U", settings.warehouse.user,
-             "--auth=trust", "--encoding=UTF8", "--no-instructions"]),
-            capture_output=True, text=True)
+        result = subprocess.run(
+            _as_postgres_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    settings.warehouse.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
     _say(f"starting postgres on {svc.address} (log: {svc.log_file})")
     # Durable (fsync, synchronous commit), tuned for bulk loads: a day of rating_cdrs is
     # gigabytes of WAL, so checkpoints are spaced by 8 GB rather than forced mid-load.
-    options = (f"-p {settings.stack.postgres_port} -k {sockets} -c listen_addresses=127.0.0.1 "
-               "-c shared_buffers=256MB -c max_connections=60 -c synchronous_commit=on "
-               "-c fsync=on -c max_wal_size=8GB -c checkpoint_timeout=15min -c wal_compression=lz4 "
-               "-c jit=off -c work_mem=64MB -c maintenance_work_mem=256MB")
-    result = subprocess.run(_as_postgres_user(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(svc.log_file), "-o", options,
-         "-w", "-t", str(HEALTH_TIMEOUT_S), "start"]), capture_output=True, text=True,
-        start_new_session=True)
+    options = (
+        f"-p {settings.stack.postgres_port} -k {sockets} -c listen_addresses=127.0.0.1 "
+        "-c shared_buffers=256MB -c max_connections=60 -c synchronous_commit=on "
+        "-c fsync=on -c max_wal_size=8GB -c checkpoint_timeout=15min -c wal_compression=lz4 "
+        "-c jit=off -c work_mem=64MB -c maintenance_work_mem=256MB"
+    )
+    result = subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(svc.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(HEALTH_TIMEOUT_S),
+                "start",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+    )
     if result.returncode != 0:
-        raise StackError(f"postgres did not start on {svc.address}; see {svc.log_file}:\n"
-                         f"{result.stdout}{result.stderr}\n{_log_tail(svc.log_file)}")
+        raise StackError(
+            f"postgres did not start on {svc.address}; see {svc.log_file}:\n"
+            f"{result.stdout}{result.stderr}\n{_log_tail(svc.log_file)}"
+        )
     _ensure_database(settings)
     _say("postgres is up")
 
@@ -354,8 +410,7 @@ def _ensure_database(settings: Settings) -> None:
     while True:
         try:
             with psycopg.connect(wh.conninfo("postgres"), autocommit=True) as conn:
-                exists = conn.execute("select 1 from pg_database where datname = %s",
-                                      (wh.database,)).fetchone()
+                exists = conn.execute("select 1 from pg_database where datname = %s", (wh.database,)).fetchone()
                 if not exists:
                     conn.execute(f'create database "{wh.database}"')
             break
@@ -415,18 +470,22 @@ def down_postgres(settings: Settings) -> None:
     if pg.running():
         _say(f"stopping postgres (pid {pg.pid()})")
         data = postgres_root(settings) / "data"
-        result = subprocess.run(_as_postgres_user(
-            [str(_pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True, text=True)
+        result = subprocess.run(
+            _as_postgres_user([str(_pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise StackError(f"pg_ctl stop failed: {result.stdout}{result.stderr}")
     else:
         _say("postgres is not running")
 
 
-def down(settings: Settings) -> None:
-    _stop_process(_services(settings)["kafka"])
-    down_postgres(settings)
+def down(settings: Settings, services: tuple[str, ...] = ("postgres", "kafka")) -> None:
+    if "kafka" in services:
+        _stop_process(_services(settings)["kafka"])
+    if "postgres" in services:
+        down_postgres(settings)
 
 
 def status(settings: Settings) -> dict[str, bool]:
@@ -443,32 +502,3 @@ def status(settings: Settings) -> dict[str, bool]:
         for topic, parts in topic_partitions(settings.kafka.bootstrap_servers, topics).items():
             _say(f"topic {topic}: {parts} partition(s)")
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "jars"])
-    parser.add_argument("--only", choices=["kafka", "postgres"], help="act on one service")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    services = (args.only,) if args.only else ("postgres", "kafka")
-    try:
-        if args.command == "up":
-            up(settings, services)
-        elif args.command == "down":
-            if args.only == "kafka":
-                _stop_process(_services(settings)["kafka"])
-            else:
-                down(settings)
-        elif args.command == "status":
-            return 0 if all(status(settings).values()) else 3
-        elif args.command == "jars":
-            fetch_jars(settings)
-    except StackError as exc:
-        print(f"[stack] ERROR: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,21 +27,28 @@ def test_dagster_dev_serves_the_code_location_on_loopback_and_stops_on_sigterm(t
     port = _free_port()
     dagster = str(Path(sys.executable).parent / "dagster")
     # start_new_session + default signals: `dagster dev` then stops on SIGTERM with its children
-    proc = subprocess.Popen([dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                            cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-                            stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        stdout=open(tmp_path / "dev.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     location = None
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and location is None:
             time.sleep(2)
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
-                                                 data=json.dumps({"query": QUERY}).encode(),
-                                                 headers={"Content-Type": "application/json"})
-                entries = json.loads(urllib.request.urlopen(request, timeout=10).read())[
-                    "data"]["workspaceOrError"]["locationEntries"]
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps({"query": QUERY}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                entries = json.loads(urllib.request.urlopen(request, timeout=10).read())["data"]["workspaceOrError"][
+                    "locationEntries"
+                ]
                 location = entries[0]["locationOrLoadError"] if entries else None
             except OSError:
                 continue
@@ -59,4 +66,4 @@ def test_dagster_dev_serves_the_code_location_on_loopback_and_stops_on_sigterm(t
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError("dagster dev did not stop on SIGTERM")
+            raise AssertionError("dagster dev did not stop on SIGTERM") from None

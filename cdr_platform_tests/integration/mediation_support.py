@@ -10,18 +10,19 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import psycopg
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
-from cdr_platform.lib.ingest import produce_cdrs
-from cdr_platform.lib.kafka_io import ensure_topics, make_producer
-from cdr_platform.lib.mediation_store import MediationTables
+from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+from cdr_platform.lib.ingest.produce import produce_cdrs
+from cdr_platform.lib.ingest.producers import make_producer
+from cdr_platform.lib.kafka_io import ensure_topics
+from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
+from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.settings import REPO_ROOT, Settings
-from cdr_platform.lib.spark.mediation_job import SUMMARY_PREFIX
 
 
 @dataclass
@@ -35,7 +36,7 @@ class MediationSandbox:
     checkpoint: str
 
     @classmethod
-    def create(cls, settings: Settings, tmp_path) -> "MediationSandbox":
+    def create(cls, settings: Settings, tmp_path) -> MediationSandbox:
         tag = uuid.uuid4().hex[:8]
         box = cls(settings, f"raw-{tag}", f"err-{tag}", f"med_{tag}", str(tmp_path / "checkpoint"))
         ensure_topics(settings.kafka.bootstrap_servers, [box.raw_topic, box.error_topic], 3)
@@ -46,35 +47,55 @@ class MediationSandbox:
         return MediationTables(self.schema)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "CDR_RAW_TOPIC": self.raw_topic, "CDR_ERROR_TOPIC": self.error_topic,
-                "CDR_MEDIATION_SCHEMA": self.schema, "CDR_MEDIATION_CHECKPOINT": self.checkpoint,
-                "PYSPARK_PYTHON": sys.executable, **extra}
+        return {
+            **os.environ,
+            "CDR_RAW_TOPIC": self.raw_topic,
+            "CDR_ERROR_TOPIC": self.error_topic,
+            "CDR_MEDIATION_SCHEMA": self.schema,
+            "CDR_MEDIATION_CHECKPOINT": self.checkpoint,
+            "PYSPARK_PYTHON": sys.executable,
+            **extra,
+        }
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "cdr_platform.lib.spark.mediation_job", *args]
+        return [sys.executable, "-m", "cdr_platform.cli", "mediate", *args]
 
-    def run(self, *args: str, timeout: float = 300, **env: str) -> "JobResult":
-        proc = subprocess.run(self.command(*args), env=self.env(**env), cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=timeout, start_new_session=True)
+    def run(self, *args: str, timeout: float = 300, **env: str) -> JobResult:
+        proc = subprocess.run(
+            self.command(*args),
+            env=self.env(**env),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
         summary = None
         for line in proc.stdout.splitlines():
             if line.startswith(SUMMARY_PREFIX):
-                summary = json.loads(line[len(SUMMARY_PREFIX):])
+                summary = json.loads(line[len(SUMMARY_PREFIX) :])
         return JobResult(proc.returncode, summary, proc.stderr)
 
     def produce(self, config: GeneratorConfig, producer: str = "confluent", rate_limit: float | None = None):
         p = make_producer(producer, self.settings.kafka.bootstrap_servers)
         try:
-            return produce_cdrs(config, p, self.settings.kafka.bootstrap_servers, self.raw_topic,
-                                rate_limit=rate_limit, progress=lambda _: None)
+            return produce_cdrs(
+                config,
+                p,
+                self.settings.kafka.bootstrap_servers,
+                self.raw_topic,
+                rate_limit=rate_limit,
+                progress=lambda _: None,
+            )
         finally:
             p.close()
 
     def produce_raw(self, messages: list[tuple[bytes | None, bytes | None]]) -> None:
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": self.settings.kafka.bootstrap_servers, "acks": "all",
-                      "message.max.bytes": 2_000_000})
+        p = Producer(
+            {"bootstrap.servers": self.settings.kafka.bootstrap_servers, "acks": "all", "message.max.bytes": 2_000_000}
+        )
         for key, value in messages:
             p.produce(self.raw_topic, key=key, value=value)
             p.poll(0)
@@ -88,10 +109,16 @@ class MediationSandbox:
             return conn.execute(sql, params).fetchall()
 
     def consume(self, topic: str, expected: int | None = None, idle_ms: int = 5000) -> list:
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                                 auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                                 consumer_timeout_ms=idle_ms, max_partition_fetch_bytes=4_000_000,
-                                 fetch_max_bytes=8_000_000)
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=idle_ms,
+            max_partition_fetch_bytes=4_000_000,
+            fetch_max_bytes=8_000_000,
+        )
         try:
             out = []
             for m in consumer:
@@ -119,13 +146,17 @@ class MediationSandbox:
         raise AssertionError(f"no batch committed within {timeout_s} s")
 
     def ledger_totals(self) -> dict[str, int]:
-        row = self.query(f"select coalesce(sum(rows_in),0), coalesce(sum(clean),0), coalesce(sum(rejected),0),"
-                         f" coalesce(sum(duplicates),0) from {self.tables.ledger}")[0]
+        row = self.query(
+            f"select coalesce(sum(rows_in),0), coalesce(sum(clean),0), coalesce(sum(rejected),0),"
+            f" coalesce(sum(duplicates),0) from {self.tables.ledger}"
+        )[0]
         return dict(zip(("rows_in", "clean", "rejected", "duplicates"), (int(v) for v in row)))
 
     def assert_offsets_contiguous(self, end: dict[int, int]) -> None:
-        rows = self.query(f"select kafka_partition, from_offset, until_offset from {self.tables.ledger_offsets}"
-                          " order by kafka_partition, from_offset")
+        rows = self.query(
+            f"select kafka_partition, from_offset, until_offset from {self.tables.ledger_offsets}"
+            " order by kafka_partition, from_offset"
+        )
         reached: dict[int, int] = {}
         for partition, start, until in rows:
             assert start == reached.get(partition, 0), f"gap or overlap in partition {partition} at {start}"
@@ -160,8 +191,13 @@ def expected_outcome(config: GeneratorConfig) -> dict:
                 valid_ids.add(orjson.loads(value)["record_id"])
     duplicates = injected.pop("duplicate_record", 0)
     clean = injected.pop(None, 0)
-    return {"clean": clean, "duplicates": duplicates, "rejected": sum(injected.values()),
-            "valid_ids": valid_ids, "injected": injected}
+    return {
+        "clean": clean,
+        "duplicates": duplicates,
+        "rejected": sum(injected.values()),
+        "valid_ids": valid_ids,
+        "injected": injected,
+    }
 
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)

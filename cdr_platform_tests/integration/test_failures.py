@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from cdr_platform.lib.kafka_io import BrokerUnavailableError, make_producer
+from cdr_platform.lib.ingest.producers import make_producer
+from cdr_platform.lib.kafka_io import BrokerUnavailableError
 
 
 def _free_port() -> int:

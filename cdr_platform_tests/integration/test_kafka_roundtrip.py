@@ -1,21 +1,27 @@
 """Produce CDRs into a real broker and read every one back as it was sent."""
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaConsumer
 
-from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
-from cdr_platform.lib.ingest import produce_cdrs
-from cdr_platform.lib.kafka_io import make_producer
+from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+from cdr_platform.lib.ingest.produce import produce_cdrs
+from cdr_platform.lib.ingest.producers import make_producer
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def consume_all(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=10_000,
+    )
     try:
         messages = []
         for message in consumer:
@@ -29,8 +35,9 @@ def consume_all(bootstrap: str, topic: str, expected: int) -> list:
 
 @pytest.mark.parametrize("producer_kind, count", [("kafka-python", 10_000), ("confluent", 10_000)])
 def test_every_record_key_and_header_arrives_as_sent(local_stack, fresh_topic, producer_kind, count):
-    config = GeneratorConfig(count=count, seed=11, start_time=START, error_rate=0.05,
-                             reference_time=datetime(2026, 11, 20, tzinfo=timezone.utc))
+    config = GeneratorConfig(
+        count=count, seed=11, start_time=START, error_rate=0.05, reference_time=datetime(2026, 11, 20, tzinfo=UTC)
+    )
     sent = Counter()
     by_key_order: dict[bytes, list[bytes]] = {}
     for chunk in CdrGenerator(config).chunks():

@@ -8,17 +8,16 @@ import signal
 import subprocess
 import threading
 import time
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from cdr_platform.lib.generator import GeneratorConfig
+from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.kafka_io import end_offsets
-from cdr_platform.lib.rejects import original_payload
+from cdr_platform.lib.mediation.rejects import original_payload
+from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform.lib.schema import INJECTED_ERROR_HEADER
-from cdr_platform.lib.validation import mediate
 from cdr_platform_tests.integration.mediation_support import START, MediationSandbox, expected_outcome
 from cdr_platform_tests.unit.message_corpus import fuzz_messages
 from cdr_platform_tests.unit.test_validation import EXPECTED_REASON
@@ -52,7 +51,7 @@ def assert_stored_as_validation_normalises(box: MediationSandbox) -> None:
     """Every stored clean row, column for column, is what `mediate` makes of its source message:
     what the bulk rules, the Arrow columns and the warehouse write (binary COPY or JDBC) did to
     it changed nothing."""
-    from cdr_platform.lib.validation import CLEAN_COLUMNS
+    from cdr_platform.lib.schema import CLEAN_COLUMNS
 
     messages = {(m.partition, m.offset): m for m in box.consume(box.raw_topic)}
     columns = ", ".join(CLEAN_COLUMNS + ("src_partition", "src_offset", "kafka_timestamp"))
@@ -61,29 +60,36 @@ def assert_stored_as_validation_normalises(box: MediationSandbox) -> None:
     for row in stored:
         *values, partition, offset, kafka_timestamp = row
         message = messages[(partition, offset)]
-        received = datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
+        received = datetime.fromtimestamp(message.timestamp / 1000, UTC)
         assert kafka_timestamp == received.replace(tzinfo=None)
         record = mediate(message.value, received).record
         assert record is not None
-        expected = [record[c].astimezone(timezone.utc).replace(tzinfo=None) if c == "start_time" else record[c]
-                    for c in CLEAN_COLUMNS]
+        expected = [
+            record[c].astimezone(UTC).replace(tzinfo=None) if c == "start_time" else record[c] for c in CLEAN_COLUMNS
+        ]
         assert values == expected, (partition, offset)
 
 
 @pytest.mark.parametrize("staging_via, min_partitions", [("direct", ""), ("jdbc", ""), ("direct", "7")])
-def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason(sandbox, staging_via,
-                                                                                  min_partitions):
+def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason(sandbox, staging_via, min_partitions):
     config = GeneratorConfig(count=20_000, seed=21, error_rate=0.1, start_time=START)
     sandbox.produce(config)
     expected = expected_outcome(config)
 
     # min_partitions 7: Spark splits each Kafka partition's range over several tasks
-    result = sandbox.run("--max-offsets-per-trigger", "8000", CDR_MEDIATION_STAGING=staging_via,
-                         CDR_MEDIATION_MIN_PARTITIONS=min_partitions)
+    result = sandbox.run(
+        "--max-offsets-per-trigger",
+        "8000",
+        CDR_MEDIATION_STAGING=staging_via,
+        CDR_MEDIATION_MIN_PARTITIONS=min_partitions,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.summary["balanced"] and result.summary["batches"] == 3
     assert (result.summary["clean"], result.summary["rejected"], result.summary["duplicates"]) == (
-        expected["clean"], expected["rejected"], expected["duplicates"])
+        expected["clean"],
+        expected["rejected"],
+        expected["duplicates"],
+    )
     assert_exactly_once(sandbox, expected)
 
     if min_partitions:
@@ -91,17 +97,23 @@ def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason
         # not necessarily the lowest offset; the counts and ids above are what must hold.
         return
     # Every reject carries the reason that matches the error injected into its source message.
-    injected_at = {f"{sandbox.raw_topic}:{m.partition}:{m.offset}": dict(m.headers).get(INJECTED_ERROR_HEADER)
-                   for m in sandbox.consume(sandbox.raw_topic, expected=20_000)}
-    raw_by_position = {f"{sandbox.raw_topic}:{m.partition}:{m.offset}": m.value
-                       for m in sandbox.consume(sandbox.raw_topic, expected=20_000)}
+    injected_at = {
+        f"{sandbox.raw_topic}:{m.partition}:{m.offset}": dict(m.headers).get(INJECTED_ERROR_HEADER)
+        for m in sandbox.consume(sandbox.raw_topic, expected=20_000)
+    }
+    raw_by_position = {
+        f"{sandbox.raw_topic}:{m.partition}:{m.offset}": m.value
+        for m in sandbox.consume(sandbox.raw_topic, expected=20_000)
+    }
     for key, reject in sandbox.rejects().items():
         label = injected_at[key].decode()
         want = EXPECTED_REASON_BY_LABEL[label]
         assert reject["reason_codes"] == [want], (key, label, reject["reason_codes"])
         assert original_payload(reject) == raw_by_position[key]  # verbatim
-    clean_positions = {f"{sandbox.raw_topic}:{p}:{o}" for p, o in
-                       sandbox.query(f"select src_partition, src_offset from {sandbox.tables.clean}")}
+    clean_positions = {
+        f"{sandbox.raw_topic}:{p}:{o}"
+        for p, o in sandbox.query(f"select src_partition, src_offset from {sandbox.tables.clean}")
+    }
     assert not any(injected_at[k] for k in clean_positions)  # no spoiled record got through
     assert_stored_as_validation_normalises(sandbox)
 
@@ -111,8 +123,9 @@ def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason
     assert sandbox.ledger_totals()["clean"] == expected["clean"]
 
 
-EXPECTED_REASON_BY_LABEL = {cls.value: (reason.value if reason else "DUPLICATE")
-                            for cls, reason in EXPECTED_REASON.items()}
+EXPECTED_REASON_BY_LABEL = {
+    cls.value: (reason.value if reason else "DUPLICATE") for cls, reason in EXPECTED_REASON.items()
+}
 
 
 @pytest.mark.parametrize("crash_at", ["after_stage:1", "after_commit:1"])
@@ -135,8 +148,13 @@ def test_an_external_sigkill_at_any_moment_then_a_rerun_is_exactly_once(sandbox)
     config = GeneratorConfig(count=30_000, seed=34, error_rate=0.05, start_time=START)
     sandbox.produce(config)
     expected = expected_outcome(config)
-    proc = subprocess.Popen(sandbox.command("--max-offsets-per-trigger", "4000"), env=sandbox.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        sandbox.command("--max-offsets-per-trigger", "4000"),
+        env=sandbox.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     sandbox.wait_for_first_batch()
     time.sleep(random.uniform(0.2, 1.5))  # somewhere inside a later batch
     os.killpg(proc.pid, signal.SIGKILL)
@@ -152,8 +170,14 @@ def test_postgres_stopped_during_a_run_fails_clearly_then_a_rerun_is_exactly_onc
     config = GeneratorConfig(count=20_000, seed=35, error_rate=0.05, start_time=START)
     sandbox.produce(config)
     expected = expected_outcome(config)
-    proc = subprocess.Popen(sandbox.command("--max-offsets-per-trigger", "2000"), env=sandbox.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        sandbox.command("--max-offsets-per-trigger", "2000"),
+        env=sandbox.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         sandbox.wait_for_first_batch()
         stack.down_postgres(sandbox.settings)
@@ -213,8 +237,11 @@ def test_fuzzed_messages_never_crash_the_stream_and_are_each_accounted_for(sandb
         assert original_payload(reject) == by_position[key]  # kept verbatim, base64 where not UTF-8
     # the oracle is the one definition of the rules, applied to the same messages
     received = {f"{sandbox.raw_topic}:{m.partition}:{m.offset}": m for m in sandbox.consume(sandbox.raw_topic)}
-    valid = {orjson.loads(m.value)["record_id"] for m in received.values()
-             if mediate(m.value, datetime.fromtimestamp(m.timestamp / 1000, timezone.utc)).record}
+    valid = {
+        orjson.loads(m.value)["record_id"]
+        for m in received.values()
+        if mediate(m.value, datetime.fromtimestamp(m.timestamp / 1000, UTC)).record
+    }
     stored = sandbox.query(f"select record_id, cell_id from {sandbox.tables.clean}")
     assert len(stored) == s["clean"] == len(valid) >= 300  # the valid ones, once each
     assert {r[0] for r in stored} == valid

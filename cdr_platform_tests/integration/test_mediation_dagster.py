@@ -12,8 +12,10 @@ from cdr_platform.defs.mediation.checks import (
     rejection_rate,
 )
 from cdr_platform.defs.mediation.sensors import raw_cdrs_sensor
-from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib.generator import GeneratorConfig
+from cdr_platform.defs.resources import resources_for
+from cdr_platform.lib.ingest.generator import GeneratorConfig
+from cdr_platform.lib.settings import load_settings
+from cdr_platform.utils.environment_helpers import Environment
 from cdr_platform_tests.integration.mediation_support import START, MediationSandbox, expected_outcome
 
 pytestmark = pytest.mark.timeout(600)
@@ -29,9 +31,9 @@ def sandbox(local_stack, tmp_path, monkeypatch):
     box.drop()
 
 
-def warehouse(settings) -> WarehouseResource:
-    wh = settings.warehouse
-    return WarehouseResource(host=wh.host, port=wh.port, database=wh.database, user=wh.user, password=wh.password)
+def resources() -> dict:
+    """The code location's own resources, built from the sandbox's environment."""
+    return resources_for(load_settings(), Environment.LOCAL)
 
 
 def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_checks(sandbox):
@@ -40,15 +42,14 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
     expected = expected_outcome(config)
 
     with dg.instance_for_test() as instance:
-        request = raw_cdrs_sensor(dg.build_sensor_context(instance=instance))
+        request = raw_cdrs_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
         assert isinstance(request, dg.RunRequest)
         assert request.run_key.startswith("raw-cdrs@") and int(request.tags["raw_cdrs_pending"]) == 6_000
 
         result = dg.materialize(
-            [mediation, mediation_balances, clean_cdrs_unique_record_id, clean_cdrs_complete_and_typed,
-             rejection_rate],
+            [mediation, mediation_balances, clean_cdrs_unique_record_id, clean_cdrs_complete_and_typed, rejection_rate],
             instance=instance,
-            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)},
+            resources=resources(),
             selection=dg.AssetSelection.assets("clean_cdrs", "error_cdrs"),
         )
         assert result.success
@@ -59,12 +60,16 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
         assert meta["error_cdrs"]["rejected"].value == expected["rejected"]
         assert "UNKNOWN_CELL" in meta["error_cdrs"]["rejected_by_reason"].value
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        assert set(checks) == {"mediation_balances", "clean_cdrs_unique_record_id",
-                               "clean_cdrs_complete_and_typed", "rejection_rate"}
+        assert set(checks) == {
+            "mediation_balances",
+            "clean_cdrs_unique_record_id",
+            "clean_cdrs_complete_and_typed",
+            "rejection_rate",
+        }
         assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
 
         # Everything consumed: the sensor now skips and says why.
-        skipped = raw_cdrs_sensor(dg.build_sensor_context(instance=instance))
+        skipped = raw_cdrs_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
         assert isinstance(skipped, dg.SkipReason) and "nothing new" in skipped.skip_message
 
 
@@ -73,20 +78,28 @@ def test_the_balance_check_fails_when_the_warehouse_and_the_ledger_disagree(sand
     sandbox.produce(config)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [mediation, mediation_balances, clean_cdrs_complete_and_typed], instance=instance,
-            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)})
+            [mediation, mediation_balances, clean_cdrs_complete_and_typed],
+            instance=instance,
+            resources=resources(),
+        )
         assert result.success
         # a row lost behind mediation's back, and one corrupted
         with sandbox.connect() as conn:
-            conn.execute(f"delete from {sandbox.tables.clean} where record_id in "
-                         f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)")
-            conn.execute(f"update {sandbox.tables.clean} set technology = 'LTE' where record_id in "
-                         f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)")
+            conn.execute(
+                f"delete from {sandbox.tables.clean} where record_id in "
+                f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)"
+            )
+            conn.execute(
+                f"update {sandbox.tables.clean} set technology = 'LTE' where record_id in "
+                f"(select record_id from {sandbox.tables.clean} order by record_id fetch first 1 rows only)"
+            )
         checked = dg.materialize(
-            [mediation, mediation_balances, clean_cdrs_complete_and_typed], instance=instance,
-            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse(sandbox.settings)},
+            [mediation, mediation_balances, clean_cdrs_complete_and_typed],
+            instance=instance,
+            resources=resources(),
             selection=dg.AssetSelection.checks(mediation_balances, clean_cdrs_complete_and_typed),
-            raise_on_error=False)
+            raise_on_error=False,
+        )
         evaluations = {c.check_name: c for c in checked.get_asset_check_evaluations()}
         assert not evaluations["mediation_balances"].passed
         assert not evaluations["clean_cdrs_complete_and_typed"].passed
@@ -96,8 +109,12 @@ def test_a_spark_failure_fails_the_run(sandbox, monkeypatch):
     monkeypatch.setenv("CDR_MEDIATION_STAGING", "no-such-path")
     sandbox.produce(GeneratorConfig(count=100, seed=43, start_time=START))
     with dg.instance_for_test() as instance:
-        result = dg.materialize([mediation], instance=instance, raise_on_error=False,
-                                resources={"pipes_subprocess_client": dg.PipesSubprocessClient()})
+        result = dg.materialize(
+            [mediation],
+            instance=instance,
+            raise_on_error=False,
+            resources=resources(),
+        )
         assert not result.success
 
 

@@ -5,36 +5,49 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import psycopg
 import pyarrow as pa
 import pytest
 
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
 from cdr_platform.defs.rating.assets import rating_cdrs
 from cdr_platform.defs.rating.checks import (
     rating_covers_every_clean_cdr,
     rating_no_negative_cost,
     rating_rerate_sample_matches,
 )
-from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib.dbt.project import DBT_PROJECT_DIR, dbt_executable
-from cdr_platform.lib.generator import GeneratorConfig
+from cdr_platform.defs.resources import resources_for
+from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.rating.engine import RatingEngine
-from cdr_platform.lib.rating.store import load_tariff_from_warehouse, RatingTables
-from cdr_platform.lib.settings import REPO_ROOT
-from cdr_platform.lib.spark.rating_job import SUMMARY_PREFIX, _read_slices, rate_and_load, slice_queries
+from cdr_platform.lib.rating.job import SUMMARY_PREFIX, _read_slices, slice_queries
+from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
+from cdr_platform.lib.rating.tasks import rate_and_load
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.utils.environment_helpers import Environment
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
-EVENING = datetime(2026, 11, 20, 22, tzinfo=timezone.utc)  # 22:00 -> 02:00: calls cross midnight
+EVENING = datetime(2026, 11, 20, 22, tzinfo=UTC)  # 22:00 -> 02:00: calls cross midnight
 
 
 @pytest.fixture(scope="module")
 def seeded(local_stack):
-    subprocess.run([dbt_executable(), "seed", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                    "--profiles-dir", str(DBT_PROJECT_DIR)], check=True, cwd=DBT_PROJECT_DIR)
+    subprocess.run(
+        [
+            dbt_executable(),
+            "seed",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        check=True,
+        cwd=DBT_PROJECT_DIR,
+    )
     return local_stack
 
 
@@ -51,8 +64,10 @@ def mediated(seeded, tmp_path, monkeypatch):
         conn.execute(f"create schema {tariff_schema}")
         for table in ("tp_destinations", "tp_timings", "tp_rates", "tp_rating_plans", "tp_rating_profiles"):
             conn.execute(f"create table {tariff_schema}.{table} as select * from tariffs.{table}")
-        conn.execute(f"create table {tariff_schema}.tp_destination_rates as select * from"
-                     " tariffs.tp_destination_rates where destination_id <> 'INTL_AMERICAS'")
+        conn.execute(
+            f"create table {tariff_schema}.tp_destination_rates as select * from"
+            " tariffs.tp_destination_rates where destination_id <> 'INTL_AMERICAS'"
+        )
     box.produce(GeneratorConfig(count=8_000, seed=51, error_rate=0.0, start_time=EVENING, span_hours=4))
     result = box.run()
     assert result.returncode == 0, result.stderr[-2000:]
@@ -64,8 +79,14 @@ def mediated(seeded, tmp_path, monkeypatch):
 
 
 def rate(env, day: str):
-    return subprocess.run([sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day", day],
-                          env={**os.environ, **env}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(mediated):
@@ -75,8 +96,9 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
         assert done.returncode == 0, done.stderr[-3000:]
         # Spark's Python workers keep their rater and warehouse connection from slice to slice
         # (local[2]: two of each, however many slices)
-        summary = json.loads(next(line for line in done.stdout.splitlines()
-                                  if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX):])
+        summary = json.loads(
+            next(line for line in done.stdout.splitlines() if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX) :]
+        )
         assert summary["slices"] >= 4 and 1 <= summary["warehouse_connections"] <= 2, summary
     clean_by_day = dict(box.query(f"select cast(start_time as date), count(*) from {box.tables.clean} group by 1"))
     rated_by_day = dict(box.query(f"select rating_day, count(*) from {tables.rated} group by 1"))
@@ -85,8 +107,12 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
         assert rated_by_day.get(day, 0) + suspense_by_day.get(day, 0) == n
     reasons = {r[0] for r in box.query(f"select distinct reason from {tables.suspense}")}
     assert reasons == {"NO_DESTINATION"}
-    assert all(o.startswith("+1") for (o,) in box.query(f"select c.other_msisdn from {tables.suspense} s"
-                                                         f" join {box.tables.clean} c using (record_id)"))
+    assert all(
+        o.startswith("+1")
+        for (o,) in box.query(
+            f"select c.other_msisdn from {tables.suspense} s join {box.tables.clean} c using (record_id)"
+        )
+    )
     before = box.query(f"select record_id, cost from {tables.rated} order by record_id")
 
     empty = rate(env, "2026-11-25")  # a day without a single clean CDR rates to nothing, not an error
@@ -102,16 +128,24 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
         f"select r.record_id, r.cost, c.duration_s, c.start_time from {tables.rated} r join {box.tables.clean} c"
         f" using (record_id) where c.record_type = 'voice' and r.rating_day = '2026-11-20' and c.direction ="
         f" 'outgoing' and c.start_time + c.duration_s * interval '1 second' > '2026-11-21'"
-        f" order by c.duration_s desc fetch first 1 rows only")
+        f" order by c.duration_s desc fetch first 1 rows only"
+    )
     assert crossing, "the generator made no call across midnight"
     with box.connect() as conn:
         engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
     record_id, cost, duration, start = crossing[0]
-    row = box.query(f"select other_msisdn, served_operator_id from {box.tables.clean} where record_id = %s",
-                    (record_id,))[0]
-    rating = engine.rate(tor="*voice", tenant=row[1], category="call", subject="*any",
-                         destination=row[0].lstrip("+"), setup_time=start.replace(tzinfo=timezone.utc),
-                         usage_ns=duration * 1_000_000_000)
+    row = box.query(
+        f"select other_msisdn, served_operator_id from {box.tables.clean} where record_id = %s", (record_id,)
+    )[0]
+    rating = engine.rate(
+        tor="*voice",
+        tenant=row[1],
+        category="call",
+        subject="*any",
+        destination=row[0].lstrip("+"),
+        setup_time=start.replace(tzinfo=UTC),
+        usage_ns=duration * 1_000_000_000,
+    )
     assert any(s.start.date().isoformat() == "2026-11-21" for s in rating.spans)
 
 
@@ -122,12 +156,13 @@ def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_s
     with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
         conn.execute(f"create schema {schema}")
         table = f"{schema}.clean_cdrs"
-        conn.execute(f"create table {table} (record_id text primary key, start_time timestamp not null,"
-                     " filler text)")
+        conn.execute(f"create table {table} (record_id text primary key, start_time timestamp not null, filler text)")
         conn.execute(f"create index on {table} (start_time)")
         for day in range(1, 11):  # ten days, written in order, 20,000 rows each; a late straggler
-            conn.execute(f"insert into {table} select 'd{day}-' || i, timestamp '2026-11-{day:02d}'"
-                         f" + i * interval '4 seconds', repeat('x', 100) from generate_series(0, 19999) i")
+            conn.execute(
+                f"insert into {table} select 'd{day}-' || i, timestamp '2026-11-{day:02d}'"
+                f" + i * interval '4 seconds', repeat('x', 100) from generate_series(0, 19999) i"
+            )
         conn.execute(f"insert into {table} values ('late', '2026-11-04 12:00', 'x')")
         conn.execute(f"analyze {table}")
         blocks = conn.execute(f"select pg_relation_size('{table}') / 8192").fetchone()[0]
@@ -135,9 +170,13 @@ def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_s
         slices = _read_slices(conn, table, day, 2, "c")
         read = []
         for predicate in slices:
-            read += [r for (r,) in conn.execute(
-                f"select record_id from {table} c where start_time >= '2026-11-04'"
-                f" and start_time < '2026-11-05' and {predicate}").fetchall()]
+            read += [
+                r
+                for (r,) in conn.execute(
+                    f"select record_id from {table} c where start_time >= '2026-11-04'"
+                    f" and start_time < '2026-11-05' and {predicate}"
+                ).fetchall()
+            ]
         assert sorted(read) == sorted([f"d4-{i}" for i in range(20000)] + ["late"])  # each row once
         first_block = int(slices[0].split("'(")[1].split(",")[0])
         assert first_block > 0.25 * blocks  # days 1-3 are not read
@@ -156,36 +195,53 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     assert rate(env, "2026-11-20").returncode == 0
     day_rows = f"select record_id, cost from {tables.rated} where rating_day = '2026-11-20' order by record_id"
     before = box.query(day_rows)
-    clean_that_day = box.query(f"select count(*) from {box.tables.clean}"
-                               " where start_time >= '2026-11-20' and start_time < '2026-11-21'")[0][0]
+    clean_that_day = box.query(
+        f"select count(*) from {box.tables.clean} where start_time >= '2026-11-20' and start_time < '2026-11-21'"
+    )[0][0]
 
     # A run that died after loading a slice: its work tables exist, the day's partition is untouched.
     dead = tables.day_load(date(2026, 11, 20), "dead0000run1")
     with box.connect() as conn:
         engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
-        for statement in dead.create_work_sql({"rated_at": "2026-11-20 23:00:00",
-                                               "suspended_at": "2026-11-20 23:00:00", "currency": "MAD"}):
+        for statement in dead.create_work_sql(
+            {"rated_at": "2026-11-20 23:00:00", "suspended_at": "2026-11-20 23:00:00", "currency": "MAD"}
+        ):
             conn.execute(statement)
     queries = slice_queries(box.tables.clean, date(2026, 11, 20), ["true"])
     slice_zero = pa.RecordBatch.from_pydict({"id": [0]})
     conninfo = box.settings.warehouse.conninfo()
-    loaded = [json.loads(next(rate_and_load(iter([slice_zero]), engine=engine, load=dead, conninfo=conninfo,
-                                            queries=queries)).column("summary")[0].as_py())
-              for _ in range(2)]  # the second is Spark retrying a task that had committed
+    loaded = [
+        json.loads(
+            next(rate_and_load(iter([slice_zero]), engine=engine, load=dead, conninfo=conninfo, queries=queries))
+            .column("summary")[0]
+            .as_py()
+        )
+        for _ in range(2)
+    ]  # the second is Spark retrying a task that had committed
     assert loaded[0]["input"] == loaded[1]["input"] == clean_that_day
     # a slice of the table that holds no CDR of the day (other days, or none) loads nothing
-    empty = json.loads(next(rate_and_load(iter([pa.RecordBatch.from_pydict({"id": [0]})]), engine=engine,
-                                          load=tables.day_load(date(2026, 11, 20), "empty000run1"),
-                                          conninfo=conninfo, queries=slice_queries(
-                                              box.tables.clean, date(2026, 11, 20), ["false"])))
-                       .column("summary")[0].as_py())
+    empty = json.loads(
+        next(
+            rate_and_load(
+                iter([pa.RecordBatch.from_pydict({"id": [0]})]),
+                engine=engine,
+                load=tables.day_load(date(2026, 11, 20), "empty000run1"),
+                conninfo=conninfo,
+                queries=slice_queries(box.tables.clean, date(2026, 11, 20), ["false"]),
+            )
+        )
+        .column("summary")[0]
+        .as_py()
+    )
     assert empty["input"] == empty["rated"] == empty["suspended"] == 0
-    in_work = box.query(f"select (select count(*) from {dead.work_rated})"
-                        f" + (select count(*) from {dead.work_suspense})")
+    in_work = box.query(
+        f"select (select count(*) from {dead.work_rated}) + (select count(*) from {dead.work_suspense})"
+    )
     assert in_work[0][0] == clean_that_day  # loaded once, not twice
     # autovacuum keeps off a work table while tasks load it...
     assert box.query("select reloptions from pg_class where oid = %s::regclass", (dead.work_rated,)) == [
-        (["autovacuum_enabled=false"],)]
+        (["autovacuum_enabled=false"],)
+    ]
     assert box.query(day_rows) == before
 
     # The next run drops the dead run's work tables and replaces the day whole.
@@ -193,12 +249,16 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "left by a rating run of 2026-11-20 that did not finish" in again.stderr
     assert box.query(day_rows) == before
-    leftovers = box.query("select table_name from information_schema.tables where table_schema = %s"
-                          " and table_name like %s", (tables.schema, "%\\_w%"))
+    leftovers = box.query(
+        "select table_name from information_schema.tables where table_schema = %s and table_name like %s",
+        (tables.schema, "%\\_w%"),
+    )
     assert leftovers == []
-    partitions = box.query("select c.relname, c.reloptions from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s order by 1",
-                           (tables.schema,))
+    partitions = box.query(
+        "select c.relname, c.reloptions from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s order by 1",
+        (tables.schema,),
+    )
     # ...and maintains the day once it is attached
     assert partitions == [("rating_cdrs_d20261120", None), ("rating_suspense_d20261120", None)]
 
@@ -206,8 +266,10 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
 def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
     """SQL Server's path (Spark's JDBC reader and writer, delete-and-insert or swap) on PostgreSQL."""
     box, env, tables = mediated
-    rated_sql = (f"select record_id, rating_day, start_time, usage_amount, usage_unit, tenant, category, subject,"
-                 f" rating_plan_id, destination_id, cost, connect_fee, currency from {tables.rated} order by 1")
+    rated_sql = (
+        f"select record_id, rating_day, start_time, usage_amount, usage_unit, tenant, category, subject,"
+        f" rating_plan_id, destination_id, cost, connect_fee, currency from {tables.rated} order by 1"
+    )
     suspense_sql = f"select record_id, rating_day, reason, detail from {tables.suspense} order by 1"
     assert rate(env, "2026-11-20").returncode == 0
     by_copy = box.query(rated_sql), box.query(suspense_sql)
@@ -220,18 +282,20 @@ def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
 
 def test_rating_through_dagster_passes_its_checks(mediated):
     box, env, tables = mediated
-    wh = box.settings.warehouse
-    warehouse = WarehouseResource(host=wh.host, port=wh.port, database=wh.database, user=wh.user,
-                                  password=wh.password)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [rating_cdrs, rating_covers_every_clean_cdr, rating_no_negative_cost, rating_rerate_sample_matches],
-            instance=instance, partition_key="2026-11-20",
-            resources={"pipes_subprocess_client": dg.PipesSubprocessClient(), "warehouse": warehouse})
+            instance=instance,
+            partition_key="2026-11-20",
+            resources=resources_for(load_settings(), Environment.LOCAL),  # the fixture's environment
+        )
         assert result.success
         meta = result.asset_materializations_for_node("rating_cdrs")[0].metadata
         assert meta["rated"].value + meta["suspended"].value == meta["input"].value > 0
         assert "voice" in meta["revenue_by_type"].value
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-        assert checks == {"rating_covers_every_clean_cdr": True, "rating_no_negative_cost": True,
-                          "rating_rerate_sample_matches": True}
+        assert checks == {
+            "rating_covers_every_clean_cdr": True,
+            "rating_no_negative_cost": True,
+            "rating_rerate_sample_matches": True,
+        }

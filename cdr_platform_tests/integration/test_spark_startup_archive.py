@@ -38,8 +38,14 @@ def test_the_recorded_archive_maps_into_a_spark_driver(settings):
     assert archive is not None and archive.is_file()
     assert usable_archive(settings) == archive  # what build_spark_session gives every job
     # its own process: a JVM's options are fixed when the process's first SparkContext starts it
-    result = subprocess.run([sys.executable, "-c", _DRIVER, str(archive)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(archive)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["rows"] == 1000

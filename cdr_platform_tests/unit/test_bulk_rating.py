@@ -5,26 +5,35 @@ Each test rates the same records both ways and compares every output column, and
 the bulk path settled most records itself (so a pass does not just mean "all went to plain").
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
+from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform.lib.rating.bulk import INPUT_COLUMNS, BulkRater, plain_outcome
 from cdr_platform.lib.rating.engine import RatingEngine
-from cdr_platform.lib.rating.tariff_plan import load_tariff_plan
+from cdr_platform.lib.rating.plan import load_tariff_plan
+from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.settings import REPO_ROOT
-from cdr_platform.lib.subscribers import generate_subscribers
-from cdr_platform.lib.validation import mediate
 from cdr_platform_tests.unit.tariff_fixtures import BASE, write_plan
 
 SHARED = REPO_ROOT.parent / "shared" / "conformance" / "cgrates"
-SCHEMA = pa.schema([("record_type", pa.string()), ("direction", pa.string()), ("served_operator_id", pa.string()),
-                    ("segment", pa.string()), ("other_msisdn", pa.string()), ("technology", pa.string()),
-                    ("start_time", pa.timestamp("us", tz="UTC")), ("duration_s", pa.int64()),
-                    ("data_volume_bytes", pa.int64())])
+SCHEMA = pa.schema(
+    [
+        ("record_type", pa.string()),
+        ("direction", pa.string()),
+        ("served_operator_id", pa.string()),
+        ("segment", pa.string()),
+        ("other_msisdn", pa.string()),
+        ("technology", pa.string()),
+        ("start_time", pa.timestamp("us", tz="UTC")),
+        ("duration_s", pa.int64()),
+        ("data_volume_bytes", pa.int64()),
+    ]
+)
 
 # BASE plus what the CDR mapping reaches: a technology category whose plan lacks FR (so records
 # fall back to the service's category), SMS and data, and received calls.
@@ -32,14 +41,14 @@ BULK = dict(BASE)
 BULK.update(
     Destinations=BASE["Destinations"] + "\nUK,44",
     Rates=BASE["Rates"] + "\nR_SMS,0,0.2,1,1,0\nR_DATA,0,0.01,1048576,1024,0\nR_DATA,0.005,0.02,1048576,1024,"
-                          "10485760\nR_4G,0.123456,0.5,60s,7s,0s",
+    "10485760\nR_4G,0.123456,0.5,60s,7s,0s",
     DestinationRates=BASE["DestinationRates"] + "\nDR_SMS,*any,R_SMS,*middle,4,0,\nDR_DATA,*any,R_DATA,*up,3,2.5,"
-                                                "*free\nDR_4G,MOBILE,R_4G,*up,6,0,\nDR_4G,NAT,R_4G,*down,1,0,",
+    "*free\nDR_4G,MOBILE,R_4G,*up,6,0,\nDR_4G,NAT,R_4G,*down,1,0,",
     RatingPlans=BASE["RatingPlans"] + "\nRP_SMS,DR_SMS,*any,10\nRP_DATA,DR_DATA,*any,10\nRP_4G,DR_4G,*any,10",
     RatingProfiles=BASE["RatingProfiles"] + "\nop,sms,*any,2026-01-01T00:00:00Z,RP_SMS,\n"
-                                            "op,data,*any,2026-01-01T00:00:00Z,RP_DATA,\n"
-                                            "op,call_4G,*any,2026-03-01T00:00:00Z,RP_4G,\n"
-                                            "op,call_in,*any,2026-01-01T00:00:00Z,RP_CHEAP,",
+    "op,data,*any,2026-01-01T00:00:00Z,RP_DATA,\n"
+    "op,call_4G,*any,2026-03-01T00:00:00Z,RP_4G,\n"
+    "op,call_in,*any,2026-01-01T00:00:00Z,RP_CHEAP,",
 )
 
 
@@ -62,41 +71,72 @@ def both_ways(engine: RatingEngine, rows: list[dict], batch_size: int = 4096) ->
     return rater, rated
 
 
-def random_records(rng: np.random.Generator, n: int, numbers: list[str], tenants: list[str], subjects: list,
-                   first_day: datetime, days: int) -> list[dict]:
+def random_records(
+    rng: np.random.Generator,
+    n: int,
+    numbers: list[str],
+    tenants: list[str],
+    subjects: list,
+    first_day: datetime,
+    days: int,
+) -> list[dict]:
     rows = []
     for _ in range(n):
         record_type = str(rng.choice(["voice", "voice", "voice", "sms", "data"]))
         start = first_day + timedelta(days=int(rng.integers(days)))
         # times near band changes and midnight as well as anywhere
-        start += timedelta(seconds=int(rng.choice([rng.integers(86_400), 8 * 3600 - 30, 20 * 3600 - 5,
-                                                   86_400 - 40, 0])), microseconds=int(rng.integers(0, 2) * 250))
-        duration = int(rng.choice([0, 1, 59, 60, 61, rng.integers(1, 600), rng.integers(600, 40_000),
-                                    rng.integers(40_000, 400_000)]))
-        rows.append({
-            "record_type": record_type,
-            "direction": rng.choice(["outgoing", "outgoing", "incoming", None]),
-            "served_operator_id": str(rng.choice(tenants)),
-            "segment": subjects[int(rng.integers(len(subjects)))],
-            "other_msisdn": numbers[int(rng.integers(len(numbers)))],
-            "technology": str(rng.choice(["2G", "3G", "4G", "5G"])),
-            "start_time": start,
-            "duration_s": duration if record_type == "voice" else None,
-            "data_volume_bytes": (int(rng.choice([0, 1, rng.integers(1, 50_000_000)])) if record_type == "data"
-                                  else None),
-        })
+        start += timedelta(
+            seconds=int(rng.choice([rng.integers(86_400), 8 * 3600 - 30, 20 * 3600 - 5, 86_400 - 40, 0])),
+            microseconds=int(rng.integers(0, 2) * 250),
+        )
+        duration = int(
+            rng.choice(
+                [0, 1, 59, 60, 61, rng.integers(1, 600), rng.integers(600, 40_000), rng.integers(40_000, 400_000)]
+            )
+        )
+        rows.append(
+            {
+                "record_type": record_type,
+                "direction": rng.choice(["outgoing", "outgoing", "incoming", None]),
+                "served_operator_id": str(rng.choice(tenants)),
+                "segment": subjects[int(rng.integers(len(subjects)))],
+                "other_msisdn": numbers[int(rng.integers(len(numbers)))],
+                "technology": str(rng.choice(["2G", "3G", "4G", "5G"])),
+                "start_time": start,
+                "duration_s": duration if record_type == "voice" else None,
+                "data_volume_bytes": (
+                    int(rng.choice([0, 1, rng.integers(1, 50_000_000)])) if record_type == "data" else None
+                ),
+            }
+        )
     return rows
 
 
 @pytest.mark.parametrize("increment_decimals", [5, 8])  # 8: integer money finer than the output's 6
 def test_bulk_equals_plain_on_a_plan_with_every_feature(tmp_path, increment_decimals):
-    engine = RatingEngine(load_tariff_plan(write_plan(tmp_path / "plan", **BULK)),
-                          rounding_decimals=increment_decimals)
-    numbers = ["+212612345678", "2126999", "212522000000", "+33612345678", "33", "+4420794", "+1555000",
-               "", None, "+٣٣٦١٢", "++212600000000"]
-    rows = random_records(np.random.default_rng(7), 6000, numbers, ["op", "op", "op", "nobody"],
-                          [None, "", "anyone", "vip", "nofr", "(RatingPlan RP_STD|RP_CHEAP)"],
-                          datetime(2025, 12, 30, tzinfo=timezone.utc), 190)
+    engine = RatingEngine(load_tariff_plan(write_plan(tmp_path / "plan", **BULK)), rounding_decimals=increment_decimals)
+    numbers = [
+        "+212612345678",
+        "2126999",
+        "212522000000",
+        "+33612345678",
+        "33",
+        "+4420794",
+        "+1555000",
+        "",
+        None,
+        "+٣٣٦١٢",
+        "++212600000000",
+    ]
+    rows = random_records(
+        np.random.default_rng(7),
+        6000,
+        numbers,
+        ["op", "op", "op", "nobody"],
+        [None, "", "anyone", "vip", "nofr", "(RatingPlan RP_STD|RP_CHEAP)"],
+        datetime(2025, 12, 30, tzinfo=UTC),
+        190,
+    )
     rater, rated = both_ways(engine, rows)
     # handed to the plain engine besides what it does not rate: the cheapest-of-plans subject
     # and calls cut more often than max_segments
@@ -107,23 +147,27 @@ def test_bulk_equals_plain_on_a_plan_with_every_feature(tmp_path, increment_deci
 def test_bulk_equals_plain_on_the_default_tariff_and_generated_traffic():
     engine = RatingEngine(load_tariff_plan(REPO_ROOT / "dbt_project" / "seeds" / "tariff"))
     segments = {s.msisdn: s.segment for s in generate_subscribers()}
-    config = GeneratorConfig(count=12_000, seed=11, error_rate=0.0,
-                             start_time=datetime(2026, 11, 6, 18, tzinfo=timezone.utc), span_hours=60)
-    received = datetime(2026, 11, 9, tzinfo=timezone.utc)
+    config = GeneratorConfig(
+        count=12_000, seed=11, error_rate=0.0, start_time=datetime(2026, 11, 6, 18, tzinfo=UTC), span_hours=60
+    )
+    received = datetime(2026, 11, 9, tzinfo=UTC)
     rows = []
     for chunk in CdrGenerator(config).chunks():
         for value in chunk.values:
             record = mediate(value, received).record
             if record is None:
                 continue  # rejected by the mediation rules (an odd generated value): never rated
-            rows.append({name: record[name] for name in INPUT_COLUMNS if name != "segment"}
-                        | {"segment": segments.get(record["served_msisdn"])})
+            rows.append(
+                {name: record[name] for name in INPUT_COLUMNS if name != "segment"}
+                | {"segment": segments.get(record["served_msisdn"])}
+            )
     rater, rated = both_ways(engine, rows)
     assert rated > 0.9 * len(rows) and rater.plain_rows < 0.01 * len(rows), (rater.fast_rows, rater.plain_rows)
 
 
-@pytest.mark.parametrize("folder", ["tp_engine_unit", "tp_general_costs1", "tp_general_datachrg1",
-                                    "tp_general_smschrg1", "tp_tutorial"])
+@pytest.mark.parametrize(
+    "folder", ["tp_engine_unit", "tp_general_costs1", "tp_general_datachrg1", "tp_general_smschrg1", "tp_tutorial"]
+)
 def test_bulk_equals_plain_on_the_cgrates_plans(folder):
     if not (SHARED / folder).exists():
         pytest.skip(f"{SHARED / folder} is not on this machine")
@@ -134,5 +178,5 @@ def test_bulk_equals_plain_on_the_cgrates_plans(folder):
     numbers = [p + "".join(map(str, rng.integers(0, 10, int(rng.integers(0, 6))))) for p in prefixes] + ["999"]
     tenants = sorted({p.tenant for p in plan.rating_profiles})
     subjects = sorted({p.subject for p in plan.rating_profiles}) + [None]
-    rows = random_records(rng, 3000, numbers, tenants, subjects, datetime(2012, 1, 1, tzinfo=timezone.utc), 1200)
+    rows = random_records(rng, 3000, numbers, tenants, subjects, datetime(2012, 1, 1, tzinfo=UTC), 1200)
     both_ways(engine, rows)

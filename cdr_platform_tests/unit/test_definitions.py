@@ -16,12 +16,21 @@ def test_definitions_load_with_the_expected_asset_graph():
     assert graph.get(dg.AssetKey("rating_cdrs")).partitions_def is not None
     assert dg.AssetKey("subscribers") in graph.get(dg.AssetKey("raw_cdrs")).parent_keys
     assert {dg.AssetKey("numbering_plan"), dg.AssetKey("cell_catalogue")} <= graph.get(
-        dg.AssetKey("subscribers")).parent_keys
+        dg.AssetKey("subscribers")
+    ).parent_keys
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"subscribers_match_numbering_plan", "raw_cdrs_offsets_account_for_every_record",
-            "mediation_balances", "clean_cdrs_unique_record_id", "clean_cdrs_complete_and_typed",
-            "rejection_rate", "rating_covers_every_clean_cdr", "rating_no_negative_cost",
-            "rating_rerate_sample_matches", "tariff_plan_is_consistent"} <= checks
+    assert {
+        "subscribers_match_numbering_plan",
+        "raw_cdrs_offsets_account_for_every_record",
+        "mediation_balances",
+        "clean_cdrs_unique_record_id",
+        "clean_cdrs_complete_and_typed",
+        "rejection_rate",
+        "rating_covers_every_clean_cdr",
+        "rating_no_negative_cost",
+        "rating_rerate_sample_matches",
+        "tariff_plan_is_consistent",
+    } <= checks
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"generate_cdrs", "mediate_cdrs", "rate_cdrs", "cdr_pipeline"} <= jobs
     assert {s.name for s in defs.sensors} == {"raw_cdrs_sensor"}
@@ -37,7 +46,7 @@ def test_sensor_helpers():
 
 def test_generate_cdrs_config_refuses_bad_settings_before_producing():
     from cdr_platform.defs.ingest.assets import GenerateCdrsConfig
-    from cdr_platform.lib.generator import GeneratorConfigError
+    from cdr_platform.lib.ingest.generator import GeneratorConfigError
 
     for bad in ({"count": -5}, {"error_rate": 1.2}, {"error_classes": ["nope"]}):
         try:

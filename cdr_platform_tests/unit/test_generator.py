@@ -1,12 +1,11 @@
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from statistics import median
 
 import orjson
 import pytest
 
-from cdr_platform.lib import numbering_plan
-from cdr_platform.lib.generator import (
+from cdr_platform.lib.ingest.generator import (
     ALL_ERROR_CLASSES,
     CHUNK_SIZE,
     CdrGenerator,
@@ -15,7 +14,8 @@ from cdr_platform.lib.generator import (
     InjectedError,
     parse_error_classes,
 )
-from cdr_platform.lib.network import CELLS_BY_ID
+from cdr_platform.lib.reference import numbering_plan
+from cdr_platform.lib.reference.network import CELLS_BY_ID
 from cdr_platform.lib.schema import (
     FIELD_TYPES,
     FIELDS,
@@ -25,8 +25,8 @@ from cdr_platform.lib.schema import (
     TECHNOLOGY_ALIASES,
 )
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def generate(count, **kw):
@@ -107,7 +107,8 @@ def test_each_injected_error_really_breaks_its_rule():
             assert rec["record_id"] in seen_ids  # an earlier record, re-sent
         elif error == InjectedError.MISSING_MANDATORY_FIELD.value:
             assert rec.get("record_type") is None or any(
-                rec.get(f) is None for f in MANDATORY_FIELDS_BY_TYPE[rec["record_type"]])
+                rec.get(f) is None for f in MANDATORY_FIELDS_BY_TYPE[rec["record_type"]]
+            )
         elif error == InjectedError.WRONG_TYPE.value:
             assert any(v is not None and not isinstance(v, FIELD_TYPES[k]) for k, v in rec.items())
         elif error == InjectedError.INVALID_MSISDN.value:
@@ -150,14 +151,17 @@ def test_traffic_has_a_realistic_shape(clean_records):
     assert top10 / n > 10 / 300 * 2  # heavy users: the top 10 do far more than their share
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"count": -1}, "count"),
-    ({"count": 10, "error_rate": 1.5}, "error_rate"),
-    ({"count": 10, "error_rate": -0.1}, "error_rate"),
-    ({"count": 10, "span_hours": 0}, "span_hours"),
-    ({"count": 10, "start_time": datetime(2026, 11, 1)}, "time zone"),
-    ({"count": 10, "start_time": NOW - timedelta(hours=1)}, "future"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"count": -1}, "count"),
+        ({"count": 10, "error_rate": 1.5}, "error_rate"),
+        ({"count": 10, "error_rate": -0.1}, "error_rate"),
+        ({"count": 10, "span_hours": 0}, "span_hours"),
+        ({"count": 10, "start_time": datetime(2026, 11, 1)}, "time zone"),
+        ({"count": 10, "start_time": NOW - timedelta(hours=1)}, "future"),
+    ],
+)
 def test_settings_out_of_range_are_refused(kwargs, message):
     kwargs.setdefault("start_time", START)
     with pytest.raises(GeneratorConfigError, match=message):

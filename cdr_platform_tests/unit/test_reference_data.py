@@ -1,6 +1,6 @@
-from cdr_platform.lib import numbering_plan
-from cdr_platform.lib.network import CELL_CATALOGUE, CELLS_BY_ID
-from cdr_platform.lib.subscribers import generate_subscribers, read_subscribers_csv, write_subscribers_csv
+from cdr_platform.lib.reference import numbering_plan
+from cdr_platform.lib.reference.network import CELL_CATALOGUE, CELLS_BY_ID
+from cdr_platform.lib.reference.subscribers import generate_subscribers, read_subscribers_csv, write_subscribers_csv
 
 
 def test_numbering_plan_longest_prefix_and_length():

@@ -5,16 +5,24 @@ import re
 import pytest
 import sqlglot
 
-from cdr_platform.lib.mediation_store import POSTGRES, SQLSERVER, MediationTables
+from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.settings import WarehouseSettings
-from cdr_platform.lib.sql_lint import postgres_only_constructs
+from cdr_platform.lib.warehouse.dialects import POSTGRES, SQLSERVER
+from cdr_platform.lib.warehouse.sql_lint import postgres_only_constructs
 
 
 def statements(dialect) -> list[str]:
     t = MediationTables("mediation", dialect)
-    return [*t.ddl(), t.clear_staging_sql(), t.mark_duplicates_sql(), t.insert_clean_sql(),
-            t.count_staged_sql(), *t.replace_ledger_sql(), t.insert_ledger_offsets_sql(),
-            t.duplicates_sql().format(query_id="q", batch_id=1)]
+    return [
+        *t.ddl(),
+        t.clear_staging_sql(),
+        t.mark_duplicates_sql(),
+        t.insert_clean_sql(),
+        t.count_staged_sql(),
+        *t.replace_ledger_sql(),
+        t.insert_ledger_offsets_sql(),
+        t.duplicates_sql().format(query_id="q", batch_id=1),
+    ]
 
 
 def as_tsql(sql: str) -> str:
@@ -35,7 +43,9 @@ def test_the_lint_catches_what_postgres_alone_accepts():
     time_index = next(sql for sql in postgres_ddl if "start_time)" in sql)
     assert "index method other than B-tree" in postgres_only_constructs(time_index)
     assert postgres_only_constructs("select a::int from t limit 5") == [
-        "'::' cast (use cast())", "limit (use top / fetch first)"]
+        "'::' cast (use cast())",
+        "limit (use top / fetch first)",
+    ]
     assert postgres_only_constructs("insert into t values (1) on conflict do nothing")
 
 
@@ -57,9 +67,14 @@ def rating_statements() -> list[str]:
 
     tables = RatingTables("rating", SQLSERVER)
     load = tables.day_load(date(2026, 11, 20), "abc123")
-    return [tables.lock_sql(date(2026, 11, 20)), tables.lock_sql(date(2026, 11, 20), release=True),
-            *tables.ddl(), load.stale_work_sql(),
-            *load.create_work_sql({"rated_at": "2026-11-20 23:00:00", "currency": "MAD"}), *load.swap_sql(set())]
+    return [
+        tables.lock_sql(date(2026, 11, 20)),
+        tables.lock_sql(date(2026, 11, 20), release=True),
+        *tables.ddl(),
+        load.stale_work_sql(),
+        *load.create_work_sql({"rated_at": "2026-11-20 23:00:00", "currency": "MAD"}),
+        *load.swap_sql(set()),
+    ]
 
 
 @pytest.mark.parametrize("sql", rating_statements())

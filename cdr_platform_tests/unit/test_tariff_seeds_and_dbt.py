@@ -2,31 +2,40 @@
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cdr_platform.lib.dbt.project import DBT_PROJECT_DIR, dbt_executable
-from cdr_platform.lib.rating.cdr_rating import rate_cdr
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.lib.rating.cdr import rate_cdr
 from cdr_platform.lib.rating.default_plan import SEEDS_DIR, write_seeds
 from cdr_platform.lib.rating.engine import RatingEngine
-from cdr_platform.lib.rating.tariff_plan import load_tariff_plan
+from cdr_platform.lib.rating.plan import load_tariff_plan
 
 
 def test_committed_seeds_are_what_the_default_plan_generates(tmp_path):
     for generated in write_seeds(tmp_path):
         assert generated.read_text() == (SEEDS_DIR / generated.name).read_text(), (
-            f"{generated.name} is stale: run python -m cdr_platform.lib.rating.default_plan")
+            f"{generated.name} is stale: run cdr rating write-default-plan"
+        )
 
 
 def test_the_default_tariff_prices_every_kind_of_demo_traffic():
     engine = RatingEngine(load_tariff_plan(SEEDS_DIR))
-    peak = datetime(2026, 11, 25, 10, tzinfo=timezone.utc)  # a Wednesday
-    weekend = datetime(2026, 11, 28, 10, tzinfo=timezone.utc)
+    peak = datetime(2026, 11, 25, 10, tzinfo=UTC)  # a Wednesday
+    weekend = datetime(2026, 11, 28, 10, tzinfo=UTC)
 
     def cost(**kw):
-        args = dict(record_type="voice", direction="outgoing", served_operator_id="IAM", segment="consumer_prepaid",
-                    other_msisdn="+212661234567", technology="4G", start_time=peak, duration_s=90,
-                    data_volume_bytes=None)
+        args = {
+            "record_type": "voice",
+            "direction": "outgoing",
+            "served_operator_id": "IAM",
+            "segment": "consumer_prepaid",
+            "other_msisdn": "+212661234567",
+            "technology": "4G",
+            "start_time": peak,
+            "duration_s": 90,
+            "data_volume_bytes": None,
+        }
         args.update(kw)
         return rate_cdr(engine, **args)
 
@@ -44,9 +53,24 @@ def test_the_default_tariff_prices_every_kind_of_demo_traffic():
 
 
 def test_dbt_compiles_for_sql_server_without_a_server():
-    result = subprocess.run([dbt_executable(), "compile", "--target", "sqlserver", "--no-populate-cache",
-                             "--no-introspect", "--project-dir", str(DBT_PROJECT_DIR),
-                             "--target-path", "target_sqlserver",  # keep the local manifest as it is
-                             "--profiles-dir", str(DBT_PROJECT_DIR)], capture_output=True, text=True,
-                            env={"PATH": str(Path(sys.executable).parent), "HOME": "/tmp"}, timeout=300)
+    result = subprocess.run(
+        [
+            dbt_executable(),
+            "compile",
+            "--target",
+            "sqlserver",
+            "--no-populate-cache",
+            "--no-introspect",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            "target_sqlserver",  # keep the local manifest as it is
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(Path(sys.executable).parent), "HOME": "/tmp"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -2,14 +2,18 @@
 
 import dagster as dg
 
-from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY, markdown_table, subscribers
+from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY, subscribers
 from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib import numbering_plan
-from cdr_platform.lib.reference_data import SUBSCRIBERS_TABLE
+from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.lib.reference import numbering_plan
+from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
 
 
-@dg.asset_check(asset=subscribers, description="Every subscriber MSISDN is unique, valid E.164, "
-                "and carries the operator the numbering plan gives its number.")
+@dg.asset_check(
+    asset=subscribers,
+    description="Every subscriber MSISDN is unique, valid E.164, "
+    "and carries the operator the numbering plan gives its number.",
+)
 def subscribers_match_numbering_plan(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as conn:
         rows = conn.execute(f"select msisdn, operator_id from {SUBSCRIBERS_TABLE.qualified}").fetchall()
@@ -24,15 +28,21 @@ def subscribers_match_numbering_plan(warehouse: WarehouseResource) -> dg.AssetCh
             problems.append({"msisdn": msisdn, "problem": f"plan says {entry.operator_id}, table says {operator_id}"})
     return dg.AssetCheckResult(
         passed=bool(rows) and duplicates == 0 and not problems,
-        metadata={"subscribers": len(rows), "duplicate_msisdns": duplicates,
-                  "invalid": len(problems),
-                  "first_problems": dg.MetadataValue.md(markdown_table(problems[:10]))},
+        metadata={
+            "subscribers": len(rows),
+            "duplicate_msisdns": duplicates,
+            "invalid": len(problems),
+            "first_problems": dg.MetadataValue.md(markdown_table(problems[:10])),
+        },
     )
 
 
-@dg.asset_check(asset=RAW_CDRS_KEY, description="The offsets the run advanced on raw-cdrs account "
-                "for exactly the records it produced (no loss, no stray writes during the run).",
-                blocking=False)
+@dg.asset_check(
+    asset=RAW_CDRS_KEY,
+    description="The offsets the run advanced on raw-cdrs account "
+    "for exactly the records it produced (no loss, no stray writes during the run).",
+    blocking=False,
+)
 def raw_cdrs_offsets_account_for_every_record(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     event = context.instance.get_latest_materialization_event(RAW_CDRS_KEY)
     if event is None or event.asset_materialization is None:

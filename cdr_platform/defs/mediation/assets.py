@@ -5,6 +5,7 @@ import sys
 import dagster as dg
 
 from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
+from cdr_platform.defs.resources import KafkaResource, MediationResource, SparkResource, WarehouseResource
 from cdr_platform.lib.settings import REPO_ROOT
 
 GROUP = "mediation"
@@ -12,34 +13,58 @@ CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
 ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
 
 
-class MediationConfig(dg.Config):
-    max_offsets_per_trigger: int = 250_000  # bounds a micro-batch, and so the driver's memory
-
-
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(CLEAN_CDRS_KEY, deps=[RAW_CDRS_KEY], group_name=GROUP, kinds={"spark", "postgres"},
-                     description="Warehouse table mediation.clean_cdrs: validated, normalised, "
-                                 "de-duplicated CDRs, exactly once (primary key record_id)."),
-        dg.AssetSpec(ERROR_CDRS_KEY, deps=[RAW_CDRS_KEY], group_name=GROUP, kinds={"spark", "kafka"},
-                     description="Kafka topic error-cdrs: every rejected or duplicate CDR with its "
-                                 "original payload, reason codes and source offset (key: "
-                                 "topic:partition:offset, stable across replays)."),
+        dg.AssetSpec(
+            CLEAN_CDRS_KEY,
+            deps=[RAW_CDRS_KEY],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse table mediation.clean_cdrs: validated, normalised, "
+            "de-duplicated CDRs, exactly once (primary key record_id).",
+        ),
+        dg.AssetSpec(
+            ERROR_CDRS_KEY,
+            deps=[RAW_CDRS_KEY],
+            group_name=GROUP,
+            kinds={"spark", "kafka"},
+            description="Kafka topic error-cdrs: every rejected or duplicate CDR with its "
+            "original payload, reason codes and source offset (key: "
+            "topic:partition:offset, stable across replays).",
+        ),
     ],
     can_subset=False,
 )
-def mediation(context: dg.AssetExecutionContext, config: MediationConfig,
-              pipes_subprocess_client: dg.PipesSubprocessClient):
+def mediation(
+    context: dg.AssetExecutionContext,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+    kafka: KafkaResource,
+    warehouse: WarehouseResource,
+    spark: SparkResource,
+    mediation_settings: MediationResource,
+):
     """Consume everything new in raw-cdrs (availableNow trigger), then stop.
 
-    The Spark driver is a subprocess speaking Dagster Pipes: its progress lands in this run's
-    logs, its counts in the materializations, and a non-zero exit fails the run.
+    The Spark driver (`cdr mediate`) is a subprocess speaking Dagster Pipes: its progress lands
+    in this run's logs, its counts in the materializations, and a non-zero exit fails the run.
     """
     return pipes_subprocess_client.run(
         context=context,
-        command=[sys.executable, "-m", "cdr_platform.lib.spark.mediation_job",
-                 "--max-offsets-per-trigger", str(config.max_offsets_per_trigger)],
-        env={"CDR_RUN_ID": context.run_id, "PYSPARK_PYTHON": sys.executable},
+        command=[
+            sys.executable,
+            "-m",
+            "cdr_platform.cli",
+            "mediate",
+            "--max-offsets-per-trigger",
+            str(mediation_settings.max_offsets_per_trigger),
+        ],
+        env={
+            **kafka.subprocess_env(),
+            **warehouse.subprocess_env(),
+            **spark.subprocess_env(),
+            "CDR_RUN_ID": context.run.run_id,
+            "PYSPARK_PYTHON": sys.executable,
+        },
         cwd=str(REPO_ROOT),
     ).get_results()
 

@@ -1,16 +1,13 @@
 """Asset checks of mediation: balance, uniqueness, completeness and types, rejection rate."""
 
 import json
-import os
 
 import dagster as dg
 
-from cdr_platform.defs.ingest.assets import markdown_table
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY, ERROR_CDRS_KEY
-from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib.mediation_store import tables_for
-from cdr_platform.lib.schema import RECORD_TYPES, TECHNOLOGIES
-from cdr_platform.lib.settings import load_settings
+from cdr_platform.defs.resources import MediationResource, WarehouseResource
+from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.lib.schema import CLEAN_RECORD, CLEAN_REQUIRED_BY_TYPE, RECORD_TYPES, TECHNOLOGIES
 
 
 def _latest_run_id(context) -> str | None:
@@ -18,23 +15,30 @@ def _latest_run_id(context) -> str | None:
     return event.run_id if event else None
 
 
-@dg.asset_check(asset=CLEAN_CDRS_KEY, description="Every record consumed is clean, rejected or a "
-                "duplicate - for the last run and in total; the ledger's offsets leave no gap; "
-                "clean_cdrs holds exactly the rows the ledger counts as clean.")
+@dg.asset_check(
+    asset=CLEAN_CDRS_KEY,
+    description="Every record consumed is clean, rejected or a "
+    "duplicate - for the last run and in total; the ledger's offsets leave no gap; "
+    "clean_cdrs holds exactly the rows the ledger counts as clean.",
+)
 def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     run_id = _latest_run_id(context)
-    tables = tables_for(load_settings())
+    tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
-        sums = ("coalesce(sum(rows_in), 0), coalesce(sum(clean), 0), coalesce(sum(rejected), 0),"
-                " coalesce(sum(duplicates), 0), count(*)")
+        sums = (
+            "coalesce(sum(rows_in), 0), coalesce(sum(clean), 0), coalesce(sum(rejected), 0),"
+            " coalesce(sum(duplicates), 0), count(*)"
+        )
         # sums come back as numeric: make them ints for the comparison and the metadata
         total = [int(v) for v in conn.execute(f"select {sums} from {tables.ledger}").fetchone()]
-        this_run = [int(v) for v in conn.execute(f"select {sums} from {tables.ledger} where run_id = %s",
-                                                 (run_id,)).fetchone()]
+        this_run = [
+            int(v) for v in conn.execute(f"select {sums} from {tables.ledger} where run_id = %s", (run_id,)).fetchone()
+        ]
         stored = conn.execute(f"select count(*) from {tables.clean}").fetchone()[0]
         ranges = conn.execute(
             f"select query_id, topic, kafka_partition, from_offset, until_offset from {tables.ledger_offsets}"
-            " order by query_id, topic, kafka_partition, from_offset").fetchall()
+            " order by query_id, topic, kafka_partition, from_offset"
+        ).fetchall()
     gaps = []
     previous: dict[tuple, int] = {}
     for query_id, topic, partition, start, until in ranges:
@@ -46,72 +50,118 @@ def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: Wareho
     def balanced(row) -> bool:
         return row[0] == row[1] + row[2] + row[3]
 
-    rows = [{"scope": scope, "batches": r[4], "consumed": r[0], "clean": r[1], "rejected": r[2],
-             "duplicates": r[3], "balanced": balanced(r)} for scope, r in (("last run", this_run), ("total", total))]
+    rows = [
+        {
+            "scope": scope,
+            "batches": r[4],
+            "consumed": r[0],
+            "clean": r[1],
+            "rejected": r[2],
+            "duplicates": r[3],
+            "balanced": balanced(r),
+        }
+        for scope, r in (("last run", this_run), ("total", total))
+    ]
     passed = balanced(total) and balanced(this_run) and not gaps and stored == total[1]
-    return dg.AssetCheckResult(passed=passed, metadata={
-        "balance": dg.MetadataValue.md(markdown_table(rows)),
-        "clean_cdrs_rows": stored, "ledger_clean": int(total[1]), "offset_gaps": len(gaps),
-        "first_gaps": dg.MetadataValue.md(markdown_table(gaps[:10]))})
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "balance": dg.MetadataValue.md(markdown_table(rows)),
+            "clean_cdrs_rows": stored,
+            "ledger_clean": int(total[1]),
+            "offset_gaps": len(gaps),
+            "first_gaps": dg.MetadataValue.md(markdown_table(gaps[:10])),
+        },
+    )
 
 
 @dg.asset_check(asset=CLEAN_CDRS_KEY, description="No record id appears twice in clean_cdrs.")
 def clean_cdrs_unique_record_id(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    tables = tables_for(load_settings())
+    tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
         repeated = conn.execute(
-            f"select count(*) from (select record_id from {tables.clean} group by record_id"
-            " having count(*) > 1) d").fetchone()[0]
+            f"select count(*) from (select record_id from {tables.clean} group by record_id having count(*) > 1) d"
+        ).fetchone()[0]
     return dg.AssetCheckResult(passed=repeated == 0, metadata={"repeated_record_ids": repeated})
 
 
-def _violations_sql() -> dict[str, str]:
-    types = ", ".join(f"'{t}'" for t in RECORD_TYPES)
-    techs = ", ".join(f"'{t}'" for t in TECHNOLOGIES)
-    return {
-        "mandatory field null": "record_id is null or record_type is null or served_msisdn is null"
-                                " or start_time is null or cell_id is null or technology is null",
-        "unknown record_type": f"record_type not in ({types})",
-        "technology not normalised": f"technology not in ({techs})",
+def _quoted(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def violations_sql() -> dict[str, str]:
+    """Rule -> the predicate of the clean rows that break it, from the clean record's declaration."""
+    rules = {
+        "mandatory column null": " or ".join(f"{c.name} is null" for c in CLEAN_RECORD if not c.nullable),
+        "unknown record_type": f"record_type not in ({_quoted(RECORD_TYPES)})",
+        "technology not normalised": f"technology not in ({_quoted(TECHNOLOGIES)})",
+        # E.164 in the form mediation writes: '+' then digits (a LIKE pattern both engines run)
         "msisdn not E.164": "served_msisdn not like '+%' or (other_msisdn is not null and other_msisdn not like '+%')",
-        "voice/data without positive duration": "record_type in ('voice', 'data') and (duration_s is null or duration_s <= 0)",
-        "data without volume": "record_type = 'data' and data_volume_bytes is null",
-        "voice/sms without other party": "record_type in ('voice', 'sms') and (other_msisdn is null or direction is null)",
+        "non-positive duration": "duration_s is not null and duration_s <= 0",
         "roaming not 0/1": "roaming not in (0, 1)",
     }
+    for record_type, columns in CLEAN_REQUIRED_BY_TYPE.items():
+        rules[f"{record_type} without {', '.join(columns)}"] = (
+            f"record_type = '{record_type}' and ({' or '.join(f'{c} is null' for c in columns)})"
+        )
+    return rules
 
 
-@dg.asset_check(asset=CLEAN_CDRS_KEY, description="Mandatory columns are non-null and every value has "
-                "its normalised form and type (E.164, 2G-5G, positive durations, ...).")
+@dg.asset_check(
+    asset=CLEAN_CDRS_KEY,
+    description="Mandatory columns are non-null and every value has "
+    "its normalised form and type (E.164, 2G-5G, positive durations, ...).",
+)
 def clean_cdrs_complete_and_typed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     counts = {}
-    tables = tables_for(load_settings())
+    tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
-        for rule, predicate in _violations_sql().items():
+        for rule, predicate in violations_sql().items():
             counts[rule] = conn.execute(f"select count(*) from {tables.clean} where {predicate}").fetchone()[0]
-    return dg.AssetCheckResult(passed=not any(counts.values()), metadata={
-        "violations": dg.MetadataValue.md(markdown_table([{"rule": k, "rows": v} for k, v in counts.items()]))})
+    return dg.AssetCheckResult(
+        passed=not any(counts.values()),
+        metadata={
+            "violations": dg.MetadataValue.md(markdown_table([{"rule": k, "rows": v} for k, v in counts.items()]))
+        },
+    )
 
 
-@dg.asset_check(asset=ERROR_CDRS_KEY, description="The last run's rejection rate stays under "
-                "CDR_MAX_REJECTION_RATE (default 10%); above it warns.")
-def rejection_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    threshold = float(os.environ.get("CDR_MAX_REJECTION_RATE", "0.10"))
+@dg.asset_check(
+    asset=ERROR_CDRS_KEY,
+    description="The last run's rejection rate stays under "
+    "the mediation resource's max_rejection_rate (CDR_MAX_REJECTION_RATE, default 10%); above it warns.",
+)
+def rejection_rate(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, mediation_settings: MediationResource
+) -> dg.AssetCheckResult:
+    threshold = mediation_settings.max_rejection_rate
     run_id = _latest_run_id(context)
-    tables = tables_for(load_settings())
+    tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
-        rows_in, rejected = (int(v) for v in conn.execute(
-            f"select coalesce(sum(rows_in), 0), coalesce(sum(rejected), 0) from {tables.ledger}"
-            " where run_id = %s", (run_id,)).fetchone())
+        rows_in, rejected = (
+            int(v)
+            for v in conn.execute(
+                f"select coalesce(sum(rows_in), 0), coalesce(sum(rejected), 0) from {tables.ledger} where run_id = %s",
+                (run_id,),
+            ).fetchone()
+        )
         by_reason: dict[str, int] = {}
-        for (text,) in conn.execute(f"select rejected_by_reason from {tables.ledger} where run_id = %s",
-                                    (run_id,)).fetchall():
+        for (text,) in conn.execute(
+            f"select rejected_by_reason from {tables.ledger} where run_id = %s", (run_id,)
+        ).fetchall():
             for k, v in json.loads(text).items():
                 by_reason[k] = by_reason.get(k, 0) + v
     rate = rejected / rows_in if rows_in else 0.0
     return dg.AssetCheckResult(
-        passed=rate <= threshold, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rejection_rate": round(rate, 4), "threshold": threshold, "consumed": rows_in,
-                  "rejected": rejected,
-                  "by_reason": dg.MetadataValue.md(markdown_table(
-                      [{"reason": k, "records": v} for k, v in sorted(by_reason.items())]))})
+        passed=rate <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejection_rate": round(rate, 4),
+            "threshold": threshold,
+            "consumed": rows_in,
+            "rejected": rejected,
+            "by_reason": dg.MetadataValue.md(
+                markdown_table([{"reason": k, "records": v} for k, v in sorted(by_reason.items())])
+            ),
+        },
+    )

@@ -4,13 +4,16 @@ import dagster as dg
 import psycopg
 
 from cdr_platform.defs.mediation.assets import mediation_job
+from cdr_platform.defs.resources import KafkaResource, WarehouseResource
 from cdr_platform.lib.kafka_io import BrokerUnavailableError, end_offsets
-from cdr_platform.lib.mediation_store import consumed_offsets, tables_for
-from cdr_platform.lib.settings import load_settings
-from cdr_platform.lib.warehouse import connect
+from cdr_platform.lib.mediation.store import consumed_offsets
 
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-               dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def pending_offsets(end: dict[int, int], consumed: dict[int, int]) -> dict[int, int]:
@@ -22,29 +25,33 @@ def mediation_run_key(end: dict[int, int]) -> str:
     return "raw-cdrs@" + ",".join(f"{p}:{o}" for p, o in sorted(end.items()))
 
 
-@dg.sensor(job=mediation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Compares raw-cdrs end offsets with what the mediation ledger consumed and "
-                       "launches a bounded mediation run when there is new data.")
-def raw_cdrs_sensor(context: dg.SensorEvaluationContext):
-    settings = load_settings()
+@dg.sensor(
+    job=mediation_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Compares raw-cdrs end offsets with what the mediation ledger consumed and "
+    "launches a bounded mediation run when there is new data.",
+)
+def raw_cdrs_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, warehouse: WarehouseResource):
     running = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=mediation_job.name, statuses=IN_PROGRESS), limit=1)
+        filters=dg.RunsFilter(job_name=mediation_job.name, statuses=IN_PROGRESS), limit=1
+    )
     if running:
         return dg.SkipReason(f"mediation run {running[0].run_id} is still in progress")
     try:
-        end = end_offsets(settings.kafka.bootstrap_servers, settings.kafka.raw_cdrs_topic)
+        end = end_offsets(kafka.bootstrap_servers, kafka.raw_cdrs_topic)
     except (BrokerUnavailableError, RuntimeError) as exc:
-        return dg.SkipReason(f"cannot read raw-cdrs offsets: {exc}")
+        return dg.SkipReason(f"cannot read {kafka.raw_cdrs_topic} offsets: {exc}")
     try:
-        with connect(settings.warehouse) as conn:
-            consumed = consumed_offsets(conn, tables_for(settings), settings.kafka.raw_cdrs_topic)
+        with warehouse.connect() as conn:
+            consumed = consumed_offsets(conn, warehouse.mediation_tables(), kafka.raw_cdrs_topic)
     except psycopg.errors.UndefinedTable:
         consumed = {}  # no ledger yet: everything is new
     except (psycopg.Error, RuntimeError) as exc:
         return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
     pending = pending_offsets(end, consumed)
     if not pending:
-        return dg.SkipReason(f"raw-cdrs has nothing new (end offsets {end} all consumed)")
+        return dg.SkipReason(f"{kafka.raw_cdrs_topic} has nothing new (end offsets {end} all consumed)")
     return dg.RunRequest(
         run_key=mediation_run_key(end),
         tags={"raw_cdrs_pending": str(sum(pending.values()))},

@@ -5,7 +5,8 @@ import sys
 import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
-from cdr_platform.lib.rating.tariff_plan import SEED_FILES
+from cdr_platform.defs.resources import SparkResource, WarehouseResource
+from cdr_platform.lib.rating.plan import SEED_FILES
 from cdr_platform.lib.settings import REPO_ROOT
 
 GROUP = "rating"
@@ -16,22 +17,37 @@ RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1
 
 
 @dg.asset(
-    key=RATING_CDRS_KEY, deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS], partitions_def=RATING_DAYS, group_name=GROUP,
+    key=RATING_CDRS_KEY,
+    deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS],
+    partitions_def=RATING_DAYS,
+    group_name=GROUP,
     kinds={"spark", "postgres"},
     description="Warehouse table rating.rating_cdrs: every clean CDR of the day priced with the tariff plan "
-                "(CGRateS semantics), and rating.rating_suspense for those the tariff does not cover. "
-                "A re-run replaces the day.",
+    "(CGRateS semantics), and rating.rating_suspense for those the tariff does not cover. "
+    "A re-run replaces the day.",
 )
-def rating_cdrs(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient):
+def rating_cdrs(
+    context: dg.AssetExecutionContext,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+    warehouse: WarehouseResource,
+    spark: SparkResource,
+):
     return pipes_subprocess_client.run(
         context=context,
-        command=[sys.executable, "-m", "cdr_platform.lib.spark.rating_job", "--day", context.partition_key],
-        env={"CDR_RUN_ID": context.run_id, "PYSPARK_PYTHON": sys.executable},
+        command=[sys.executable, "-m", "cdr_platform.cli", "rate", "--day", context.partition_key],
+        env={
+            **warehouse.subprocess_env(),
+            **spark.subprocess_env(),
+            "CDR_RUN_ID": context.run.run_id,
+            "PYSPARK_PYTHON": sys.executable,
+        },
         cwd=str(REPO_ROOT),
     ).get_results()
 
 
+# The job takes its partitions from the asset it selects.
 rate_cdrs_job = dg.define_asset_job(
-    "rate_cdrs", selection=dg.AssetSelection.assets(RATING_CDRS_KEY), partitions_def=RATING_DAYS,
+    "rate_cdrs",
+    selection=dg.AssetSelection.assets(RATING_CDRS_KEY),
     description="Rate one day of clean CDRs into rating_cdrs (and suspense).",
 )

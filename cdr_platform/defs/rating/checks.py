@@ -1,98 +1,119 @@
 """Asset checks of rating: coverage, no negative cost, and a re-rate of a sample by the plain engine."""
 
-import os
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal
 
 import dagster as dg
 
-from cdr_platform.defs.ingest.assets import markdown_table
 from cdr_platform.defs.rating.assets import RATING_CDRS_KEY
 from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib.mediation_store import tables_for
-from cdr_platform.lib.rating.cdr_rating import rate_cdr
+from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.lib.rating.cdr import rate_cdr
 from cdr_platform.lib.rating.engine import NotRated, RatingEngine
-from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
-from cdr_platform.lib.rating.tariff_plan import ANY
-from cdr_platform.lib.settings import load_settings
+from cdr_platform.lib.rating.plan import ANY, TariffPlanError
+from cdr_platform.lib.rating.store import load_tariff_from_warehouse
 
 SAMPLE = 300
 
 
-def _tables() -> RatingTables:
-    return RatingTables(os.environ.get("CDR_RATING_SCHEMA", "rating"),
-                        tariff_schema=os.environ.get("CDR_TARIFF_SCHEMA", "tariffs"))
-
-
-@dg.asset_check(asset=RATING_CDRS_KEY, description="Every clean CDR of every rated day is rated or in "
-                "suspense, exactly once.")
+@dg.asset_check(
+    asset=RATING_CDRS_KEY, description="Every clean CDR of every rated day is rated or in suspense, exactly once."
+)
 def rating_covers_every_clean_cdr(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    t, clean = _tables(), tables_for(load_settings()).clean
+    t, clean = warehouse.rating_tables(), warehouse.mediation_tables().clean
     with warehouse.connect() as conn:
         rows = conn.execute(
             f"with days as (select rating_day from {t.rated} union select rating_day from {t.suspense}),"
-            f" c as (select cast(start_time as date) as d, count(*) as n from {clean} group by cast(start_time as date)),"
+            f" c as (select cast(start_time as date) as d, count(*) as n from {clean}"
+            f" group by cast(start_time as date)),"
             f" r as (select rating_day as d, count(*) as n from {t.rated} group by rating_day),"
             f" s as (select rating_day as d, count(*) as n from {t.suspense} group by rating_day)"
             f" select days.rating_day, coalesce(c.n, 0), coalesce(r.n, 0), coalesce(s.n, 0) from days"
             f" left join c on c.d = days.rating_day left join r on r.d = days.rating_day"
-            f" left join s on s.d = days.rating_day order by days.rating_day").fetchall()
-        overlap = conn.execute(f"select count(*) from {t.rated} r join {t.suspense} s on s.record_id = r.record_id"
-                               ).fetchone()[0]
+            f" left join s on s.d = days.rating_day order by days.rating_day"
+        ).fetchall()
+        overlap = conn.execute(
+            f"select count(*) from {t.rated} r join {t.suspense} s on s.record_id = r.record_id"
+        ).fetchone()[0]
     table = [{"day": str(d), "clean": c, "rated": r, "suspense": s, "covered": c == r + s} for d, c, r, s in rows]
-    return dg.AssetCheckResult(passed=bool(rows) and all(x["covered"] for x in table) and overlap == 0,
-                               metadata={"days": dg.MetadataValue.md(markdown_table(table)),
-                                         "in_both_rated_and_suspense": overlap})
+    return dg.AssetCheckResult(
+        passed=bool(rows) and all(x["covered"] for x in table) and overlap == 0,
+        metadata={"days": dg.MetadataValue.md(markdown_table(table)), "in_both_rated_and_suspense": overlap},
+    )
 
 
 @dg.asset_check(asset=RATING_CDRS_KEY, description="No rated CDR has a negative cost or connect fee.")
 def rating_no_negative_cost(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as conn:
-        negative = conn.execute(f"select count(*) from {_tables().rated} where cost < 0 or connect_fee < 0"
-                                ).fetchone()[0]
+        negative = conn.execute(
+            f"select count(*) from {warehouse.rating_tables().rated} where cost < 0 or connect_fee < 0"
+        ).fetchone()[0]
     return dg.AssetCheckResult(passed=negative == 0, metadata={"negative": negative})
 
 
-@dg.asset_check(asset=RATING_CDRS_KEY, description=f"A random sample of {SAMPLE} rated CDRs, re-rated one by "
-                "one by the plain engine from the warehouse tariff, gives identical costs.")
+@dg.asset_check(
+    asset=RATING_CDRS_KEY,
+    description=f"A random sample of {SAMPLE} rated CDRs, re-rated one by "
+    "one by the plain engine from the warehouse tariff, gives identical costs.",
+)
 def rating_rerate_sample_matches(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    t, clean = _tables(), tables_for(load_settings()).clean
+    t, clean = warehouse.rating_tables(), warehouse.mediation_tables().clean
     with warehouse.connect() as conn:
-        engine = RatingEngine(load_tariff_from_warehouse(conn, t),
-                              rounding_decimals=int(os.environ.get("CDR_RATING_ROUNDING_DECIMALS", "5")))
+        engine = RatingEngine(load_tariff_from_warehouse(conn, t), rounding_decimals=warehouse.rating_rounding_decimals)
         sample = conn.execute(
             f"select r.record_id, r.cost, c.record_type, c.direction, c.served_operator_id, r.subject,"
             f" c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"
             f" from {t.rated} r join {clean} c on c.record_id = r.record_id"
-            f" order by random() fetch first {SAMPLE} rows only").fetchall()
+            f" order by random() fetch first {SAMPLE} rows only"
+        ).fetchall()
     mismatches = []
     for record_id, stored, rtype, direction, operator, subject, other, tech, start, duration, volume in sample:
         segment = None if subject == ANY else subject  # the subject rated under is the segment, or *any
         try:
-            cost = rate_cdr(engine, record_type=rtype, direction=direction, served_operator_id=operator,
-                            segment=segment, other_msisdn=other, technology=tech,
-                            start_time=start.replace(tzinfo=timezone.utc), duration_s=duration,
-                            data_volume_bytes=volume).cost
+            cost = rate_cdr(
+                engine,
+                record_type=rtype,
+                direction=direction,
+                served_operator_id=operator,
+                segment=segment,
+                other_msisdn=other,
+                technology=tech,
+                start_time=start.replace(tzinfo=UTC),
+                duration_s=duration,
+                data_volume_bytes=volume,
+            ).cost
         except NotRated as exc:
             cost = f"not rated: {exc.reason}"
         if not isinstance(cost, Decimal) or cost != stored:
             mismatches.append({"record_id": record_id, "stored": str(stored), "re-rated": str(cost)})
-    return dg.AssetCheckResult(passed=bool(sample) and not mismatches, metadata={
-        "sampled": len(sample), "mismatches": len(mismatches),
-        "first_mismatches": dg.MetadataValue.md(markdown_table(mismatches[:10]))})
+    return dg.AssetCheckResult(
+        passed=bool(sample) and not mismatches,
+        metadata={
+            "sampled": len(sample),
+            "mismatches": len(mismatches),
+            "first_mismatches": dg.MetadataValue.md(markdown_table(mismatches[:10])),
+        },
+    )
 
 
-@dg.asset_check(asset=dg.AssetKey(["tariffs", "tp_rating_profiles"]), description="The seeded tariff loads as "
-                "one consistent plan: no broken reference, malformed duration or true ambiguity.")
+@dg.asset_check(
+    asset=dg.AssetKey(["tariffs", "tp_rating_profiles"]),
+    description="The seeded tariff loads as "
+    "one consistent plan: no broken reference, malformed duration or true ambiguity.",
+)
 def tariff_plan_is_consistent(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from cdr_platform.lib.rating.tariff_plan import TariffPlanError
-
     try:
         with warehouse.connect() as conn:
-            plan = load_tariff_from_warehouse(conn, _tables())
+            plan = load_tariff_from_warehouse(conn, warehouse.rating_tables())
     except TariffPlanError as exc:
-        return dg.AssetCheckResult(passed=False, metadata={"file": exc.file, "line": exc.line or 0,
-                                                           "reason": exc.reason})
-    return dg.AssetCheckResult(passed=True, metadata={
-        "rating_plans": len(plan.rating_plans), "rating_profiles": len(plan.rating_profiles),
-        "destinations": len(plan.destinations)})
+        return dg.AssetCheckResult(
+            passed=False, metadata={"file": exc.file, "line": exc.line or 0, "reason": exc.reason}
+        )
+    return dg.AssetCheckResult(
+        passed=True,
+        metadata={
+            "rating_plans": len(plan.rating_plans),
+            "rating_profiles": len(plan.rating_profiles),
+            "destinations": len(plan.destinations),
+        },
+    )

@@ -21,26 +21,44 @@ the same records both ways and require identical results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdr_platform.lib.rating.cdr_rating import (SERVICE, USAGE, NotRated, destination_of, first_category, rate_cdr,
-                                                service_of, subject_of, usage_of)
+from cdr_platform.lib.rating.cdr import (
+    SERVICE,
+    USAGE,
+    NotRated,
+    destination_of,
+    first_category,
+    rate_cdr,
+    service_of,
+    subject_of,
+    usage_of,
+)
 from cdr_platform.lib.rating.engine import NS_PER_S, RatingEngine
-from cdr_platform.lib.rating.tariff_plan import ANY, DestinationRate
+from cdr_platform.lib.rating.plan import ANY, DestinationRate
 
-INPUT_COLUMNS = ("record_type", "direction", "served_operator_id", "segment", "other_msisdn", "technology",
-                 "start_time", "duration_s", "data_volume_bytes")
+INPUT_COLUMNS = (
+    "record_type",
+    "direction",
+    "served_operator_id",
+    "segment",
+    "other_msisdn",
+    "technology",
+    "start_time",
+    "duration_s",
+    "data_volume_bytes",
+)
 OUTPUT_SCALE = 6  # cost and connect fee leave as decimal(18, 6)
 OUTPUT_TYPE = pa.decimal128(18, OUTPUT_SCALE)
 US_PER_DAY = 86_400 * 1_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
-_SAFE_INT = 2 ** 62  # integer money above this goes to the plain engine (no int64 overflow)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SAFE_INT = 2**62  # integer money above this goes to the plain engine (no int64 overflow)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
 
 
@@ -89,13 +107,20 @@ class _PricedRates:
         money = prices + [connect_fee, dr.max_cost]
         if any(v < 0 or _decimals(v) > self.scale for v in money):
             return None
-        unit = 10 ** self.scale
+        unit = 10**self.scale
         starts += [_SAFE_INT] * (self.pieces - len(starts))
         increments = [engine.slot_at(slots, s).rate_increment_ns if s < _SAFE_INT else 1 for s in starts]
         prices_int = [int(p * unit) for p in prices] + [0] * (self.pieces - len(prices))
         cap = int(dr.max_cost * unit) if dr.max_cost > 0 and dr.max_cost_strategy == "*free" else -1
-        return (starts, increments, prices_int, int(connect_fee * unit), cap, dr.rounding_decimals,
-                {"*up": 0, "*down": 1}.get(dr.rounding_method, 2))
+        return (
+            starts,
+            increments,
+            prices_int,
+            int(connect_fee * unit),
+            cap,
+            dr.rounding_decimals,
+            {"*up": 0, "*down": 1}.get(dr.rounding_method, 2),
+        )
 
     def arrays(self):
         """Per-rate numpy columns; rate -1 (not priceable) maps to the last, all-zero row. Rebuilt
@@ -128,8 +153,10 @@ class BulkRater:
         cap_decimals = [_decimals(dr.max_cost) for drs in plan.destination_rates.values() for dr in drs]
         self.scale = min(12, max([OUTPUT_SCALE, engine.rounding_decimals] + fee_decimals + cap_decimals))
         self.rates = _PricedRates(engine, self.scale, max_pieces)
-        self.activations = np.array(sorted({int((p.activation - _EPOCH) // timedelta(microseconds=1))
-                                            for p in plan.rating_profiles}), dtype=np.int64)
+        self.activations = np.array(
+            sorted({int((p.activation - _EPOCH) // timedelta(microseconds=1)) for p in plan.rating_profiles}),
+            dtype=np.int64,
+        )
         self._routes: dict[tuple, tuple[_Attempt, ...]] = {}
         self._schedules: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._destinations: list[str] = []  # destination ids by code, every plan's prefixes once
@@ -138,8 +165,9 @@ class BulkRater:
 
     # -- decisions shared by many records, asked of the engine once --------------------------
 
-    def _route(self, record_type: str, incoming: bool, tenant: str, subject: str, technology: str,
-               at: datetime) -> tuple[_Attempt, ...]:
+    def _route(
+        self, record_type: str, incoming: bool, tenant: str, subject: str, technology: str, at: datetime
+    ) -> tuple[_Attempt, ...]:
         """The plans `rate_cdr` tries, in order, moving on only when a plan has no destination for
         the number: the first category's subject, its fallback subjects depth first, then the
         service's category the same way. Empty: the plain engine decides."""
@@ -171,8 +199,14 @@ class BulkRater:
         if key not in self._schedules:
             candidates = self.engine.candidates(plan_id, destination_id)
             midnight = _at(day * US_PER_DAY)
-            starts = sorted({0} | {(r.timing.start.hour * 3600 + r.timing.start.minute * 60 + r.timing.start.second)
-                                   * NS_PER_S + r.timing.start.microsecond * 1000 for r, _ in candidates})
+            starts = sorted(
+                {0}
+                | {
+                    (r.timing.start.hour * 3600 + r.timing.start.minute * 60 + r.timing.start.second) * NS_PER_S
+                    + r.timing.start.microsecond * 1000
+                    for r, _ in candidates
+                }
+            )
             codes = []
             for start in starts:
                 winner = self.engine.active_at(candidates, midnight + timedelta(microseconds=start // 1000))
@@ -215,8 +249,9 @@ class BulkRater:
         groups, group_of = np.unique(key, return_inverse=True)
         bounds, ends, codes = [], [], []
         for g, k in enumerate(groups.tolist()):
-            s, e, c = self._schedule(plans[k >> 42], self._destinations[(k >> 22) & ((1 << 20) - 1)],
-                                     int(day.min()) + (k & ((1 << 22) - 1)))
+            s, e, c = self._schedule(
+                plans[k >> 42], self._destinations[(k >> 22) & ((1 << 20) - 1)], int(day.min()) + (k & ((1 << 22) - 1))
+            )
             bounds.append(s + g * NS_PER_DAY)
             ends.append(e)
             codes.append(c)
@@ -245,22 +280,33 @@ class BulkRater:
         amount = np.where(is_voice, duration, np.where(is_sms, 1, volume))
         usage = amount * np.where(is_voice, USAGE["voice"][1], 1)
         unit_name = np.where(is_voice, USAGE["voice"][2], np.where(is_sms, USAGE["sms"][2], USAGE["data"][2]))
-        metered_null = np.where(is_voice, pc.is_null(col["duration_s"]).to_numpy(zero_copy_only=False),
-                                np.where(is_sms, False, pc.is_null(col["data_volume_bytes"]).to_numpy(
-                                    zero_copy_only=False)))
+        metered_null = np.where(
+            is_voice,
+            pc.is_null(col["duration_s"]).to_numpy(zero_copy_only=False),
+            np.where(is_sms, False, pc.is_null(col["data_volume_bytes"]).to_numpy(zero_copy_only=False)),
+        )
 
         # the plain engine takes whatever this path cannot settle
-        plain = (metered_null | (usage < 0) | pc.is_null(record_type).to_numpy(zero_copy_only=False)
-                 | pc.is_null(col["served_operator_id"]).to_numpy(zero_copy_only=False)
-                 | pc.is_null(col["technology"]).to_numpy(zero_copy_only=False)
-                 | pc.is_null(col["start_time"]).to_numpy(zero_copy_only=False))
+        plain = (
+            metered_null
+            | (usage < 0)
+            | pc.is_null(record_type).to_numpy(zero_copy_only=False)
+            | pc.is_null(col["served_operator_id"]).to_numpy(zero_copy_only=False)
+            | pc.is_null(col["technology"]).to_numpy(zero_copy_only=False)
+            | pc.is_null(col["start_time"]).to_numpy(zero_copy_only=False)
+        )
 
         # 1. route: per distinct key and profile epoch
         incoming = pc.fill_null(pc.equal(col["direction"], "incoming"), False)
         subject = pc.if_else(pc.fill_null(pc.not_equal(col["segment"], ""), False), col["segment"], ANY)
-        key = pc.binary_join_element_wise(pc.fill_null(record_type, ""), pc.if_else(incoming, "1", "0"),
-                                          pc.fill_null(col["served_operator_id"], ""), subject,
-                                          pc.fill_null(col["technology"], ""), _SEP)
+        key = pc.binary_join_element_wise(
+            pc.fill_null(record_type, ""),
+            pc.if_else(incoming, "1", "0"),
+            pc.fill_null(col["served_operator_id"], ""),
+            subject,
+            pc.fill_null(col["technology"], ""),
+            _SEP,
+        )
         encoded = key.dictionary_encode()
         key_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         epoch = np.searchsorted(self.activations, np.where(plain, 0, start_us), side="right")
@@ -274,8 +320,9 @@ class BulkRater:
                 routes.append(())
                 continue
             if cache_key not in self._routes:
-                self._routes[cache_key] = self._route(parts[0], parts[1] == "1", parts[2], parts[3], parts[4],
-                                                      _at(start_us[row]))
+                self._routes[cache_key] = self._route(
+                    parts[0], parts[1] == "1", parts[2], parts[3], parts[4], _at(start_us[row])
+                )
             routes.append(self._routes[cache_key])
         plans = sorted({a.plan_id for r in routes for a in r})
         categories = sorted({a.category for r in routes for a in r})
@@ -291,9 +338,11 @@ class BulkRater:
 
         # 2. destination: longest prefix in the engine's index of the plan, whole columns at once;
         #    a plan with no destination for the number passes the record to the next attempt
-        number = pc.if_else(pc.and_(pc.not_equal(record_type, "data"),
-                                    pc.fill_null(pc.not_equal(col["other_msisdn"], ""), False)),
-                            pc.utf8_ltrim(col["other_msisdn"], "+"), "*any")  # = destination_of
+        number = pc.if_else(
+            pc.and_(pc.not_equal(record_type, "data"), pc.fill_null(pc.not_equal(col["other_msisdn"], ""), False)),
+            pc.utf8_ltrim(col["other_msisdn"], "+"),
+            "*any",
+        )  # = destination_of
         plain |= ~pc.fill_null(pc.string_is_ascii(number), False).to_numpy(zero_copy_only=False)
         destination_code = np.full(n, -1, np.int64)
         plan_code = np.full(n, -1, np.int64)
@@ -327,13 +376,15 @@ class BulkRater:
             todo = np.flatnonzero(~failed & ((voice & (offset < total_usage)) | (~voice & (segment == 0))))
             if not len(todo):
                 break
-            code, stretch_end = self._stretches(plans, plan_f[todo], dest_f[todo], seg_day[todo],
-                                                seg_tod[todo])
+            code, stretch_end = self._stretches(plans, plan_f[todo], dest_f[todo], seg_day[todo], seg_tod[todo])
             failed[todo[code < 0]] = True  # nothing active (NotRated), or a rate not priceable here
             ok = code >= 0
             todo, code, stretch_end = todo[ok], code[ok], stretch_end[ok]
-            length = np.where(voice[todo], np.minimum(total_usage[todo] - offset[todo], stretch_end - seg_tod[todo]),
-                              total_usage[todo])
+            length = np.where(
+                voice[todo],
+                np.minimum(total_usage[todo] - offset[todo], stretch_end - seg_tod[todo]),
+                total_usage[todo],
+            )
             starts, increments, prices, *_ = self.rates.arrays()
             begin_at, end_at = offset[todo], offset[todo] + length
             for k in range(self.rates.pieces):
@@ -365,7 +416,7 @@ class BulkRater:
             total = pieces_cost[priced] + fee
             total = np.where((cap[r] >= 0) & (total > cap[r]), cap[r], total)
             drop = np.maximum(self.scale - decimals[r], 0)
-            quantum = 10 ** drop
+            quantum = 10**drop
             down = total // quantum * quantum
             rest = total - down
             noise = 10 ** (self.scale - 7) if self.scale >= 7 else 0  # round_money's 1e-7 for *up
@@ -426,21 +477,50 @@ class BulkRater:
 
 def plain_outcome(engine: RatingEngine, row: dict) -> dict:
     """One record by the plain engine, in the bulk output's columns (the reference path)."""
-    start = row["start_time"] if row["start_time"].tzinfo else row["start_time"].replace(tzinfo=timezone.utc)
+    start = row["start_time"] if row["start_time"].tzinfo else row["start_time"].replace(tzinfo=UTC)
     try:
-        r = rate_cdr(engine, record_type=row["record_type"], direction=row["direction"],
-                     served_operator_id=row["served_operator_id"], segment=row["segment"],
-                     other_msisdn=row["other_msisdn"], technology=row["technology"], start_time=start,
-                     duration_s=row["duration_s"], data_volume_bytes=row["data_volume_bytes"])
-        return {"kind": "rated", "reason": None, "detail": None, "usage_amount": r.usage_amount,
-                "usage_unit": r.usage_unit, "tenant": r.tenant, "category": r.category, "subject": r.subject,
-                "rating_plan_id": r.rating_plan_id, "destination_id": r.destination_id, "cost": r.cost,
-                "connect_fee": r.connect_fee}
+        r = rate_cdr(
+            engine,
+            record_type=row["record_type"],
+            direction=row["direction"],
+            served_operator_id=row["served_operator_id"],
+            segment=row["segment"],
+            other_msisdn=row["other_msisdn"],
+            technology=row["technology"],
+            start_time=start,
+            duration_s=row["duration_s"],
+            data_volume_bytes=row["data_volume_bytes"],
+        )
+        return {
+            "kind": "rated",
+            "reason": None,
+            "detail": None,
+            "usage_amount": r.usage_amount,
+            "usage_unit": r.usage_unit,
+            "tenant": r.tenant,
+            "category": r.category,
+            "subject": r.subject,
+            "rating_plan_id": r.rating_plan_id,
+            "destination_id": r.destination_id,
+            "cost": r.cost,
+            "connect_fee": r.connect_fee,
+        }
     except NotRated as exc:
         _, amount, unit = usage_of(row["record_type"], row["duration_s"], row["data_volume_bytes"])
-        return {"kind": "suspense", "reason": exc.reason, "detail": exc.detail[:400], "usage_amount": amount,
-                "usage_unit": unit, "tenant": row["served_operator_id"], "category": "", "subject": "",
-                "rating_plan_id": "", "destination_id": "", "cost": Decimal(0), "connect_fee": Decimal(0)}
+        return {
+            "kind": "suspense",
+            "reason": exc.reason,
+            "detail": exc.detail[:400],
+            "usage_amount": amount,
+            "usage_unit": unit,
+            "tenant": row["served_operator_id"],
+            "category": "",
+            "subject": "",
+            "rating_plan_id": "",
+            "destination_id": "",
+            "cost": Decimal(0),
+            "connect_fee": Decimal(0),
+        }
 
 
 def _decimal_array(unscaled: np.ndarray) -> pa.Array:

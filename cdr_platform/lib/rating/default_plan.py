@@ -1,6 +1,6 @@
 """The demo operators' default tariff plan, written as the dbt seeds under dbt_project/seeds/tariff.
 
-    python -m cdr_platform.lib.rating.default_plan      # rewrite the seed CSV files
+    cdr rating write-default-plan      # rewrite the seed CSV files
 
 Destinations come from the numbering plan (one definition of which prefix is whose); the
 prices below are the plan. The seeds are committed; a test checks they equal this output.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from cdr_platform.lib.numbering_plan import FOREIGN_COUNTRIES, NATIONAL_OPERATORS, NUMBERING_PLAN
-from cdr_platform.lib.rating.tariff_plan import SEED_FILES
+from cdr_platform.lib.rating.plan import SEED_FILES
+from cdr_platform.lib.reference.numbering_plan import FOREIGN_COUNTRIES, NATIONAL_OPERATORS, NUMBERING_PLAN
 from cdr_platform.lib.settings import REPO_ROOT
 
 SEEDS_DIR = REPO_ROOT / "dbt_project" / "seeds" / "tariff"
@@ -46,10 +46,24 @@ VOICE_PER_MINUTE = {
     "EUROPE": {"PEAK": "6.00", "OFFPEAK": "5.00", "WEEKEND": "5.00"},
     "MIDDLE_EAST": {"PEAK": "9.00", "OFFPEAK": "8.00", "WEEKEND": "8.00"},
 }
-CONNECT_FEE = {"ONNET": "0", "OFFNET": "0.10", "FIXED": "0.10", "AFRICA": "0.50", "AMERICAS": "0.50",
-               "EUROPE": "0.50", "MIDDLE_EAST": "0.50"}
-SMS_PER_MESSAGE = {"ONNET": "0.20", "OFFNET": "0.30", "FIXED": "0.30", "AFRICA": "1.50", "AMERICAS": "1.50",
-                   "EUROPE": "1.50", "MIDDLE_EAST": "1.50"}
+CONNECT_FEE = {
+    "ONNET": "0",
+    "OFFNET": "0.10",
+    "FIXED": "0.10",
+    "AFRICA": "0.50",
+    "AMERICAS": "0.50",
+    "EUROPE": "0.50",
+    "MIDDLE_EAST": "0.50",
+}
+SMS_PER_MESSAGE = {
+    "ONNET": "0.20",
+    "OFFNET": "0.30",
+    "FIXED": "0.30",
+    "AFRICA": "1.50",
+    "AMERICAS": "1.50",
+    "EUROPE": "1.50",
+    "MIDDLE_EAST": "1.50",
+}
 DATA_PER_MB = "0.05"
 # The seed's original prices by technology, per minute, as categories call_2G ... call_5G
 # (applied to on-net calls of the business segment, to show the mechanism).
@@ -90,8 +104,12 @@ def build_seed_rows() -> dict[str, list[list[str]]]:
     for op in NATIONAL_OPERATORS:
         onnet = f"MA_MOBILE_{op.operator_id}"
         offnet = [f"MA_MOBILE_{o.operator_id}" for o in NATIONAL_OPERATORS if o is not op]
-        targets = [(onnet, "ONNET")] + [(d, "OFFNET") for d in offnet] + [("MA_FIXED", "FIXED")] + \
-                  [(f"INTL_{z}", z) for z in ZONES]
+        targets = (
+            [(onnet, "ONNET")]
+            + [(d, "OFFNET") for d in offnet]
+            + [("MA_FIXED", "FIXED")]
+            + [(f"INTL_{z}", z) for z in ZONES]
+        )
         for band, timing_tags in bands.items():
             dr_id = f"DR_{op.operator_id}_VOICE_{band}"
             for destination, kind in targets:
@@ -141,8 +159,3 @@ def write_seeds(folder: Path = SEEDS_DIR) -> list[Path]:
             writer.writerows(rows)
         written.append(path)
     return written
-
-
-if __name__ == "__main__":
-    for p in write_seeds():
-        print(p)

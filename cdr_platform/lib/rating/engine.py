@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from cdr_platform.lib.rating.tariff_plan import ANY, DestinationRate, RateSlot, RatingPlanRow, TariffPlan
+from cdr_platform.lib.rating.plan import ANY, DestinationRate, RateSlot, RatingPlanRow, TariffPlan
 
 DEFAULT_ROUNDING_DECIMALS = 5  # a running CGRateS; its engine unit tests use 6
 NS_PER_S = 1_000_000_000
@@ -140,8 +140,7 @@ class RatingEngine:
     def active_at(candidates, instant: datetime):
         """The winning (row, destination rate) at an instant: highest weight, then latest start."""
         tod = instant.time()
-        active = [(row, dr) for row, dr in candidates
-                  if row.timing.applies_on(instant) and row.timing.start <= tod]
+        active = [(row, dr) for row, dr in candidates if row.timing.applies_on(instant) and row.timing.start <= tod]
         if not active:
             return None
         return max(active, key=lambda c: (c[0].weight, c[0].timing.start))
@@ -159,8 +158,17 @@ class RatingEngine:
 
     # -- rating ---------------------------------------------------------------------------
 
-    def rate(self, *, tor: str, tenant: str, category: str, subject: str, destination: str,
-             setup_time: datetime, usage_ns: int) -> Rating:
+    def rate(
+        self,
+        *,
+        tor: str,
+        tenant: str,
+        category: str,
+        subject: str,
+        destination: str,
+        setup_time: datetime,
+        usage_ns: int,
+    ) -> Rating:
         if usage_ns < 0:
             raise NotRated("NEGATIVE_USAGE", f"usage {usage_ns} ns")
         if subject.startswith("(") and subject.endswith(")"):  # "(RatingPlan A|B)": the cheapest
@@ -192,14 +200,14 @@ class RatingEngine:
             for fallback in fallbacks:
                 if fallback not in tried:
                     try:
-                        return self._rate_subject(tor, tenant, category, fallback, destination, setup_time,
-                                                  usage_ns, tried)
+                        return self._rate_subject(
+                            tor, tenant, category, fallback, destination, setup_time, usage_ns, tried
+                        )
                     except NotRated:
                         continue
             raise
 
-    def _rate_on_plan(self, plan_id: str, tor: str, destination: str, setup_time: datetime,
-                      usage_ns: int) -> Rating:
+    def _rate_on_plan(self, plan_id: str, tor: str, destination: str, setup_time: datetime, usage_ns: int) -> Rating:
         matched = self.match_destination(plan_id, destination)
         if matched is None:
             raise NotRated("NO_DESTINATION", f"{destination!r} in rating plan {plan_id}")
@@ -249,7 +257,8 @@ class RatingEngine:
     def increment_price(self, slot: RateSlot) -> Decimal:
         """What one increment of a slot costs: increment x rate / unit, rounded to G decimals."""
         return (Decimal(slot.rate_increment_ns) * slot.rate / Decimal(slot.rate_unit_ns)).quantize(
-            self._increment_quantum, rounding=ROUND_HALF_UP)
+            self._increment_quantum, rounding=ROUND_HALF_UP
+        )
 
     def _spans_of_segment(self, start: datetime, offset: int, length: int, dr: DestinationRate) -> list[Span]:
         slots = self.plan.rates[dr.rates_tag]
@@ -263,12 +272,23 @@ class RatingEngine:
             used = piece_end - offset
             increments = max(1, -(-used // slot.rate_increment_ns))
             per_increment = self.increment_price(slot)
-            spans.append(Span(start + timedelta(microseconds=(offset - segment_offset) // 1000), used,
-                              increments * slot.rate_increment_ns, dr.rates_tag, slot.rate, slot.rate_unit_ns,
-                              slot.rate_increment_ns, increments, per_increment * increments))
+            spans.append(
+                Span(
+                    start + timedelta(microseconds=(offset - segment_offset) // 1000),
+                    used,
+                    increments * slot.rate_increment_ns,
+                    dr.rates_tag,
+                    slot.rate,
+                    slot.rate_unit_ns,
+                    slot.rate_increment_ns,
+                    increments,
+                    per_increment * increments,
+                )
+            )
             offset = piece_end
         if length == 0:  # zero usage: one span of nothing, no connect fee
             slot = self.slot_at(slots, offset)
-            spans.append(Span(start, 0, 0, dr.rates_tag, slot.rate, slot.rate_unit_ns, slot.rate_increment_ns,
-                              0, Decimal(0)))
+            spans.append(
+                Span(start, 0, 0, dr.rates_tag, slot.rate, slot.rate_unit_ns, slot.rate_increment_ns, 0, Decimal(0))
+            )
         return spans

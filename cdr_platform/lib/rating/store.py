@@ -5,39 +5,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from cdr_platform.lib.mediation_store import POSTGRES, Dialect
-from cdr_platform.lib.rating.tariff_plan import SEED_FILES
-from cdr_platform.lib.rating.tariff_plan import TariffPlan, build_tariff_plan
+from cdr_platform.lib.rating.plan import SEED_FILES, TariffPlan, build_tariff_plan
+from cdr_platform.lib.warehouse.columns import Column, table_body
+from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
 # What a rated CDR adds to the clean one: its price and how it was priced. The CDR's other
 # attributes (direction, numbers, technology...) stay in clean_cdrs, joined by record_id.
-RATED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("record_id", "varchar(64) not null"),
-    ("rating_day", "date not null"),
-    ("start_time", "{ts} not null"),
-    ("record_type", "varchar(8) not null"),
-    ("served_msisdn", "varchar(16) not null"),
-    ("usage_amount", "bigint not null"),
-    ("usage_unit", "varchar(8) not null"),
-    ("tenant", "varchar(64) not null"),
-    ("category", "varchar(64) not null"),
-    ("subject", "varchar(64) not null"),
-    ("rating_plan_id", "varchar(64) not null"),
-    ("destination_id", "varchar(64) not null"),
-    ("cost", "decimal(18, 6) not null"),
-    ("connect_fee", "decimal(18, 6) not null"),
-    ("currency", "varchar(3) not null"),
-    ("rated_at", "{ts} not null"),
+RATED_COLUMNS: tuple[Column, ...] = (
+    Column("record_id", "varchar", 64, nullable=False),
+    Column("rating_day", "date", nullable=False),
+    Column("start_time", "timestamp", nullable=False),
+    Column("record_type", "varchar", 8, nullable=False),
+    Column("served_msisdn", "varchar", 16, nullable=False),
+    Column("usage_amount", "bigint", nullable=False),
+    Column("usage_unit", "varchar", 8, nullable=False),
+    Column("tenant", "varchar", 64, nullable=False),
+    Column("category", "varchar", 64, nullable=False),
+    Column("subject", "varchar", 64, nullable=False),
+    Column("rating_plan_id", "varchar", 64, nullable=False),
+    Column("destination_id", "varchar", 64, nullable=False),
+    Column("cost", "decimal", nullable=False),
+    Column("connect_fee", "decimal", nullable=False),
+    Column("currency", "varchar", 3, nullable=False),
+    Column("rated_at", "timestamp", nullable=False),
 )
-SUSPENSE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("record_id", "varchar(64) not null"),
-    ("rating_day", "date not null"),
-    ("start_time", "{ts} not null"),
-    ("record_type", "varchar(8) not null"),
-    ("served_msisdn", "varchar(16) not null"),
-    ("reason", "varchar(32) not null"),
-    ("detail", "varchar(400) not null"),
-    ("suspended_at", "{ts} not null"),
+SUSPENSE_COLUMNS: tuple[Column, ...] = (
+    Column("record_id", "varchar", 64, nullable=False),
+    Column("rating_day", "date", nullable=False),
+    Column("start_time", "timestamp", nullable=False),
+    Column("record_type", "varchar", 8, nullable=False),
+    Column("served_msisdn", "varchar", 16, nullable=False),
+    Column("reason", "varchar", 32, nullable=False),
+    Column("detail", "varchar", 400, nullable=False),
+    Column("suspended_at", "timestamp", nullable=False),
 )
 
 
@@ -57,6 +57,11 @@ class RatingTables:
     dialect: Dialect = POSTGRES
     tariff_schema: str = "tariffs"
 
+    @classmethod
+    def for_settings(cls, settings) -> RatingTables:
+        """The rating tables of the configured warehouse (kind and schemas)."""
+        return cls(settings.rating_schema, DIALECTS[settings.warehouse.kind], settings.tariff_schema)
+
     @property
     def rated(self) -> str:
         return f"{self.schema}.rating_cdrs"
@@ -74,38 +79,51 @@ class RatingTables:
         return self.dialect.name == "postgres"
 
     def _body(self, columns) -> str:
-        return ",\n".join(f"    {n} {t.format(ts=self.dialect.timestamp)}" for n, t in columns)
+        return table_body(columns, self.dialect)
 
     def ddl(self) -> list[str]:
         d = self.dialect
         statements = [d.create_schema(self.schema)]
         for table, columns in ((self.rated, RATED_COLUMNS), (self.suspense, SUSPENSE_COLUMNS)):
             if self.partitioned:
-                statements.append(f"create table if not exists {table} (\n{self._body(columns)}\n)"
-                                  " partition by range (rating_day)")
+                statements.append(
+                    f"create table if not exists {table} (\n{self._body(columns)}\n) partition by range (rating_day)"
+                )
             else:
-                statements += [d.create_table(table, self._body(columns)),
-                               d.create_index(f"ix_{table.split('.')[-1]}_day", table, "rating_day, record_id")]
-        statements.append(d.create_table(self.manifest, "    load_id varchar(64) not null,\n"
-                                         "    task_partition int not null,\n    summary varchar(4000) not null,\n"
-                                         "    constraint pk_rating_load_manifest"
-                                         " primary key (load_id, task_partition)"))
+                statements += [
+                    d.create_table(table, self._body(columns)),
+                    d.create_index(f"ix_{table.split('.')[-1]}_day", table, "rating_day, record_id"),
+                ]
+        statements.append(
+            d.create_table(
+                self.manifest,
+                "    load_id varchar(64) not null,\n"
+                "    task_partition int not null,\n    summary varchar(4000) not null,\n"
+                "    constraint pk_rating_load_manifest"
+                " primary key (load_id, task_partition)",
+            )
+        )
         return statements
 
     def lock_sql(self, day: date, release: bool = False) -> str:
         """Serialise runs of one day (session-level lock, held by the driver for the run)."""
         resource = f"cdr-rating:{self.schema}:{day.isoformat()}"
         if self.dialect.name == "sqlserver":
-            return (f"exec sp_releaseapplock @Resource = N'{resource}', @LockOwner = 'Session'" if release else
-                    f"exec sp_getapplock @Resource = N'{resource}', @LockMode = 'Exclusive', @LockOwner = 'Session'")
+            return (
+                f"exec sp_releaseapplock @Resource = N'{resource}', @LockOwner = 'Session'"
+                if release
+                else f"exec sp_getapplock @Resource = N'{resource}', @LockMode = 'Exclusive', @LockOwner = 'Session'"
+            )
         return f"select pg_advisory_{'unlock' if release else 'lock'}(hashtext('{resource}'))"
 
     def attached_partitions_sql(self) -> str:
         """PostgreSQL: the partitions attached to this schema's partitioned tables."""
-        return ("select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-                f" join pg_namespace n on n.oid = c.relnamespace where n.nspname = '{self.schema}'")
+        return (
+            "select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+            f" join pg_namespace n on n.oid = c.relnamespace where n.nspname = '{self.schema}'"
+        )
 
-    def day_load(self, day: date, load_id: str) -> "DayLoad":
+    def day_load(self, day: date, load_id: str) -> DayLoad:
         return DayLoad(self, day, load_id)
 
 
@@ -132,14 +150,18 @@ class DayLoad:
     def work_tables(self) -> list[tuple[str, tuple, str, str]]:
         """(parent, its columns, work table, day partition) for rating_cdrs and rating_suspense."""
         t = self.tables
-        return [(parent, columns, self._name(parent, True), self._name(parent, False))
-                for parent, columns in ((t.rated, RATED_COLUMNS), (t.suspense, SUSPENSE_COLUMNS))]
+        return [
+            (parent, columns, self._name(parent, True), self._name(parent, False))
+            for parent, columns in ((t.rated, RATED_COLUMNS), (t.suspense, SUSPENSE_COLUMNS))
+        ]
 
     def stale_work_sql(self) -> str:
         """Work tables of this day left by runs that died (the caller holds the day's lock)."""
-        return ("select concat(table_schema, '.', table_name) from information_schema.tables"
-                f" where table_schema = '{self.tables.schema}' and (table_name like"
-                f" 'rating_cdrs_d{self.day:%Y%m%d}_w%' or table_name like 'rating_suspense_d{self.day:%Y%m%d}_w%')")
+        return (
+            "select concat(table_schema, '.', table_name) from information_schema.tables"
+            f" where table_schema = '{self.tables.schema}' and (table_name like"
+            f" 'rating_cdrs_d{self.day:%Y%m%d}_w%' or table_name like 'rating_suspense_d{self.day:%Y%m%d}_w%')"
+        )
 
     def create_work_sql(self, run_constants: dict[str, str]) -> list[str]:
         """Create the work tables; `run_constants` (column -> value, the same for every row of the
@@ -148,15 +170,20 @@ class DayLoad:
         out = []
         for _, columns, work, _ in self.work_tables():
             out.append(self.tables.dialect.create_table(work, self.tables._body(columns)))
-            for name, _ in columns:
+            for name in (c.name for c in columns):
                 if name in run_constants:
                     value = run_constants[name].replace("'", "''")
                     partitioned = self.tables.partitioned  # PostgreSQL / SQL Server spelling
-                    out.append(f"alter table {work} alter column {name} set default '{value}'" if partitioned
-                               else f"alter table {work} add default '{value}' for {name}")
+                    out.append(
+                        f"alter table {work} alter column {name} set default '{value}'"
+                        if partitioned
+                        else f"alter table {work} add default '{value}' for {name}"
+                    )
             if self.tables.partitioned:  # lets ATTACH PARTITION skip its validation scan
-                out.append(f"alter table {work} add constraint ck_{work.split('.')[-1]}_day"
-                           f" check (rating_day >= '{d}' and rating_day < '{next_day}')")
+                out.append(
+                    f"alter table {work} add constraint ck_{work.split('.')[-1]}_day"
+                    f" check (rating_day >= '{d}' and rating_day < '{next_day}')"
+                )
                 # Autovacuum would otherwise VACUUM ANALYZE the table while the tasks still COPY
                 # into it (measured: a core's worth for most of a 10M-row load); it runs once
                 # the day is attached instead.
@@ -171,13 +198,18 @@ class DayLoad:
             if self.tables.partitioned:
                 if partition in attached:
                     out += [f"alter table {parent} detach partition {partition}", f"drop table {partition}"]
-                out += [f"alter table {work} alter column {name} drop default" for name, _ in columns]
-                out += [f"alter table {work} rename to {partition.split('.')[-1]}",
-                        f"alter table {parent} attach partition {partition} for values from ('{d}') to ('{next_day}')",
-                        f"alter table {partition} reset (autovacuum_enabled)"]
+                out += [f"alter table {work} alter column {c.name} drop default" for c in columns]
+                out += [
+                    f"alter table {work} rename to {partition.split('.')[-1]}",
+                    f"alter table {parent} attach partition {partition} for values from ('{d}') to ('{next_day}')",
+                    f"alter table {partition} reset (autovacuum_enabled)",
+                ]
             else:
-                out += [f"delete from {parent} where rating_day = '{d}'",
-                        f"insert into {parent} select * from {work}", f"drop table {work}"]
+                out += [
+                    f"delete from {parent} where rating_day = '{d}'",
+                    f"insert into {parent} select * from {work}",
+                    f"drop table {work}",
+                ]
         out.append(f"delete from {self.tables.manifest} where load_id = '{self.load_id}'")
         return out
 

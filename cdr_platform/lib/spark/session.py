@@ -19,8 +19,15 @@ def arrow_schema_from_ddl(ddl: str):
 
     import pyarrow as pa
 
-    simple = {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(), "long": pa.int64(),
-              "short": pa.int16(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
+    simple = {
+        "string": pa.string(),
+        "binary": pa.binary(),
+        "int": pa.int32(),
+        "long": pa.int64(),
+        "short": pa.int16(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
     fields = []
     for field in ddl.split(", "):
         name, kind = field.split(maxsplit=1)
@@ -64,19 +71,19 @@ def driver_java_options(bounded: bool, startup_archive: Path | None = None) -> s
     return " ".join(options)
 
 
-def build_spark_session(app_name: str, settings: Settings | None = None, *, bounded: bool = False,
-                        **extra_conf: str):
+def build_spark_session(app_name: str, settings: Settings | None = None, *, bounded: bool = False, **extra_conf: str):
     """The platform's SparkSession; `bounded` for a run that ends by itself (see driver_java_options)."""
     from pyspark.sql import SparkSession
 
+    from cdr_platform.lib.spark.jars import spark_jar_paths
     from cdr_platform.lib.spark.startup_archive import usable_archive
-    from cdr_platform.utils.local_stack import spark_jar_paths
 
     settings = settings or load_settings()
     jars = spark_jar_paths(settings)
     if not jars:
-        raise RuntimeError(f"no Spark jars in {settings.stack.spark_jars_dir}: run `make up` "
-                           "(or `python -m cdr_platform.utils.local_stack jars`) first")
+        raise RuntimeError(
+            f"no Spark jars in {settings.stack.spark_jars_dir}: run `make setup` (or `cdr stack setup`) first"
+        )
     # Executors must run the same Python as the driver (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Spark binds its driver and block manager to loopback unless told otherwise (a cluster
@@ -96,10 +103,12 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
         .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
-        .config("spark.sql.streaming.stateStore.providerClass",
-                "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
+        .config(
+            "spark.sql.streaming.stateStore.providerClass",
+            "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+        )
     )
-    for key, value in extra_conf.items():
+    for key, value in {**settings.spark_conf, **extra_conf}.items():  # the Spark resource's, then the job's
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CDR_SPARK_LOG_LEVEL", "WARN"))

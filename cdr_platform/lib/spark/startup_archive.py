@@ -8,7 +8,7 @@ SparkSession was up in 2.4-3.1 s with the archive against 4.2-5.5 s without; med
 1,000,000 CDRs took 21.2 s of query against 24.3 s, and 25.0 s of process against 30.2 s
 (medians of 3 paired runs).
 
-    python -m cdr_platform.lib.spark.startup_archive     # record it if missing (`make setup` does)
+    cdr stack setup     # fetches the jars, then records it if missing (`make setup` runs this)
 
 An archive is only valid for the JVM and the class path that recorded it, so its file name
 carries a fingerprint of both (the java binary, the PySpark version, the jars the jobs add): a
@@ -19,7 +19,6 @@ before (`-Xshare:auto`, the default). CDR_SPARK_CDS=off turns it off.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import subprocess
@@ -54,7 +53,7 @@ def fingerprint(java: str, pyspark_version: str, jars: list[str]) -> str:
 def archive_path(settings: Settings) -> Path:
     import pyspark
 
-    from cdr_platform.utils.local_stack import java_executable, spark_jar_paths
+    from cdr_platform.lib.spark.jars import java_executable, spark_jar_paths
 
     key = fingerprint(java_executable(), pyspark.__version__, spark_jar_paths(settings))
     return settings.stack.spark_cds_dir / f"driver-{key}.jsa"
@@ -94,16 +93,22 @@ def record(settings: Settings | None = None, say=print) -> Path | None:
     try:
         with log.open("w") as out:
             result = subprocess.run(
-                [sys.executable, "-m", "cdr_platform.lib.spark.startup_archive", "--record-into", str(partial)],
-                cwd=REPO_ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, stdout=out,
-                stderr=subprocess.STDOUT, timeout=900)
+                [sys.executable, "-m", "cdr_platform.lib.spark.archive_recording", str(partial)],
+                cwd=REPO_ROOT,
+                env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+            )
         recorded = result.returncode == 0 and partial.is_file() and partial.stat().st_size > 0
     except subprocess.TimeoutExpired:
         recorded = False
     if not recorded:
         partial.unlink(missing_ok=True)
-        say(f"[spark] WARNING: the class-data archive could not be recorded (see {log}); "
-            "Spark starts without it, only slower")
+        say(
+            f"[spark] WARNING: the class-data archive could not be recorded (see {log}); "
+            "Spark starts without it, only slower"
+        )
         return None
     os.replace(partial, path)
     _remove_stale(path)
@@ -130,43 +135,3 @@ def _running(pid: int) -> bool:
     except PermissionError:  # it runs, as another user
         pass
     return True
-
-
-def _record_into(target: str) -> int:
-    """Child process: run the code paths every job starts with, then let the JVM exit, which is
-    when it writes the archive."""
-    from pyspark import SparkContext
-
-    from cdr_platform.lib.spark.session import (COUNT_ROWS_SCHEMA, build_spark_session, count_rows,
-                                                driver_java_options)
-
-    settings = load_settings()
-    spark = build_spark_session("cdr-startup-archive", settings, bounded=True, **{
-        "spark.driver.extraJavaOptions": f"{driver_java_options(True)} -XX:ArchiveClassesAtExit={target}"})
-    # Python workers and Arrow (mapInArrow), SQL codegen, and the Kafka source's relation
-    # (resolved without a broker: nothing is read)
-    rows = spark.range(50_000, numPartitions=2).selectExpr("id", "cast(id as string) as text", "id % 7 as k") \
-        .mapInArrow(count_rows, COUNT_ROWS_SCHEMA).collect()
-    assert sum(r["rows"] for r in rows) == 50_000
-    spark.range(1_000).selectExpr("id % 3 as k").groupBy("k").count().collect()
-    spark.read.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:9").option("subscribe", "none") \
-        .load().schema
-    gateway = SparkContext._gateway
-    spark.stop()
-    # PySpark's JVM exits when its stdin closes; wait for that, the archive is written on exit
-    gateway.proc.stdin.close()
-    return gateway.proc.wait(timeout=600)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--record-into", help=argparse.SUPPRESS)  # internal: the recording JVM's run
-    args = parser.parse_args(argv)
-    if args.record_into:
-        return _record_into(args.record_into)
-    record()
-    return 0  # a missing archive only costs start-up time: never fail the setup for it
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -42,14 +42,78 @@ OPERATORS_BY_ID = {op.operator_id: op for op in NATIONAL_OPERATORS}
 
 # NDC blocks (the digits that follow +212) by operator.
 _MOBILE_BLOCKS: dict[str, tuple[str, ...]] = {
-    "IAM": ("610", "611", "613", "615", "616", "618", "650", "651", "652", "653", "654",
-            "655", "661", "662", "666", "667", "668", "670", "671", "672", "673", "676",
-            "677", "678"),
-    "ORANGE": ("612", "614", "617", "619", "644", "645", "656", "657", "660", "663", "664",
-               "665", "669", "674", "675", "679"),
-    "INWI": ("600", "601", "602", "603", "606", "622", "626", "627", "629", "630", "633",
-             "634", "637", "638", "639", "640", "646", "647", "680", "681", "687", "690",
-             "694", "697", "698", "699"),
+    "IAM": (
+        "610",
+        "611",
+        "613",
+        "615",
+        "616",
+        "618",
+        "650",
+        "651",
+        "652",
+        "653",
+        "654",
+        "655",
+        "661",
+        "662",
+        "666",
+        "667",
+        "668",
+        "670",
+        "671",
+        "672",
+        "673",
+        "676",
+        "677",
+        "678",
+    ),
+    "ORANGE": (
+        "612",
+        "614",
+        "617",
+        "619",
+        "644",
+        "645",
+        "656",
+        "657",
+        "660",
+        "663",
+        "664",
+        "665",
+        "669",
+        "674",
+        "675",
+        "679",
+    ),
+    "INWI": (
+        "600",
+        "601",
+        "602",
+        "603",
+        "606",
+        "622",
+        "626",
+        "627",
+        "629",
+        "630",
+        "633",
+        "634",
+        "637",
+        "638",
+        "639",
+        "640",
+        "646",
+        "647",
+        "680",
+        "681",
+        "687",
+        "690",
+        "694",
+        "697",
+        "698",
+        "699",
+    ),
 }
 _FIXED_BLOCKS: dict[str, tuple[str, ...]] = {
     "IAM": ("522", "523", "528", "535", "537", "539"),
@@ -102,14 +166,19 @@ def _build_plan() -> tuple[PlanEntry, ...]:
     rows: list[PlanEntry] = []
     full_length = len(HOME_COUNTRY_CODE) + HOME_NSN_LENGTH
     for operator_id, blocks in _MOBILE_BLOCKS.items():
-        rows += [PlanEntry(HOME_COUNTRY_CODE + b, HOME_COUNTRY, "mobile", operator_id,
-                           "NATIONAL", full_length) for b in blocks]
+        rows += [
+            PlanEntry(HOME_COUNTRY_CODE + b, HOME_COUNTRY, "mobile", operator_id, "NATIONAL", full_length)
+            for b in blocks
+        ]
     for operator_id, blocks in _FIXED_BLOCKS.items():
-        rows += [PlanEntry(HOME_COUNTRY_CODE + b, HOME_COUNTRY, "fixed", operator_id,
-                           "NATIONAL", full_length) for b in blocks]
+        rows += [
+            PlanEntry(HOME_COUNTRY_CODE + b, HOME_COUNTRY, "fixed", operator_id, "NATIONAL", full_length)
+            for b in blocks
+        ]
     for c in FOREIGN_COUNTRIES:
-        rows.append(PlanEntry(c.country_code, c.country, "any", None, c.zone,
-                              len(c.country_code) + c.subscriber_digits))
+        rows.append(
+            PlanEntry(c.country_code, c.country, "any", None, c.zone, len(c.country_code) + c.subscriber_digits)
+        )
     return tuple(sorted(rows, key=lambda r: r.prefix))
 
 

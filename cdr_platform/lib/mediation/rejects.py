@@ -28,23 +28,40 @@ def _text_or_base64(raw: bytes | None) -> tuple[str | None, str]:
         return base64.b64encode(raw).decode("ascii"), "base64"
 
 
-def reject_message(*, topic: str, partition: int, offset: int, kafka_timestamp: datetime | None,
-                   key: bytes | None, payload: bytes | None, reasons: list[str] | tuple[str, ...],
-                   batch_id: int, query_id: str, rejected_at: datetime) -> bytes:
+def reject_message(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    kafka_timestamp: datetime | None,
+    key: bytes | None,
+    payload: bytes | None,
+    reasons: list[str] | tuple[str, ...],
+    batch_id: int,
+    query_id: str,
+    rejected_at: datetime,
+) -> bytes:
     payload_text, payload_encoding = _text_or_base64(payload)
     key_text, key_encoding = _text_or_base64(key)
-    return orjson.dumps({
-        "reject_key": reject_key(topic, partition, offset),
-        "reason_codes": list(reasons),
-        "source": {"topic": topic, "partition": partition, "offset": offset,
-                   "timestamp": kafka_timestamp.isoformat() if kafka_timestamp else None,
-                   "key": key_text, "key_encoding": key_encoding},
-        "payload": payload_text,
-        "payload_encoding": payload_encoding,
-        "batch_id": batch_id,
-        "query_id": query_id,
-        "rejected_at": rejected_at.isoformat(),
-    })
+    return orjson.dumps(
+        {
+            "reject_key": reject_key(topic, partition, offset),
+            "reason_codes": list(reasons),
+            "source": {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "timestamp": kafka_timestamp.isoformat() if kafka_timestamp else None,
+                "key": key_text,
+                "key_encoding": key_encoding,
+            },
+            "payload": payload_text,
+            "payload_encoding": payload_encoding,
+            "batch_id": batch_id,
+            "query_id": query_id,
+            "rejected_at": rejected_at.isoformat(),
+        }
+    )
 
 
 def original_payload(message: dict) -> bytes | None:

@@ -23,7 +23,8 @@ A batch replayed after a crash at any point therefore ends with the same rows an
 ledger entry. A new checkpoint (new query id) that re-reads the topic finds every record
 already stored: they count as duplicates, so clean_cdrs always holds exactly the sum of the
 ledger's clean column. Every statement here is plain SQL that PostgreSQL and SQL Server both run;
-what differs (DDL types, "create if missing", UTC now) comes from a `Dialect`.
+what differs (DDL types, "create if missing", UTC now) comes from a `Dialect`
+(cdr_platform.lib.warehouse.dialects).
 """
 
 from __future__ import annotations
@@ -31,84 +32,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS, CLEAN_CDRS_TABLE
+from cdr_platform.lib.warehouse.columns import names, table_body
+from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    text_4000: str
-    timestamp: str
-    utc_now: str
-    binary: str
-    utc_clock: str  # the wall clock now, not the transaction's start
-    # refresh planner statistics of a table just bulk-loaded (SQL Server does it by itself)
-    analyze: str | None = None
-
-    def create_table(self, qualified: str, body: str, scratch: bool = False) -> str:
-        """`scratch`: a work table whose rows are rebuilt on replay, so needs no crash safety."""
-        if self.name == "sqlserver":
-            return f"if object_id(N'{qualified}', N'U') is null create table {qualified} (\n{body}\n)"
-        unlogged = "unlogged " if scratch else ""  # no WAL for staging: COPY runs faster
-        return f"create {unlogged}table if not exists {qualified} (\n{body}\n)"
-
-    def create_index(self, name: str, qualified: str, columns: str) -> str:
-        if self.name == "sqlserver":
-            return (f"if not exists (select 1 from sys.indexes where name = N'{name}') "
-                    f"create index {name} on {qualified} ({columns})")
-        return f"create index if not exists {name} on {qualified} ({columns})"
-
-    def create_time_index(self, name: str, qualified: str, column: str) -> list[str]:
-        """The index of an append-mostly table's event time (rating finds a day's rows by it).
-
-        PostgreSQL: BRIN, a summary per range of blocks. CDRs arrive in roughly time order, so
-        it narrows a day to its band of the table as well as a B-tree, but costs next to nothing
-        to maintain: a B-tree on start_time took a third of the backend's CPU in mediation's
-        COPY. Earlier versions made a B-tree of the same name; it is replaced.
-        """
-        if self.name == "sqlserver":
-            return [self.create_index(name, qualified, column)]
-        schema = qualified.split(".")[0]
-        return [f"drop index if exists {schema}.{name}",
-                f"create index if not exists brin_{name.removeprefix('ix_')} on {qualified} using brin ({column})"]
-
-    def create_schema(self, schema: str) -> str:
-        if self.name == "sqlserver":
-            return f"if schema_id(N'{schema}') is null exec(N'create schema {schema}')"
-        return f"create schema if not exists {schema}"
-
-
-POSTGRES = Dialect("postgres", text_4000="varchar(4000)", timestamp="timestamp",
-                   utc_now="(current_timestamp at time zone 'UTC')", binary="bytea",
-                   utc_clock="(clock_timestamp() at time zone 'UTC')",
-                   analyze="analyze {table}")
-SQLSERVER = Dialect("sqlserver", text_4000="nvarchar(4000)", timestamp="datetime2(6)",
-                    utc_now="sysutcdatetime()", binary="varbinary(max)", utc_clock="sysutcdatetime()")
-DIALECTS = {d.name: d for d in (POSTGRES, SQLSERVER)}
-
-# (name, portable type with {ts} for the timestamp type, nullable)
-_CLEAN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    ("record_id", "varchar(64)", False),
-    ("record_type", "varchar(8)", False),
-    ("served_msisdn", "varchar(16)", False),
-    ("served_operator_id", "varchar(16)", False),
-    ("other_msisdn", "varchar(16)", True),
-    ("other_operator_id", "varchar(16)", True),
-    ("other_country", "varchar(2)", True),
-    ("destination_class", "varchar(16)", True),
-    ("destination_zone", "varchar(16)", True),
-    ("direction", "varchar(8)", True),
-    ("start_time", "{ts}", False),
-    ("duration_s", "bigint", True),
-    ("data_volume_bytes", "bigint", True),
-    ("cell_id", "varchar(32)", False),
-    ("technology", "varchar(4)", False),
-    ("roaming", "smallint", False),
-    ("visited_network", "varchar(8)", True),
-    ("schema_version", "smallint", False),
-    ("src_partition", "int", False),
-    ("src_offset", "bigint", False),
-    ("kafka_timestamp", "{ts}", False),
-)
-CLEAN_COLUMN_NAMES = tuple(c[0] for c in _CLEAN_COLUMNS)
+# the data columns of clean_cdrs (the clean record and its Kafka position), from lib.schema
+CLEAN_COLUMN_NAMES = names(CLEAN_CDRS_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -118,11 +47,11 @@ class MediationTables:
 
     @property
     def clean(self) -> str:
-        return f"{self.schema}.clean_cdrs"
+        return f"{self.schema}.{CLEAN_CDRS_TABLE}"
 
     @property
     def staging(self) -> str:
-        return f"{self.schema}.clean_cdrs_staging"
+        return f"{self.schema}.{CLEAN_CDRS_TABLE}_staging"
 
     @property
     def ledger(self) -> str:
@@ -133,48 +62,72 @@ class MediationTables:
         return f"{self.schema}.mediation_ledger_offsets"
 
     def _columns(self, extra: list[str]) -> str:
-        ts = self.dialect.timestamp
-        lines = [f"    {n} {t.format(ts=ts)}{'' if nullable else ' not null'}" for n, t, nullable in _CLEAN_COLUMNS]
-        return ",\n".join(lines + [f"    {e}" for e in extra])
+        return table_body(CLEAN_CDRS_COLUMNS, self.dialect, extra)
 
     def ddl(self) -> list[str]:
         d = self.dialect
         return [
             d.create_schema(self.schema),
-            d.create_table(self.clean, self._columns([
-                "query_id varchar(64) not null",
-                "batch_id bigint not null",
-                f"mediated_at {d.timestamp} not null",
-                "constraint pk_clean_cdrs primary key (record_id)"])),
+            d.create_table(
+                self.clean,
+                self._columns(
+                    [
+                        "query_id varchar(64) not null",
+                        "batch_id bigint not null",
+                        f"mediated_at {d.timestamp} not null",
+                        "constraint pk_clean_cdrs primary key (record_id)",
+                    ]
+                ),
+            ),
             *d.create_time_index("ix_clean_cdrs_start_time", self.clean, "start_time"),
             # no primary key: it holds what a batch wrote, duplicates included
-            d.create_table(self.staging, self._columns([
-                "query_id varchar(64) not null",
-                "batch_id bigint not null",
-                f"raw_key {d.binary}",
-                f"raw_value {d.binary}",
-                "is_duplicate smallint not null default 0"]), scratch=True),
+            d.create_table(
+                self.staging,
+                self._columns(
+                    [
+                        "query_id varchar(64) not null",
+                        "batch_id bigint not null",
+                        f"raw_key {d.binary}",
+                        f"raw_value {d.binary}",
+                        "is_duplicate smallint not null default 0",
+                    ]
+                ),
+                scratch=True,
+            ),
             d.create_index("ix_clean_cdrs_staging_batch", self.staging, "query_id, batch_id, record_id"),
-            d.create_table(self.ledger, ",\n".join([
-                "    query_id varchar(64) not null",
-                "    batch_id bigint not null",
-                "    run_id varchar(64)",
-                "    rows_in bigint not null",
-                "    clean bigint not null",
-                "    rejected bigint not null",
-                "    duplicates bigint not null",
-                f"    rejected_by_reason {d.text_4000} not null",
-                f"    committed_at {d.timestamp} not null",
-                "    constraint pk_mediation_ledger primary key (query_id, batch_id)"])),
-            d.create_table(self.ledger_offsets, ",\n".join([
-                "    query_id varchar(64) not null",
-                "    batch_id bigint not null",
-                "    topic varchar(249) not null",
-                "    kafka_partition int not null",
-                "    from_offset bigint not null",
-                "    until_offset bigint not null",  # exclusive
-                "    messages bigint not null",
-                "    constraint pk_mediation_ledger_offsets primary key (query_id, batch_id, topic, kafka_partition)"])),
+            d.create_table(
+                self.ledger,
+                ",\n".join(
+                    [
+                        "    query_id varchar(64) not null",
+                        "    batch_id bigint not null",
+                        "    run_id varchar(64)",
+                        "    rows_in bigint not null",
+                        "    clean bigint not null",
+                        "    rejected bigint not null",
+                        "    duplicates bigint not null",
+                        f"    rejected_by_reason {d.text_4000} not null",
+                        f"    committed_at {d.timestamp} not null",
+                        "    constraint pk_mediation_ledger primary key (query_id, batch_id)",
+                    ]
+                ),
+            ),
+            d.create_table(
+                self.ledger_offsets,
+                ",\n".join(
+                    [
+                        "    query_id varchar(64) not null",
+                        "    batch_id bigint not null",
+                        "    topic varchar(249) not null",
+                        "    kafka_partition int not null",
+                        "    from_offset bigint not null",
+                        "    until_offset bigint not null",  # exclusive
+                        "    messages bigint not null",
+                        "    constraint pk_mediation_ledger_offsets"
+                        " primary key (query_id, batch_id, topic, kafka_partition)",
+                    ]
+                ),
+            ),
         ]
 
     # -- the commit of one batch -------------------------------------------------------
@@ -183,15 +136,19 @@ class MediationTables:
         """PostgreSQL direct path: where clean_cdrs already holds any of a list of record ids."""
         # the ids go as one comma-joined text (no valid record id holds a comma): psycopg would
         # adapt a list element by element in Python, which cost as much as the query
-        return (f"select record_id, src_partition, src_offset, query_id from {self.clean}"
-                f" where record_id = any(string_to_array(%(record_ids)s, ','))")
+        return (
+            f"select record_id, src_partition, src_offset, query_id from {self.clean}"
+            f" where record_id = any(string_to_array(%(record_ids)s, ','))"
+        )
 
     def direct_copy_columns(self) -> tuple[str, ...]:
         return CLEAN_COLUMN_NAMES + ("query_id", "batch_id", "mediated_at")
 
     def duplicates_sql(self) -> str:
-        return (f"select src_partition, src_offset, kafka_timestamp, raw_key, raw_value from {self.staging}"
-                f" where query_id = '{{query_id}}' and batch_id = {{batch_id}} and is_duplicate = 1")
+        return (
+            f"select src_partition, src_offset, kafka_timestamp, raw_key, raw_value from {self.staging}"
+            f" where query_id = '{{query_id}}' and batch_id = {{batch_id}} and is_duplicate = 1"
+        )
 
     def clear_staging_sql(self) -> str:
         return f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s"
@@ -222,8 +179,10 @@ class MediationTables:
         )
 
     def count_staged_sql(self) -> str:
-        return (f"select is_duplicate, count(*) from {self.staging}\n"
-                f"where query_id = %(query_id)s and batch_id = %(batch_id)s group by is_duplicate")
+        return (
+            f"select is_duplicate, count(*) from {self.staging}\n"
+            f"where query_id = %(query_id)s and batch_id = %(batch_id)s group by is_duplicate"
+        )
 
     def replace_ledger_sql(self) -> list[str]:
         return [
@@ -235,9 +194,11 @@ class MediationTables:
         ]
 
     def insert_ledger_offsets_sql(self) -> str:
-        return (f"insert into {self.ledger_offsets} (query_id, batch_id, topic, kafka_partition, from_offset,"
-                f" until_offset, messages)\nvalues (%(query_id)s, %(batch_id)s, %(topic)s, %(kafka_partition)s,"
-                f" %(from_offset)s, %(until_offset)s, %(messages)s)")
+        return (
+            f"insert into {self.ledger_offsets} (query_id, batch_id, topic, kafka_partition, from_offset,"
+            f" until_offset, messages)\nvalues (%(query_id)s, %(batch_id)s, %(topic)s, %(kafka_partition)s,"
+            f" %(from_offset)s, %(until_offset)s, %(messages)s)"
+        )
 
 
 @dataclass
@@ -256,9 +217,19 @@ class BatchOutcome:
         return self.rows_in == self.clean + self.rejected + self.duplicates
 
 
-def record_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int, run_id: str | None,
-                 clean: int, rejected: int, duplicates: int, rejected_by_reason: dict[str, int],
-                 offsets: list[dict]) -> BatchOutcome:
+def record_batch(
+    conn,
+    tables: MediationTables,
+    *,
+    query_id: str,
+    batch_id: int,
+    run_id: str | None,
+    clean: int,
+    rejected: int,
+    duplicates: int,
+    rejected_by_reason: dict[str, int],
+    offsets: list[dict],
+) -> BatchOutcome:
     """Replace the ledger entry of a batch whose rows are already in clean_cdrs (direct path)."""
     rows_in = sum(int(o["until_offset"]) - int(o["from_offset"]) for o in offsets)
     outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)
@@ -270,15 +241,33 @@ def record_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int,
 def _replace_ledger(conn, tables: MediationTables, outcome: BatchOutcome, run_id: str | None) -> None:
     key = {"query_id": outcome.query_id, "batch_id": outcome.batch_id}
     for sql in tables.replace_ledger_sql():
-        conn.execute(sql, {**key, "run_id": run_id, "rows_in": outcome.rows_in, "clean": outcome.clean,
-                           "rejected": outcome.rejected, "duplicates": outcome.duplicates,
-                           "rejected_by_reason": json.dumps(outcome.rejected_by_reason, sort_keys=True)})
+        conn.execute(
+            sql,
+            {
+                **key,
+                "run_id": run_id,
+                "rows_in": outcome.rows_in,
+                "clean": outcome.clean,
+                "rejected": outcome.rejected,
+                "duplicates": outcome.duplicates,
+                "rejected_by_reason": json.dumps(outcome.rejected_by_reason, sort_keys=True),
+            },
+        )
     for row in outcome.offsets:
         conn.execute(tables.insert_ledger_offsets_sql(), {**key, **row})
 
 
-def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int, run_id: str | None,
-                 rejected: int, rejected_by_reason: dict[str, int], offsets: list[dict]) -> BatchOutcome:
+def commit_batch(
+    conn,
+    tables: MediationTables,
+    *,
+    query_id: str,
+    batch_id: int,
+    run_id: str | None,
+    rejected: int,
+    rejected_by_reason: dict[str, int],
+    offsets: list[dict],
+) -> BatchOutcome:
     """Step 2 above, in one transaction. `conn` is a psycopg connection.
 
     `rows_in` is what the Kafka offsets say the batch consumed and `rejected` what validation
@@ -296,8 +285,7 @@ def commit_batch(conn, tables: MediationTables, *, query_id: str, batch_id: int,
         conn.execute(tables.insert_clean_sql(), key)
         staged = dict(conn.execute(tables.count_staged_sql(), key).fetchall())
         clean, duplicates = staged.get(0, 0), staged.get(1, 0)
-        outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates,
-                               rejected_by_reason, offsets)
+        outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)
         _replace_ledger(conn, tables, outcome, run_id)
     return outcome
 
@@ -311,5 +299,7 @@ def consumed_offsets(conn, tables: MediationTables, topic: str) -> dict[int, int
     """Per partition, the offset up to which the ledger has consumed `topic` (exclusive)."""
     rows = conn.execute(
         f"select kafka_partition, max(until_offset) from {tables.ledger_offsets} where topic = %(topic)s"
-        f" group by kafka_partition", {"topic": topic}).fetchall()
+        f" group by kafka_partition",
+        {"topic": topic},
+    ).fetchall()
     return {int(p): int(o) for p, o in rows}

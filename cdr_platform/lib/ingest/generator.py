@@ -22,14 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 import numpy as np
 import orjson
 
-from cdr_platform.lib import numbering_plan as plan
-from cdr_platform.lib.network import CELL_CATALOGUE, CELLS_BY_ID
+from cdr_platform.lib.reference import numbering_plan as plan
+from cdr_platform.lib.reference.network import CELL_CATALOGUE, CELLS_BY_ID
+from cdr_platform.lib.reference.subscribers import Subscriber, generate_subscribers
 from cdr_platform.lib.schema import (
     INJECTED_ERROR_HEADER,
     MANDATORY_FIELDS_BY_TYPE,
@@ -39,7 +40,6 @@ from cdr_platform.lib.schema import (
     SCHEMA_VERSION,
     TECHNOLOGIES,
 )
-from cdr_platform.lib.subscribers import Subscriber, generate_subscribers
 
 CHUNK_SIZE = 10_000  # part of the determinism contract: changing it changes the records
 
@@ -65,7 +65,7 @@ class GeneratorConfigError(ValueError):
 
 def default_start_time() -> datetime:
     """Midnight UTC of yesterday: a full day of traffic that is entirely in the past."""
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=1)
 
 
@@ -75,8 +75,7 @@ def parse_error_classes(names: Sequence[str] | None) -> tuple[InjectedError, ...
     known = {e.value: e for e in InjectedError}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise GeneratorConfigError(
-            f"unknown error class(es) {unknown}; known: {sorted(known)}")
+        raise GeneratorConfigError(f"unknown error class(es) {unknown}; known: {sorted(known)}")
     if not names:
         raise GeneratorConfigError("error_classes is empty; leave it unset for all classes")
     return tuple(dict.fromkeys(known[n] for n in names))
@@ -112,11 +111,12 @@ class GeneratorConfig:
         if end > self.now:
             raise GeneratorConfigError(
                 f"start_time + span_hours ends at {end.isoformat()}, after the reference time "
-                f"{self.now.isoformat()}: valid records must not lie in the future")
+                f"{self.now.isoformat()}: valid records must not lie in the future"
+            )
 
     @property
     def now(self) -> datetime:
-        return self.reference_time or datetime.now(timezone.utc)
+        return self.reference_time or datetime.now(UTC)
 
 
 @dataclass
@@ -139,13 +139,39 @@ class GeneratedChunk:
 
 # Shared, never mutated: building a header list per message costs more than sending it.
 _VALID_HEADERS = [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE)]
-_ERROR_HEADERS = {e.value: [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE), (INJECTED_ERROR_HEADER, e.value.encode())]
-                  for e in InjectedError}
+_ERROR_HEADERS = {
+    e.value: [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE), (INJECTED_ERROR_HEADER, e.value.encode())] for e in InjectedError
+}
 
 # Relative traffic by hour of day (UTC), with morning and evening busy hours.
-_HOURLY_PROFILE = np.array([0.10, 0.06, 0.04, 0.04, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 1.00,
-                            0.95, 0.85, 0.85, 0.80, 0.80, 0.85, 0.90, 0.98, 1.00, 0.90, 0.70,
-                            0.45, 0.25])
+_HOURLY_PROFILE = np.array(
+    [
+        0.10,
+        0.06,
+        0.04,
+        0.04,
+        0.05,
+        0.10,
+        0.25,
+        0.50,
+        0.75,
+        0.90,
+        1.00,
+        0.95,
+        0.85,
+        0.85,
+        0.80,
+        0.80,
+        0.85,
+        0.90,
+        0.98,
+        1.00,
+        0.90,
+        0.70,
+        0.45,
+        0.25,
+    ]
+)
 _RECORD_TYPE_SHARE = (0.55, 0.25, 0.20)
 _TECHNOLOGY_SHARE = (0.07, 0.18, 0.60, 0.15)
 _VENDOR_ALIAS = {"2G": "GSM", "3G": "UMTS", "4G": "LTE", "5G": "NR"}
@@ -156,8 +182,7 @@ _ROAMING_SHARE = 0.03
 _HOME_CELL_SHARE = 0.70
 _OUTGOING_SHARE = 0.75
 _UNKNOWN_TECHNOLOGIES = ("WIMAX", "6G", "CDMA2000", "TETRA", "DECT")
-_INVALID_MSISDNS = ("+2126612345", "+21266A123456", "+999123456789", "+2126612345678901",
-                    "212661234567X", "+")
+_INVALID_MSISDNS = ("+2126612345", "+21266A123456", "+999123456789", "+2126612345678901", "212661234567X", "+")
 
 
 class _SubscriberBase:
@@ -172,14 +197,13 @@ class _SubscriberBase:
         # Heavy users: popularity is log-normal, fixed for the run.
         weights = np.random.default_rng((seed, 1 << 30)).lognormal(0.0, 1.0, len(subscribers))
         self.popularity = weights / weights.sum()
-        self.members_by_operator = [np.flatnonzero(self.operator_index == k)
-                                    for k in range(len(operator_ids))]
-        self.cells_by_operator = [[c.cell_id for c in CELL_CATALOGUE if c.operator_id == op]
-                                  for op in operator_ids]
+        self.members_by_operator = [np.flatnonzero(self.operator_index == k) for k in range(len(operator_ids))]
+        self.cells_by_operator = [[c.cell_id for c in CELL_CATALOGUE if c.operator_id == op] for op in operator_ids]
         self.mobile_blocks = [plan.mobile_blocks(op) for op in operator_ids]
         self.mcc_mnc = [op.mcc_mnc for op in plan.NATIONAL_OPERATORS]
-        self.fixed_blocks = [row.prefix[len(plan.HOME_COUNTRY_CODE):]
-                             for row in plan.NUMBERING_PLAN if row.number_type == "fixed"]
+        self.fixed_blocks = [
+            row.prefix[len(plan.HOME_COUNTRY_CODE) :] for row in plan.NUMBERING_PLAN if row.number_type == "fixed"
+        ]
 
 
 def _iso_times(epoch_ms: np.ndarray) -> list[str]:
@@ -190,8 +214,10 @@ def _iso_times(epoch_ms: np.ndarray) -> list[str]:
 def _record_ids(rng: np.random.Generator, n: int) -> list[str]:
     h = rng.bytes(16 * n).hex()
     # UUID version 4 layout (version nibble 4, variant 8).
-    return [f"{h[i:i+8]}-{h[i+8:i+12]}-4{h[i+13:i+16]}-8{h[i+17:i+20]}-{h[i+20:i+32]}"
-            for i in range(0, 32 * n, 32)]
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-8{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 class CdrGenerator:
@@ -293,9 +319,20 @@ class CdrGenerator:
                 rec["duration_s"] = int(data_s[i])
                 rec["data_volume_bytes"] = int(volume[i])
             else:
-                rec["other_msisdn"] = self._other_party(i, sub, op, destination, peer_is_subscriber,
-                                                        peer_pick, other_operator_shift, block_pick,
-                                                        suffix, country, long_suffix, number_format)
+                rec["other_msisdn"] = self._other_party(
+                    i,
+                    sub,
+                    op,
+                    destination,
+                    peer_is_subscriber,
+                    peer_pick,
+                    other_operator_shift,
+                    block_pick,
+                    suffix,
+                    country,
+                    long_suffix,
+                    number_format,
+                )
                 rec["direction"] = "outgoing" if outgoing[i] else "incoming"
                 if rtype == "voice":
                     rec["duration_s"] = int(voice_s[i])
@@ -330,13 +367,29 @@ class CdrGenerator:
                 values[pos] = values[source]
                 keys[pos] = keys[source]
                 sent_types[pos] = sent_types[source]
-        return GeneratedChunk(keys=keys, values=values,  # type: ignore[arg-type]
-                              record_types=sent_types, injected=injected,
-                              hours=((start_ms // 3_600_000) % 24).tolist())
+        return GeneratedChunk(
+            keys=keys,
+            values=values,  # type: ignore[arg-type]
+            record_types=sent_types,
+            injected=injected,
+            hours=((start_ms // 3_600_000) % 24).tolist(),
+        )
 
-    def _other_party(self, i, sub, op, destination, peer_is_subscriber, peer_pick,
-                     other_operator_shift, block_pick, suffix, country, long_suffix,
-                     number_format) -> str:
+    def _other_party(
+        self,
+        i,
+        sub,
+        op,
+        destination,
+        peer_is_subscriber,
+        peer_pick,
+        other_operator_shift,
+        block_pick,
+        suffix,
+        country,
+        long_suffix,
+        number_format,
+    ) -> str:
         base = self.base
         kind = destination[i]
         if kind == 2:  # international
@@ -350,7 +403,7 @@ class CdrGenerator:
             peer = members[int(peer_pick[i] * members.size)]
             if peer == sub:
                 peer = members[(int(peer_pick[i] * members.size) + 1) % members.size]
-            national = base.msisdn[peer][1 + len(plan.HOME_COUNTRY_CODE):]
+            national = base.msisdn[peer][1 + len(plan.HOME_COUNTRY_CODE) :]
         else:
             if kind == 3:
                 block = base.fixed_blocks[int(block_pick[i] * len(base.fixed_blocks))]
@@ -386,10 +439,12 @@ class CdrGenerator:
             else:
                 rec[name] = None
         elif cls is InjectedError.WRONG_TYPE:
-            choices = [("start_time", int(rng.integers(1_600_000_000, 1_800_000_000))),
-                       ("served_msisdn", int(rec["served_msisdn"][1:])),
-                       ("record_type", 1),
-                       ("roaming", "no")]
+            choices = [
+                ("start_time", int(rng.integers(1_600_000_000, 1_800_000_000))),
+                ("served_msisdn", int(rec["served_msisdn"][1:])),
+                ("record_type", 1),
+                ("roaming", "no"),
+            ]
             if rec["duration_s"] is not None:
                 choices.append(("duration_s", str(rec["duration_s"])))
             if rec["data_volume_bytes"] is not None:

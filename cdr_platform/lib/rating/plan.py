@@ -15,13 +15,20 @@ import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 ANY = "*any"
-NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-               "m": 60_000_000_000, "h": 3_600_000_000_000}
+NS_PER_UNIT = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
 
@@ -59,10 +66,12 @@ class Timing:
     start: time
 
     def applies_on(self, day: datetime) -> bool:
-        return ((not self.years or day.year in self.years)
-                and (not self.months or day.month in self.months)
-                and (not self.month_days or day.day in self.month_days)
-                and (not self.week_days or day.isoweekday() in self.week_days))
+        return (
+            (not self.years or day.year in self.years)
+            and (not self.months or day.month in self.months)
+            and (not self.month_days or day.day in self.month_days)
+            and (not self.week_days or day.isoweekday() in self.week_days)
+        )
 
     @property
     def days_key(self) -> tuple:
@@ -123,8 +132,14 @@ class TariffPlan:
 
 # -- loading -------------------------------------------------------------------------------
 
-FILES = ("Destinations.csv", "Timings.csv", "Rates.csv", "DestinationRates.csv", "RatingPlans.csv",
-         "RatingProfiles.csv")
+FILES = (
+    "Destinations.csv",
+    "Timings.csv",
+    "Rates.csv",
+    "DestinationRates.csv",
+    "RatingPlans.csv",
+    "RatingProfiles.csv",
+)
 
 
 # The same tables as dbt seeds (dbt_project/seeds/tariff): seed file -> the CGRateS TP file it
@@ -132,13 +147,16 @@ FILES = ("Destinations.csv", "Timings.csv", "Rates.csv", "DestinationRates.csv",
 SEED_FILES = {
     "tp_destinations.csv": ("Destinations.csv", ["id", "prefix"]),
     "tp_timings.csv": ("Timings.csv", ["id", "years", "months", "month_days", "week_days", "time"]),
-    "tp_rates.csv": ("Rates.csv", ["id", "connect_fee", "rate", "rate_unit", "rate_increment",
-                                   "group_interval_start"]),
-    "tp_destination_rates.csv": ("DestinationRates.csv", ["id", "destination_id", "rates_tag", "rounding_method",
-                                                          "rounding_decimals", "max_cost", "max_cost_strategy"]),
+    "tp_rates.csv": ("Rates.csv", ["id", "connect_fee", "rate", "rate_unit", "rate_increment", "group_interval_start"]),
+    "tp_destination_rates.csv": (
+        "DestinationRates.csv",
+        ["id", "destination_id", "rates_tag", "rounding_method", "rounding_decimals", "max_cost", "max_cost_strategy"],
+    ),
     "tp_rating_plans.csv": ("RatingPlans.csv", ["id", "destination_rates_id", "timing_tag", "weight"]),
-    "tp_rating_profiles.csv": ("RatingProfiles.csv", ["tenant", "category", "subject", "activation_time",
-                                                      "rating_plan_id", "rates_fallback_subject"]),
+    "tp_rating_profiles.csv": (
+        "RatingProfiles.csv",
+        ["tenant", "category", "subject", "activation_time", "rating_plan_id", "rates_fallback_subject"],
+    ),
 }
 SEED_NAMES = {tp_file: seed for seed, (tp_file, _) in SEED_FILES.items()}
 
@@ -148,8 +166,12 @@ def _read_csv(path: Path, has_plain_header: bool) -> list[tuple[int, list[str]]]
     out = []
     with path.open(newline="", encoding="utf-8") as f:
         for number, row in enumerate(csv.reader(f), start=1):
-            if (has_plain_header and number == 1) or not row or not "".join(row).strip() \
-                    or row[0].lstrip().startswith("#"):
+            if (
+                (has_plain_header and number == 1)
+                or not row
+                or not "".join(row).strip()
+                or row[0].lstrip().startswith("#")
+            ):
                 continue
             out.append((number, [c.strip() for c in row]))
     return out
@@ -197,7 +219,7 @@ def _duration(text: str, file: str, line: int, what: str) -> int:
 def parse_time(text: str) -> datetime:
     """A profile activation or call setup time; naive times are UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def load_tariff_plan(folder: Path | str) -> TariffPlan:
@@ -241,17 +263,27 @@ def build_tariff_plan(name: str, rows_by_file: dict[str, list[tuple[int, list[st
         days = _int_set(week_days, f, line, "week days")
         if any(d < 1 or d > 7 for d in days):
             raise TariffPlanError(f, line, f"week days must be 1 (Monday) to 7 (Sunday), got {week_days!r}")
-        plan.timings[tid] = Timing(tid, _int_set(years, f, line, "years"), _int_set(months, f, line, "months"),
-                                   _int_set(month_days, f, line, "month days"), days, start_time)
+        plan.timings[tid] = Timing(
+            tid,
+            _int_set(years, f, line, "years"),
+            _int_set(months, f, line, "months"),
+            _int_set(month_days, f, line, "month days"),
+            days,
+            start_time,
+        )
 
     f = "Rates.csv"
     for line, row in _rows(folder / f):
         if len(row) < 6:
             raise TariffPlanError(f, line, "expected Id,ConnectFee,Rate,RateUnit,RateIncrement,GroupIntervalStart")
         rid, fee, rate, unit, increment, gis = row[:6]
-        slot = RateSlot(_decimal(fee, f, line, "connect fee"), _decimal(rate, f, line, "rate"),
-                        _duration(unit, f, line, "rate unit"), _duration(increment, f, line, "rate increment"),
-                        _duration(gis, f, line, "group interval start"))
+        slot = RateSlot(
+            _decimal(fee, f, line, "connect fee"),
+            _decimal(rate, f, line, "rate"),
+            _duration(unit, f, line, "rate unit"),
+            _duration(increment, f, line, "rate increment"),
+            _duration(gis, f, line, "group interval start"),
+        )
         if slot.rate_unit_ns <= 0 or slot.rate_increment_ns <= 0:
             raise TariffPlanError(f, line, "rate unit and rate increment must be positive")
         if slot.rate < 0 or slot.connect_fee < 0:
@@ -282,8 +314,9 @@ def build_tariff_plan(name: str, rows_by_file: dict[str, list[tuple[int, list[st
             raise TariffPlanError(f, line, f"malformed rounding decimals {decimals!r}") from None
         if any(d.destination_id == dest for d in plan.destination_rates[drid]):
             raise TariffPlanError(f, line, f"destination rate {drid} prices destination {dest} twice")
-        plan.destination_rates[drid].append(DestinationRate(
-            dest, rates_tag, method, rounding, _decimal(max_cost, f, line, "max cost", "0"), strategy))
+        plan.destination_rates[drid].append(
+            DestinationRate(dest, rates_tag, method, rounding, _decimal(max_cost, f, line, "max cost", "0"), strategy)
+        )
 
     f = "RatingPlans.csv"
     for line, row in _rows(folder / f):
@@ -314,8 +347,9 @@ def build_tariff_plan(name: str, rows_by_file: dict[str, list[tuple[int, list[st
             when = parse_time(activation)
         except ValueError:
             raise TariffPlanError(f, line, f"malformed activation time {activation!r}") from None
-        plan.rating_profiles.append(RatingProfile(tenant, category, subject, when, rpid,
-                                                  tuple(s for s in fallback.split(";") if s)))
+        plan.rating_profiles.append(
+            RatingProfile(tenant, category, subject, when, rpid, tuple(s for s in fallback.split(";") if s))
+        )
     if not plan.rating_plans:
         raise TariffPlanError("RatingPlans.csv", None, "the plan has no rating plans")
     return plan
@@ -329,8 +363,12 @@ def _refuse_ambiguity(plan: TariffPlan, rpid: str, new: RatingPlanRow, file: str
             continue
         shared = new_destinations & {d.destination_id for d in plan.destination_rates[old.destination_rates_id]}
         if shared and old.destination_rates_id != new.destination_rates_id:
-            raise TariffPlanError(file, line, f"ambiguous: rating plan {rpid} prices {sorted(shared)} with "
-                                              f"{old.destination_rates_id} and {new.destination_rates_id} at "
-                                              f"the same weight, start time and days")
+            raise TariffPlanError(
+                file,
+                line,
+                f"ambiguous: rating plan {rpid} prices {sorted(shared)} with "
+                f"{old.destination_rates_id} and {new.destination_rates_id} at "
+                f"the same weight, start time and days",
+            )
         if shared:
             raise TariffPlanError(file, line, f"rating plan {rpid} repeats {new.destination_rates_id}")

@@ -13,41 +13,47 @@ The unit tests mediate the same messages both ways and require identical results
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdr_platform.lib import numbering_plan as plan
-from cdr_platform.lib.network import CELLS_BY_ID
-from cdr_platform.lib.schema import (DIRECTIONS, FIELD_TYPES, MANDATORY_FIELDS_BY_TYPE, RECORD_TYPES,
-                                     SCHEMA_VERSION)
-from cdr_platform.lib.validation import (
-    _HOME_NETWORKS,
-    _ROAMING_NETWORKS,
-    _TECHNOLOGY_NAMES,
-    CLEAN_COLUMNS,
+from cdr_platform.lib.mediation.rules import (
     FUTURE_TOLERANCE,
+    HOME_NETWORKS,
     MAX_TEXT_LENGTH,
+    ROAMING_NETWORKS,
+    TECHNOLOGY_NAMES,
     destination_class,
     mediate,
     parse_utc,
 )
+from cdr_platform.lib.reference import numbering_plan as plan
+from cdr_platform.lib.reference.network import CELLS_BY_ID
+from cdr_platform.lib.schema import (
+    CLEAN_RECORD,
+    DIRECTIONS,
+    FIELD_TYPES,
+    MANDATORY_FIELDS_BY_TYPE,
+    RECORD_ID_REGEX,
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+)
+from cdr_platform.lib.warehouse.columns import arrow_schema
 
-# Arrow types of the clean columns (start_time is UTC)
-CLEAN_SCHEMA = pa.schema([
-    (name, {"start_time": pa.timestamp("us", tz="UTC"), "duration_s": pa.int64(), "data_volume_bytes": pa.int64(),
-            "roaming": pa.int16(), "schema_version": pa.int16()}.get(name, pa.string()))
-    for name in CLEAN_COLUMNS])
+# Arrow types of the clean record (start_time is UTC)
+CLEAN_SCHEMA = arrow_schema(CLEAN_RECORD)
 # Canonical spellings the bulk path accepts; any other goes to `mediate` (which may normalise it).
 _CANONICAL_NUMBER = r"^(\+|00|0)?[0-9]{1,20}$"  # digits only: nothing for strip() or the dash/space removal
-_CANONICAL_TIME = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                   r"(\.[0-9]{3}|\.[0-9]{6})?Z$")
-_CANONICAL_RECORD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # validation.RECORD_ID_PATTERN, bar its "\n$" case
+_CANONICAL_TIME = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{3}|\.[0-9]{6})?Z$"
+)
+_CANONICAL_RECORD_ID = f"^{RECORD_ID_REGEX}$"  # RE2: $ is the end of the text, as fullmatch
 _CANONICAL_CELL = r"^[0-9A-Za-z]{3}-[0-9A-Za-z]{2}-[0-9A-Za-z-]+$"  # nothing for strip() to remove
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _EMPTY: dict = {}
 _FIELD_NAMES = tuple(FIELD_TYPES)
@@ -77,14 +83,18 @@ def _plan_index():
     by_length: dict[int, list[int]] = {}
     for i, e in enumerate(entries):
         by_length.setdefault(len(e.prefix), []).append(i)
-    return entries, sorted(((length, pa.array([entries[i].prefix for i in idx]), np.array(idx))
-                            for length, idx in by_length.items()), key=lambda t: -t[0])
+    return entries, sorted(
+        ((length, pa.array([entries[i].prefix for i in idx]), np.array(idx)) for length, idx in by_length.items()),
+        key=lambda t: -t[0],
+    )
 
 
 _ENTRIES, _PREFIXES = _plan_index()
 # per plan entry (and a last null for "none"): the attributes a clean record takes from it
-_ENTRY_ATTRS = {attr: pa.array([getattr(e, attr) for e in _ENTRIES] + [None], pa.string())
-                for attr in ("operator_id", "country", "zone")}
+_ENTRY_ATTRS = {
+    attr: pa.array([getattr(e, attr) for e in _ENTRIES] + [None], pa.string())
+    for attr in ("operator_id", "country", "zone")
+}
 # validation.destination_class of every (served entry, other entry) pair, then null
 _CLASSES = pa.array([destination_class(s, o) for s in _ENTRIES for o in _ENTRIES] + [None], pa.string())
 
@@ -108,11 +118,19 @@ def _normalise_number(column: pa.Array) -> pa.Array:
     plus = pc.starts_with(column, "+")
     international = pc.starts_with(column, "00")
     national = pc.starts_with(column, "0")
-    return pc.if_else(plus, column, pc.if_else(
-        international, pc.binary_join_element_wise("+", pc.utf8_slice_codeunits(column, 2), ""),
-        pc.if_else(national, pc.binary_join_element_wise("+" + plan.HOME_COUNTRY_CODE,
-                                                         pc.utf8_slice_codeunits(column, 1), ""),
-                   pc.binary_join_element_wise("+", column, ""))))
+    return pc.if_else(
+        plus,
+        column,
+        pc.if_else(
+            international,
+            pc.binary_join_element_wise("+", pc.utf8_slice_codeunits(column, 2), ""),
+            pc.if_else(
+                national,
+                pc.binary_join_element_wise("+" + plan.HOME_COUNTRY_CODE, pc.utf8_slice_codeunits(column, 1), ""),
+                pc.binary_join_element_wise("+", column, ""),
+            ),
+        ),
+    )
 
 
 def _mask(array) -> np.ndarray:
@@ -145,7 +163,7 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
         try:
             columns[name] = pa.array(raw, arrow_type)
         except (OverflowError, pa.ArrowInvalid):  # an int beyond int64: fine for mediate, not here
-            too_big = np.array([v is not None and not -2 ** 63 <= v < 2 ** 63 for v in raw], bool)
+            too_big = np.array([v is not None and not -(2**63) <= v < 2**63 for v in raw], bool)
             plain |= too_big
             columns[name] = pa.array([None if b else v for v, b in zip(raw, too_big)], arrow_type)
         if expected is str:
@@ -196,15 +214,16 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
     plain |= _mask(pc.less(c["data_volume_bytes"], 0))
 
     technology = c["technology"]
-    names = pa.array(list(_TECHNOLOGY_NAMES))
+    names = pa.array(list(TECHNOLOGY_NAMES))
     technology_at = pc.index_in(technology, value_set=names)
     plain |= ~technology_at.is_valid().to_numpy(zero_copy_only=False)
 
     cell = c["cell_id"]
     network = pc.utf8_slice_codeunits(cell, 0, 6)
-    roaming = _mask(pc.is_in(network, pa.array(sorted(_ROAMING_NETWORKS))))
-    home_cell = _mask(pc.is_in(network, pa.array(sorted(_HOME_NETWORKS)))) & _mask(
-        pc.is_in(cell, pa.array(sorted(CELLS_BY_ID))))
+    roaming = _mask(pc.is_in(network, pa.array(sorted(ROAMING_NETWORKS))))
+    home_cell = _mask(pc.is_in(network, pa.array(sorted(HOME_NETWORKS)))) & _mask(
+        pc.is_in(cell, pa.array(sorted(CELLS_BY_ID)))
+    )
     plain |= ~_mask(pc.match_substring_regex(cell, _CANONICAL_CELL)) | ~(roaming | home_cell)
 
     # -- the clean records of the fast path, normalised ------------------------------------
@@ -218,27 +237,30 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
         return _ENTRY_ATTRS[attr].take(pa.array(np.where(where, entries, len(_ENTRIES))))
 
     classes = _CLASSES.take(pa.array(np.where(has_other, served_e * len(_ENTRIES) + other_e, len(_CLASSES) - 1)))
-    canonical_technology = pa.array([_TECHNOLOGY_NAMES[k] for k in names.to_pylist()])
-    fast_table = pa.table({
-        "record_id": c["record_id"].take(take),
-        "record_type": record_type.take(take),
-        "served_msisdn": served.take(take),
-        "served_operator_id": entry_attr(served_e, "operator_id", np.ones(len(fast), bool)),
-        "other_msisdn": pc.if_else(pa.array(not_data), other.take(take), None),
-        "other_operator_id": entry_attr(other_e, "operator_id", has_other),
-        "other_country": entry_attr(other_e, "country", has_other),
-        "destination_class": classes,
-        "destination_zone": entry_attr(other_e, "zone", has_other),
-        "direction": pc.if_else(pa.array(not_data), c["direction"].take(take), None),
-        "start_time": pa.array(start_us[fast], pa.timestamp("us", tz="UTC")),
-        "duration_s": pc.if_else(pa.array(~is_sms[fast]), duration.take(take), None),
-        "data_volume_bytes": pc.if_else(pa.array(is_data[fast]), c["data_volume_bytes"].take(take), None),
-        "cell_id": cell.take(take),
-        "technology": canonical_technology.take(technology_at.take(take)),
-        "roaming": pa.array(roaming[fast].astype(np.int16)),
-        "visited_network": pc.if_else(pa.array(roaming[fast]), network.take(take), None),
-        "schema_version": pa.array(np.full(len(fast), SCHEMA_VERSION, np.int16)),
-    }, schema=CLEAN_SCHEMA)
+    canonical_technology = pa.array([TECHNOLOGY_NAMES[k] for k in names.to_pylist()])
+    fast_table = pa.table(
+        {
+            "record_id": c["record_id"].take(take),
+            "record_type": record_type.take(take),
+            "served_msisdn": served.take(take),
+            "served_operator_id": entry_attr(served_e, "operator_id", np.ones(len(fast), bool)),
+            "other_msisdn": pc.if_else(pa.array(not_data), other.take(take), None),
+            "other_operator_id": entry_attr(other_e, "operator_id", has_other),
+            "other_country": entry_attr(other_e, "country", has_other),
+            "destination_class": classes,
+            "destination_zone": entry_attr(other_e, "zone", has_other),
+            "direction": pc.if_else(pa.array(not_data), c["direction"].take(take), None),
+            "start_time": pa.array(start_us[fast], pa.timestamp("us", tz="UTC")),
+            "duration_s": pc.if_else(pa.array(~is_sms[fast]), duration.take(take), None),
+            "data_volume_bytes": pc.if_else(pa.array(is_data[fast]), c["data_volume_bytes"].take(take), None),
+            "cell_id": cell.take(take),
+            "technology": canonical_technology.take(technology_at.take(take)),
+            "roaming": pa.array(roaming[fast].astype(np.int16)),
+            "visited_network": pc.if_else(pa.array(roaming[fast]), network.take(take), None),
+            "schema_version": pa.array(np.full(len(fast), SCHEMA_VERSION, np.int16)),
+        },
+        schema=CLEAN_SCHEMA,
+    )
 
     # -- everything else, one by one, by the rules themselves ------------------------------
     slow = np.flatnonzero(plain)

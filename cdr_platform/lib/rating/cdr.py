@@ -53,16 +53,25 @@ def subject_of(segment: str | None) -> str:
     return segment or "*any"
 
 
-def first_category(engine: RatingEngine, tenant: str, service: str, technology: str, subject: str,
-                   at: datetime) -> str:
+def first_category(engine: RatingEngine, tenant: str, service: str, technology: str, subject: str, at: datetime) -> str:
     """The technology's category (call_4G) when the subscriber has a profile for it, else the service's."""
     category = f"{service}_{technology}"
     return category if engine.profile_plan(tenant, category, subject, at) is not None else service
 
 
-def rate_cdr(engine: RatingEngine, *, record_type: str, direction: str | None, served_operator_id: str,
-             segment: str | None, other_msisdn: str | None, technology: str, start_time: datetime,
-             duration_s: int | None, data_volume_bytes: int | None) -> CdrRating:
+def rate_cdr(
+    engine: RatingEngine,
+    *,
+    record_type: str,
+    direction: str | None,
+    served_operator_id: str,
+    segment: str | None,
+    other_msisdn: str | None,
+    technology: str,
+    start_time: datetime,
+    duration_s: int | None,
+    data_volume_bytes: int | None,
+) -> CdrRating:
     """Rate one clean CDR; raises NotRated (-> suspense) when the tariff does not cover it.
 
     The technology's category is tried first; if it does not rate the record, the service's.
@@ -74,12 +83,28 @@ def rate_cdr(engine: RatingEngine, *, record_type: str, direction: str | None, s
     first = first_category(engine, served_operator_id, service, technology, subject, start_time)
     for category in dict.fromkeys((first, service)):
         try:
-            r = engine.rate(tor=TOR[record_type], tenant=served_operator_id, category=category, subject=subject,
-                            destination=destination, setup_time=start_time, usage_ns=usage_ns)
+            r = engine.rate(
+                tor=TOR[record_type],
+                tenant=served_operator_id,
+                category=category,
+                subject=subject,
+                destination=destination,
+                setup_time=start_time,
+                usage_ns=usage_ns,
+            )
         except NotRated:
             if category != service:
                 continue
             raise
-        return CdrRating(served_operator_id, category, subject, r.rating_plan_id, r.destination_id, r.cost,
-                         r.connect_fee, amount, unit)
+        return CdrRating(
+            served_operator_id,
+            category,
+            subject,
+            r.rating_plan_id,
+            r.destination_id,
+            r.cost,
+            r.connect_fee,
+            amount,
+            unit,
+        )
     raise AssertionError("unreachable: the service's category either rates or raises")

@@ -12,7 +12,9 @@ POSTGRES_ONLY: dict[str, re.Pattern] = {
     "'::' cast (use cast())": re.compile(r"::\s*\w"),
     "ilike": re.compile(r"\bilike\b", re.I),
     "on conflict (use MERGE or not exists)": re.compile(r"\bon\s+conflict\b", re.I),
-    "create ... if not exists": re.compile(r"\bcreate\s+(unlogged\s+)?(table|index|schema)\s+if\s+not\s+exists\b", re.I),
+    "create ... if not exists": re.compile(
+        r"\bcreate\s+(unlogged\s+)?(table|index|schema)\s+if\s+not\s+exists\b", re.I
+    ),
     "limit (use top / fetch first)": re.compile(r"\blimit\s+\d", re.I),
     "unlogged table": re.compile(r"\bunlogged\b", re.I),
     "analyze": re.compile(r"^\s*analyze\b", re.I | re.M),

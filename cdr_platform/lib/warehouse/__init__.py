@@ -13,16 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from cdr_platform.lib.settings import WarehouseSettings
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    sql_type: str  # portable: varchar(n), int, bigint, bit/boolean avoided, timestamp...
-    nullable: bool = True
-
-    def ddl(self) -> str:
-        return f"{self.name} {self.sql_type}{'' if self.nullable else ' not null'}"
+from cdr_platform.lib.warehouse.columns import Column
 
 
 @dataclass(frozen=True)
@@ -93,9 +84,11 @@ def connect(settings: WarehouseSettings):
     try:
         return psycopg.connect(settings.conninfo())
     except psycopg.OperationalError as exc:
-        raise RuntimeError(f"warehouse PostgreSQL at {settings.host}:{settings.port} "
-                           f"(database {settings.database}) is not reachable: {exc}. "
-                           "Is the local stack up? Run `make up`.") from exc
+        raise RuntimeError(
+            f"warehouse PostgreSQL at {settings.host}:{settings.port} "
+            f"(database {settings.database}) is not reachable: {exc}. "
+            "Is the local stack up? Run `make up`."
+        ) from exc
 
 
 def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Sequence]) -> int:
@@ -116,8 +109,11 @@ def _utc_wall_time(rows):
     """The Arrow table with its timestamps as zoneless UTC wall time, as the warehouse stores them."""
     import pyarrow as pa
 
-    return rows.cast(pa.schema([pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type)
-                                else f for f in rows.schema]))
+    return rows.cast(
+        pa.schema(
+            [pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f for f in rows.schema]
+        )
+    )
 
 
 def copy_arrow_binary(cursor, table: str, rows) -> None:
@@ -157,4 +153,3 @@ def copy_arrow_csv(cursor, table: str, rows) -> None:
     pacsv.write_csv(_utc_wall_time(rows), buffer, pacsv.WriteOptions(include_header=False))
     with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
         copy.write(buffer.getbuffer())
-

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from pathlib import Path
 from functools import cache
+from pathlib import Path
+
+from dagster_dbt import DbtProject
 
 from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.utils.environment_helpers import get_dbt_target
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
@@ -18,23 +22,26 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
-def dbt_target() -> str:
-    """postgres locally; sqlserver in production (CDR_DBT_TARGET, else the warehouse kind)."""
-    return os.environ.get("CDR_DBT_TARGET") or os.environ.get("CDR_WAREHOUSE_KIND", "postgres")
-
-
 @cache
-def dbt_project():
-    from dagster_dbt import DbtProject
-
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=dbt_target())
+def dbt_project() -> DbtProject:
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=get_dbt_target())
     # Parse when there is no manifest yet (a fresh clone) and on every `dagster dev` start, so
     # edits to the dbt project show up. Done here rather than by prepare_if_dev(), which looks
     # for `dbt` on PATH and fails when the venv is not activated.
     if not project.manifest_path.exists() or os.environ.get("DAGSTER_IS_DEV_CLI"):
-        import subprocess
-
-        subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                        "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target()],
-                       check=True, cwd=DBT_PROJECT_DIR)
+        subprocess.run(
+            [
+                dbt_executable(),
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target",
+                get_dbt_target(),
+            ],
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+        )
     return project

@@ -8,8 +8,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cdr_platform.lib.generator import CdrGenerator, GeneratorConfig
-from cdr_platform.lib.kafka_io import CdrProducer, end_offsets
+from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+from cdr_platform.lib.ingest.producers import CdrProducer
+from cdr_platform.lib.kafka_io import end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,31 @@ class ProduceReport:
         return "\n".join(lines)
 
     def offsets_table(self) -> list[dict[str, int]]:
-        return [{"partition": p, "from_offset": self.offsets_before.get(p, 0),
-                 "to_offset": self.offsets_after[p],
-                 "messages": self.offsets_after[p] - self.offsets_before.get(p, 0)}
-                for p in sorted(self.offsets_after)]
+        return [
+            {
+                "partition": p,
+                "from_offset": self.offsets_before.get(p, 0),
+                "to_offset": self.offsets_after[p],
+                "messages": self.offsets_after[p] - self.offsets_before.get(p, 0),
+            }
+            for p in sorted(self.offsets_after)
+        ]
 
 
-def produce_cdrs(config: GeneratorConfig, producer: CdrProducer, bootstrap_servers: str,
-                 topic: str, rate_limit: float | None = None,
-                 progress: Callable[[str], None] = log.info) -> ProduceReport:
+def produce_cdrs(
+    config: GeneratorConfig,
+    producer: CdrProducer,
+    bootstrap_servers: str,
+    topic: str,
+    rate_limit: float | None = None,
+    progress: Callable[[str], None] = log.info,
+    on_records: Callable[[int], None] | None = None,
+) -> ProduceReport:
     """Generate `config.count` CDRs and send them; raise if any delivery failed.
 
     `rate_limit` caps records per second (None or 0: as fast as possible), for demos and
-    for feeding the continuous mediation mode at a steady pace.
+    for feeding the continuous mediation mode at a steady pace. `progress` gets a line every
+    few seconds; `on_records`, the number of records sent after every chunk (progress bars).
     """
     report = ProduceReport(topic=topic, offsets_before=end_offsets(bootstrap_servers, topic))
     generator = CdrGenerator(config)
@@ -75,19 +88,23 @@ def produce_cdrs(config: GeneratorConfig, producer: CdrProducer, bootstrap_serve
         report.by_record_type.update(chunk.record_types)
         report.by_injected_error.update(e for e in chunk.injected if e is not None)
         report.by_hour.update(chunk.hours)
+        if on_records:
+            on_records(report.records)
         now = time.perf_counter()
         if now - last_progress >= PROGRESS_EVERY_S:
             last_progress = now
             rate = report.records / (now - started)
-            progress(f"produced {report.records:,}/{config.count:,} CDRs "
-                     f"({100 * report.records / max(config.count, 1):.0f}%) at {rate:,.0f}/s")
+            progress(
+                f"produced {report.records:,}/{config.count:,} CDRs "
+                f"({100 * report.records / max(config.count, 1):.0f}%) at {rate:,.0f}/s"
+            )
     producer.flush()
     report.seconds = time.perf_counter() - started
     stats = producer.stats
     if stats.failed:
-        raise RuntimeError(f"{stats.failed} of {stats.sent} CDRs were not delivered to {topic}: "
-                           f"{stats.first_error}")
+        raise RuntimeError(f"{stats.failed} of {stats.sent} CDRs were not delivered to {topic}: {stats.first_error}")
     report.offsets_after = end_offsets(bootstrap_servers, topic)
-    progress(f"produced {report.records:,} CDRs to {topic} in {report.seconds:.1f} s "
-             f"({report.records_per_second:,.0f}/s)")
+    progress(
+        f"produced {report.records:,} CDRs to {topic} in {report.seconds:.1f} s ({report.records_per_second:,.0f}/s)"
+    )
     return report

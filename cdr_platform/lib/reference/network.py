@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from cdr_platform.lib.numbering_plan import NATIONAL_OPERATORS
+from cdr_platform.lib.reference.numbering_plan import NATIONAL_OPERATORS
+from cdr_platform.lib.schema import TECHNOLOGIES
 
 REGIONS = ("Casablanca", "Rabat", "Marrakech", "Fes", "Tangier", "Agadir", "Oujda", "Laayoune")
-TECHNOLOGIES = ("2G", "3G", "4G", "5G")
 CELLS_PER_OPERATOR = 40
 _CATALOGUE_SEED = 604  # fixed: the catalogue is reference data
 
@@ -42,8 +42,9 @@ def _build_catalogue() -> tuple[Cell, ...]:
             lac = 1000 + 100 * region_index
             ci = 10 + i
             tech = rng.choices(TECHNOLOGIES, weights=(1, 2, 5, 2))[0]
-            cells.append(Cell(cell_global_id(op.mcc, op.mnc, lac, ci), op.operator_id,
-                              REGIONS[region_index], lac, ci, tech))
+            cells.append(
+                Cell(cell_global_id(op.mcc, op.mnc, lac, ci), op.operator_id, REGIONS[region_index], lac, ci, tech)
+            )
     return tuple(cells)
 
 

@@ -11,8 +11,8 @@ import random
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from cdr_platform.lib import numbering_plan
-from cdr_platform.lib.network import cells_of
+from cdr_platform.lib.reference import numbering_plan
+from cdr_platform.lib.reference.network import cells_of
 
 DEFAULT_SUBSCRIBER_COUNT = 300
 DEFAULT_SUBSCRIBER_SEED = 2026
@@ -41,8 +41,9 @@ class Subscriber:
 SUBSCRIBER_COLUMNS = tuple(f.name for f in fields(Subscriber))
 
 
-def generate_subscribers(count: int = DEFAULT_SUBSCRIBER_COUNT,
-                         seed: int = DEFAULT_SUBSCRIBER_SEED) -> list[Subscriber]:
+def generate_subscribers(
+    count: int = DEFAULT_SUBSCRIBER_COUNT, seed: int = DEFAULT_SUBSCRIBER_SEED
+) -> list[Subscriber]:
     if count < 1:
         raise ValueError(f"subscriber count must be at least 1, got {count}")
     rng = random.Random(seed)
@@ -54,7 +55,9 @@ def generate_subscribers(count: int = DEFAULT_SUBSCRIBER_COUNT,
         operator_id = rng.choices(operator_ids, weights=list(_OPERATOR_SHARE.values()))[0]
         block = rng.choice(numbering_plan.mobile_blocks(operator_id))
         subscriber_digits = numbering_plan.HOME_NSN_LENGTH - len(block)
-        msisdn = f"+{numbering_plan.HOME_COUNTRY_CODE}{block}{rng.randrange(10 ** subscriber_digits):0{subscriber_digits}d}"
+        msisdn = (
+            f"+{numbering_plan.HOME_COUNTRY_CODE}{block}{rng.randrange(10**subscriber_digits):0{subscriber_digits}d}"
+        )
         if msisdn in seen:
             continue
         seen.add(msisdn)
@@ -62,15 +65,17 @@ def generate_subscribers(count: int = DEFAULT_SUBSCRIBER_COUNT,
         assert plan_row is not None and plan_row.operator_id is not None  # drawn from the plan
         segment = rng.choices(segments, weights=[s[1] for s in _SEGMENTS.values()])[0]
         home_cell = rng.choice(cells_of(plan_row.operator_id))
-        subscribers.append(Subscriber(
-            msisdn=msisdn,
-            operator_id=plan_row.operator_id,
-            operator_name=numbering_plan.OPERATORS_BY_ID[plan_row.operator_id].name,
-            segment=segment,
-            plan=_SEGMENTS[segment][0],
-            home_cell_id=home_cell.cell_id,
-            home_region=home_cell.region,
-        ))
+        subscribers.append(
+            Subscriber(
+                msisdn=msisdn,
+                operator_id=plan_row.operator_id,
+                operator_name=numbering_plan.OPERATORS_BY_ID[plan_row.operator_id].name,
+                segment=segment,
+                plan=_SEGMENTS[segment][0],
+                home_cell_id=home_cell.cell_id,
+                home_region=home_cell.region,
+            )
+        )
     return subscribers
 
 

@@ -13,15 +13,14 @@ reason, so no record falls through both filters.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from cdr_platform.lib import numbering_plan as plan
-from cdr_platform.lib.network import CELLS_BY_ID
+from cdr_platform.lib.mediation.reasons import Reason
+from cdr_platform.lib.reference import numbering_plan as plan
+from cdr_platform.lib.reference.network import CELLS_BY_ID
 from cdr_platform.lib.schema import (
     COMMON_MANDATORY_FIELDS,
     DIRECTIONS,
@@ -31,48 +30,17 @@ from cdr_platform.lib.schema import (
     SCHEMA_VERSION,
     TECHNOLOGIES,
     TECHNOLOGY_ALIASES,
+    is_valid_record_id,
 )
-
-
-class Reason(str, Enum):
-    """Stable rejection reason codes, shared by mediation, tests and dashboards."""
-
-    EMPTY_MESSAGE = "EMPTY_MESSAGE"
-    INVALID_ENCODING = "INVALID_ENCODING"  # not UTF-8
-    MALFORMED_JSON = "MALFORMED_JSON"  # not parseable, or not a JSON object
-    UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"
-    MISSING_FIELD = "MISSING_FIELD"
-    WRONG_TYPE = "WRONG_TYPE"
-    FIELD_TOO_LONG = "FIELD_TOO_LONG"
-    UNKNOWN_RECORD_TYPE = "UNKNOWN_RECORD_TYPE"
-    INVALID_MSISDN = "INVALID_MSISDN"  # the served party
-    INVALID_OTHER_MSISDN = "INVALID_OTHER_MSISDN"
-    INVALID_DIRECTION = "INVALID_DIRECTION"
-    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
-    FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
-    NON_POSITIVE_DURATION = "NON_POSITIVE_DURATION"
-    NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
-    UNKNOWN_TECHNOLOGY = "UNKNOWN_TECHNOLOGY"
-    UNKNOWN_CELL = "UNKNOWN_CELL"
-    INVALID_RECORD_ID = "INVALID_RECORD_ID"
-    DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module
-
 
 # A record may start at most this far after the broker received it (switch clock skew).
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TEXT_LENGTH = 64  # no text field of the schema is longer; longer is garbage, not data
-RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_ROAMING_NETWORKS = frozenset(plan.ROAMING_PARTNERS)
-_HOME_NETWORKS = frozenset(op.mcc_mnc for op in plan.NATIONAL_OPERATORS)
-_TECHNOLOGY_NAMES = {**{t: t for t in TECHNOLOGIES}, **TECHNOLOGY_ALIASES}
+ROAMING_NETWORKS = frozenset(plan.ROAMING_PARTNERS)
+HOME_NETWORKS = frozenset(op.mcc_mnc for op in plan.NATIONAL_OPERATORS)
+TECHNOLOGY_NAMES = {**{t: t for t in TECHNOLOGIES}, **TECHNOLOGY_ALIASES}
 _NATIONAL_PREFIX = "0"
 _INTERNATIONAL_PREFIX = "00"
-
-# The columns of a clean (normalised) record, in table order.
-CLEAN_COLUMNS = ("record_id", "record_type", "served_msisdn", "served_operator_id", "other_msisdn",
-                 "other_operator_id", "other_country", "destination_class", "destination_zone",
-                 "direction", "start_time", "duration_s", "data_volume_bytes", "cell_id",
-                 "technology", "roaming", "visited_network", "schema_version")
 
 
 @dataclass(frozen=True)
@@ -94,7 +62,7 @@ def normalise_msisdn(value: str) -> str:
 
 
 def normalise_technology(value: str) -> str | None:
-    return _TECHNOLOGY_NAMES.get(value.strip().upper())
+    return TECHNOLOGY_NAMES.get(value.strip().upper())
 
 
 def parse_utc(value: str) -> datetime | None:
@@ -104,8 +72,8 @@ def parse_utc(value: str) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def destination_class(served: plan.PlanEntry, other: plan.PlanEntry) -> str:
@@ -170,7 +138,7 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
         reasons.append(Reason.UNSUPPORTED_SCHEMA_VERSION)
 
     record_id = values.get("record_id")
-    if record_id is not None and not RECORD_ID_PATTERN.match(record_id):
+    if record_id is not None and not is_valid_record_id(record_id):
         reasons.append(Reason.INVALID_RECORD_ID)
 
     served_entry = None
@@ -225,9 +193,9 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
     if cell_id is not None:
         cell_id = cell_id.strip()
         network = cell_id[:6]
-        if network in _ROAMING_NETWORKS:
+        if network in ROAMING_NETWORKS:
             roaming, visited = True, network  # the cell says where the subscriber is
-        elif network not in _HOME_NETWORKS or cell_id not in CELLS_BY_ID:
+        elif network not in HOME_NETWORKS or cell_id not in CELLS_BY_ID:
             reasons.append(Reason.UNKNOWN_CELL)
 
     if reasons:
@@ -242,7 +210,8 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
         "other_operator_id": other_entry.operator_id if other_entry and record_type != "data" else None,
         "other_country": other_entry.country if other_entry and record_type != "data" else None,
         "destination_class": destination_class(served_entry, other_entry)
-        if other_entry and record_type != "data" else None,
+        if other_entry and record_type != "data"
+        else None,
         "destination_zone": other_entry.zone if other_entry and record_type != "data" else None,
         "direction": direction if record_type != "data" else None,
         "start_time": start,

@@ -1,0 +1,410 @@
+"""`cdr`: the platform's one command line. `cdr --help`, and `--help` on every command.
+
+    cdr stack up | down | status | setup      the local stack (Kafka, PostgreSQL, jars)
+    cdr demo                                  the main job end to end, with a summary
+    cdr generate --count N                    synthetic CDRs into raw-cdrs
+    cdr mediate [--continuous]                raw-cdrs -> clean_cdrs + error-cdrs (Spark)
+    cdr rate --day YYYY-MM-DD                 one day of clean CDRs -> rating_cdrs (Spark)
+    cdr rating conformance --plans --cases    the CGRateS conformance cases
+    cdr rating write-default-plan             the demo tariff as dbt seeds
+
+`cdr mediate` and `cdr rate` are also what the Dagster assets launch, through Dagster Pipes:
+run that way they report their materializations to the Dagster run; run by hand they print a
+summary. Settings come from the environment (README, "Settings").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("cdr_platform.cli")
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str) -> None:
+    """One line for the operator on stderr (the trace is in the log above it), exit code 1."""
+    click.echo(message.splitlines()[0][:2000], err=True)
+    sys.exit(1)
+
+
+@contextlib.contextmanager
+def _dagster_pipes():
+    """The Dagster Pipes context when a Dagster asset launched this process, else None."""
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
+
+    if DAGSTER_PIPES_CONTEXT_ENV_VAR not in os.environ:
+        yield None
+        return
+    with open_dagster_pipes() as pipes:
+        yield pipes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cdr() -> None:
+    """The telecom CDR platform: Kafka, Spark mediation and rating, dbt, Dagster."""
+
+
+# -- the local stack --------------------------------------------------------------------------
+
+
+@cdr.group()
+def stack() -> None:
+    """The local stack without Docker: Kafka (KRaft) and PostgreSQL on 127.0.0.1."""
+
+
+_ONLY = click.option("--only", type=click.Choice(["kafka", "postgres"]), help="Act on one service.")
+
+
+def _stack_call(fn) -> None:
+    from cdr_platform.utils.local_stack import StackError
+
+    try:
+        fn()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@stack.command()
+@_ONLY
+def up(only: str | None) -> None:
+    """Fetch the jars if needed, start the services, create the topics (idempotent)."""
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.utils import local_stack
+
+    _stack_call(lambda: local_stack.up(load_settings(), (only,) if only else ("postgres", "kafka")))
+
+
+@stack.command()
+@_ONLY
+def down(only: str | None) -> None:
+    """Stop exactly what `cdr stack up` started."""
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.utils import local_stack
+
+    _stack_call(lambda: local_stack.down(load_settings(), (only,) if only else ("postgres", "kafka")))
+
+
+@stack.command()
+def status() -> None:
+    """Show each service, its address and its log; exit 3 when one is stopped."""
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.utils import local_stack
+
+    if not all(local_stack.status(load_settings()).values()):
+        sys.exit(3)
+
+
+@stack.command()
+def setup() -> None:
+    """Fetch the jars (Kafka, Spark's connector, JDBC drivers) and record Spark's class-data archive."""
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.spark import startup_archive
+    from cdr_platform.utils import local_stack
+
+    settings = load_settings()
+    _stack_call(lambda: local_stack.fetch_jars(settings))
+    startup_archive.record(settings)  # a missing archive only costs start-up time: never fails
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+@cdr.command()
+@click.option(
+    "--count",
+    type=int,
+    default=lambda: int(os.environ.get("DEMO_CDR_COUNT", 100_000)),
+    show_default="100000 (DEMO_CDR_COUNT)",
+    help="CDRs to generate.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=lambda: int(os.environ.get("DEMO_SEED", 42)),
+    show_default="42 (DEMO_SEED)",
+    help="Generator seed (the same seed sends the same record ids).",
+)
+@click.option(
+    "--producer",
+    type=click.Choice(["kafka-python", "confluent"]),
+    default=lambda: os.environ.get("DEMO_PRODUCER", "kafka-python"),
+    show_default="kafka-python",
+)
+def demo(count: int, seed: int, producer: str) -> None:
+    """Run the main job on the local stack (the stack must be up): one line per stage, a summary,
+    and every log in a file under .stack/logs/."""
+    from cdr_platform.demo import run_demo
+
+    sys.exit(run_demo(count=count, seed=seed, producer=producer))
+
+
+# -- generate ---------------------------------------------------------------------------------
+
+
+@cdr.command()
+@click.option("--count", type=int, default=100_000, show_default=True, help="CDRs to produce.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--error-rate", type=float, default=0.05, show_default=True, help="Share of records spoiled on purpose.")
+@click.option("--error-classes", default=None, help="Comma-separated injected error classes (default: all).")
+@click.option("--start-time", default=None, help="ISO-8601 start of the traffic (default: midnight UTC yesterday).")
+@click.option("--span-hours", type=float, default=24.0, show_default=True)
+@click.option("--rate-limit", type=float, default=0.0, show_default=True, help="Records per second; 0: no limit.")
+@click.option("--producer", type=click.Choice(["kafka-python", "confluent"]), default="kafka-python", show_default=True)
+@click.option("--topic", default=None, help="Target topic (default: CDR_RAW_TOPIC, raw-cdrs).")
+def generate(
+    count: int,
+    seed: int,
+    error_rate: float,
+    error_classes: str | None,
+    start_time: str | None,
+    span_hours: float,
+    rate_limit: float,
+    producer: str,
+    topic: str | None,
+) -> None:
+    """Generate synthetic voice, SMS and data CDRs and produce them into raw-cdrs."""
+    from cdr_platform.lib.ingest.generator import GeneratorConfig, default_start_time, parse_error_classes
+    from cdr_platform.lib.ingest.produce import produce_cdrs
+    from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.settings import load_settings
+
+    settings = load_settings()
+    start = default_start_time()
+    if start_time:
+        start = datetime.fromisoformat(start_time.replace("Z", "+00:00"))
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    config = GeneratorConfig(
+        count=count,
+        seed=seed,
+        error_rate=error_rate,
+        start_time=start,
+        span_hours=span_hours,
+        error_classes=parse_error_classes(error_classes.split(",") if error_classes else None),
+    )
+    topic = topic or settings.kafka.raw_cdrs_topic
+    client = make_producer(producer, settings.kafka.bootstrap_servers)
+    try:
+        with click.progressbar(length=count, label=f"producing to {topic}", file=sys.stderr) as bar:
+            sent = [0]
+
+            def advance(records: int) -> None:
+                bar.update(records - sent[0])
+                sent[0] = records
+
+            report = produce_cdrs(
+                config,
+                client,
+                settings.kafka.bootstrap_servers,
+                topic,
+                rate_limit=rate_limit or None,
+                progress=log.debug,
+                on_records=advance,
+            )
+    finally:
+        client.close()
+    click.echo(
+        f"produced {report.records:,} CDRs to {topic} in {report.seconds:.1f} s "
+        f"({report.records_per_second:,.0f}/s; {report.valid_records:,} valid)"
+    )
+
+
+# -- mediation --------------------------------------------------------------------------------
+
+
+def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
+    """What a mediation run reports to Dagster, per asset key."""
+    from cdr_platform.lib.markdown import markdown_table
+
+    reasons = [{"reason": k, "records": v} for k, v in sorted(summary["rejected_by_reason"].items())]
+    common = {
+        "rows_in": summary["rows_in"],
+        "batches": summary["batches"],
+        "rows_per_second": summary["rows_per_second"],
+        "seconds": summary["seconds"],
+        "query_id": summary["query_id"] or "",
+        "balanced": summary["balanced"],
+    }
+    return {
+        "clean_cdrs": {
+            **common,
+            "clean": summary["clean"],
+            "rejected": summary["rejected"],
+            "duplicates": summary["duplicates"],
+            "dagster/row_count": summary["clean"],
+            "offsets": {"raw_value": summary["offsets"], "type": "json"},
+            "table": summary["table"],
+        },
+        "error_cdrs": {
+            **common,
+            "rejected": summary["rejected"],
+            "duplicates": summary["duplicates"],
+            "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
+            "topic": error_topic,
+        },
+    }
+
+
+@cdr.command()
+@click.option(
+    "--continuous",
+    is_flag=True,
+    help="A micro-batch every interval until Ctrl-C / SIGTERM "
+    "(default: bounded, everything in raw-cdrs now, then stop).",
+)
+@click.option("--interval", default="1 second", show_default=True, help="Trigger interval in continuous mode.")
+@click.option(
+    "--max-offsets-per-trigger",
+    type=int,
+    default=None,
+    help="Messages per micro-batch at most (default: CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER, 250000).",
+)
+@click.option("--schema", default=None, help="Warehouse schema (default: CDR_MEDIATION_SCHEMA, mediation).")
+@click.option("--raw-topic", default=None)
+@click.option("--error-topic", default=None)
+@click.option("--checkpoint", default=None, help="Streaming checkpoint (default: per environment under .stack/).")
+def mediate(
+    continuous: bool,
+    interval: str,
+    max_offsets_per_trigger: int | None,
+    schema: str | None,
+    raw_topic: str | None,
+    error_topic: str | None,
+    checkpoint: str | None,
+) -> None:
+    """Mediate raw-cdrs into clean_cdrs and error-cdrs with Spark Structured Streaming (exactly once)."""
+    from cdr_platform.lib.mediation import job
+    from cdr_platform.lib.settings import load_settings
+
+    _configure_logging()
+    settings = load_settings()
+    error_topic = error_topic or settings.kafka.error_cdrs_topic
+    with _dagster_pipes() as pipes:
+        try:
+            summary = job.run(
+                continuous=continuous,
+                interval=interval,
+                max_offsets_per_trigger=max_offsets_per_trigger,
+                schema=schema,
+                raw_topic=raw_topic,
+                error_topic=error_topic,
+                checkpoint=checkpoint,
+                run_id=os.environ.get("CDR_RUN_ID"),
+                settings=settings,
+                progress=pipes.log.info if pipes else None,
+            )
+        except Exception as exc:  # one clear line for the operator, the trace in the log above
+            log.exception("mediation failed")
+            _fail(f"mediation failed: {exc}")
+        click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
+        if pipes:
+            for key, metadata in _mediation_metadata(summary, error_topic).items():
+                pipes.report_asset_materialization(asset_key=key, metadata=metadata)
+    if not summary["balanced"]:
+        _fail("mediation did not balance: rows in != clean + rejected + duplicates")
+
+
+# -- rating -----------------------------------------------------------------------------------
+
+
+def _rating_metadata(summary: dict) -> dict:
+    from cdr_platform.lib.markdown import markdown_table
+
+    revenue = [{"record type": k, "revenue (MAD)": v} for k, v in summary["revenue_by_type"].items()]
+    suspense = [{"reason": k, "records": v} for k, v in sorted(summary["suspended_by_reason"].items())]
+    return {
+        "dagster/row_count": {"raw_value": summary["rated"], "type": "int"},
+        "input": summary["input"],
+        "rated": summary["rated"],
+        "suspended": summary["suspended"],
+        "revenue_total": {"raw_value": float(Decimal(summary["revenue_total"])), "type": "float"},
+        "revenue_by_type": {"raw_value": markdown_table(revenue), "type": "md"},
+        "suspended_by_reason": {"raw_value": markdown_table(suspense), "type": "md"},
+        "rows_per_second": summary["rows_per_second"],
+        "seconds": summary["seconds"],
+        "rated_by_plain_engine": summary["plain_engine_rows"],
+        "slices": summary["slices"],
+        **({"warehouse_connections": summary["warehouse_connections"]} if "warehouse_connections" in summary else {}),
+    }
+
+
+@cdr.command()
+@click.option("--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The day to rate (UTC), YYYY-MM-DD.")
+def rate(day: datetime) -> None:
+    """Rate one day of clean CDRs into rating_cdrs (and rating_suspense); a re-run replaces the day."""
+    from cdr_platform.lib.rating import job
+
+    _configure_logging()
+    with _dagster_pipes() as pipes:
+        try:
+            summary = job.rate_day(
+                date(day.year, day.month, day.day),
+                run_id=os.environ.get("CDR_RUN_ID"),
+                progress=pipes.log.info if pipes else log.info,
+            )
+        except Exception as exc:
+            log.exception("rating failed")
+            _fail(f"rating failed: {exc}")
+        click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
+        if pipes:
+            pipes.report_asset_materialization(asset_key="rating_cdrs", metadata=_rating_metadata(summary))
+
+
+@cdr.group()
+def rating() -> None:
+    """The tariff plan and its conformance with CGRateS."""
+
+
+@rating.command()
+@click.option(
+    "--plans",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of tariff-plan folders (CGRateS TP CSV files).",
+)
+@click.option(
+    "--cases",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Cases CSV (case_id, tp_dir, ..., expected_cost).",
+)
+def conformance(plans: Path, cases: Path) -> None:
+    """Rate the CGRateS conformance cases: one line per case, then `N passed, M failed`; exit 1 on a failure."""
+    from cdr_platform.lib.rating.conformance import run_cases
+
+    _, failed = run_cases(plans, cases)
+    sys.exit(1 if failed else 0)
+
+
+@rating.command("write-default-plan")
+def write_default_plan() -> None:
+    """Write the demo operator's tariff as the dbt seeds in dbt_project/seeds/tariff/."""
+    from cdr_platform.lib.rating.default_plan import write_seeds
+
+    for path in write_seeds():
+        click.echo(path)
+
+
+def main() -> None:
+    cdr(prog_name="cdr")
+
+
+if __name__ == "__main__":
+    main()

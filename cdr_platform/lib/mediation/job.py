@@ -1,0 +1,450 @@
+"""Mediation: Spark Structured Streaming from raw-cdrs to clean_cdrs and error-cdrs.
+
+    # bounded (what the Dagster sensor launches): everything in raw-cdrs now, then stop
+    cdr mediate
+    # real time: a micro-batch every interval, until interrupted (Ctrl-C / SIGTERM)
+    cdr mediate --continuous --interval "1 second"
+
+Reads raw-cdrs from the earliest offset on the first run, then from its checkpoint (one per
+environment). In foreachBatch, each micro-batch is validated and normalised once by the
+Spark tasks (lib.mediation.tasks: the rules of lib.mediation.rules, applied to Arrow batches in
+bulk by lib.mediation.bulk), which also store the clean rows (direct path, PostgreSQL: lookup +
+COPY into clean_cdrs); this driver then writes the batch's ledger entry and publishes rejects
+and duplicates to error-cdrs.
+On the staged path (SQL Server) clean rows go through Spark's JDBC writer into a staging
+table and one warehouse transaction merges them. See cdr_platform.lib.mediation.store for
+why a replayed batch changes nothing.
+
+Settings come from the environment (cdr_platform.lib.settings); the Spark master URL is
+CDR_SPARK_MASTER, so the same job runs on a cluster. `run()` returns the run's summary; the
+`cdr mediate` command prints it, or reports it to Dagster when an asset launched it (Pipes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdr_platform.lib.mediation.reasons import Reason
+from cdr_platform.lib.mediation.store import (
+    CLEAN_COLUMN_NAMES,
+    BatchOutcome,
+    MediationTables,
+    commit_batch,
+    record_batch,
+)
+from cdr_platform.lib.mediation.tasks import OUTPUT_DDL, duplicate_rejects_arrow, mediate_and_stage, warm_up
+from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.warehouse.dialects import DIALECTS
+
+log = logging.getLogger("cdr_platform.mediation")
+SUMMARY_PREFIX = "MEDIATION_SUMMARY "
+
+
+STAGING_VIA = ("direct", "jdbc")
+
+
+class MediationRun:
+    """State of one run of the streaming query: configuration and per-batch outcomes."""
+
+    def __init__(
+        self, spark, settings: Settings, tables: MediationTables, raw_topic: str, error_topic: str, run_id: str | None
+    ) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.tables = tables
+        self.raw_topic = raw_topic
+        self.error_topic = error_topic
+        self.run_id = run_id
+        self.outcomes: list[BatchOutcome] = []
+        self.failure: str | None = None  # the cause of a failed batch, in one line
+        self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
+        # "direct": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages
+        # them and one transaction merges (the SQL Server path; also runs against PostgreSQL)
+        default = "jdbc" if settings.warehouse.kind == "sqlserver" else "direct"
+        self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", default)
+        if self.staging_via == "direct" and settings.warehouse.kind != "postgres":
+            raise ValueError("the direct (COPY) path needs PostgreSQL; SQL Server stages through JDBC bulk copy")
+        if self.staging_via not in STAGING_VIA:
+            raise ValueError(f"CDR_MEDIATION_STAGING must be one of {STAGING_VIA}, got {self.staging_via!r}")
+        self.started = time.perf_counter()
+        self._query_id: str | None = None
+        self._query_known = threading.Event()
+
+    def query_started(self, query) -> None:
+        """The streaming query has started: its id is the one kept in the checkpoint, stable
+        across restarts and new for a new checkpoint."""
+        self._query_id = query.id
+        self._query_known.set()
+
+    @property
+    def query_id(self) -> str:
+        # The first batch may run before writeStream.start() has returned the query.
+        if not self._query_known.wait(timeout=300):
+            raise RuntimeError("the streaming query did not report its id")
+        return self._query_id
+
+    def _connect(self):
+        from cdr_platform.lib.warehouse import connect
+
+        return connect(self.settings.warehouse)
+
+    def _jdbc_options(self) -> dict[str, str]:
+        wh = self.settings.warehouse
+        return {"url": wh.jdbc_url, "batchsize": "10000", **wh.jdbc_options()}
+
+    def process_batch(self, batch_df, batch_id: int) -> None:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        started = time.perf_counter()
+        rejected_at = datetime.now(UTC)
+        query_id = self.query_id
+        key = {"query_id": query_id, "batch_id": batch_id}
+        staged = self.staging_via == "jdbc"
+        if staged:
+            with self._connect() as conn:  # what a crashed earlier run of this batch staged
+                conn.execute(self.tables.clear_staging_sql(), key)
+                conn.commit()
+        fn = functools.partial(
+            mediate_and_stage,
+            topic=self.raw_topic,
+            batch_id=batch_id,
+            query_id=query_id,
+            rejected_at=rejected_at,
+            conninfo=self.settings.warehouse.conninfo(),
+            tables=self.tables,
+            staging_via=self.staging_via,
+        )
+        out = (
+            batch_df.select("key", "value", "partition", "offset", "timestamp")
+            .mapInArrow(fn, OUTPUT_DDL)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        try:
+            counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
+            if not counts:
+                return  # an empty micro-batch: nothing consumed, nothing to record
+            # one row per (task, Kafka partition): Spark may give a partition's range to several tasks
+            by_partition: dict[int, dict] = {}
+            for r in counts:
+                o = by_partition.setdefault(
+                    r["part"],
+                    {
+                        "topic": self.raw_topic,
+                        "kafka_partition": r["part"],
+                        "from_offset": r["first_offset"],
+                        "until_offset": r["last_offset"] + 1,
+                        "messages": 0,
+                    },
+                )
+                o["from_offset"] = min(o["from_offset"], r["first_offset"])
+                o["until_offset"] = max(o["until_offset"], r["last_offset"] + 1)
+                o["messages"] += r["messages"]
+            offsets = [by_partition[p] for p in sorted(by_partition)]
+            rejected = sum(r["rejected"] for r in counts)
+            by_reason: Counter = Counter()
+            for r in counts:
+                by_reason.update(json.loads(r["reasons"]))
+            if staged:
+                (
+                    out.filter(F.col("kind") == "clean")
+                    .select(
+                        *CLEAN_COLUMN_NAMES,
+                        F.lit(query_id).alias("query_id"),
+                        F.lit(batch_id).cast("long").alias("batch_id"),
+                        "raw_key",
+                        "raw_value",
+                    )
+                    .write.format("jdbc")
+                    .options(dbtable=self.tables.staging, **self._jdbc_options())
+                    .mode("append")
+                    .save()
+                )
+            timings = {"validate+store": time.perf_counter() - started}
+            _fault_point("after_stage", batch_id)
+
+            with self._connect() as conn:
+                if staged:
+                    outcome = commit_batch(
+                        conn,
+                        self.tables,
+                        query_id=query_id,
+                        batch_id=batch_id,
+                        run_id=self.run_id,
+                        rejected=rejected,
+                        rejected_by_reason=dict(by_reason),
+                        offsets=offsets,
+                    )
+                else:
+                    outcome = record_batch(
+                        conn,
+                        self.tables,
+                        query_id=query_id,
+                        batch_id=batch_id,
+                        run_id=self.run_id,
+                        clean=sum(r["clean"] for r in counts),
+                        rejected=rejected,
+                        duplicates=sum(r["duplicates"] for r in counts),
+                        rejected_by_reason=dict(by_reason),
+                        offsets=offsets,
+                    )
+            _fault_point("after_commit", batch_id)
+            timings["ledger"] = time.perf_counter() - started - sum(timings.values())
+            if outcome.duplicates:
+                outcome.rejected_by_reason = {**outcome.rejected_by_reason, Reason.DUPLICATE.value: outcome.duplicates}
+            if not outcome.balanced:
+                raise RuntimeError(f"batch {batch_id} does not balance: {outcome}")
+
+            rejects = out.filter(F.col("kind") == "reject").select("key", "value")
+            if staged and outcome.duplicates:
+                duplicates = (
+                    self.spark.read.format("jdbc")
+                    .options(**self._jdbc_options())
+                    .option("query", self.tables.duplicates_sql().format(**key))
+                    .load()
+                    .mapInArrow(
+                        functools.partial(
+                            duplicate_rejects_arrow,
+                            topic=self.raw_topic,
+                            batch_id=batch_id,
+                            query_id=query_id,
+                            rejected_at=rejected_at,
+                        ),
+                        "key string, value binary",
+                    )
+                )
+                rejects = rejects.unionByName(duplicates)
+            if outcome.rejected or outcome.duplicates:
+                (
+                    rejects.write.format("kafka")
+                    .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
+                    .option("kafka.acks", "all")
+                    .option("topic", self.error_topic)
+                    .save()
+                )
+            timings["publish"] = time.perf_counter() - started - sum(timings.values())
+            if staged:
+                with self._connect() as conn:
+                    conn.execute(self.tables.clear_staging_sql(), key)
+                    conn.commit()
+        finally:
+            out.unpersist()
+        self.outcomes.append(outcome)
+        seconds = time.perf_counter() - started
+        rate = outcome.rows_in / max(seconds, 1e-9)
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        self.log(
+            f"batch {batch_id}: {outcome.rows_in:,} in, {outcome.clean:,} clean, {outcome.rejected:,} rejected,"
+            f" {outcome.duplicates:,} duplicates in {seconds:.1f} s ({rate:,.0f} rows/s; {stages})"
+        )
+
+    def summary(self) -> dict:
+        total = Counter()
+        reasons = Counter()
+        offsets: dict[int, list[int]] = {}
+        for o in self.outcomes:
+            total.update(rows_in=o.rows_in, clean=o.clean, rejected=o.rejected, duplicates=o.duplicates)
+            reasons.update(o.rejected_by_reason)
+            for r in o.offsets:
+                p = r["kafka_partition"]
+                lo, hi = offsets.get(p, [r["from_offset"], r["until_offset"]])
+                offsets[p] = [min(lo, r["from_offset"]), max(hi, r["until_offset"])]
+        seconds = time.perf_counter() - self.started
+        return {
+            "query_id": self._query_id,
+            "run_id": self.run_id,
+            "batches": len(self.outcomes),
+            "rows_in": total["rows_in"],
+            "clean": total["clean"],
+            "rejected": total["rejected"],
+            "duplicates": total["duplicates"],
+            "rejected_by_reason": dict(sorted(reasons.items())),
+            "offsets": {str(p): v for p, v in sorted(offsets.items())},
+            "seconds": round(seconds, 2),
+            "rows_per_second": round(total["rows_in"] / seconds, 1) if seconds else 0.0,
+            "balanced": total["rows_in"] == total["clean"] + total["rejected"] + total["duplicates"],
+        }
+
+
+def _diagnose(settings: Settings, exc: Exception) -> str:
+    """Name the service that is down, if one is, rather than the symptom deep in a task."""
+    from cdr_platform.lib.kafka_io import BrokerUnavailableError, wait_for_broker
+    from cdr_platform.lib.warehouse import connect
+
+    try:
+        connect(settings.warehouse).close()
+    except RuntimeError as down:
+        return str(down)
+    try:
+        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=5)
+    except BrokerUnavailableError as down:
+        return str(down)
+    first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+    return first_line[:1000]
+
+
+def _fault_point(name: str, batch_id: int) -> None:
+    """Crash injection for the fault tests: CDR_MEDIATION_CRASH_AT=after_stage:2 makes the
+    driver SIGKILL its own process group (Python and the JVM) at that point of batch 2."""
+    target = os.environ.get("CDR_MEDIATION_CRASH_AT")
+    if target and target == f"{name}:{batch_id}":
+        log.warning("crash injection: SIGKILL at %s of batch %d", name, batch_id)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _start_python_workers(spark) -> None:
+    """Start one Python worker per core and load the mediation code into it, ahead of the first
+    micro-batch: Spark keeps idle workers for the next tasks (spark.python.worker.reuse), and the
+    driver plans the streaming query on one core meanwhile. Measured: the first batch's tasks
+    started their Python code about 3 s after the batch, against 0.1 s in later batches."""
+    try:
+        cores = spark.sparkContext.defaultParallelism
+        spark.range(0, cores, 1, cores).mapInArrow(warm_up, "ready boolean").collect()
+    except Exception:  # only a head start: the batches start workers anyway
+        log.debug("could not start the Python workers ahead of the query", exc_info=True)
+
+
+class AnotherMediationIsRunning(RuntimeError):
+    pass
+
+
+def _lock_checkpoint(checkpoint: str):
+    """One writer per checkpoint: a second run fails at once instead of racing the first."""
+    if "://" in checkpoint and not checkpoint.startswith("file:"):
+        return None  # a cluster file system: rely on the orchestrator's single run
+    path = Path(checkpoint.removeprefix("file:")).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise AnotherMediationIsRunning(
+            f"another mediation holds {path} (pid {handle.read().strip() or '?'}); one streaming query per checkpoint"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle  # released by the OS when the process ends, however it ends
+
+
+def default_checkpoint(settings: Settings) -> str:
+    return os.environ.get("CDR_MEDIATION_CHECKPOINT") or str(
+        settings.stack.directory / "checkpoints" / settings.environment / "mediation"
+    )
+
+
+def run(
+    *,
+    continuous: bool = False,
+    interval: str = "1 second",
+    max_offsets_per_trigger: int | None = None,
+    schema: str | None = None,
+    raw_topic: str | None = None,
+    error_topic: str | None = None,
+    checkpoint: str | None = None,
+    run_id: str | None = None,
+    on_batch=None,
+    settings: Settings | None = None,
+    progress=None,
+) -> dict:
+    """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
+    from cdr_platform.lib.kafka_io import ensure_topics, wait_for_broker
+    from cdr_platform.lib.spark.session import build_spark_session
+
+    settings = settings or load_settings()
+    raw_topic = raw_topic or settings.kafka.raw_cdrs_topic
+    error_topic = error_topic or settings.kafka.error_cdrs_topic
+    checkpoint = checkpoint or default_checkpoint(settings)
+    schema = schema or settings.mediation_schema
+    max_offsets = max_offsets_per_trigger or int(os.environ.get("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000))
+    tables = MediationTables(schema, DIALECTS[settings.warehouse.kind])
+
+    lock = _lock_checkpoint(checkpoint)
+    # Fail fast, with the address, before Spark starts.
+    wait_for_broker(settings.kafka.bootstrap_servers)
+    # The rejects' topic is this job's sink: without it Spark's Kafka writer would wait a
+    # minute for metadata and fail with a timeout deep in a task.
+    ensure_topics(settings.kafka.bootstrap_servers, [error_topic], settings.kafka.topic_partitions)
+    from cdr_platform.lib.warehouse import connect
+
+    with connect(settings.warehouse) as conn:
+        for statement in tables.ddl():
+            conn.execute(statement)
+        conn.commit()
+
+    spark = build_spark_session("cdr-mediation", settings, bounded=not continuous)
+    mediation = MediationRun(spark, settings, tables, raw_topic, error_topic, run_id)
+    if progress:
+        mediation.log = progress
+    # While the driver plans the query on one core, start the Python workers on the others.
+    threading.Thread(target=_start_python_workers, args=(spark,), name="python-workers", daemon=True).start()
+
+    def on_each_batch(df, batch_id):
+        try:
+            mediation.process_batch(df, batch_id)
+        except Exception as exc:
+            # Spark wraps this in pages of Java and Python traces: keep the operator's cause.
+            mediation.failure = f"batch {batch_id}: {_diagnose(settings, exc)}"
+            raise
+        if on_batch and mediation.outcomes:
+            on_batch(mediation.outcomes[-1])
+
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", raw_topic)
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "true")  # a record that expired unread is an error
+        .option("maxOffsetsPerTrigger", str(max_offsets))
+    )
+    if os.environ.get("CDR_MEDIATION_MIN_PARTITIONS"):  # split Kafka partitions over more tasks
+        source = source.option("minPartitions", os.environ["CDR_MEDIATION_MIN_PARTITIONS"])
+    source = source.load()
+    writer = (
+        source.writeStream.queryName("cdr_mediation")
+        .option("checkpointLocation", checkpoint)
+        .foreachBatch(on_each_batch)
+    )
+    writer = writer.trigger(processingTime=interval) if continuous else writer.trigger(availableNow=True)
+    query = writer.start()
+    mediation.query_started(query)
+    try:
+        if continuous:
+            stop = {"requested": False}
+
+            def request_stop(signum, frame):
+                stop["requested"] = True
+
+            signal.signal(signal.SIGTERM, request_stop)
+            signal.signal(signal.SIGINT, request_stop)
+            while query.isActive and not stop["requested"]:
+                query.awaitTermination(1)
+            if query.isActive:
+                query.stop()
+        else:
+            query.awaitTermination()  # availableNow: returns when raw-cdrs is consumed
+        if query.exception() is not None:
+            raise RuntimeError(mediation.failure or str(query.exception()))
+    except Exception as exc:
+        if mediation.failure and mediation.failure not in str(exc):
+            raise RuntimeError(mediation.failure) from exc
+        raise
+    finally:
+        if query.isActive:
+            query.stop()
+        spark.stop()
+        if lock:
+            lock.close()
+    return {**mediation.summary(), "table": tables.clean}

@@ -1,0 +1,29 @@
+"""The catalogue of rejection reasons: stable codes shared by mediation, tests and dashboards."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(str, Enum):
+    """Stable rejection reason codes, shared by mediation, tests and dashboards."""
+
+    EMPTY_MESSAGE = "EMPTY_MESSAGE"
+    INVALID_ENCODING = "INVALID_ENCODING"  # not UTF-8
+    MALFORMED_JSON = "MALFORMED_JSON"  # not parseable, or not a JSON object
+    UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"
+    MISSING_FIELD = "MISSING_FIELD"
+    WRONG_TYPE = "WRONG_TYPE"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    UNKNOWN_RECORD_TYPE = "UNKNOWN_RECORD_TYPE"
+    INVALID_MSISDN = "INVALID_MSISDN"  # the served party
+    INVALID_OTHER_MSISDN = "INVALID_OTHER_MSISDN"
+    INVALID_DIRECTION = "INVALID_DIRECTION"
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
+    NON_POSITIVE_DURATION = "NON_POSITIVE_DURATION"
+    NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
+    UNKNOWN_TECHNOLOGY = "UNKNOWN_TECHNOLOGY"
+    UNKNOWN_CELL = "UNKNOWN_CELL"
+    INVALID_RECORD_ID = "INVALID_RECORD_ID"
+    DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module

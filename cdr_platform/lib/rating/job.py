@@ -1,0 +1,307 @@
+"""Rating: a Spark batch job from clean_cdrs to rating_cdrs and rating_suspense, one day at a time.
+
+    cdr rate --day 2026-11-25
+
+Reads the day's clean CDRs (by call start time, UTC) with each subscriber's segment over JDBC,
+in slices of the table's blocks, and the tariff plan as dbt seeded it. Each Spark task (lib.rating.tasks) rates
+its Arrow batches in bulk (rating/bulk.py: the engine's decisions applied to whole columns,
+the plain engine for what they cannot settle) and COPYs the rows into the day's work tables
+in one transaction. Then one short transaction swaps the work tables in as the day's
+partitions of rating_cdrs and rating_suspense: re-running a day replaces it, never double
+counts, and readers never see half a day. A record the tariff does not cover goes to
+suspense with the reason, never to a zero cost. Under Dagster Pipes it reports the
+materialization of rating_cdrs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from cdr_platform.lib.rating.cdr import CURRENCY
+from cdr_platform.lib.rating.engine import RatingEngine
+from cdr_platform.lib.rating.store import (
+    RATED_COLUMNS,
+    SUSPENSE_COLUMNS,
+    DayLoad,
+    RatingTables,
+    load_tariff_from_warehouse,
+)
+from cdr_platform.lib.rating.tasks import (
+    INPUT_COLUMNS,
+    OUTPUT_DDL,
+    RUN_CONSTANTS,
+    SUMMARY_DDL,
+    merge_summary,
+    new_summary,
+    rate_and_load,
+    rate_batches,
+)
+from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
+from cdr_platform.lib.schema import CLEAN_CDRS_TABLE
+from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.warehouse.columns import names
+
+log = logging.getLogger("cdr_platform.rating")
+SUMMARY_PREFIX = "RATING_SUMMARY "
+SLICES_PER_CORE = 3  # at least: small enough slices that every core stays busy to the end
+SLICE_BLOCKS = 3000  # at most about 24 MB of clean_cdrs per slice (about 150,000 rows)
+
+
+def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool] | None:
+    """The blocks [first, last + 1) of clean_cdrs that hold the day's CDRs, and whether that band
+    runs to the end of the table; None if the day has none.
+
+    clean_cdrs keeps every day, written roughly in arrival order, so a day sits in a narrow band
+    of the table: reading only that band keeps a day's rating from growing with the table's
+    history. When the planner expects the day to be most of the table, that band is the whole
+    table and finding it would cost a scan: the whole table is read instead. (clean_cdrs is
+    insert-only, so a row's ctid stays put between this planning and the tasks' reads.)
+    """
+    blocks, total = conn.execute(
+        "select pg_relation_size(oid) / current_setting('block_size')::int, reltuples"
+        " from pg_class where oid = %s::regclass",
+        (clean_table,),
+    ).fetchone()
+    in_day = "start_time >= %(start)s and start_time < %(end)s"
+    bounds = {"start": day, "end": day + timedelta(days=1)}
+    plan = conn.execute(f"explain (format json) select 1 from {clean_table} where {in_day}", bounds).fetchone()[0]
+    if total > 0 and plan[0]["Plan"]["Plan Rows"] > total / 2:
+        return (0, blocks, True) if blocks else None
+    first, last = conn.execute(
+        f"select min(ctid)::text, max(ctid)::text from {clean_table} where {in_day}", bounds
+    ).fetchone()
+    if first is None:
+        return None
+    first_block, last_block = (int(tid.strip("()").split(",")[0]) for tid in (first, last))  # "(block,offset)"
+    return first_block, last_block + 1, last_block + 1 >= blocks
+
+
+def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> list[str]:
+    """Predicates that split the day's block range of the clean table (TID range scans)."""
+    span = _day_block_range(conn, clean_table, day)
+    if span is None:
+        return ["false"]  # no CDR that day: one task that reads nothing
+    first, end, to_table_end = span
+    blocks = end - first
+    step = -(-blocks // max(SLICES_PER_CORE * cores, -(-blocks // SLICE_BLOCKS)))
+    # the last slice of a band that ends the table stays open, as the whole-table slicing did
+    return [
+        f"{alias}.ctid >= '({lo},0)'::tid"
+        + (f" and {alias}.ctid < '({min(lo + step, end)},0)'::tid" if lo + step < end or not to_table_end else "")
+        for lo in range(first, end, step)
+    ]
+
+
+def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
+    """The day's clean CDRs, with each subscriber's segment, one query per slice of the table."""
+    start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    return [
+        f"select c.record_id, c.record_type, c.direction, c.served_msisdn, c.served_operator_id,"
+        f" s.segment, c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"
+        f" from {clean_table} c left join {SUBSCRIBERS_TABLE.qualified} s on s.msisdn = c.served_msisdn"
+        f" where c.start_time >= '{start}' and c.start_time < '{end}' and {predicate}"
+        for predicate in slices
+    ]
+
+
+def rate_day(
+    day: date,
+    *,
+    settings: Settings | None = None,
+    tables: RatingTables | None = None,
+    run_id: str | None = None,
+    progress=log.info,
+) -> dict:
+    from cdr_platform.lib.spark.session import build_spark_session
+    from cdr_platform.lib.warehouse import connect
+
+    settings = settings or load_settings()
+    tables = tables or RatingTables.for_settings(settings)
+    dialect = tables.dialect
+    io = os.environ.get("CDR_RATING_IO") or ("copy" if dialect.name == "postgres" else "jdbc")
+    if io not in ("copy", "jdbc") or (io == "copy" and dialect.name != "postgres"):
+        raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
+    clean_table = f"{settings.mediation_schema}.{CLEAN_CDRS_TABLE}"
+    load = tables.day_load(day, uuid.uuid4().hex[:12])
+    started = time.perf_counter()
+    with connect(settings.warehouse) as lock_conn:
+        # One run per day at a time (two would swap over each other's work tables); held to the end.
+        lock_conn.execute(tables.lock_sql(day))
+        with connect(settings.warehouse) as conn:
+            engine = RatingEngine(
+                load_tariff_from_warehouse(conn, tables), rounding_decimals=settings.rating_rounding_decimals
+            )
+            if tables.partitioned:
+                _replace_unpartitioned(conn, tables, progress)
+            for statement in tables.ddl():
+                conn.execute(statement)
+            for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
+                progress(f"dropping {stale}, left by a rating run of {day} that did not finish")
+                conn.execute(f"drop table {stale}")
+            rated_at = datetime.now(UTC).replace(tzinfo=None)
+            constants = {
+                "rated_at": rated_at.isoformat(sep=" "),
+                "suspended_at": rated_at.isoformat(sep=" "),
+                "currency": CURRENCY,
+            }
+            for statement in load.create_work_sql(constants):
+                conn.execute(statement)
+            conn.commit()
+            slices = (
+                _read_slices(conn, clean_table, day, _cores(settings), "c")
+                if io == "copy"
+                else [
+                    f"c.src_partition = {p}"
+                    for (p,) in conn.execute(f"select distinct src_partition from {clean_table}").fetchall()
+                ]
+                or ["1 = 1"]
+            )
+
+        spark = build_spark_session("cdr-rating", settings, bounded=True)
+        progress(
+            f"Spark up after {time.perf_counter() - started:.1f} s; reading {clean_table} for {day}"
+            f" in {len(slices)} slices ({io})"
+        )
+        try:
+            queries = slice_queries(clean_table, day, slices)
+            if io == "copy":
+                body = functools.partial(
+                    rate_and_load, engine=engine, load=load, conninfo=settings.warehouse.conninfo(), queries=queries
+                )
+                # one task per slice: each reads its slice from the warehouse, rates it and loads it
+                parts = [
+                    json.loads(r.summary)
+                    for r in spark.range(len(queries), numPartitions=len(queries))
+                    .mapInArrow(body, SUMMARY_DDL)
+                    .collect()
+                ]
+            else:
+                parts = [_rate_through_jdbc(spark, settings.warehouse, engine, load, queries)]
+        finally:
+            spark.stop()
+        rated_seconds = time.perf_counter() - started
+        progress(f"rated and loaded into the work tables after {rated_seconds:.1f} s")
+
+        summary = new_summary()
+        for part in parts:
+            merge_summary(summary, part)
+            summary["plain_engine_rows"] += part["plain_engine_rows"]
+        summary["slices"] = len(parts)
+        served_by = [part["served_by"] for part in parts if "served_by" in part]
+        if served_by:  # the COPY path's tasks report them
+            summary["python_workers"] = len({worker for worker, _ in served_by})
+            summary["warehouse_connections"] = len({backend for _, backend in served_by})
+        with connect(settings.warehouse) as conn:
+            attached = (
+                {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
+                if tables.partitioned
+                else set()
+            )
+            with conn.transaction():  # the day is replaced whole, or not at all
+                for statement in load.swap_sql(attached):
+                    conn.execute(statement)
+        progress(f"swapped in as the {day} rows after {time.perf_counter() - started:.1f} s")
+        lock_conn.execute(tables.lock_sql(day, release=True))
+
+    seconds = time.perf_counter() - started
+    revenue_total = sum((Decimal(v) for v in summary["revenue_by_type"].values()), Decimal(0))
+    summary.update(
+        {
+            "day": day.isoformat(),
+            "run_id": run_id,
+            "revenue_by_type": dict(sorted(summary.get("revenue_by_type", {}).items())),
+            "suspended_by_reason": summary.get("suspended_by_reason", {}),
+            "revenue_total": str(revenue_total),
+            "currency": CURRENCY,
+            "seconds": round(seconds, 2),
+            "rows_per_second": round(summary["input"] / seconds, 1) if seconds else 0.0,
+            "rating_seconds": round(rated_seconds, 2),
+        }
+    )
+    progress(
+        f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
+        f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
+        f"{summary['rows_per_second']:,.0f} rows/s ({summary['plain_engine_rows']:,} by the plain engine)"
+    )
+    return summary
+
+
+def _rate_through_jdbc(spark, warehouse, engine: RatingEngine, load: DayLoad, queries: list[str]) -> dict:
+    """The portable path (SQL Server; runs on PostgreSQL too): Spark's JDBC reader, the bulk rater
+    in the tasks, Spark's JDBC writer into the work tables (bulk copy on SQL Server)."""
+    from pyspark.sql import functions as F
+
+    options = {"fetchsize": "20000", **warehouse.jdbc_options()}
+    clean = functools.reduce(
+        lambda a, b: a.unionAll(b),
+        [spark.read.jdbc(warehouse.jdbc_url, f"({query}) t", properties=options) for query in queries],
+    )
+    rated = (
+        clean.select(*INPUT_COLUMNS).mapInArrow(functools.partial(rate_batches, engine=engine), OUTPUT_DDL).persist()
+    )
+    try:
+        for kind, table, columns in (
+            ("rated", load.work_rated, RATED_COLUMNS),
+            ("suspense", load.work_suspense, SUSPENSE_COLUMNS),
+        ):
+            (
+                rated.where(F.col("kind") == kind)
+                .select(*[n for n in names(columns) if n not in RUN_CONSTANTS])
+                .write.jdbc(warehouse.jdbc_url, table, mode="append", properties=options)
+            )
+        totals = (
+            rated.groupBy("kind", "record_type", "reason")
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum("cost").alias("cost"),
+                F.sum(F.when(F.col("cost") < 0, 1).otherwise(0)).alias("negative"),
+            )
+            .collect()
+        )
+    finally:
+        rated.unpersist()
+    summary = new_summary()
+    for row in totals:
+        summary["input"] += row.n
+        if row.kind == "rated":
+            summary["rated"] += row.n
+            summary["negative"] += row.negative
+            summary["revenue_by_type"][row.record_type] = str(
+                Decimal(summary["revenue_by_type"].get(row.record_type, "0")) + (row.cost or Decimal(0))
+            )
+        else:
+            summary["suspended"] += row.n
+            summary["suspended_by_reason"][row.reason] = summary["suspended_by_reason"].get(row.reason, 0) + row.n
+    return summary
+
+
+def _cores(settings: Settings) -> int:
+    master = settings.spark_master
+    if master.startswith("local["):
+        inner = master[len("local[") :].rstrip("]").split(",")[0]
+        return os.cpu_count() or 2 if inner == "*" else int(inner)
+    return int(os.environ.get("CDR_SPARK_CORES", "8"))
+
+
+def _replace_unpartitioned(conn, tables: RatingTables, progress) -> None:
+    """Tables made by an earlier version were not partitioned by day: rated data is derived, so
+    they are dropped (with a message) and the days re-rated on demand."""
+    for table in (tables.rated, tables.suspense):
+        kind = conn.execute(
+            "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname || '.' || c.relname = %s",
+            (table,),
+        ).fetchone()
+        if kind and kind[0] == "r":
+            progress(
+                f"{table} was made by an earlier version (not partitioned by day): dropping it; "
+                "re-rate the days you need"
+            )
+            conn.execute(f"drop table {table}")

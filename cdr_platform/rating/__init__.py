@@ -1,1 +1,0 @@
-"""Command-line entry points of rating (`python -m cdr_platform.rating.conformance`)."""
