@@ -7,7 +7,7 @@ from cdr_platform.defs.ingest.checks import (
     raw_cdrs_offsets_account_for_every_record,
     subscribers_match_numbering_plan,
 )
-from cdr_platform.defs.resources import resources_for
+from cdr_platform.defs.resources import KafkaResource, resources_for
 from cdr_platform.lib.kafka_io import end_offsets
 from cdr_platform.utils.environment_helpers import Environment
 
@@ -15,7 +15,11 @@ from cdr_platform.utils.environment_helpers import Environment
 def resources(settings, topic):
     """The code location's own resources, with the test's topic as raw-cdrs."""
     out = resources_for(settings, Environment.LOCAL)
-    out["kafka"] = out["kafka"].model_copy(update={"raw_cdrs_topic": topic})
+    out["kafka"] = KafkaResource(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        raw_cdrs_topic=topic,
+        error_cdrs_topic=settings.kafka.error_cdrs_topic,
+    )
     return out
 
 

@@ -102,10 +102,10 @@ def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> l
 def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
     """The day's clean CDRs, with each subscriber's segment, one query per slice of the table."""
     start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    # in INPUT_COLUMNS' order, which the tasks' schema follows; the segment is the subscriber's
+    columns = ", ".join(f"s.{c}" if c == "segment" else f"c.{c}" for c in INPUT_COLUMNS)
     return [
-        f"select c.record_id, c.record_type, c.direction, c.served_msisdn, c.served_operator_id,"
-        f" s.segment, c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"
-        f" from {clean_table} c left join {SUBSCRIBERS_TABLE.qualified} s on s.msisdn = c.served_msisdn"
+        f"select {columns} from {clean_table} c left join {SUBSCRIBERS_TABLE.qualified} s on s.msisdn = c.served_msisdn"
         f" where c.start_time >= '{start}' and c.start_time < '{end}' and {predicate}"
         for predicate in slices
     ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 
+from cdr_platform.lib.rating.bulk import INPUT_COLUMNS as RATER_INPUT_COLUMNS
 from cdr_platform.lib.rating.bulk import BulkRater
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS, DayLoad
@@ -23,20 +24,8 @@ from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.warehouse import copy_arrow_csv
 from cdr_platform.lib.warehouse.columns import names, spark_ddl
 
-# read from the warehouse: what the rating needs, plus the record id and the served number
-INPUT_COLUMNS = (
-    "record_id",
-    "record_type",
-    "direction",
-    "served_msisdn",
-    "served_operator_id",
-    "segment",
-    "other_msisdn",
-    "technology",
-    "start_time",
-    "duration_s",
-    "data_volume_bytes",
-)
+# what the bulk rater reads, plus the record id and the served number the rated rows keep
+INPUT_COLUMNS = ("record_id", "served_msisdn", *RATER_INPUT_COLUMNS)
 # their types: the clean record's, and the subscriber's segment from the reference table
 _INPUT_TYPES = {c.name: c for c in CLEAN_RECORD + SUBSCRIBERS_TABLE.columns}
 INPUT_DDL = spark_ddl(_INPUT_TYPES[name] for name in INPUT_COLUMNS)

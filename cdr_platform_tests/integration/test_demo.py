@@ -1,0 +1,49 @@
+"""`cdr demo` (`make demo`) end to end: quiet stage lines and a summary on the terminal, the rest in a log file."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cdr_platform_tests.integration.mediation_support import MediationSandbox
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, tmp_path):
+    box = MediationSandbox.create(local_stack, tmp_path)
+    rating_schema = f"{box.schema}_rating"
+    env = box.env(
+        CDR_RATING_SCHEMA=rating_schema,
+        CDR_DATA_DIR=str(tmp_path / "data"),
+        CDR_STACK_DIR=str(local_stack.stack.directory),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "cdr_platform.cli", "demo", "--count", "3000", "--seed", "7"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+    finally:
+        with box.connect() as conn:
+            conn.execute(f"drop schema if exists {rating_schema} cascade")
+        box.drop()
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    # every stage announced and finished, the summary, and nothing of Dagster's or Kafka's own logs
+    for stage in ("numbering_plan", "subscribers", "raw_cdrs", "mediation"):
+        assert re.search(rf"^  > {stage}$", out, re.M) and re.search(rf"^  ok {stage}\b", out, re.M), out
+    assert "cdr_pipeline run" in out and "SUCCESS" in out and "rating_cdrs 20" in out
+    assert re.search(r"^checks: \d+ passed, 0 failed$", out, re.M), out
+    assert not re.search(r"DEBUG|INFO|WARN", out), out
+    assert len(out.splitlines()) < 60, out
+    assert result.stderr.strip() == "", result.stderr[-2000:]
+    log_path = Path(re.search(r"logs: (\S+\.log)", out)[1])
+    logged = log_path.read_text()
+    assert "STEP_START" in logged or "produced 3,000 CDRs" in logged
+    log_path.unlink()
