@@ -110,6 +110,8 @@ def _run_with_progress(
     runner = threading.Thread(target=target, name=f"run-{job.name}", daemon=True)
     runner.start()
     cursor, started, mediated = None, {}, 0
+    # asset checks run as steps of their own: the summary counts them, the stage lines skip them
+    check_suffixes = tuple(f"_{key.name}" for key in job.asset_layer.asset_graph.asset_check_keys)
     while True:
         alive = runner.is_alive()
         connection = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
@@ -125,7 +127,9 @@ def _run_with_progress(
                 flush=True,
             )
             step = entry.step_key or ""
-            if event is not None and event.event_type_value == "STEP_START" and not step.endswith("_check"):
+            if step.endswith(check_suffixes):
+                continue
+            if event is not None and event.event_type_value == "STEP_START":
                 started[step] = time.perf_counter()
                 term.line(f"  > {step}")
             elif event is not None and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and step in started:
