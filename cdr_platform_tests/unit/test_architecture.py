@@ -53,3 +53,10 @@ def test_anything_but_definitions_importing_defs_breaks_a_contract(tmp_path):
     result = _lint_imports(_copy_with(tmp_path, "utils/local_stack.py", "import cdr_platform.defs.resources  # noqa"))
     assert result.returncode != 0
     assert "defs is imported by definitions.py only BROKEN" in result.stdout
+
+
+def test_an_import_cycle_breaks_a_contract(tmp_path):
+    # session imports jars: jars importing session closes a cycle
+    result = _lint_imports(_copy_with(tmp_path, "lib/spark/jars.py", "import cdr_platform.lib.spark.session  # noqa"))
+    assert result.returncode != 0
+    assert "No import cycle between the modules and packages of any package BROKEN" in result.stdout
