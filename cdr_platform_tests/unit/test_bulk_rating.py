@@ -180,3 +180,35 @@ def test_bulk_equals_plain_on_the_cgrates_plans(folder):
     subjects = sorted({p.subject for p in plan.rating_profiles}) + [None]
     rows = random_records(rng, 3000, numbers, tenants, subjects, datetime(2012, 1, 1, tzinfo=UTC), 1200)
     both_ways(engine, rows)
+
+
+ROUNDING = {
+    "Destinations": "UP_ABOVE,2121\nUP_BELOW,2122\nMIDDLE,2123",
+    "Rates": "R_ABOVE,0,1.0000000011,1,1,0\nR_BELOW,0,1.0000000009,1,1,0\nR_MIDDLE,0,2.935,1,1,0",
+    "DestinationRates": "DR,UP_ABOVE,R_ABOVE,*up,2,0,\nDR,UP_BELOW,R_BELOW,*up,2,0,\nDR,MIDDLE,R_MIDDLE,*middle,2,0,",
+    "RatingPlans": "RP,DR,*any,10",
+    "RatingProfiles": "op,sms,*any,2026-01-01T00:00:00Z,RP,",
+}
+
+
+def test_bulk_rounds_up_and_middle_as_cgrates_and_as_the_engine(tmp_path):
+    # increments priced at 10 decimals, so the bulk path keeps them in its own integer money
+    engine = RatingEngine(load_tariff_plan(write_plan(tmp_path / "plan", **ROUNDING)), rounding_decimals=10)
+    rows = [
+        {
+            "record_type": "sms",
+            "direction": "outgoing",
+            "served_operator_id": "op",
+            "segment": None,
+            "other_msisdn": number,
+            "technology": "4G",
+            "start_time": datetime(2026, 11, 20, 10, tzinfo=UTC),
+            "duration_s": None,
+            "data_volume_bytes": None,
+        }
+        for number in ("+2121000000", "+2122000000", "+2123000000")
+    ]
+    rater, rated = both_ways(engine, rows)
+    assert rated == 3 and rater.plain_rows == 0  # all three settled by the bulk path itself
+    costs = BulkRater(engine).rate(pa.Table.from_pylist(rows, schema=SCHEMA).to_batches()[0])["cost"].to_pylist()
+    assert [str(c) for c in costs] == ["1.010000", "1.000000", "2.940000"]

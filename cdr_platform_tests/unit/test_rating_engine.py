@@ -201,3 +201,35 @@ def test_a_shared_plan_loads_from_its_folder(tmp_path):
         pytest.skip("no shared conformance data")
     plan = load_tariff_plan(shutil.copytree(SHARED / "tp_engine_unit", tmp_path / "tp"))
     assert "EVENING" in plan.rating_plans and plan.destinations["NAT"][:2] == ["0256", "0257"]
+
+
+@pytest.mark.parametrize(
+    "value, decimals, expected",
+    [
+        ("1.00000009", 2, "1.01"),  # 9e-6 of a cent left over: far above 1e-7 of it
+        ("1.0000000011", 2, "1.01"),  # 1.1e-7 of a cent: just above the threshold
+        ("1.0000000009", 2, "1.00"),  # 9e-8 of a cent: just below, float noise to CGRateS
+        ("1.000000001", 8, "1.00000001"),  # at 8 decimals the threshold is 1e-8 of the last unit
+        ("1.00000000000000011", 8, "1.00000001"),  # 1.1e-8 of the last unit: just above
+        ("1.00000000000000009", 8, "1.00000000"),  # 9e-9 of it: just below
+        ("1.00", 2, "1.00"),  # nothing left over: nothing to round
+    ],
+)
+def test_up_rounding_counts_a_remainder_from_ten_to_the_minus_max_7_decimals_of_the_last_unit(
+    value, decimals, expected
+):
+    assert round_money(Decimal(value), decimals, "*up") == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    "value, method, expected",
+    [
+        ("2.935", "*middle", "2.94"),  # half up on the exact value, never a float's 2.93499...
+        ("2.9349999", "*middle", "2.93"),
+        ("2.945", "*middle", "2.95"),
+        ("2.939", "*down", "2.93"),
+        ("2.93000001", "*down", "2.93"),
+    ],
+)
+def test_middle_rounds_half_up_exactly_and_down_truncates(value, method, expected):
+    assert round_money(Decimal(value), 2, method) == Decimal(expected)

@@ -39,7 +39,7 @@ from cdr_platform.lib.rating.cdr import (
     subject_of,
     usage_of,
 )
-from cdr_platform.lib.rating.engine import NS_PER_S, RatingEngine
+from cdr_platform.lib.rating.engine import MAX_ROUNDING_PRECISION, NS_PER_S, RatingEngine
 from cdr_platform.lib.rating.plan import ANY, DestinationRate
 
 INPUT_COLUMNS = (
@@ -419,8 +419,12 @@ class BulkRater:
             quantum = 10**drop
             down = total // quantum * quantum
             rest = total - down
-            noise = 10 ** (self.scale - 7) if self.scale >= 7 else 0  # round_money's 1e-7 for *up
-            up = np.where(method[r] == 0, rest > noise, np.where(method[r] == 1, False, 2 * rest >= quantum))
+            # *up: engine.up_threshold of the last kept decimal's unit, in this scale's integer units
+            # (at least 1: below one unit of the scale the remainder is exact, any counts)
+            threshold = 10 ** np.maximum(drop - np.maximum(MAX_ROUNDING_PRECISION, decimals[r]), 0)
+            up = np.where(
+                method[r] == 0, rest >= threshold, np.where(method[r] == 1, False, 2 * rest >= quantum)
+            )
             rounded = np.where(drop > 0, down + np.where(up, quantum, 0), total)
             shift = 10 ** (self.scale - OUTPUT_SCALE)
             failed[priced[(rounded % shift != 0) | (fee % shift != 0)]] = True  # not a decimal(18, 6)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from cdr_platform.lib.rating.plan import ANY, DestinationRate, RateSlot, RatingPlanRow, TariffPlan
 
 DEFAULT_ROUNDING_DECIMALS = 5  # a running CGRateS; its engine unit tests use 6
 NS_PER_S = 1_000_000_000
-_FLOAT_NOISE = Decimal("1e-7")
+MAX_ROUNDING_PRECISION = 7  # CGRateS utils.Round's maxPrec
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -62,13 +62,22 @@ class Rating:
     spans: list[Span] = field(default_factory=list)
 
 
+def up_threshold(decimals: int) -> Decimal:
+    """The least remainder *up rounds up, in units of the last decimal kept: CGRateS's
+    utils.Round ignores a remainder below 10^-max(7, decimals) of that unit (its cut of float
+    noise); at or above it, even a tiny one, it rounds up."""
+    return Decimal(1).scaleb(-max(MAX_ROUNDING_PRECISION, decimals))
+
+
 def round_money(value: Decimal, decimals: int, method: str) -> Decimal:
+    """CGRateS's rounding methods at `decimals`, on the exact value: *up (see up_threshold),
+    *down (floor), *middle (half up: 2.935 -> 2.94, no float noise)."""
     quantum = Decimal(1).scaleb(-decimals)
+    down = value.quantize(quantum, rounding=ROUND_FLOOR)
     if method == "*up":
-        down = value.quantize(quantum, rounding=ROUND_DOWN)
-        return down + quantum if value - down > _FLOAT_NOISE else down
+        return down + quantum if (value - down).scaleb(decimals) >= up_threshold(decimals) else down
     if method == "*down":
-        return value.quantize(quantum, rounding=ROUND_DOWN)
+        return down
     return value.quantize(quantum, rounding=ROUND_HALF_UP)  # *middle
 
 
