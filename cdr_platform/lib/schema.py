@@ -113,6 +113,13 @@ def is_valid_record_id(value: str) -> bool:
     return RECORD_ID_PATTERN.fullmatch(value) is not None
 
 
+# No text field may hold a control character: C0, DEL, C1, and the line and paragraph separators.
+_CONTROL_RANGES = ((0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029))
+CONTROL_CHARACTER_PATTERN = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _CONTROL_RANGES) + "]")
+# the same class for Arrow's RE2 (which takes \x{...} escapes)
+CONTROL_CHARACTER_RE2 = "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _CONTROL_RANGES) + "]"
+
+
 # -- the clean record ------------------------------------------------------------------------
 # What mediation makes of a valid CDR: normalised (E.164, 2G-5G, UTC), enriched from the
 # numbering plan and the cells. The warehouse table clean_cdrs, the bulk path's Arrow batches,

@@ -133,6 +133,9 @@ class Settings:
     rating_rounding_decimals: int  # CGRateS' rounding of each increment's cost
     mediation_max_offsets_per_trigger: int  # bounds a micro-batch, and so the driver's memory
     max_rejection_rate: float  # above it, the rejection_rate check warns
+    max_duration_s: int = 86_400  # mediation rejects longer calls and sessions (VALUE_OUT_OF_RANGE)
+    max_volume_bytes: int = 10**12  # ... and bigger data records
+    late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
     spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
 
 
@@ -201,6 +204,9 @@ def load_settings() -> Settings:
         rating_rounding_decimals=_env_int("CDR_RATING_ROUNDING_DECIMALS", 5),
         mediation_max_offsets_per_trigger=_env_int("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000),
         max_rejection_rate=_env_float("CDR_MAX_REJECTION_RATE", 0.10),
+        max_duration_s=_env_int("CDR_MAX_DURATION_S", 86_400),
+        max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
+        late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),
         spark_conf=_spark_conf(),
     )
 

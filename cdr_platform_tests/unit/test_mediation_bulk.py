@@ -18,6 +18,7 @@ from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform_tests.unit.message_corpus import fuzz_messages
 
 RECEIVED = datetime(2026, 11, 3, 12, tzinfo=UTC)
+TWO_TO_63 = str(2**63).encode()
 GOOD = {
     "schema_version": 1,
     "record_id": "r-1",
@@ -119,9 +120,12 @@ def variants() -> list[bytes]:
             {**GOOD, **change, "record_id": change.get("record_id", f"v-{i}")}, option=orjson.OPT_PASSTHROUGH_DATACLASS
         )
         if change != {"duration_s": 2**63}
-        else orjson.dumps({**GOOD, "record_id": "huge"}).replace(b'"duration_s":60', b'"duration_s":1' + b"0" * 30)
+        # orjson writes no integer beyond 64 bits, but reads 2**63 .. 2**64-1 as int: write them here
+        else orjson.dumps({**GOOD, "record_id": "huge"}).replace(b'"duration_s":60', b'"duration_s":' + TWO_TO_63)
         for i, change in enumerate(changes)
     ]
+    huge_volume = {**GOOD, "record_id": "huge-volume", "record_type": "data", "other_msisdn": None, "direction": None}
+    values.append(orjson.dumps(huge_volume).replace(b'"data_volume_bytes":null', b'"data_volume_bytes":' + TWO_TO_63))
     return values + [b"", None, b"\xff\xfe", b"[1, 2]", b'{"record_id": "dup", "record_id": "twice"}']
 
 

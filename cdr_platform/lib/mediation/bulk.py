@@ -12,7 +12,7 @@ The unit tests mediate the same messages both ways and require identical results
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -20,12 +20,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.mediation.rules import (
-    FUTURE_TOLERANCE,
+    DEFAULT_LIMITS,
     HOME_NETWORKS,
     MAX_TEXT_LENGTH,
     ROAMING_NETWORKS,
     TECHNOLOGY_NAMES,
+    Limits,
     destination_class,
     mediate,
     parse_utc,
@@ -34,6 +36,7 @@ from cdr_platform.lib.reference import numbering_plan as plan
 from cdr_platform.lib.reference.network import CELLS_BY_ID
 from cdr_platform.lib.schema import (
     CLEAN_RECORD,
+    CONTROL_CHARACTER_RE2,
     DIRECTIONS,
     FIELD_TYPES,
     MANDATORY_FIELDS_BY_TYPE,
@@ -67,6 +70,13 @@ class BulkMediated:
     clean_rows: np.ndarray  # input index of each clean record
     rejected: list[tuple[int, tuple[str, ...]]]  # (input index, reasons) of every rejected message
     plain_rows: int  # how many went to `mediate` one by one
+    # input index -> "ExceptionClass: message" of the records rejected as UNPROCESSABLE
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def unprocessable(exc: BaseException) -> str:
+    """What a reject says of the exception that made its record unprocessable (one line)."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
 def _load(value):
@@ -137,7 +147,7 @@ def _mask(array) -> np.ndarray:
     return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
 
 
-def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
+def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAULT_LIMITS) -> BulkMediated:
     """`mediate` over a batch of message values; `received_us`: Kafka timestamps, UTC microseconds."""
     n = len(values)
     docs = [_load(v) for v in values]
@@ -175,8 +185,8 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
     is_data, is_sms = _mask(pc.equal(record_type, "data")), _mask(pc.equal(record_type, "sms"))
     for kind in RECORD_TYPES:
         of_kind = _mask(pc.equal(record_type, kind))
-        for field in MANDATORY_FIELDS_BY_TYPE[kind]:
-            plain |= of_kind & ~c[field].is_valid().to_numpy(zero_copy_only=False)
+        for mandatory in MANDATORY_FIELDS_BY_TYPE[kind]:
+            plain |= of_kind & ~c[mandatory].is_valid().to_numpy(zero_copy_only=False)
     plain |= ~_mask(pc.equal(c["schema_version"], SCHEMA_VERSION))
     plain |= ~_mask(pc.match_substring_regex(c["record_id"], _CANONICAL_RECORD_ID))
 
@@ -207,11 +217,17 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
             parsed = pa.array([parse_utc(t) for t in text.to_pylist()], pa.timestamp("us", tz="UTC"))
             plain |= ~parsed.is_valid().to_numpy(zero_copy_only=False)
         start_us = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-    plain |= start_us > received_us + FUTURE_TOLERANCE // _MICROSECOND
+    plain |= start_us > received_us + limits.future_tolerance // _MICROSECOND
+    plain |= start_us < received_us - limits.late_arrival // _MICROSECOND  # stale: mediate says so
 
     duration = c["duration_s"]
     plain |= ~is_sms & _mask(pc.less_equal(duration, 0))
     plain |= _mask(pc.less(c["data_volume_bytes"], 0))
+    plain |= _mask(pc.greater(duration, limits.max_duration_s))
+    plain |= _mask(pc.greater(c["data_volume_bytes"], limits.max_volume_bytes))
+    # Control characters: the anchored canonical patterns and the exact name sets above already
+    # send any to `mediate`, but for visited_network, which only its type was checked for.
+    plain |= _mask(pc.match_substring_regex(c["visited_network"], CONTROL_CHARACTER_RE2))
 
     technology = c["technology"]
     names = pa.array(list(TECHNOLOGY_NAMES))
@@ -265,9 +281,17 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
     # -- everything else, one by one, by the rules themselves ------------------------------
     slow = np.flatnonzero(plain)
     rejected: list[tuple[int, tuple[str, ...]]] = []
+    errors: dict[int, str] = {}
     slow_clean_rows, slow_records = [], []
     for i in slow.tolist():
-        result = mediate(values[i], _EPOCH + _MICROSECOND * int(received_us[i]))
+        try:
+            result = mediate(values[i], _EPOCH + _MICROSECOND * int(received_us[i]), limits)
+            if result.record is not None:  # a clean record must also convert to the clean schema
+                pa.Table.from_pylist([result.record], schema=CLEAN_SCHEMA)
+        except Exception as exc:  # the last line of defence: this record, not the batch
+            rejected.append((i, (Reason.UNPROCESSABLE.value,)))
+            errors[i] = unprocessable(exc)
+            continue
         if result.record is None:
             rejected.append((i, result.reasons))
         else:
@@ -280,4 +304,31 @@ def mediate_batch(values: list, received_us: np.ndarray) -> BulkMediated:
         order = np.argsort(clean_rows, kind="stable")
         clean = pa.concat_tables([fast_table, slow_table]).take(pa.array(order))
         clean_rows = clean_rows[order]
-    return BulkMediated(clean, clean_rows, rejected, len(slow))
+    return BulkMediated(clean, clean_rows, rejected, len(slow), errors)
+
+
+def mediate_batch_safely(values: list, received_us: np.ndarray, limits: Limits = DEFAULT_LIMITS) -> BulkMediated:
+    """`mediate_batch`, and if one message makes the batch raise, the batch again one message at a
+    time: only the message that raises becomes a reject (UNPROCESSABLE, with the exception), and
+    every other gets the outcome it would have had. No single message can fail a batch."""
+    try:
+        return mediate_batch(values, received_us, limits)
+    except Exception:
+        pass
+    tables, rows, rejected, errors, plain_rows = [], [], [], {}, 0
+    for i, value in enumerate(values):
+        try:
+            one = mediate_batch([value], received_us[i : i + 1], limits)
+        except Exception as exc:
+            rejected.append((i, (Reason.UNPROCESSABLE.value,)))
+            errors[i] = unprocessable(exc)
+            continue
+        plain_rows += one.plain_rows
+        rejected += [(i, reasons) for _, reasons in one.rejected]
+        if one.errors:  # one message: at most one error, under index 0
+            errors[i] = one.errors[0]
+        if one.clean.num_rows:
+            tables.append(one.clean)
+            rows.append(i)
+    clean = pa.concat_tables(tables) if tables else CLEAN_SCHEMA.empty_table()
+    return BulkMediated(clean, np.array(rows, np.int64), rejected, plain_rows, errors)

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cdr_platform.lib.mediation.reasons import Reason
+from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import (
     CLEAN_COLUMN_NAMES,
     BatchOutcome,
@@ -124,6 +125,7 @@ class MediationRun:
             conninfo=self.settings.warehouse.conninfo(),
             tables=self.tables,
             staging_via=self.staging_via,
+            limits=Limits.from_settings(self.settings),
         )
         out = (
             batch_df.select("key", "value", "partition", "offset", "timestamp")

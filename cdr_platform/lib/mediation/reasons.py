@@ -23,7 +23,13 @@ class Reason(str, Enum):
     FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
     NON_POSITIVE_DURATION = "NON_POSITIVE_DURATION"
     NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
+    VALUE_OUT_OF_RANGE = "VALUE_OUT_OF_RANGE"  # a duration or volume beyond the plausible maximum
+    STALE_TIMESTAMP = "STALE_TIMESTAMP"  # started longer ago than the late-arrival window
+    CONTROL_CHARACTER = "CONTROL_CHARACTER"  # a text field holds a control character
     UNKNOWN_TECHNOLOGY = "UNKNOWN_TECHNOLOGY"
     UNKNOWN_CELL = "UNKNOWN_CELL"
     INVALID_RECORD_ID = "INVALID_RECORD_ID"
     DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module
+    # The last line of defence: mediating or converting this one record raised (the exception's
+    # class is in the reject); the record is rejected and the batch goes on.
+    UNPROCESSABLE = "UNPROCESSABLE"

@@ -4,7 +4,7 @@ Key: "<source topic>:<partition>:<offset>", stable across replays, so a consumer
 error-cdrs drops repeats by key (mediation may publish a reject again when a batch is
 replayed after a crash; it never loses one). Value: JSON with the original payload verbatim
 (as text when it is valid UTF-8, else base64), the reason codes, the source position, the
-batch and the time of rejection.
+batch and the time of rejection; for a record rejected as UNPROCESSABLE, the exception it raised.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def reject_message(
     batch_id: int,
     query_id: str,
     rejected_at: datetime,
+    error: str | None = None,
 ) -> bytes:
+    """`error`: for an UNPROCESSABLE record, the exception's class and message."""
     payload_text, payload_encoding = _text_or_base64(payload)
     key_text, key_encoding = _text_or_base64(key)
     return orjson.dumps(
@@ -60,6 +62,7 @@ def reject_message(
             "batch_id": batch_id,
             "query_id": query_id,
             "rejected_at": rejected_at.isoformat(),
+            **({"error": error} if error else {}),
         }
     )
 

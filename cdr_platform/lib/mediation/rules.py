@@ -23,6 +23,7 @@ from cdr_platform.lib.reference import numbering_plan as plan
 from cdr_platform.lib.reference.network import CELLS_BY_ID
 from cdr_platform.lib.schema import (
     COMMON_MANDATORY_FIELDS,
+    CONTROL_CHARACTER_PATTERN,
     DIRECTIONS,
     FIELD_TYPES,
     MANDATORY_FIELDS_BY_TYPE,
@@ -34,8 +35,29 @@ from cdr_platform.lib.schema import (
 )
 
 # A record may start at most this far after the broker received it (switch clock skew).
-FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TEXT_LENGTH = 64  # no text field of the schema is longer; longer is garbage, not data
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a plausible CDR stays within; beyond them a record is rejected, never stored.
+
+    They also keep every stored number inside 64 bits, so no single message can make the bulk
+    path's Arrow conversion (or the warehouse) fail a whole batch. Settings: CDR_MAX_DURATION_S,
+    CDR_MAX_DATA_VOLUME_BYTES, CDR_LATE_ARRIVAL_DAYS (README, "Settings").
+    """
+
+    max_duration_s: int = 86_400  # a call or data session longer than a day is a switch error
+    max_volume_bytes: int = 10**12  # 1 TB in one data record
+    late_arrival: timedelta = timedelta(days=60)  # older CDRs are too late to rate and bill
+    future_tolerance: timedelta = timedelta(minutes=5)  # switch clocks ahead of the broker's
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        return cls(settings.max_duration_s, settings.max_volume_bytes, timedelta(days=settings.late_arrival_days))
+
+
+DEFAULT_LIMITS = Limits()
 ROAMING_NETWORKS = frozenset(plan.ROAMING_PARTNERS)
 HOME_NETWORKS = frozenset(op.mcc_mnc for op in plan.NATIONAL_OPERATORS)
 TECHNOLOGY_NAMES = {**{t: t for t in TECHNOLOGIES}, **TECHNOLOGY_ALIASES}
@@ -73,7 +95,10 @@ def parse_utc(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        return None
 
 
 def destination_class(served: plan.PlanEntry, other: plan.PlanEntry) -> str:
@@ -97,8 +122,12 @@ def _decode(payload: bytes | None) -> tuple[object, str | None]:
         return None, Reason.MALFORMED_JSON
 
 
-def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
-    """Validate and normalise one message value; `received_at` is the Kafka timestamp (UTC)."""
+def has_control_character(text: str) -> bool:
+    return CONTROL_CHARACTER_PATTERN.search(text) is not None
+
+
+def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAULT_LIMITS) -> Mediated:
+    """Validate and normalise one message value; `received_at`: when the broker appended it (UTC)."""
     doc, reason = _decode(payload)
     if reason:
         return Mediated(None, (reason,))
@@ -120,6 +149,10 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
         if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
             if Reason.FIELD_TOO_LONG not in reasons:
                 reasons.append(Reason.FIELD_TOO_LONG)
+            continue
+        if isinstance(value, str) and has_control_character(value):
+            if Reason.CONTROL_CHARACTER not in reasons:
+                reasons.append(Reason.CONTROL_CHARACTER)
             continue
         values[name] = value
 
@@ -171,8 +204,10 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
         start = parse_utc(raw_start)
         if start is None:
             reasons.append(Reason.INVALID_TIMESTAMP)
-        elif start > received_at + FUTURE_TOLERANCE:
+        elif start > received_at + limits.future_tolerance:
             reasons.append(Reason.FUTURE_TIMESTAMP)
+        elif start < received_at - limits.late_arrival:
+            reasons.append(Reason.STALE_TIMESTAMP)
 
     duration = values.get("duration_s")
     if duration is not None and duration <= 0 and record_type in ("voice", "data"):
@@ -180,6 +215,11 @@ def mediate(payload: bytes | None, received_at: datetime) -> Mediated:
     volume = values.get("data_volume_bytes")
     if volume is not None and volume < 0:
         reasons.append(Reason.NEGATIVE_VOLUME)
+    # whatever the record type: a number no CDR can hold is a broken record, not one to trim
+    if (duration is not None and duration > limits.max_duration_s) or (
+        volume is not None and volume > limits.max_volume_bytes
+    ):
+        reasons.append(Reason.VALUE_OUT_OF_RANGE)
 
     technology = values.get("technology")
     if technology is not None:

@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from cdr_platform.lib.mediation.bulk import mediate_batch
+from cdr_platform.lib.mediation.bulk import mediate_batch_safely
 from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.mediation.rejects import reject_key, reject_message
+from cdr_platform.lib.mediation.rules import DEFAULT_LIMITS, Limits
 from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
@@ -138,6 +139,7 @@ def mediate_and_stage(
     conninfo: str,
     tables: MediationTables,
     staging_via: str = "direct",
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator:
     """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
 
@@ -166,10 +168,10 @@ def mediate_and_stage(
                 if c is None:
                     c = counts[partition] = [int(at.min()), int(at.max()), 0, 0, 0, 0, Counter()]
                 c[0], c[1], c[2] = min(c[0], int(at.min())), max(c[1], int(at.max())), c[2] + len(at)
-            mediated = mediate_batch(values, received_us)
+            mediated = mediate_batch_safely(values, received_us, limits)
             rejects_key, rejects_value = [], []
 
-            def reject(i: int, reasons) -> None:
+            def reject(i: int, reasons, error: str | None = None) -> None:
                 partition, offset = int(partitions[i]), int(offsets[i])
                 rejects_key.append(reject_key(topic, partition, offset))
                 rejects_value.append(
@@ -184,6 +186,7 @@ def mediate_and_stage(
                         batch_id=batch_id,
                         query_id=query_id,
                         rejected_at=rejected_at,
+                        error=error,
                     )
                 )
 
@@ -191,7 +194,7 @@ def mediate_and_stage(
                 c = counts[int(partitions[i])]
                 c[3] += 1
                 c[6].update(reasons)
-                reject(i, reasons)
+                reject(i, reasons, mediated.errors.get(i))
             rows = mediated.clean_rows
             if len(rows):
                 at = pa.array(rows)

@@ -422,9 +422,7 @@ class BulkRater:
             # *up: engine.up_threshold of the last kept decimal's unit, in this scale's integer units
             # (at least 1: below one unit of the scale the remainder is exact, any counts)
             threshold = 10 ** np.maximum(drop - np.maximum(MAX_ROUNDING_PRECISION, decimals[r]), 0)
-            up = np.where(
-                method[r] == 0, rest >= threshold, np.where(method[r] == 1, False, 2 * rest >= quantum)
-            )
+            up = np.where(method[r] == 0, rest >= threshold, np.where(method[r] == 1, False, 2 * rest >= quantum))
             rounded = np.where(drop > 0, down + np.where(up, quantum, 0), total)
             shift = 10 ** (self.scale - OUTPUT_SCALE)
             failed[priced[(rounded % shift != 0) | (fee % shift != 0)]] = True  # not a decimal(18, 6)
