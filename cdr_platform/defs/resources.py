@@ -49,6 +49,7 @@ class WarehouseResource(dg.ConfigurableResource):
     database: str
     user: str
     password: str = ""
+    trust_server_certificate: bool = False  # SQL Server: a development server's self-signed certificate
     mediation_schema: str = "mediation"
     rating_schema: str = "rating"
     tariff_schema: str = "tariffs"
@@ -58,7 +59,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def settings(self) -> WarehouseSettings:
         if self.kind not in WAREHOUSE_KINDS:
             raise ValueError(f"warehouse kind must be one of {WAREHOUSE_KINDS}, got {self.kind!r}")
-        return WarehouseSettings(self.host, self.port, self.database, self.user, self.password, self.kind)
+        return WarehouseSettings(
+            self.host, self.port, self.database, self.user, self.password, self.kind, self.trust_server_certificate
+        )
 
     def connect(self):
         """A psycopg connection (PostgreSQL) or a DB-API session over mssql-python (SQL Server)."""
@@ -77,6 +80,7 @@ class WarehouseResource(dg.ConfigurableResource):
             "CDR_WAREHOUSE_PORT": str(self.port),
             "CDR_WAREHOUSE_DB": self.database,
             "CDR_WAREHOUSE_USER": self.user,
+            "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE": str(self.trust_server_certificate).lower(),
             "CDR_MEDIATION_SCHEMA": self.mediation_schema,
             "CDR_RATING_SCHEMA": self.rating_schema,
             "CDR_TARIFF_SCHEMA": self.tariff_schema,
@@ -139,6 +143,7 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             database=wh.database,
             user=wh.user,
             password=password,
+            trust_server_certificate=wh.trust_server_certificate,
             mediation_schema=settings.mediation_schema,
             rating_schema=settings.rating_schema,
             tariff_schema=settings.tariff_schema,

@@ -29,6 +29,13 @@ def _env_number(name: str, default, kind=int):
         raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from None
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "true" if default else "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"environment variable {name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
+
+
 def _env_int(name: str, default: int) -> int:
     return _env_number(name, default, int)
 
@@ -53,6 +60,9 @@ class WarehouseSettings:
     # Empty for the local cluster (trust on loopback); set CDR_WAREHOUSE_PASSWORD elsewhere.
     password: str
     kind: str = "postgres"  # postgres (local) or sqlserver (production)
+    # SQL Server's TLS certificate is verified unless this says to trust it as it is: only for a
+    # development server with a self-signed certificate (CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE)
+    trust_server_certificate: bool = False
 
     def conninfo(self, database: str | None = None) -> str:
         parts = [
@@ -72,7 +82,8 @@ class WarehouseSettings:
             # bulk copy for Spark's batched inserts into the staging table
             return (
                 f"jdbc:sqlserver://{self.host}:{self.port};databaseName={self.database};"
-                "encrypt=true;trustServerCertificate=true;useBulkCopyForBatchInsert=true"
+                f"encrypt=true;trustServerCertificate={str(self.trust_server_certificate).lower()};"
+                "useBulkCopyForBatchInsert=true"
             )
         return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}?reWriteBatchedInserts=true"
 
@@ -91,7 +102,7 @@ class WarehouseSettings:
         """For mssql-python, the driver-side connection to SQL Server."""
         return (
             f"Server={self.host},{self.port};Database={self.database};Uid={self.user};"
-            f"Pwd={self.password};Encrypt=yes;TrustServerCertificate=yes"
+            f"Pwd={self.password};Encrypt=yes;TrustServerCertificate={'yes' if self.trust_server_certificate else 'no'}"
         )
 
 
@@ -188,6 +199,7 @@ def load_settings() -> Settings:
             user=_env("CDR_WAREHOUSE_USER", "cdr"),
             password=os.environ.get("CDR_WAREHOUSE_PASSWORD", ""),
             kind=warehouse_kind,
+            trust_server_certificate=_env_bool("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE", False),
         ),
         stack=StackSettings(
             directory=stack_dir,

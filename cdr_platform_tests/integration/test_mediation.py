@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -17,7 +18,7 @@ from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.kafka_io import end_offsets
 from cdr_platform.lib.mediation.rejects import original_payload
 from cdr_platform.lib.mediation.rules import mediate
-from cdr_platform.lib.schema import INJECTED_ERROR_HEADER
+from cdr_platform.lib.schema import FIELD_TYPES, INJECTED_ERROR_HEADER
 from cdr_platform_tests.integration.mediation_support import START, MediationSandbox, expected_outcome
 from cdr_platform_tests.unit.message_corpus import fuzz_messages
 from cdr_platform_tests.unit.test_validation import EXPECTED_REASON
@@ -247,3 +248,91 @@ def test_fuzzed_messages_never_crash_the_stream_and_are_each_accounted_for(sandb
     assert {r[0] for r in stored} == valid
     # the injection strings were data, never SQL: the tables are all still there
     assert sandbox.query(f"select count(*) from {sandbox.tables.ledger}")[0][0] >= 1
+
+
+def _hostile_messages(seed: int) -> list[tuple[bytes | None, bytes | None]]:
+    """Records with hostile values in their fields, the kind the property tests draw: integers at
+    and beyond 64 bits, floats, control characters, every Unicode category, nested JSON."""
+    rng = random.Random(seed)
+    pool = [
+        2**63,
+        2**64 - 1,
+        -(2**63) - 1,
+        10**30,
+        1e308,
+        -0.0,
+        86_401,
+        10**12 + 1,
+        True,
+        None,
+        "",
+        "\x00",
+        "r1\n",
+        "\u2028",
+        "\u202e",
+        "😀" * 20,
+        "٣",
+        "\ud7ff",
+        [1, [2]],
+        {"a": {"b": None}},
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-14:00",
+    ]
+    good = {
+        "schema_version": 1,
+        "record_type": "voice",
+        "served_msisdn": "+212661234567",
+        "other_msisdn": "+212612345678",
+        "direction": "outgoing",
+        "start_time": "2026-11-01T10:00:00Z",
+        "duration_s": 60,
+        "cell_id": "604-01-01000-00010",
+        "technology": "4G",
+        "roaming": False,
+    }
+    out = []
+    for i in range(400):
+        doc = {**good, "record_id": f"hostile-{i}"}
+        for field in rng.sample(sorted(FIELD_TYPES), rng.randint(1, 3)):
+            doc[field] = rng.choice(pool)
+        out.append((b"k", json.dumps(doc, ensure_ascii=False).encode()))
+    return out
+
+
+def test_hostile_values_end_each_in_exactly_one_place_and_the_stream_takes_the_next_valid_record(sandbox):
+    messages = _hostile_messages(5) + [
+        (
+            b"k",
+            json.dumps(
+                {
+                    "record_id": "killer",
+                    "record_type": "voice",
+                    "schema_version": 1,
+                    "served_msisdn": "+212661234567",
+                    "other_msisdn": "+212612345678",
+                    "direction": "outgoing",
+                    "start_time": "2026-11-01T10:00:00Z",
+                    "duration_s": 2**63,
+                    "cell_id": "604-01-01000-00010",
+                    "technology": "4G",
+                }
+            ).encode(),
+        )
+    ]
+    sandbox.produce_raw(messages)
+    first = sandbox.run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    s = first.summary
+    assert s["rows_in"] == len(messages) and s["balanced"]
+    rejects = sandbox.rejects()
+    stored = {r[0] for r in sandbox.query(f"select record_id from {sandbox.tables.clean}")}
+    assert len(rejects) + len(stored) == len(messages)  # each message once: stored, or on error-cdrs
+    assert len(stored) == s["clean"] and len(rejects) == s["rejected"] + s["duplicates"]
+    killer = next(r for r in rejects.values() if r["payload"] and '"killer"' in r["payload"])
+    assert killer["reason_codes"] == ["VALUE_OUT_OF_RANGE"]
+
+    # the stream is alive: the next valid record is mediated, by the same checkpoint
+    sandbox.produce_raw([(b"k", orjson.dumps({**json.loads(messages[-1][1]), "record_id": "next", "duration_s": 60}))])
+    second = sandbox.run()
+    assert second.returncode == 0 and second.summary["clean"] == 1 and second.summary["rows_in"] == 1
+    assert "next" in {r[0] for r in sandbox.query(f"select record_id from {sandbox.tables.clean}")}

@@ -60,6 +60,34 @@ def test_sqlserver_types_and_jdbc_settings():
     assert wh.jdbc_driver == "com.microsoft.sqlserver.jdbc.SQLServerDriver"
 
 
+def test_sqlserver_connections_verify_the_servers_certificate_unless_told_to_trust_it(monkeypatch):
+    from cdr_platform.lib.settings import load_settings
+
+    monkeypatch.setenv("CDR_ENV", "prod")
+    monkeypatch.delenv("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE", raising=False)
+    verified = load_settings().warehouse
+    assert verified.kind == "sqlserver"
+    assert "encrypt=true;trustServerCertificate=false;" in verified.jdbc_url
+    assert "Encrypt=yes;TrustServerCertificate=no" in verified.odbc_connection_string()
+    monkeypatch.setenv("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE", "true")  # a development server only
+    trusted = load_settings().warehouse
+    assert "trustServerCertificate=true;" in trusted.jdbc_url
+    assert "TrustServerCertificate=yes" in trusted.odbc_connection_string()
+    monkeypatch.setenv("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE", "maybe")
+    with pytest.raises(ValueError, match="CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE"):
+        load_settings()
+
+
+def test_the_dbt_sqlserver_profile_verifies_the_certificate_by_default():
+    import yaml
+
+    from cdr_platform.lib.settings import REPO_ROOT
+
+    profile = yaml.safe_load((REPO_ROOT / "dbt_project" / "profiles.yml").read_text())
+    trust = profile["cdr_platform"]["outputs"]["sqlserver"]["trust_cert"]
+    assert "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE" in trust and "'false'" in trust
+
+
 def rating_statements() -> list[str]:
     from datetime import date
 
