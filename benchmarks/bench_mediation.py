@@ -145,13 +145,13 @@ def main() -> int:
     from cdr_platform.lib.ingest.generator import GeneratorConfig
     from cdr_platform.lib.ingest.produce import produce_cdrs
     from cdr_platform.lib.ingest.producers import make_producer
-    from cdr_platform.lib.kafka_io import ensure_topics
+    from cdr_platform.lib.kafka_io import BROKER_CLOCK, ensure_topics
     from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
     raw = f"bench-med-raw-{tag}"
-    ensure_topics(settings.kafka.bootstrap_servers, [raw], settings.kafka.topic_partitions)
+    ensure_topics(settings.kafka.bootstrap_servers, [raw], settings.kafka.topic_partitions, {raw: BROKER_CLOCK})
     producer = make_producer("confluent", settings.kafka.bootstrap_servers)
     config = GeneratorConfig(count=args.count, seed=2, error_rate=0.05, start_time=datetime(2026, 11, 1, tzinfo=UTC))
     produce_cdrs(config, producer, settings.kafka.bootstrap_servers, raw, progress=lambda _: None)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,28 @@ def admin_client(bootstrap_servers: str) -> KafkaAdminClient:
     )
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int) -> dict[str, int]:
-    """Create the topics that are missing; return the partition count of each (idempotent)."""
+TIMESTAMP_TYPE = "message.timestamp.type"
+# raw-cdrs takes the broker's clock: a message's timestamp is when the broker appended it, so
+# mediation's "start time in the future" is measured against the broker, not the producer.
+BROKER_CLOCK = {TIMESTAMP_TYPE: "LogAppendTime"}
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, int]:
+    """Create the topics that are missing (with `configs[topic]`, if any); return the partition
+    count of each (idempotent: an existing topic is left as it is)."""
+    configs = configs or {}
     admin = admin_client(bootstrap_servers)
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+            NewTopic(name=t, num_partitions=partitions, replication_factor=1, topic_configs=dict(configs.get(t, {})))
+            for t in topics
+            if t not in existing
         ]
         if missing:
             try:
@@ -78,6 +93,42 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
         return topic_partitions(bootstrap_servers, topics)
     finally:
         admin.close()
+
+
+def topic_config(bootstrap_servers: str, topic: str, name: str) -> str | None:
+    """The value of one configuration entry of a topic (its default included), None if unknown."""
+    admin = admin_client(bootstrap_servers)
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=[name])], config_filter="all"
+        )
+    finally:
+        admin.close()
+    entry = described.get("topic", {}).get(topic, {}).get(name)
+    return entry["value"] if entry else None
+
+
+def ensure_cdr_topics(kafka) -> list[str]:
+    """raw-cdrs (on the broker's clock) and error-cdrs, created if missing (`kafka`: KafkaSettings).
+    Returns what is wrong with them as they are: an existing raw-cdrs on the producers' clock."""
+    ensure_topics(
+        kafka.bootstrap_servers,
+        [kafka.raw_cdrs_topic, kafka.error_cdrs_topic],
+        kafka.topic_partitions,
+        {kafka.raw_cdrs_topic: BROKER_CLOCK},
+    )
+    return raw_topic_problems(kafka.bootstrap_servers, kafka.raw_cdrs_topic)
+
+
+def raw_topic_problems(bootstrap_servers: str, topic: str) -> list[str]:
+    kind = topic_config(bootstrap_servers, topic, TIMESTAMP_TYPE)
+    if kind == BROKER_CLOCK[TIMESTAMP_TYPE]:
+        return []
+    return [
+        f"topic {topic} has {TIMESTAMP_TYPE}={kind}: its timestamps are the producers' clocks, so "
+        f"FUTURE_TIMESTAMP trusts them; set it to LogAppendTime (kafka-configs.sh --alter --entity-type "
+        f"topics --entity-name {topic} --add-config {TIMESTAMP_TYPE}=LogAppendTime)"
+    ]
 
 
 def topic_partitions(bootstrap_servers: str, topics: Iterable[str]) -> dict[str, int]:

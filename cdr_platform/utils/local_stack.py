@@ -230,7 +230,7 @@ def start_kafka(settings: Settings) -> None:
 
 
 def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) -> None:
-    from cdr_platform.lib.kafka_io import BrokerUnavailableError, ensure_topics, wait_for_broker
+    from cdr_platform.lib.kafka_io import BrokerUnavailableError, ensure_cdr_topics, wait_for_broker
 
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while True:
@@ -241,12 +241,10 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
             )
         try:
             wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=1)
-            ensure_topics(
-                settings.kafka.bootstrap_servers,
-                [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic],
-                settings.kafka.topic_partitions,
-            )
+            problems = ensure_cdr_topics(settings.kafka)
             _say("kafka is up")
+            for problem in problems:
+                _say(f"WARNING: {problem}")
             return
         except BrokerUnavailableError:
             pass

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
 from cdr_platform.lib.ingest.produce import produce_cdrs
 from cdr_platform.lib.ingest.producers import make_producer
-from cdr_platform.lib.kafka_io import ensure_topics
+from cdr_platform.lib.kafka_io import BROKER_CLOCK, ensure_topics
 from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.settings import REPO_ROOT, Settings
@@ -39,7 +39,10 @@ class MediationSandbox:
     def create(cls, settings: Settings, tmp_path) -> MediationSandbox:
         tag = uuid.uuid4().hex[:8]
         box = cls(settings, f"raw-{tag}", f"err-{tag}", f"med_{tag}", str(tmp_path / "checkpoint"))
-        ensure_topics(settings.kafka.bootstrap_servers, [box.raw_topic, box.error_topic], 3)
+        # as the stack creates raw-cdrs: on the broker's clock
+        ensure_topics(
+            settings.kafka.bootstrap_servers, [box.raw_topic, box.error_topic], 3, {box.raw_topic: BROKER_CLOCK}
+        )
         return box
 
     @property

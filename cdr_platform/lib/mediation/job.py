@@ -362,7 +362,7 @@ def run(
     progress=None,
 ) -> dict:
     """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
-    from cdr_platform.lib.kafka_io import ensure_topics, wait_for_broker
+    from cdr_platform.lib.kafka_io import ensure_topics, raw_topic_problems, wait_for_broker
     from cdr_platform.lib.spark.session import build_spark_session
 
     settings = settings or load_settings()
@@ -370,7 +370,7 @@ def run(
     error_topic = error_topic or settings.kafka.error_cdrs_topic
     checkpoint = checkpoint or default_checkpoint(settings)
     schema = schema or settings.mediation_schema
-    max_offsets = max_offsets_per_trigger or int(os.environ.get("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000))
+    max_offsets = max_offsets_per_trigger or settings.mediation_max_offsets_per_trigger
     tables = MediationTables(schema, DIALECTS[settings.warehouse.kind])
 
     lock = _lock_checkpoint(checkpoint)
@@ -379,6 +379,12 @@ def run(
     # The rejects' topic is this job's sink: without it Spark's Kafka writer would wait a
     # minute for metadata and fail with a timeout deep in a task.
     ensure_topics(settings.kafka.bootstrap_servers, [error_topic], settings.kafka.topic_partitions)
+    try:
+        problems = raw_topic_problems(settings.kafka.bootstrap_servers, raw_topic)
+    except Exception:  # no such topic yet: the source reports that itself
+        problems = []
+    for problem in problems:  # reported, not changed: the topic is the operator's
+        (progress or log.warning)(f"WARNING: {problem}")
     from cdr_platform.lib.warehouse import connect
 
     with connect(settings.warehouse) as conn:
