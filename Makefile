@@ -43,7 +43,7 @@ test: setup lint  ## lint, layer contracts, then the whole suite; starts the sta
 lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-logo
 
 format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

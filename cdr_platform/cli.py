@@ -40,8 +40,14 @@ def _configure_logging(verbose: bool = False) -> None:
 
 
 def _fail(message: str) -> None:
-    """One line for the operator on stderr (the trace is in the log above it), exit code 1."""
-    click.echo(message.splitlines()[0][:2000], err=True)
+    """One line for the operator on stderr (the trace is in the log above it), exit code 1; also
+    into the failure file a Dagster run gave (it becomes the run's error)."""
+    from cdr_platform.lib.settings import FAILURE_FILE_ENV
+
+    line = message.splitlines()[0][:2000]
+    click.echo(line, err=True)
+    if os.environ.get(FAILURE_FILE_ENV):
+        Path(os.environ[FAILURE_FILE_ENV]).write_text(line + "\n")
     sys.exit(1)
 
 
@@ -360,8 +366,10 @@ def rate(day: datetime) -> None:
                 progress=pipes.log.info if pipes else log.info,
             )
         except Exception as exc:
+            from cdr_platform.lib.spark.session import root_cause
+
             log.exception("rating failed")
-            _fail(f"rating failed: {exc}")
+            _fail(f"rating failed: {root_cause(exc)}")
         click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
         if pipes:
             pipes.report_asset_materialization(asset_key="rating_cdrs", metadata=_rating_metadata(summary))

@@ -10,6 +10,8 @@ drivers run as subprocesses (Dagster Pipes): `subprocess_env()` hands them the s
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +19,14 @@ from dagster_pyspark import LazyPySparkResource
 
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.store import RatingTables
-from cdr_platform.lib.settings import WAREHOUSE_KINDS, Settings, WarehouseSettings, load_settings
+from cdr_platform.lib.settings import (
+    FAILURE_FILE_ENV,
+    REPO_ROOT,
+    WAREHOUSE_KINDS,
+    Settings,
+    WarehouseSettings,
+    load_settings,
+)
 from cdr_platform.lib.warehouse import connect
 from cdr_platform.lib.warehouse.dialects import DIALECTS
 from cdr_platform.utils.environment_helpers import Environment, get_environment
@@ -92,11 +101,35 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class SparkResource(LazyPySparkResource):
-    """The Spark configuration the jobs share (master URL first).
+    """The Spark configuration the jobs share (master URL first), and how a job's driver runs.
 
     The jobs' drivers run out of process through Dagster Pipes, so this resource never starts a
     session in the Dagster process (it is the lazy one): it hands its configuration to them.
     """
+
+    def run_job(self, context, pipes_client: dg.PipesSubprocessClient, args: list[str], env: dict[str, str]):
+        """`cdr <args>` as a Pipes subprocess; returns its results. A driver that fails writes its
+        one-line cause to a file (CDR_FAILURE_FILE): it becomes the step's failure, so the run
+        (and the sensor that retries it) says why, not just "exit code 1"."""
+        with tempfile.TemporaryDirectory(prefix="cdr-job-") as folder:
+            failure_file = Path(folder) / "failure"
+            try:
+                return pipes_client.run(
+                    context=context,
+                    command=[sys.executable, "-m", "cdr_platform.cli", *args],
+                    env={
+                        **env,
+                        **self.subprocess_env(),
+                        "PYSPARK_PYTHON": sys.executable,
+                        "CDR_RUN_ID": context.run.run_id,
+                        FAILURE_FILE_ENV: str(failure_file),
+                    },
+                    cwd=str(REPO_ROOT),
+                ).get_results()
+            except Exception as exc:
+                if failure_file.is_file() and failure_file.read_text().strip():
+                    raise dg.Failure(description=failure_file.read_text().strip()) from exc
+                raise
 
     def subprocess_env(self) -> dict[str, str]:
         conf = dict(self.spark_config)
@@ -120,6 +153,8 @@ class MediationResource(dg.ConfigurableResource):
 
     max_offsets_per_trigger: int = 250_000  # bounds a micro-batch, and so the driver's memory
     max_rejection_rate: float = 0.10
+    max_attempts: int = 3  # runs the sensor launches for the same new data before it gives up
+    retry_backoff_s: int = 60  # wait after a failed run; doubled after each further failure
 
 
 def resources_for(settings: Settings, environment: Environment) -> dict[str, object]:
@@ -154,6 +189,8 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
         "mediation_settings": MediationResource(
             max_offsets_per_trigger=settings.mediation_max_offsets_per_trigger,
             max_rejection_rate=settings.max_rejection_rate,
+            max_attempts=settings.mediation_max_attempts,
+            retry_backoff_s=settings.mediation_retry_backoff_s,
         ),
         # Spark drivers run as subprocesses that speak Dagster Pipes.
         "pipes_subprocess_client": dg.PipesSubprocessClient(),

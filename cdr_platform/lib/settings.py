@@ -144,6 +144,8 @@ class Settings:
     rating_rounding_decimals: int  # CGRateS' rounding of each increment's cost
     mediation_max_offsets_per_trigger: int  # bounds a micro-batch, and so the driver's memory
     max_rejection_rate: float  # above it, the rejection_rate check warns
+    mediation_max_attempts: int  # runs the sensor launches for the same new data before it gives up
+    mediation_retry_backoff_s: int  # wait after a failed run, doubled after each further failure
     max_duration_s: int = 86_400  # mediation rejects longer calls and sessions (VALUE_OUT_OF_RANGE)
     max_volume_bytes: int = 10**12  # ... and bigger data records
     late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
@@ -151,6 +153,8 @@ class Settings:
 
 
 ENVIRONMENTS = ("local", "prod")
+# Where a job run by Dagster writes its one-line cause of failure (set by the Spark resource)
+FAILURE_FILE_ENV = "CDR_FAILURE_FILE"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -216,6 +220,8 @@ def load_settings() -> Settings:
         rating_rounding_decimals=_env_int("CDR_RATING_ROUNDING_DECIMALS", 5),
         mediation_max_offsets_per_trigger=_env_int("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000),
         max_rejection_rate=_env_float("CDR_MAX_REJECTION_RATE", 0.10),
+        mediation_max_attempts=_env_int("CDR_MEDIATION_MAX_ATTEMPTS", 3),
+        mediation_retry_backoff_s=_env_int("CDR_MEDIATION_RETRY_BACKOFF_S", 60),
         max_duration_s=_env_int("CDR_MAX_DURATION_S", 86_400),
         max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
         late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -187,6 +188,8 @@ def test_postgres_stopped_during_a_run_fails_clearly_then_a_rerun_is_exactly_onc
         reported = [line for line in stderr.splitlines() if line.startswith("mediation failed")]
         assert len(reported) == 1, stderr[-3000:]
         assert "warehouse" in reported[0] and f":{sandbox.settings.warehouse.port}" in reported[0], reported
+        # and where in raw-cdrs the failed batch was
+        assert re.search(r"batch \d+ \(partition \d+ offsets \d+-\d+", reported[0]), reported
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,10 +1,12 @@
 """Mediation through Dagster: the sensor launches it, Pipes runs Spark, checks judge the result."""
 
+import re
+
 import dagster as dg
 import pytest
 
 from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
-from cdr_platform.defs.mediation.assets import mediation
+from cdr_platform.defs.mediation.assets import mediation, mediation_job
 from cdr_platform.defs.mediation.checks import (
     clean_cdrs_complete_and_typed,
     clean_cdrs_unique_record_id,
@@ -105,17 +107,55 @@ def test_the_balance_check_fails_when_the_warehouse_and_the_ledger_disagree(sand
         assert not evaluations["clean_cdrs_complete_and_typed"].passed
 
 
-def test_a_spark_failure_fails_the_run(sandbox, monkeypatch):
-    monkeypatch.setenv("CDR_MEDIATION_STAGING", "no-such-path")
-    sandbox.produce(GeneratorConfig(count=100, seed=43, start_time=START))
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [mediation],
-            instance=instance,
-            raise_on_error=False,
-            resources=resources(),
+def test_a_failure_inside_the_spark_tasks_fails_the_run_with_its_cause_and_the_sensor_retries_then_gives_up(
+    sandbox, monkeypatch
+):
+    # The warehouse refuses every clean row: the Spark tasks' COPY raises inside Spark.
+    with sandbox.connect() as conn:
+        for statement in sandbox.tables.ddl():
+            conn.execute(statement)
+        conn.execute(
+            f"create function {sandbox.schema}.refuse() returns trigger language plpgsql as "
+            "$$ begin raise exception 'sandbox refuses clean rows'; end $$"
         )
-        assert not result.success
+        conn.execute(
+            f"create trigger refuse before insert on {sandbox.tables.clean} "
+            f"for each row execute function {sandbox.schema}.refuse()"
+        )
+    sandbox.produce(GeneratorConfig(count=200, seed=43, error_rate=0.0, start_time=START))
+    monkeypatch.setenv("CDR_MEDIATION_RETRY_BACKOFF_S", "0")
+    monkeypatch.setenv("CDR_MEDIATION_MAX_ATTEMPTS", "2")
+
+    with dg.instance_for_test() as instance:
+
+        def sensor_says():
+            return raw_cdrs_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
+
+        job = dg.Definitions(assets=[mediation], jobs=[mediation_job], resources=resources()).resolve_job_def(
+            mediation_job.name
+        )
+
+        def launch(request: dg.RunRequest) -> dg.ExecuteInProcessResult:  # as the daemon would
+            return job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+
+        first = sensor_says()
+        assert isinstance(first, dg.RunRequest) and first.tags["cdr/attempt"] == "1"
+        failed = launch(first)
+        assert not failed.success
+        # the run's error is the job's one-line cause: the warehouse's own message, and where the batch was
+        failure = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+        message = failure.step_failure_data.error.message
+        assert "sandbox refuses clean rows" in message, message
+        assert re.search(r"batch \d+ \(partition \d+ offsets \d+-\d+", message), message
+
+        second = sensor_says()  # the same data, after the (zero) back-off: attempt 2
+        assert isinstance(second, dg.RunRequest) and second.tags["cdr/attempt"] == "2"
+        assert second.run_key != first.run_key  # Dagster never launches one run key twice
+        assert not launch(second).success
+
+        gave_up = sensor_says()  # two attempts failed: the sensor stops and says why
+        assert isinstance(gave_up, dg.SkipReason)
+        assert "gave up" in gave_up.skip_message and "sandbox refuses clean rows" in gave_up.skip_message
 
 
 def test_asset_graph_has_lineage_from_raw_cdrs_to_mediation(sandbox):

@@ -44,6 +44,21 @@ def test_sensor_helpers():
     assert mediation_run_key({1: 5, 0: 10}) == "raw-cdrs@0:10,1:5"
 
 
+def test_a_failed_mediation_is_retried_after_a_doubling_back_off_and_given_up_after_max_attempts():
+    from cdr_platform.defs.mediation.sensors import Retry, retry_decision
+
+    # no failure yet: the first attempt, now
+    assert retry_decision(0, None, now=1_000, max_attempts=3, backoff_s=60) == Retry(1)
+    # one failure that ended at t=1000: wait 60 s, then attempt 2
+    assert retry_decision(1, 1_000, now=1_059, max_attempts=3, backoff_s=60) == Retry(0, wait_s=1)
+    assert retry_decision(1, 1_000, now=1_060, max_attempts=3, backoff_s=60) == Retry(2)
+    # two failures: the wait doubles to 120 s
+    assert retry_decision(2, 1_000, now=1_119, max_attempts=3, backoff_s=60).wait_s == 1
+    assert retry_decision(2, 1_000, now=1_120, max_attempts=3, backoff_s=60) == Retry(3)
+    # three failures of three attempts: give up, however long ago
+    assert retry_decision(3, 1_000, now=10**9, max_attempts=3, backoff_s=60) == Retry(0, give_up=True)
+
+
 def test_generate_cdrs_config_refuses_bad_settings_before_producing():
     from cdr_platform.defs.ingest.assets import GenerateCdrsConfig
     from cdr_platform.lib.ingest.generator import GeneratorConfigError

@@ -1,12 +1,9 @@
 """Mediation: the Spark streaming job, run bounded (availableNow) through Dagster Pipes."""
 
-import sys
-
 import dagster as dg
 
 from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
 from cdr_platform.defs.resources import KafkaResource, MediationResource, SparkResource, WarehouseResource
-from cdr_platform.lib.settings import REPO_ROOT
 
 GROUP = "mediation"
 CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
@@ -48,25 +45,12 @@ def mediation(
     The Spark driver (`cdr mediate`) is a subprocess speaking Dagster Pipes: its progress lands
     in this run's logs, its counts in the materializations, and a non-zero exit fails the run.
     """
-    return pipes_subprocess_client.run(
-        context=context,
-        command=[
-            sys.executable,
-            "-m",
-            "cdr_platform.cli",
-            "mediate",
-            "--max-offsets-per-trigger",
-            str(mediation_settings.max_offsets_per_trigger),
-        ],
-        env={
-            **kafka.subprocess_env(),
-            **warehouse.subprocess_env(),
-            **spark.subprocess_env(),
-            "CDR_RUN_ID": context.run.run_id,
-            "PYSPARK_PYTHON": sys.executable,
-        },
-        cwd=str(REPO_ROOT),
-    ).get_results()
+    return spark.run_job(
+        context,
+        pipes_subprocess_client,
+        ["mediate", "--max-offsets-per-trigger", str(mediation_settings.max_offsets_per_trigger)],
+        env={**kafka.subprocess_env(), **warehouse.subprocess_env()},
+    )
 
 
 mediation_job = dg.define_asset_job(

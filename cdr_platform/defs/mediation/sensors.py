@@ -1,10 +1,19 @@
-"""Launch a bounded mediation run when raw-cdrs holds messages the ledger has not consumed."""
+"""Launch a bounded mediation run when raw-cdrs holds messages the ledger has not consumed.
+
+A run is keyed by the topic's end offsets, and every run it launches is tagged with them. A run
+that fails is retried for the same data after a back-off that doubles each time, up to the
+mediation resource's `max_attempts` runs; then the sensor gives up and says why in its skip
+reason, until new data arrives (new end offsets) or someone launches mediate_cdrs by hand.
+"""
+
+import time
+from dataclasses import dataclass
 
 import dagster as dg
 import psycopg
 
 from cdr_platform.defs.mediation.assets import mediation_job
-from cdr_platform.defs.resources import KafkaResource, WarehouseResource
+from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
 from cdr_platform.lib.kafka_io import BrokerUnavailableError, end_offsets
 from cdr_platform.lib.mediation.store import consumed_offsets
 
@@ -14,6 +23,7 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+END_OFFSETS_TAG = "cdr/raw_cdrs_end_offsets"  # which data a run was launched for
 
 
 def pending_offsets(end: dict[int, int], consumed: dict[int, int]) -> dict[int, int]:
@@ -25,14 +35,51 @@ def mediation_run_key(end: dict[int, int]) -> str:
     return "raw-cdrs@" + ",".join(f"{p}:{o}" for p, o in sorted(end.items()))
 
 
+@dataclass(frozen=True)
+class Retry:
+    """What to do about data whose earlier runs failed: launch attempt `attempt`, wait, or give up."""
+
+    attempt: int  # the attempt to launch now (1: the first run), or 0
+    wait_s: float = 0.0  # > 0: too soon after the last failure
+    give_up: bool = False
+
+
+def retry_decision(
+    failures: int, last_failure_end: float | None, now: float, max_attempts: int, backoff_s: float
+) -> Retry:
+    """After `failures` failed runs of the same data, the last ending at `last_failure_end`."""
+    if failures >= max_attempts:
+        return Retry(0, give_up=True)
+    if failures and last_failure_end is not None:
+        ready_at = last_failure_end + backoff_s * 2 ** (failures - 1)
+        if now < ready_at:
+            return Retry(0, wait_s=ready_at - now)
+    return Retry(failures + 1)
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first line of why a run failed: its step's error (the job's own one-line cause)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = record.dagster_event.step_failure_data.error if record.dagster_event else None
+        if error is not None:
+            return error.message.strip().splitlines()[-1][:500]
+    return "no step failure recorded"
+
+
 @dg.sensor(
     job=mediation_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Compares raw-cdrs end offsets with what the mediation ledger consumed and "
-    "launches a bounded mediation run when there is new data.",
+    description="Compares raw-cdrs end offsets with what the mediation ledger consumed and launches a "
+    "bounded mediation run when there is new data; retries a failed run with a back-off, a bounded "
+    "number of times.",
 )
-def raw_cdrs_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, warehouse: WarehouseResource):
+def raw_cdrs_sensor(
+    context: dg.SensorEvaluationContext,
+    kafka: KafkaResource,
+    warehouse: WarehouseResource,
+    mediation_settings: MediationResource,
+):
     running = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=mediation_job.name, statuses=IN_PROGRESS), limit=1
     )
@@ -52,7 +99,39 @@ def raw_cdrs_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, w
     pending = pending_offsets(end, consumed)
     if not pending:
         return dg.SkipReason(f"{kafka.raw_cdrs_topic} has nothing new (end offsets {end} all consumed)")
+
+    key = mediation_run_key(end)
+    earlier = context.instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=mediation_job.name,
+            tags={END_OFFSETS_TAG: key},
+            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+        )
+    )  # newest first
+    last = context.instance.get_run_record_by_id(earlier[0].run_id) if earlier else None
+    decision = retry_decision(
+        len(earlier),
+        last.end_time if last else None,
+        time.time(),
+        mediation_settings.max_attempts,
+        mediation_settings.retry_backoff_s,
+    )
+    if decision.give_up:
+        return dg.SkipReason(
+            f"gave up on {key}: {len(earlier)} mediation runs failed for it, the last "
+            f"({earlier[0].run_id}) with: {_failure_message(context.instance, earlier[0].run_id)}. "
+            "Fix the cause, then launch mediate_cdrs; new data in raw-cdrs also starts again."
+        )
+    if decision.wait_s:
+        return dg.SkipReason(
+            f"mediation run {earlier[0].run_id} failed for {key}; retrying in {decision.wait_s:.0f} s "
+            f"(attempt {len(earlier) + 1} of {mediation_settings.max_attempts})"
+        )
     return dg.RunRequest(
-        run_key=mediation_run_key(end),
-        tags={"raw_cdrs_pending": str(sum(pending.values()))},
+        run_key=key if decision.attempt == 1 else f"{key}#attempt-{decision.attempt}",
+        tags={
+            END_OFFSETS_TAG: key,
+            "raw_cdrs_pending": str(sum(pending.values())),
+            "cdr/attempt": str(decision.attempt),
+        },
     )

@@ -1,13 +1,10 @@
 """Rating: the Spark batch job per day, run through Dagster Pipes, into rating_cdrs."""
 
-import sys
-
 import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
 from cdr_platform.defs.resources import SparkResource, WarehouseResource
 from cdr_platform.lib.rating.plan import SEED_FILES
-from cdr_platform.lib.settings import REPO_ROOT
 
 GROUP = "rating"
 RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
@@ -32,17 +29,9 @@ def rating_cdrs(
     warehouse: WarehouseResource,
     spark: SparkResource,
 ):
-    return pipes_subprocess_client.run(
-        context=context,
-        command=[sys.executable, "-m", "cdr_platform.cli", "rate", "--day", context.partition_key],
-        env={
-            **warehouse.subprocess_env(),
-            **spark.subprocess_env(),
-            "CDR_RUN_ID": context.run.run_id,
-            "PYSPARK_PYTHON": sys.executable,
-        },
-        cwd=str(REPO_ROOT),
-    ).get_results()
+    return spark.run_job(
+        context, pipes_subprocess_client, ["rate", "--day", context.partition_key], env=warehouse.subprocess_env()
+    )
 
 
 # The job takes its partitions from the asset it selects.

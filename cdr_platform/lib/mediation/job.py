@@ -281,6 +281,7 @@ class MediationRun:
 def _diagnose(settings: Settings, exc: Exception) -> str:
     """Name the service that is down, if one is, rather than the symptom deep in a task."""
     from cdr_platform.lib.kafka_io import BrokerUnavailableError, wait_for_broker
+    from cdr_platform.lib.spark.session import root_cause
     from cdr_platform.lib.warehouse import connect
 
     try:
@@ -291,8 +292,18 @@ def _diagnose(settings: Settings, exc: Exception) -> str:
         wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=5)
     except BrokerUnavailableError as down:
         return str(down)
-    first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
-    return first_line[:1000]
+    return root_cause(exc)
+
+
+def _offset_ranges(batch_df) -> str:
+    """The Kafka partitions and offsets a micro-batch covers ("partition 0 offsets 200-399, ...")."""
+    from pyspark.sql import functions as F
+
+    try:  # reads the batch's offsets again: a broker that is down gets its own message instead
+        rows = batch_df.groupBy("partition").agg(F.min("offset"), F.max("offset")).orderBy("partition").collect()
+    except Exception:
+        return "offsets unknown"
+    return ", ".join(f"partition {p} offsets {lo}-{hi}" for p, lo, hi in rows) or "no messages"
 
 
 def _fault_point(name: str, batch_id: int) -> None:
@@ -403,8 +414,9 @@ def run(
         try:
             mediation.process_batch(df, batch_id)
         except Exception as exc:
-            # Spark wraps this in pages of Java and Python traces: keep the operator's cause.
-            mediation.failure = f"batch {batch_id}: {_diagnose(settings, exc)}"
+            # Spark wraps this in pages of Java and Python traces: keep the operator's cause, and
+            # where in raw-cdrs the batch was, so the messages can be looked at
+            mediation.failure = f"batch {batch_id} ({_offset_ranges(df)}): {_diagnose(settings, exc)}"
             raise
         if on_batch and mediation.outcomes:
             on_batch(mediation.outcomes[-1])

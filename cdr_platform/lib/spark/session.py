@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,30 @@ def arrow_schema_from_ddl(ddl: str):
         decimal = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", kind)
         fields.append((name, pa.decimal128(int(decimal[1]), int(decimal[2])) if decimal else simple[kind]))
     return pa.schema(fields)
+
+
+# A Python exception's line in a traceback: "psycopg.errors.RaiseException: the message"
+_PYTHON_EXCEPTION_LINE = re.compile(r"^([A-Za-z_]\w*\.)*[A-Za-z_]\w*(Error|Exception|Exit|Interrupt|Failure)\b(: .*)?$")
+_JVM_PACKAGES = ("org.", "java.", "javax.", "scala.", "py4j.", "pyspark.errors.")
+
+
+def root_cause(exc: BaseException) -> str:
+    """The one line that says why a Spark job failed.
+
+    An exception raised in a Python task reaches the driver wrapped in "An exception was thrown
+    from the Python worker", pages of Java stack, and the task's own traceback: the cause is the
+    last Python exception line of that traceback (a warehouse error, say), not the first line.
+    """
+    text = str(exc)
+    python_lines = [
+        line.strip()
+        for line in text.splitlines()
+        if _PYTHON_EXCEPTION_LINE.match(line.strip()) and not line.strip().startswith(_JVM_PACKAGES)
+    ]
+    if "Traceback (most recent call last)" in text and python_lines:
+        return python_lines[-1][:1000]
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), repr(exc))
+    return first_line[:1000]
 
 
 COUNT_ROWS_SCHEMA = "rows long"
