@@ -18,8 +18,11 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from cdr_platform.lib.mediation.store import MediationTables
+from cdr_platform.lib.rating.engine import RatingEngine
+from cdr_platform.lib.rating.plan import TariffPlan
 from cdr_platform.lib.rating.store import RatingTables
 from cdr_platform.lib.settings import (
+    DEFAULT_TARIFF_TIMEZONE,
     FAILURE_FILE_ENV,
     REPO_ROOT,
     WAREHOUSE_KINDS,
@@ -27,6 +30,7 @@ from cdr_platform.lib.settings import (
     WarehouseSettings,
     load_settings,
 )
+from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse import connect
 from cdr_platform.lib.warehouse.dialects import DIALECTS
 from cdr_platform.utils.environment_helpers import Environment, get_environment
@@ -62,7 +66,6 @@ class WarehouseResource(dg.ConfigurableResource):
     mediation_schema: str = "mediation"
     rating_schema: str = "rating"
     tariff_schema: str = "tariffs"
-    rating_rounding_decimals: int = 5
 
     @property
     def settings(self) -> WarehouseSettings:
@@ -93,11 +96,27 @@ class WarehouseResource(dg.ConfigurableResource):
             "CDR_MEDIATION_SCHEMA": self.mediation_schema,
             "CDR_RATING_SCHEMA": self.rating_schema,
             "CDR_TARIFF_SCHEMA": self.tariff_schema,
-            "CDR_RATING_ROUNDING_DECIMALS": str(self.rating_rounding_decimals),
         }
         if self.password:  # the child's environment only, never its command line or the UI
             env["CDR_WAREHOUSE_PASSWORD"] = self.password
         return env
+
+
+class TariffResource(dg.ConfigurableResource):
+    """How the tariff is applied: the operator's time zone (time bands, rating days, billing
+    months) and CGRateS's rounding of each increment."""
+
+    timezone: str = DEFAULT_TARIFF_TIMEZONE
+    rounding_decimals: int = 5
+
+    def clock(self) -> TariffClock:
+        return TariffClock(self.timezone)
+
+    def engine(self, plan: TariffPlan) -> RatingEngine:
+        return RatingEngine(plan, rounding_decimals=self.rounding_decimals, clock=self.clock())
+
+    def subprocess_env(self) -> dict[str, str]:
+        return {"CDR_TARIFF_TIMEZONE": self.timezone, "CDR_RATING_ROUNDING_DECIMALS": str(self.rounding_decimals)}
 
 
 class SparkResource(LazyPySparkResource):
@@ -182,7 +201,9 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             mediation_schema=settings.mediation_schema,
             rating_schema=settings.rating_schema,
             tariff_schema=settings.tariff_schema,
-            rating_rounding_decimals=settings.rating_rounding_decimals,
+        ),
+        "tariff": TariffResource(
+            timezone=settings.tariff_timezone, rounding_decimals=settings.rating_rounding_decimals
         ),
         "spark": SparkResource(spark_config={"spark.master": settings.spark_master, **settings.spark_conf}),
         "files": FilesResource(data_dir=str(settings.data_dir)),

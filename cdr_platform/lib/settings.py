@@ -149,6 +149,8 @@ class Settings:
     max_duration_s: int = 86_400  # mediation rejects longer calls and sessions (VALUE_OUT_OF_RANGE)
     max_volume_bytes: int = 10**12  # ... and bigger data records
     late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
+    # the operator's time zone: tariff time bands, weekdays, rating days and billing months
+    tariff_timezone: str = "Africa/Casablanca"
     spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
 
 
@@ -170,6 +172,27 @@ def _spark_conf() -> dict[str, str]:
     if not isinstance(conf, dict):
         raise ValueError(f"CDR_SPARK_CONF must be a JSON object of Spark settings, got {raw!r}")
     return {str(k): str(v) for k, v in conf.items()}
+
+
+DEFAULT_TARIFF_TIMEZONE = "Africa/Casablanca"  # the demo operator's (Morocco)
+
+
+def tariff_timezone() -> str:
+    """CDR_TARIFF_TIMEZONE, an IANA zone name, checked against the zone database (tzdata).
+
+    Read on its own as well as in load_settings(): the daily and monthly partitions of the Dagster
+    code location are defined in this zone when it loads.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = _env("CDR_TARIFF_TIMEZONE", DEFAULT_TARIFF_TIMEZONE)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"CDR_TARIFF_TIMEZONE must be an IANA time zone such as Africa/Casablanca or UTC, got {name!r}"
+        ) from None
+    return name
 
 
 def load_settings() -> Settings:
@@ -225,6 +248,7 @@ def load_settings() -> Settings:
         max_duration_s=_env_int("CDR_MAX_DURATION_S", 86_400),
         max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
         late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),
+        tariff_timezone=tariff_timezone(),
         spark_conf=_spark_conf(),
     )
 

@@ -25,12 +25,19 @@ from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.job import SUMMARY_PREFIX, _read_slices, slice_queries
 from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
 from cdr_platform.lib.rating.tasks import rate_and_load
+from cdr_platform.lib.reference.subscribers import generate_subscribers
+from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.tariff_clock import TariffClock
+from cdr_platform.lib.warehouse import replace_table
 from cdr_platform.utils.environment_helpers import Environment
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
-EVENING = datetime(2026, 11, 20, 22, tzinfo=UTC)  # 22:00 -> 02:00: calls cross midnight
+EVENING = datetime(2026, 11, 20, 22, tzinfo=UTC)  # 22:00 -> 02:00 UTC: calls cross local midnight (23:00 UTC)
+CLOCK = TariffClock(load_settings().tariff_timezone)  # the operator's: days are local days
+LOCAL_MIDNIGHT = CLOCK.day_bounds_naive(date(2026, 11, 21))[0]
+UTC_DAY = TariffClock("UTC").day_bounds_naive
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,10 @@ def seeded(local_stack):
         check=True,
         cwd=DBT_PROJECT_DIR,
     )
+    # rating reads each subscriber's segment: the reference table, as the subscribers asset writes it
+    with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+        conn.execute("create schema if not exists reference")
+        replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
     return local_stack
 
 
@@ -100,7 +111,9 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
             next(line for line in done.stdout.splitlines() if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX) :]
         )
         assert summary["slices"] >= 4 and 1 <= summary["warehouse_connections"] <= 2, summary
-    clean_by_day = dict(box.query(f"select cast(start_time as date), count(*) from {box.tables.clean} group by 1"))
+    local_day = f"cast(start_time at time zone 'UTC' at time zone '{CLOCK.tz.key}' as date)"
+    clean_by_day = dict(box.query(f"select {local_day}, count(*) from {box.tables.clean} group by 1"))
+    assert set(clean_by_day) == {date(2026, 11, 20), date(2026, 11, 21)}
     rated_by_day = dict(box.query(f"select rating_day, count(*) from {tables.rated} group by 1"))
     suspense_by_day = dict(box.query(f"select rating_day, count(*) from {tables.suspense} group by 1"))
     for day, n in clean_by_day.items():
@@ -123,16 +136,17 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
     assert again.returncode == 0, again.stderr[-3000:]
     assert box.query(f"select record_id, cost from {tables.rated} order by record_id") == before
 
-    # a call that starts before midnight and ends after it: rated on its start day, split at midnight
+    # a call that starts before local midnight and ends after it: rated on its start day, split at midnight
     crossing = box.query(
         f"select r.record_id, r.cost, c.duration_s, c.start_time from {tables.rated} r join {box.tables.clean} c"
         f" using (record_id) where c.record_type = 'voice' and r.rating_day = '2026-11-20' and c.direction ="
-        f" 'outgoing' and c.start_time + c.duration_s * interval '1 second' > '2026-11-21'"
-        f" order by c.duration_s desc fetch first 1 rows only"
+        f" 'outgoing' and c.start_time + c.duration_s * interval '1 second' > %s"
+        f" order by c.duration_s desc fetch first 1 rows only",
+        (LOCAL_MIDNIGHT,),
     )
     assert crossing, "the generator made no call across midnight"
     with box.connect() as conn:
-        engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
+        engine = RatingEngine(load_tariff_from_warehouse(conn, tables), clock=CLOCK)
     record_id, cost, duration, start = crossing[0]
     row = box.query(
         f"select other_msisdn, served_operator_id from {box.tables.clean} where record_id = %s", (record_id,)
@@ -146,7 +160,7 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
         setup_time=start.replace(tzinfo=UTC),
         usage_ns=duration * 1_000_000_000,
     )
-    assert any(s.start.date().isoformat() == "2026-11-21" for s in rating.spans)
+    assert any(CLOCK.local_date(s.start) == date(2026, 11, 21) for s in rating.spans)
 
 
 def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_stack):
@@ -167,7 +181,7 @@ def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_s
         conn.execute(f"analyze {table}")
         blocks = conn.execute(f"select pg_relation_size('{table}') / 8192").fetchone()[0]
         day = date(2026, 11, 4)
-        slices = _read_slices(conn, table, day, 2, "c")
+        slices = _read_slices(conn, table, UTC_DAY(day), 2, "c")
         read = []
         for predicate in slices:
             read += [
@@ -182,11 +196,11 @@ def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_s
         assert first_block > 0.25 * blocks  # days 1-3 are not read
         assert len(slices) >= 6
         # a day without rows reads nothing; a day that is most of a table reads all of it
-        assert _read_slices(conn, table, date(2026, 12, 1), 2, "c") == ["false"]
+        assert _read_slices(conn, table, UTC_DAY(date(2026, 12, 1)), 2, "c") == ["false"]
         conn.execute(f"delete from {table} where start_time >= '2026-11-05'")
         conn.execute(f"delete from {table} where start_time < '2026-11-04'")
         conn.execute(f"analyze {table}")
-        assert _read_slices(conn, table, day, 2, "c")[0].startswith("c.ctid >= '(0,0)'")
+        assert _read_slices(conn, table, UTC_DAY(day), 2, "c")[0].startswith("c.ctid >= '(0,0)'")
         conn.execute(f"drop schema {schema} cascade")
 
 
@@ -195,19 +209,20 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
     assert rate(env, "2026-11-20").returncode == 0
     day_rows = f"select record_id, cost from {tables.rated} where rating_day = '2026-11-20' order by record_id"
     before = box.query(day_rows)
+    day_bounds = CLOCK.day_bounds_naive(date(2026, 11, 20))
     clean_that_day = box.query(
-        f"select count(*) from {box.tables.clean} where start_time >= '2026-11-20' and start_time < '2026-11-21'"
+        f"select count(*) from {box.tables.clean} where start_time >= %s and start_time < %s", day_bounds
     )[0][0]
 
     # A run that died after loading a slice: its work tables exist, the day's partition is untouched.
     dead = tables.day_load(date(2026, 11, 20), "dead0000run1")
     with box.connect() as conn:
-        engine = RatingEngine(load_tariff_from_warehouse(conn, tables))
+        engine = RatingEngine(load_tariff_from_warehouse(conn, tables), clock=CLOCK)
         for statement in dead.create_work_sql(
             {"rated_at": "2026-11-20 23:00:00", "suspended_at": "2026-11-20 23:00:00", "currency": "MAD"}
         ):
             conn.execute(statement)
-    queries = slice_queries(box.tables.clean, date(2026, 11, 20), ["true"])
+    queries = slice_queries(box.tables.clean, day_bounds, ["true"])
     slice_zero = pa.RecordBatch.from_pydict({"id": [0]})
     conninfo = box.settings.warehouse.conninfo()
     loaded = [
@@ -227,7 +242,7 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
                 engine=engine,
                 load=tables.day_load(date(2026, 11, 20), "empty000run1"),
                 conninfo=conninfo,
-                queries=slice_queries(box.tables.clean, date(2026, 11, 20), ["false"]),
+                queries=slice_queries(box.tables.clean, day_bounds, ["false"]),
             )
         )
         .column("summary")[0]

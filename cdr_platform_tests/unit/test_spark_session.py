@@ -102,3 +102,25 @@ def test_a_new_archive_removes_older_fingerprints_and_dead_recordings_only(tmp_p
         path.write_bytes(b"x")
     _remove_stale(current)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([current.name, in_progress.name])
+
+
+def test_the_root_cause_of_a_task_failure_is_the_python_exception_that_ends_its_traceback():
+    from cdr_platform.lib.spark.session import root_cause
+
+    wrapped = (
+        "An exception was thrown from the Python worker. Please see the stack trace below.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/cdr_platform/lib/rating/tasks.py", line 102, in read_slice\n'
+        '    with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:\n'
+        'psycopg.errors.UndefinedTable: relation "reference.subscribers" does not exist\n'
+        "LINE 1: ...me_bytes from clean_cdrs c left join reference....\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator.handlePythonException\n"
+    )
+    assert (
+        root_cause(RuntimeError(wrapped))
+        == 'psycopg.errors.UndefinedTable: relation "reference.subscribers" does not exist'
+    )
+    # no traceback: the first line
+    assert root_cause(RuntimeError("warehouse 127.0.0.1:15432 is not reachable\nmore")) == (
+        "warehouse 127.0.0.1:15432 is not reachable"
+    )

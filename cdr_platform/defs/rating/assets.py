@@ -3,14 +3,17 @@
 import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
-from cdr_platform.defs.resources import SparkResource, WarehouseResource
+from cdr_platform.defs.resources import SparkResource, TariffResource, WarehouseResource
 from cdr_platform.lib.rating.plan import SEED_FILES
+from cdr_platform.lib.settings import tariff_timezone
 
 GROUP = "rating"
 RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
 TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in SEED_FILES]
-# Days by call start time (UTC). The generator's default traffic is yesterday's.
-RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+# Days by call start, in the operator's time zone (CDR_TARIFF_TIMEZONE, read when the code
+# location loads: a partition's day is structure, not a run's setting). The generator's
+# default traffic is yesterday's.
+RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
 
 
 @dg.asset(
@@ -27,10 +30,14 @@ def rating_cdrs(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
     warehouse: WarehouseResource,
+    tariff: TariffResource,
     spark: SparkResource,
 ):
     return spark.run_job(
-        context, pipes_subprocess_client, ["rate", "--day", context.partition_key], env=warehouse.subprocess_env()
+        context,
+        pipes_subprocess_client,
+        ["rate", "--day", context.partition_key],
+        env={**warehouse.subprocess_env(), **tariff.subprocess_env()},
     )
 
 

@@ -6,10 +6,10 @@ from decimal import Decimal
 import dagster as dg
 
 from cdr_platform.defs.rating.assets import RATING_CDRS_KEY
-from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.defs.resources import TariffResource, WarehouseResource
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.rating.cdr import rate_cdr
-from cdr_platform.lib.rating.engine import NotRated, RatingEngine
+from cdr_platform.lib.rating.engine import NotRated
 from cdr_platform.lib.rating.plan import ANY, TariffPlanError
 from cdr_platform.lib.rating.store import load_tariff_from_warehouse
 
@@ -19,19 +19,21 @@ SAMPLE = 300
 @dg.asset_check(
     asset=RATING_CDRS_KEY, description="Every clean CDR of every rated day is rated or in suspense, exactly once."
 )
-def rating_covers_every_clean_cdr(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    t, clean = warehouse.rating_tables(), warehouse.mediation_tables().clean
+def rating_covers_every_clean_cdr(warehouse: WarehouseResource, tariff: TariffResource) -> dg.AssetCheckResult:
+    t, clean, clock = warehouse.rating_tables(), warehouse.mediation_tables().clean, tariff.clock()
     with warehouse.connect() as conn:
-        rows = conn.execute(
-            f"with days as (select rating_day from {t.rated} union select rating_day from {t.suspense}),"
-            f" c as (select cast(start_time as date) as d, count(*) as n from {clean}"
-            f" group by cast(start_time as date)),"
-            f" r as (select rating_day as d, count(*) as n from {t.rated} group by rating_day),"
+        rated = conn.execute(
+            f"with r as (select rating_day as d, count(*) as n from {t.rated} group by rating_day),"
             f" s as (select rating_day as d, count(*) as n from {t.suspense} group by rating_day)"
-            f" select days.rating_day, coalesce(c.n, 0), coalesce(r.n, 0), coalesce(s.n, 0) from days"
-            f" left join c on c.d = days.rating_day left join r on r.d = days.rating_day"
-            f" left join s on s.d = days.rating_day order by days.rating_day"
+            f" select coalesce(r.d, s.d), coalesce(r.n, 0), coalesce(s.n, 0) from r full join s on s.d = r.d"
         ).fetchall()
+        rows = []
+        for day, r, s in sorted(rated):  # a rating day is a local day: its clean CDRs by start in its bounds
+            start, end = clock.day_bounds_naive(day)
+            (c,) = conn.execute(
+                f"select count(*) from {clean} where start_time >= %s and start_time < %s", (start, end)
+            ).fetchone()
+            rows.append((day, c, r, s))
         overlap = conn.execute(
             f"select count(*) from {t.rated} r join {t.suspense} s on s.record_id = r.record_id"
         ).fetchone()[0]
@@ -56,10 +58,10 @@ def rating_no_negative_cost(warehouse: WarehouseResource) -> dg.AssetCheckResult
     description=f"A random sample of {SAMPLE} rated CDRs, re-rated one by "
     "one by the plain engine from the warehouse tariff, gives identical costs.",
 )
-def rating_rerate_sample_matches(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def rating_rerate_sample_matches(warehouse: WarehouseResource, tariff: TariffResource) -> dg.AssetCheckResult:
     t, clean = warehouse.rating_tables(), warehouse.mediation_tables().clean
     with warehouse.connect() as conn:
-        engine = RatingEngine(load_tariff_from_warehouse(conn, t), rounding_decimals=warehouse.rating_rounding_decimals)
+        engine = tariff.engine(load_tariff_from_warehouse(conn, t))
         sample = conn.execute(
             f"select r.record_id, r.cost, c.record_type, c.direction, c.served_operator_id, r.subject,"
             f" c.other_msisdn, c.technology, c.start_time, c.duration_s, c.data_volume_bytes"

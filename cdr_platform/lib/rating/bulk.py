@@ -57,6 +57,7 @@ OUTPUT_SCALE = 6  # cost and connect fee leave as decimal(18, 6)
 OUTPUT_TYPE = pa.decimal128(18, OUTPUT_SCALE)
 US_PER_DAY = 86_400 * 1_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
+_LONGEST_CALL_NS = 7 * NS_PER_DAY  # longer calls have too many segments for this path anyway
 _SAFE_INT = 2**62  # integer money above this goes to the plain engine (no int64 overflow)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
@@ -147,6 +148,7 @@ class BulkRater:
 
     def __init__(self, engine: RatingEngine, max_pieces: int = 4, max_segments: int = 6) -> None:
         self.engine, self.max_segments = engine, max_segments
+        self.clock = engine.clock
         # K: every increment price has the engine's G decimals; fees and caps may have more.
         plan = engine.plan
         fee_decimals = [_decimals(s.connect_fee) for slots in plan.rates.values() for s in slots]
@@ -194,7 +196,8 @@ class BulkRater:
         return tuple(attempts)
 
     def _schedule(self, plan_id: str, destination_id: str, day: int):
-        """A day's band schedule: (start ns after midnight, end ns, destination-rate code) per stretch."""
+        """A local day's band schedule: (start ns after midnight, end ns, destination-rate code) per
+        stretch, on the wall clock (day: days since the epoch of the local calendar)."""
         key = (plan_id, destination_id, day)
         if key not in self._schedules:
             candidates = self.engine.candidates(plan_id, destination_id)
@@ -262,7 +265,8 @@ class BulkRater:
 
     def rate(self, batch: pa.RecordBatch | pa.Table) -> dict[str, pa.Array]:
         """Columns kind ('rated' | 'suspense'), reason, detail, usage_amount, usage_unit, tenant,
-        category, subject, rating_plan_id, destination_id, cost, connect_fee; one row per input row."""
+        category, subject, rating_plan_id, destination_id, cost, connect_fee, rating_day; one row per
+        input row."""
         n = batch.num_rows
         col = {name: batch.column(name) for name in INPUT_COLUMNS}
         if isinstance(batch, pa.Table):
@@ -271,6 +275,8 @@ class BulkRater:
         if start_time.type.unit != "us":
             start_time = start_time.cast(pa.timestamp("us", start_time.type.tz))
         start_us = pc.fill_null(start_time.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        local_us = self.clock.to_local_us(start_us)  # the operator's wall clock
+        offset_us = local_us - start_us
         record_type = col["record_type"]
         duration = pc.fill_null(col["duration_s"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
         volume = pc.fill_null(col["data_volume_bytes"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -359,14 +365,18 @@ class BulkRater:
                 category_code[rows] = np.where(found >= 0, category_of[route_of_row[rows], a], -1)
         plain |= destination_code < 0  # no plan has it: suspense, which the plain engine reports
 
-        # 3. segments: a call is cut wherever another plan row takes over (or at midnight); each
-        #    segment is priced by its own row's rate, pieces by group interval start counted
+        # 3. segments: a call is cut wherever another plan row takes over (or at local midnight);
+        #    each segment is priced by its own row's rate, pieces by group interval start counted
         #    from the start of the call, whole increments per piece; SMS and data never cut.
+        #    Days and times of day are the operator's wall clock; a call during which the clocks
+        #    change goes to the plain engine (its wall time jumps).
+        call_end_us = np.where(is_voice & (usage > 0) & (usage < _LONGEST_CALL_NS), start_us + usage // 1000, start_us)
+        plain |= is_voice & (self.clock.to_local_us(call_end_us) - call_end_us != offset_us)
         fast = np.flatnonzero(~plain)
         voice = is_voice[fast]
         plan_f, dest_f = plan_code[fast], destination_code[fast]
-        seg_day = start_us[fast] // US_PER_DAY
-        seg_tod = (start_us[fast] - seg_day * US_PER_DAY) * 1000
+        seg_day = local_us[fast] // US_PER_DAY
+        seg_tod = (local_us[fast] - seg_day * US_PER_DAY) * 1000
         total_usage = usage[fast]
         offset = np.zeros(len(fast), np.int64)
         pieces_cost = np.zeros(len(fast), np.int64)
@@ -457,6 +467,8 @@ class BulkRater:
         self.plain_rows += len(slow)
         if len(slow):
             out = self._rate_plainly(batch, slow, out)
+        # a record is rated on the local day its usage starts
+        out["rating_day"] = pa.array((local_us // US_PER_DAY).astype(np.int32), pa.date32())
         return out
 
     def _rate_plainly(self, batch, rows: np.ndarray, out: dict[str, pa.Array]) -> dict[str, pa.Array]:
@@ -464,8 +476,9 @@ class BulkRater:
         picked = batch.select(list(INPUT_COLUMNS)).take(pa.array(rows)).to_pylist()
         values = {name: [] for name in out}
         for row in picked:
-            for name, value in plain_outcome(self.engine, row).items():
-                values[name].append(value)
+            outcome = plain_outcome(self.engine, row)
+            for name, column in values.items():
+                column.append(outcome[name])
         mask = np.zeros(len(out["kind"]), bool)
         mask[rows] = True
         mask = pa.array(mask)
@@ -480,6 +493,7 @@ class BulkRater:
 def plain_outcome(engine: RatingEngine, row: dict) -> dict:
     """One record by the plain engine, in the bulk output's columns (the reference path)."""
     start = row["start_time"] if row["start_time"].tzinfo else row["start_time"].replace(tzinfo=UTC)
+    rating_day = {"rating_day": engine.clock.local_date(start)}  # the local day the usage starts
     try:
         r = rate_cdr(
             engine,
@@ -506,7 +520,7 @@ def plain_outcome(engine: RatingEngine, row: dict) -> dict:
             "destination_id": r.destination_id,
             "cost": r.cost,
             "connect_fee": r.connect_fee,
-        }
+        } | rating_day
     except NotRated as exc:
         _, amount, unit = usage_of(row["record_type"], row["duration_s"], row["data_volume_bytes"])
         return {
@@ -522,7 +536,7 @@ def plain_outcome(engine: RatingEngine, row: dict) -> dict:
             "destination_id": "",
             "cost": Decimal(0),
             "connect_fee": Decimal(0),
-        }
+        } | rating_day
 
 
 def _decimal_array(unscaled: np.ndarray) -> pa.Array:

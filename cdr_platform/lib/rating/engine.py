@@ -4,9 +4,10 @@
    before the call start. Its fallback subjects are tried when no destination matches.
 2. Destination: the longest prefix of the dialled number among the destinations the plan
    prices; else the plan's *any destination.
-3. Time bands (voice only): the call is split at midnight and wherever another plan row
-   becomes active; at any instant the highest weight wins, then the latest start time. SMS
-   and data are priced whole by the row active at the start.
+3. Time bands (voice only), in the operator's local time (lib/tariff_clock.py): the call is split at
+   local midnight, wherever another plan row becomes active and where the clocks change; at
+   any instant the highest weight wins, then the latest start time. SMS and data are priced
+   whole by the row active at the start.
 4. Rate groups by GroupIntervalStart, counted from the start of the usage.
 5. Each span rounds up to whole increments (at least one); one increment costs
    increment x rate / unit, rounded half-up to `rounding_decimals` (G), times the count.
@@ -20,10 +21,11 @@ Money is Decimal throughout: the rules decide every rounding, never binary float
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from cdr_platform.lib.rating.plan import ANY, DestinationRate, RateSlot, RatingPlanRow, TariffPlan
+from cdr_platform.lib.tariff_clock import UTC_CLOCK, TariffClock
 
 DEFAULT_ROUNDING_DECIMALS = 5  # a running CGRateS; its engine unit tests use 6
 NS_PER_S = 1_000_000_000
@@ -82,9 +84,12 @@ def round_money(value: Decimal, decimals: int, method: str) -> Decimal:
 
 
 class RatingEngine:
-    def __init__(self, plan: TariffPlan, rounding_decimals: int = DEFAULT_ROUNDING_DECIMALS) -> None:
+    def __init__(
+        self, plan: TariffPlan, rounding_decimals: int = DEFAULT_ROUNDING_DECIMALS, clock: TariffClock = UTC_CLOCK
+    ) -> None:
         self.plan = plan
         self.rounding_decimals = rounding_decimals
+        self.clock = clock  # the time zone the plan's timings are written in
         self._increment_quantum = Decimal(1).scaleb(-rounding_decimals)
         # Indexes built once: they change how fast a rule is looked up, never what it says.
         self._profiles: dict[tuple[str, str, str], list] = {}
@@ -147,7 +152,7 @@ class RatingEngine:
 
     @staticmethod
     def active_at(candidates, instant: datetime):
-        """The winning (row, destination rate) at an instant: highest weight, then latest start."""
+        """The winning (row, destination rate) at a wall time: highest weight, then latest start."""
         tod = instant.time()
         active = [(row, dr) for row, dr in candidates if row.timing.applies_on(instant) and row.timing.start <= tod]
         if not active:
@@ -156,7 +161,7 @@ class RatingEngine:
 
     @staticmethod
     def next_change(candidates, instant: datetime) -> datetime:
-        """The next instant another row may become active: a start time later today, or midnight."""
+        """The next wall time another row may become active: a start time later today, or midnight."""
         midnight = datetime.combine(instant.date() + timedelta(days=1), datetime.min.time(), instant.tzinfo)
         nxt = midnight
         for row, _ in candidates:
@@ -180,6 +185,8 @@ class RatingEngine:
     ) -> Rating:
         if usage_ns < 0:
             raise NotRated("NEGATIVE_USAGE", f"usage {usage_ns} ns")
+        if setup_time.tzinfo is None:  # the warehouse's naive timestamps are UTC
+            setup_time = setup_time.replace(tzinfo=UTC)
         if subject.startswith("(") and subject.endswith(")"):  # "(RatingPlan A|B)": the cheapest
             names = [n.strip().removeprefix("RatingPlan").strip() for n in subject[1:-1].split("|")]
             ratings, last_error = [], None
@@ -224,21 +231,24 @@ class RatingEngine:
         candidates = self.candidates(plan_id, destination_id)
         # (segment start, usage offset in ns, usage length in ns, destination rate)
         segments: list[tuple[datetime, int, int, DestinationRate]] = []
+        clock = self.clock
         if tor == "*voice":
-            instant, offset = setup_time, 0
+            instant, offset = setup_time, 0  # instants in UTC; the plan's rows are read on the wall clock
             while offset < usage_ns:
-                winner = self.active_at(candidates, instant)
+                wall = clock.local(instant)
+                winner = self.active_at(candidates, wall)
                 if winner is None:
-                    raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {instant.isoformat()}")
-                change = self.next_change(candidates, instant)
+                    raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {wall.isoformat()}")
+                change = clock.next_change(instant, self.next_change(candidates, wall))
                 length = min(usage_ns - offset, (change - instant) // _MICROSECOND * 1000)
                 segments.append((instant, offset, length, winner[1]))
                 offset += length
                 instant = setup_time + timedelta(microseconds=offset // 1000)
         else:
-            winner = self.active_at(candidates, setup_time)
+            wall = clock.local(setup_time)
+            winner = self.active_at(candidates, wall)
             if winner is None:
-                raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {setup_time.isoformat()}")
+                raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {wall.isoformat()}")
             segments.append((setup_time, 0, usage_ns, winner[1]))
 
         spans: list[Span] = []

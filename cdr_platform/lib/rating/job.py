@@ -2,7 +2,8 @@
 
     cdr rate --day 2026-11-25
 
-Reads the day's clean CDRs (by call start time, UTC) with each subscriber's segment over JDBC,
+Reads the day's clean CDRs (by call start, the operator's local day: CDR_TARIFF_TIMEZONE) with
+each subscriber's segment,
 in slices of the table's blocks, and the tariff plan as dbt seeded it. Each Spark task (lib.rating.tasks) rates
 its Arrow batches in bulk (rating/bulk.py: the engine's decisions applied to whole columns,
 the plain engine for what they cannot settle) and COPYs the rows into the day's work tables
@@ -21,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from cdr_platform.lib.rating.cdr import CURRENCY
@@ -46,6 +47,7 @@ from cdr_platform.lib.rating.tasks import (
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
 from cdr_platform.lib.schema import CLEAN_CDRS_TABLE
 from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse.columns import names
 
 log = logging.getLogger("cdr_platform.rating")
@@ -54,7 +56,7 @@ SLICES_PER_CORE = 3  # at least: small enough slices that every core stays busy 
 SLICE_BLOCKS = 3000  # at most about 24 MB of clean_cdrs per slice (about 150,000 rows)
 
 
-def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool] | None:
+def _day_block_range(conn, clean_table: str, bounds: tuple[datetime, datetime]) -> tuple[int, int, bool] | None:
     """The blocks [first, last + 1) of clean_cdrs that hold the day's CDRs, and whether that band
     runs to the end of the table; None if the day has none.
 
@@ -70,7 +72,7 @@ def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool]
         (clean_table,),
     ).fetchone()
     in_day = "start_time >= %(start)s and start_time < %(end)s"
-    bounds = {"start": day, "end": day + timedelta(days=1)}
+    bounds = {"start": bounds[0], "end": bounds[1]}
     plan = conn.execute(f"explain (format json) select 1 from {clean_table} where {in_day}", bounds).fetchone()[0]
     if total > 0 and plan[0]["Plan"]["Plan Rows"] > total / 2:
         return (0, blocks, True) if blocks else None
@@ -83,9 +85,9 @@ def _day_block_range(conn, clean_table: str, day: date) -> tuple[int, int, bool]
     return first_block, last_block + 1, last_block + 1 >= blocks
 
 
-def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> list[str]:
+def _read_slices(conn, clean_table: str, bounds: tuple[datetime, datetime], cores: int, alias: str) -> list[str]:
     """Predicates that split the day's block range of the clean table (TID range scans)."""
-    span = _day_block_range(conn, clean_table, day)
+    span = _day_block_range(conn, clean_table, bounds)
     if span is None:
         return ["false"]  # no CDR that day: one task that reads nothing
     first, end, to_table_end = span
@@ -99,9 +101,10 @@ def _read_slices(conn, clean_table: str, day: date, cores: int, alias: str) -> l
     ]
 
 
-def slice_queries(clean_table: str, day: date, slices: list[str]) -> list[str]:
-    """The day's clean CDRs, with each subscriber's segment, one query per slice of the table."""
-    start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+def slice_queries(clean_table: str, bounds: tuple[datetime, datetime], slices: list[str]) -> list[str]:
+    """The day's clean CDRs (start in [bounds), naive UTC), with each subscriber's segment, one
+    query per slice of the table."""
+    start, end = (b.isoformat(sep=" ") for b in bounds)
     # in INPUT_COLUMNS' order, which the tasks' schema follows; the segment is the subscriber's
     columns = ", ".join(f"s.{c}" if c == "segment" else f"c.{c}" for c in INPUT_COLUMNS)
     return [
@@ -130,13 +133,17 @@ def rate_day(
         raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
     clean_table = f"{settings.mediation_schema}.{CLEAN_CDRS_TABLE}"
     load = tables.day_load(day, uuid.uuid4().hex[:12])
+    clock = TariffClock(settings.tariff_timezone)
+    bounds = clock.day_bounds_naive(day)  # the local day, as UTC wall times like start_time
     started = time.perf_counter()
     with connect(settings.warehouse) as lock_conn:
         # One run per day at a time (two would swap over each other's work tables); held to the end.
         lock_conn.execute(tables.lock_sql(day))
         with connect(settings.warehouse) as conn:
             engine = RatingEngine(
-                load_tariff_from_warehouse(conn, tables), rounding_decimals=settings.rating_rounding_decimals
+                load_tariff_from_warehouse(conn, tables),
+                rounding_decimals=settings.rating_rounding_decimals,
+                clock=clock,
             )
             if tables.partitioned:
                 _replace_unpartitioned(conn, tables, progress)
@@ -155,7 +162,7 @@ def rate_day(
                 conn.execute(statement)
             conn.commit()
             slices = (
-                _read_slices(conn, clean_table, day, _cores(settings), "c")
+                _read_slices(conn, clean_table, bounds, _cores(settings), "c")
                 if io == "copy"
                 else [
                     f"c.src_partition = {p}"
@@ -167,10 +174,11 @@ def rate_day(
         spark = build_spark_session("cdr-rating", settings, bounded=True)
         progress(
             f"Spark up after {time.perf_counter() - started:.1f} s; reading {clean_table} for {day}"
+            f" ({settings.tariff_timezone}: {bounds[0]:%Y-%m-%d %H:%M} to {bounds[1]:%Y-%m-%d %H:%M} UTC)"
             f" in {len(slices)} slices ({io})"
         )
         try:
-            queries = slice_queries(clean_table, day, slices)
+            queries = slice_queries(clean_table, bounds, slices)
             if io == "copy":
                 body = functools.partial(
                     rate_and_load, engine=engine, load=load, conninfo=settings.warehouse.conninfo(), queries=queries

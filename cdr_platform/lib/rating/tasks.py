@@ -45,11 +45,8 @@ def rated_tables(batch, outcome: dict):
     import pyarrow.compute as pc
 
     start = batch.column("start_time").cast(pa.timestamp("us"))  # UTC, as the warehouse stores it
-    columns = (
-        {name: batch.column(name) for name in INPUT_COLUMNS}
-        | outcome
-        | {"start_time": start, "rating_day": start.cast(pa.date32())}
-    )
+    # the rater's outcome carries the rating day: the local date of the start (operator's zone)
+    columns = {name: batch.column(name) for name in INPUT_COLUMNS} | outcome | {"start_time": start}
     is_rated = pc.equal(outcome["kind"], "rated")
     rated = pa.table({name: columns[name] for name in names(RATED_COLUMNS) if name not in RUN_CONSTANTS})
     suspense = pa.table({name: columns[name] for name in names(SUSPENSE_COLUMNS) if name not in RUN_CONSTANTS})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -37,28 +36,22 @@ def arrow_schema_from_ddl(ddl: str):
     return pa.schema(fields)
 
 
-# A Python exception's line in a traceback: "psycopg.errors.RaiseException: the message"
-_PYTHON_EXCEPTION_LINE = re.compile(r"^([A-Za-z_]\w*\.)*[A-Za-z_]\w*(Error|Exception|Exit|Interrupt|Failure)\b(: .*)?$")
-_JVM_PACKAGES = ("org.", "java.", "javax.", "scala.", "py4j.", "pyspark.errors.")
-
-
 def root_cause(exc: BaseException) -> str:
     """The one line that says why a Spark job failed.
 
     An exception raised in a Python task reaches the driver wrapped in "An exception was thrown
     from the Python worker", pages of Java stack, and the task's own traceback: the cause is the
-    last Python exception line of that traceback (a warehouse error, say), not the first line.
+    exception line that ends the last Python traceback (a warehouse error, say), not the first line.
     """
-    text = str(exc)
-    python_lines = [
-        line.strip()
-        for line in text.splitlines()
-        if _PYTHON_EXCEPTION_LINE.match(line.strip()) and not line.strip().startswith(_JVM_PACKAGES)
-    ]
-    if "Traceback (most recent call last)" in text and python_lines:
-        return python_lines[-1][:1000]
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), repr(exc))
-    return first_line[:1000]
+    lines = str(exc).splitlines()
+    cause = None
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            # the frames are indented; the first line that is not is "module.Class: message"
+            ending = next((later for later in lines[i + 1 :] if later.strip() and not later[0].isspace()), None)
+            cause = ending or cause
+    first_line = next((line.strip() for line in lines if line.strip()), repr(exc))
+    return (cause or first_line).strip()[:1000]
 
 
 COUNT_ROWS_SCHEMA = "rows long"
