@@ -256,6 +256,8 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
             "duplicates": summary["duplicates"],
             "dagster/row_count": summary["clean"],
             "offsets": {"raw_value": summary["offsets"], "type": "json"},
+            # the local days whose clean CDRs this run stored: the rating partitions it changed
+            "clean_by_day": {"raw_value": summary["clean_by_day"], "type": "json"},
             "table": summary["table"],
         },
         "error_cdrs": {

@@ -244,10 +244,12 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
 
 
 def _days_to_rate(settings) -> list[str]:
-    """The days (UTC) that hold clean CDRs."""
+    """The local days (the operator's time zone) that hold clean CDRs."""
     from cdr_platform.lib.mediation.store import tables_for
+    from cdr_platform.lib.rating.job import days_with_clean_cdrs
+    from cdr_platform.lib.tariff_clock import TariffClock
     from cdr_platform.lib.warehouse import connect
 
     with connect(settings.warehouse) as conn:
-        rows = conn.execute(f"select distinct cast(start_time as date) from {tables_for(settings).clean}").fetchall()
-    return sorted(d.isoformat() for (d,) in rows)
+        days = days_with_clean_cdrs(conn, tables_for(settings).clean, TariffClock(settings.tariff_timezone))
+    return [d.isoformat() for d in days]

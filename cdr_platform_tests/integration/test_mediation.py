@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
@@ -20,6 +21,7 @@ from cdr_platform.lib.kafka_io import end_offsets
 from cdr_platform.lib.mediation.rejects import original_payload
 from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform.lib.schema import FIELD_TYPES, INJECTED_ERROR_HEADER
+from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform_tests.integration.mediation_support import START, MediationSandbox, expected_outcome
 from cdr_platform_tests.unit.message_corpus import fuzz_messages
 from cdr_platform_tests.unit.test_validation import EXPECTED_REASON
@@ -93,6 +95,16 @@ def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason
         expected["duplicates"],
     )
     assert_exactly_once(sandbox, expected)
+    # which local days (the operator's zone) the run stored clean CDRs for: what rating must redo
+    clock = TariffClock(sandbox.settings.tariff_timezone)
+    by_day = Counter(
+        clock.local_date(start.replace(tzinfo=UTC)).isoformat()
+        for (start,) in sandbox.query(f"select start_time from {sandbox.tables.clean}")
+    )
+    if staging_via == "direct":  # the staged path counts what it staged, duplicates included
+        assert result.summary["clean_by_day"] == dict(sorted(by_day.items()))
+    else:
+        assert set(result.summary["clean_by_day"]) == set(by_day)
 
     if min_partitions:
         # Split ranges: which copy of a duplicated record is stored is the first one stored,

@@ -45,6 +45,7 @@ from cdr_platform.lib.mediation.store import (
 )
 from cdr_platform.lib.mediation.tasks import OUTPUT_DDL, duplicate_rejects_arrow, mediate_and_stage, warm_up
 from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse.dialects import DIALECTS
 
 log = logging.getLogger("cdr_platform.mediation")
@@ -67,6 +68,9 @@ class MediationRun:
         self.error_topic = error_topic
         self.run_id = run_id
         self.outcomes: list[BatchOutcome] = []
+        self.clock = TariffClock(settings.tariff_timezone)
+        # clean records stored per local day (start time, the operator's zone): the days to rate
+        self.days: Counter = Counter()
         self.failure: str | None = None  # the cause of a failed batch, in one line
         self.log = log.info  # replaced by the Dagster Pipes logger when run from Dagster
         # "direct": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages
@@ -126,6 +130,7 @@ class MediationRun:
             tables=self.tables,
             staging_via=self.staging_via,
             limits=Limits.from_settings(self.settings),
+            clock=self.clock,
         )
         out = (
             batch_df.select("key", "value", "partition", "offset", "timestamp")
@@ -155,8 +160,10 @@ class MediationRun:
             offsets = [by_partition[p] for p in sorted(by_partition)]
             rejected = sum(r["rejected"] for r in counts)
             by_reason: Counter = Counter()
+            days: Counter = Counter()
             for r in counts:
                 by_reason.update(json.loads(r["reasons"]))
+                days.update(json.loads(r["days"]))
             if staged:
                 (
                     out.filter(F.col("kind") == "clean")
@@ -242,6 +249,7 @@ class MediationRun:
         finally:
             out.unpersist()
         self.outcomes.append(outcome)
+        self.days.update(days)  # counted once the batch is committed
         seconds = time.perf_counter() - started
         rate = outcome.rows_in / max(seconds, 1e-9)
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
@@ -272,6 +280,7 @@ class MediationRun:
             "duplicates": total["duplicates"],
             "rejected_by_reason": dict(sorted(reasons.items())),
             "offsets": {str(p): v for p, v in sorted(offsets.items())},
+            "clean_by_day": dict(sorted(self.days.items())),
             "seconds": round(seconds, 2),
             "rows_per_second": round(total["rows_in"] / seconds, 1) if seconds else 0.0,
             "balanced": total["rows_in"] == total["clean"] + total["rejected"] + total["duplicates"],

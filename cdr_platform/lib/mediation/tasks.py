@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from cdr_platform.lib.mediation.bulk import mediate_batch_safely
 from cdr_platform.lib.mediation.reasons import Reason
@@ -20,6 +20,7 @@ from cdr_platform.lib.mediation.rules import DEFAULT_LIMITS, Limits
 from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
+from cdr_platform.lib.tariff_clock import UTC_CLOCK, TariffClock
 from cdr_platform.lib.warehouse import copy_arrow_binary
 from cdr_platform.lib.warehouse.columns import Column, spark_ddl
 
@@ -41,10 +42,13 @@ OUTPUT_DDL = ", ".join(
         "clean long",
         "duplicates long",
         "reasons string",
+        "days string",
         spark_ddl(CLEAN_CDRS_COLUMNS + _RAW_MESSAGE),
     ]
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1)
+US_PER_DAY = 86_400_000_000
 
 
 class _DirectWriter:
@@ -140,19 +144,22 @@ def mediate_and_stage(
     tables: MediationTables,
     staging_via: str = "direct",
     limits: Limits = DEFAULT_LIMITS,
+    clock: TariffClock = UTC_CLOCK,
 ) -> Iterator:
     """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
 
     Mediates every message (nothing dropped) with the bulk rules. On the direct path the clean
     ones are stored in clean_cdrs here and duplicates become rejects; on the staged path they are
-    yielded back. Yields the rejects and one row of counts per Kafka partition.
+    yielded back. Yields the rejects and one row of counts per Kafka partition, with the clean
+    records per local day they start (`clock`), so rating knows which days changed.
     """
     import numpy as np
     import pyarrow as pa
 
     schema = arrow_schema_from_ddl(OUTPUT_DDL)
     writer = _DirectWriter(conninfo, tables, query_id, batch_id) if staging_via == "direct" else _ReturnRows()
-    counts: dict[int, list] = {}  # partition -> [first, last, messages, rejected, clean, duplicates, Counter]
+    # partition -> [first, last, messages, rejected, clean, duplicates, reasons Counter, days Counter]
+    counts: dict[int, list] = {}
     try:
         for batch in batches:
             values = batch.column("value").to_pylist()
@@ -166,7 +173,7 @@ def mediate_and_stage(
                 at = offsets[partitions == partition]
                 c = counts.get(partition)
                 if c is None:
-                    c = counts[partition] = [int(at.min()), int(at.max()), 0, 0, 0, 0, Counter()]
+                    c = counts[partition] = [int(at.min()), int(at.max()), 0, 0, 0, 0, Counter(), Counter()]
                 c[0], c[1], c[2] = min(c[0], int(at.min())), max(c[1], int(at.max())), c[2] + len(at)
             mediated = mediate_batch_safely(values, received_us, limits)
             rejects_key, rejects_value = [], []
@@ -212,6 +219,13 @@ def mediate_and_stage(
                     reject(int(rows[j]), [Reason.DUPLICATE.value])
                 for partition, n in zip(*np.unique(partitions[rows][~is_duplicate], return_counts=True)):
                     counts[int(partition)][4] += int(n)
+                stored_start = clean.column("start_time").cast(pa.int64()).to_numpy(zero_copy_only=False)[~is_duplicate]
+                local_day = clock.to_local_us(stored_start) // US_PER_DAY
+                for partition in np.unique(partitions[rows][~is_duplicate]).tolist():
+                    days, n = np.unique(local_day[partitions[rows][~is_duplicate] == partition], return_counts=True)
+                    counts[int(partition)][7].update(
+                        {(_EPOCH_DAY + timedelta(days=int(d))).isoformat(): int(k) for d, k in zip(days, n)}
+                    )
                 if writer.returns_rows:
                     staged = clean.append_column("raw_key", batch.column("key").take(at)).append_column(
                         "raw_value", batch.column("value").take(at)
@@ -234,6 +248,7 @@ def mediate_and_stage(
             clean=[counts[p][4] for p in parts],
             duplicates=[counts[p][5] for p in parts],
             reasons=[json.dumps(counts[p][6]) for p in parts],
+            days=[json.dumps(counts[p][7]) for p in parts],
         )
 
 

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from cdr_platform.lib.rating.cdr import CURRENCY
@@ -99,6 +99,24 @@ def _read_slices(conn, clean_table: str, bounds: tuple[datetime, datetime], core
         + (f" and {alias}.ctid < '({min(lo + step, end)},0)'::tid" if lo + step < end or not to_table_end else "")
         for lo in range(first, end, step)
     ]
+
+
+def days_with_clean_cdrs(conn, clean_table: str, clock: TariffClock) -> list[date]:
+    """The local days that hold clean CDRs, found from the table's time range and one indexed
+    probe per day (no time-zone SQL, so it reads the same on every warehouse)."""
+    first, last = conn.execute(f"select min(start_time), max(start_time) from {clean_table}").fetchone()
+    if first is None:
+        return []
+    day, days = clock.local_date(first.replace(tzinfo=UTC)), []
+    while day <= clock.local_date(last.replace(tzinfo=UTC)):
+        start, end = clock.day_bounds_naive(day)
+        if conn.execute(
+            f"select 1 from {clean_table} where start_time >= %s and start_time < %s fetch first 1 rows only",
+            (start, end),
+        ).fetchone():
+            days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 def slice_queries(clean_table: str, bounds: tuple[datetime, datetime], slices: list[str]) -> list[str]:
