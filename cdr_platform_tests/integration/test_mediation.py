@@ -95,6 +95,10 @@ def test_mixed_cdrs_are_partitioned_exactly_and_each_error_found_with_its_reason
         expected["duplicates"],
     )
     assert_exactly_once(sandbox, expected)
+    # the ledger's rejects per reason, one row each (what the marts count by reason)
+    by_reason = dict(sandbox.query(f"select reason, sum(records) from {sandbox.tables.ledger_reasons} group by reason"))
+    summary_reasons = {k: v for k, v in result.summary["rejected_by_reason"].items() if k != "DUPLICATE"}
+    assert by_reason == summary_reasons and by_reason
     # which local days (the operator's zone) the run stored clean CDRs for: what rating must redo
     clock = TariffClock(sandbox.settings.tariff_timezone)
     by_day = Counter(

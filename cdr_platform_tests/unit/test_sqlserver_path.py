@@ -21,6 +21,7 @@ def statements(dialect) -> list[str]:
         t.count_staged_sql(),
         *t.replace_ledger_sql(),
         t.insert_ledger_offsets_sql(),
+        t.insert_ledger_reason_sql(),
         t.duplicates_sql().format(query_id="q", batch_id=1),
     ]
 

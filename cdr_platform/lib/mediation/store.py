@@ -61,6 +61,12 @@ class MediationTables:
     def ledger_offsets(self) -> str:
         return f"{self.schema}.mediation_ledger_offsets"
 
+    @property
+    def ledger_reasons(self) -> str:
+        """The ledger's rejects per reason code, one row each: what the marts count by reason
+        (the ledger's rejected_by_reason holds the same as JSON, for people)."""
+        return f"{self.schema}.mediation_ledger_reasons"
+
     def _columns(self, extra: list[str]) -> str:
         return table_body(CLEAN_CDRS_COLUMNS, self.dialect, extra)
 
@@ -128,6 +134,18 @@ class MediationTables:
                     ]
                 ),
             ),
+            d.create_table(
+                self.ledger_reasons,
+                ",\n".join(
+                    [
+                        "    query_id varchar(64) not null",
+                        "    batch_id bigint not null",
+                        "    reason varchar(32) not null",
+                        "    records bigint not null",
+                        "    constraint pk_mediation_ledger_reasons primary key (query_id, batch_id, reason)",
+                    ]
+                ),
+            ),
         ]
 
     # -- the commit of one batch -------------------------------------------------------
@@ -186,12 +204,19 @@ class MediationTables:
 
     def replace_ledger_sql(self) -> list[str]:
         return [
+            f"delete from {self.ledger_reasons} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"delete from {self.ledger_offsets} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"delete from {self.ledger} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"insert into {self.ledger} (query_id, batch_id, run_id, rows_in, clean, rejected, duplicates,"
             f" rejected_by_reason, committed_at)\nvalues (%(query_id)s, %(batch_id)s, %(run_id)s, %(rows_in)s,"
             f" %(clean)s, %(rejected)s, %(duplicates)s, %(rejected_by_reason)s, {self.dialect.utc_clock})",
         ]
+
+    def insert_ledger_reason_sql(self) -> str:
+        return (
+            f"insert into {self.ledger_reasons} (query_id, batch_id, reason, records)"
+            f" values (%(query_id)s, %(batch_id)s, %(reason)s, %(records)s)"
+        )
 
     def insert_ledger_offsets_sql(self) -> str:
         return (
@@ -255,6 +280,8 @@ def _replace_ledger(conn, tables: MediationTables, outcome: BatchOutcome, run_id
         )
     for row in outcome.offsets:
         conn.execute(tables.insert_ledger_offsets_sql(), {**key, **row})
+    for reason, records in sorted(outcome.rejected_by_reason.items()):
+        conn.execute(tables.insert_ledger_reason_sql(), {**key, "reason": reason, "records": records})
 
 
 def commit_batch(
