@@ -260,6 +260,13 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
             "clean_by_day": {"raw_value": summary["clean_by_day"], "type": "json"},
             "table": summary["table"],
         },
+        "mediation_ledger": {
+            **common,
+            "clean": summary["clean"],
+            "rejected": summary["rejected"],
+            "duplicates": summary["duplicates"],
+            "dagster/row_count": summary["batches"],
+        },
         "error_cdrs": {
             **common,
             "rejected": summary["rejected"],
@@ -374,7 +381,16 @@ def rate(day: datetime) -> None:
             _fail(f"rating failed: {root_cause(exc)}")
         click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
         if pipes:
-            pipes.report_asset_materialization(asset_key="rating_cdrs", metadata=_rating_metadata(summary))
+            metadata = _rating_metadata(summary)
+            pipes.report_asset_materialization(asset_key="rating_cdrs", metadata=metadata)
+            pipes.report_asset_materialization(
+                asset_key="rating_suspense",
+                metadata={
+                    "dagster/row_count": {"raw_value": summary["suspended"], "type": "int"},
+                    "suspended": summary["suspended"],
+                    "suspended_by_reason": metadata["suspended_by_reason"],
+                },
+            )
 
 
 @cdr.group()

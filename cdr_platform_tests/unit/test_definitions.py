@@ -33,7 +33,7 @@ def test_definitions_load_with_the_expected_asset_graph():
     } <= checks
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"generate_cdrs", "mediate_cdrs", "rate_cdrs", "cdr_pipeline"} <= jobs
-    assert {s.name for s in defs.sensors} == {"raw_cdrs_sensor"}
+    assert {s.name for s in defs.sensors} >= {"raw_cdrs_sensor", "clean_cdrs_days_sensor"}
 
 
 def test_sensor_helpers():
@@ -69,3 +69,27 @@ def test_generate_cdrs_config_refuses_bad_settings_before_producing():
         except GeneratorConfigError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finish_between_ticks():
+    from cdr_platform.defs.rating.sensors import clean_cdrs_days_sensor
+
+    def mediation_run(clean_by_day: dict) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("clean_cdrs", metadata={"clean_by_day": dg.MetadataValue.json(clean_by_day)})
+        )
+
+    with dg.instance_for_test() as instance:
+        first = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(first, dg.SkipReason)
+        mediation_run({"2026-11-24": 10, "2026-11-25": 3})
+        mediation_run({"2026-11-25": 7, "2025-06-01": 2})  # a day before the first rating partition
+        result = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance))
+        assert [r.partition_key for r in result.run_requests] == ["2026-11-24", "2026-11-25", "2026-11-25"]
+        assert len({r.run_key for r in result.run_requests}) == 3
+        # the next tick starts after them: nothing is rated twice for the same run
+        again = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        assert isinstance(again, dg.SkipReason)
+        mediation_run({})  # a run of rejects and duplicates only: nothing to rate
+        quiet = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        assert not quiet.run_requests and "no clean CDR" in quiet.skip_reason.skip_message

@@ -8,6 +8,7 @@ from cdr_platform.defs.resources import KafkaResource, MediationResource, SparkR
 GROUP = "mediation"
 CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
 ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
+MEDIATION_LEDGER_KEY = dg.AssetKey("mediation_ledger")
 
 
 @dg.multi_asset(
@@ -28,6 +29,15 @@ ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
             description="Kafka topic error-cdrs: every rejected or duplicate CDR with its "
             "original payload, reason codes and source offset (key: "
             "topic:partition:offset, stable across replays).",
+        ),
+        dg.AssetSpec(
+            MEDIATION_LEDGER_KEY,
+            deps=[RAW_CDRS_KEY],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse tables mediation.mediation_ledger (+ _offsets, _reasons): per micro-batch, "
+            "the raw-cdrs offsets consumed and how many were clean, rejected (by reason) or duplicates; "
+            "replaced with the batch, so a replay never counts twice. The revenue-assurance mart reads it.",
         ),
     ],
     can_subset=False,
@@ -55,6 +65,6 @@ def mediation(
 
 mediation_job = dg.define_asset_job(
     "mediate_cdrs",
-    selection=dg.AssetSelection.assets(CLEAN_CDRS_KEY, ERROR_CDRS_KEY),
+    selection=dg.AssetSelection.assets(CLEAN_CDRS_KEY, ERROR_CDRS_KEY, MEDIATION_LEDGER_KEY),
     description="Mediate what is new in raw-cdrs into clean_cdrs and error-cdrs (bounded run).",
 )

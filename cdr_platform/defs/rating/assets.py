@@ -9,6 +9,7 @@ from cdr_platform.lib.settings import tariff_timezone
 
 GROUP = "rating"
 RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
+RATING_SUSPENSE_KEY = dg.AssetKey("rating_suspense")
 TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in SEED_FILES]
 # Days by call start, in the operator's time zone (CDR_TARIFF_TIMEZONE, read when the code
 # location loads: a partition's day is structure, not a run's setting). The generator's
@@ -16,15 +17,27 @@ TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in S
 RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
 
 
-@dg.asset(
-    key=RATING_CDRS_KEY,
-    deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            RATING_CDRS_KEY,
+            deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse table rating.rating_cdrs: every clean CDR of the day priced with the tariff "
+            "plan (CGRateS semantics). A re-run replaces the day.",
+        ),
+        dg.AssetSpec(
+            RATING_SUSPENSE_KEY,
+            deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse table rating.rating_suspense: the day's clean CDRs the tariff does not cover, "
+            "with the reason (never rated zero). Replaced with the day.",
+        ),
+    ],
     partitions_def=RATING_DAYS,
-    group_name=GROUP,
-    kinds={"spark", "postgres"},
-    description="Warehouse table rating.rating_cdrs: every clean CDR of the day priced with the tariff plan "
-    "(CGRateS semantics), and rating.rating_suspense for those the tariff does not cover. "
-    "A re-run replaces the day.",
+    can_subset=False,
 )
 def rating_cdrs(
     context: dg.AssetExecutionContext,
@@ -33,6 +46,7 @@ def rating_cdrs(
     tariff: TariffResource,
     spark: SparkResource,
 ):
+    """Rate one local day (`cdr rate --day`), through Dagster Pipes."""
     return spark.run_job(
         context,
         pipes_subprocess_client,
@@ -44,6 +58,6 @@ def rating_cdrs(
 # The job takes its partitions from the asset it selects.
 rate_cdrs_job = dg.define_asset_job(
     "rate_cdrs",
-    selection=dg.AssetSelection.assets(RATING_CDRS_KEY),
+    selection=dg.AssetSelection.assets(RATING_CDRS_KEY, RATING_SUSPENSE_KEY),
     description="Rate one day of clean CDRs into rating_cdrs (and suspense).",
 )

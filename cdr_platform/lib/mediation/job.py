@@ -193,6 +193,7 @@ class MediationRun:
                         rejected=rejected,
                         rejected_by_reason=dict(by_reason),
                         offsets=offsets,
+                        committed_day=self.clock.local_date(datetime.now(UTC)),
                     )
                 else:
                     outcome = record_batch(
@@ -206,6 +207,7 @@ class MediationRun:
                         duplicates=sum(r["duplicates"] for r in counts),
                         rejected_by_reason=dict(by_reason),
                         offsets=offsets,
+                        committed_day=self.clock.local_date(datetime.now(UTC)),
                     )
             _fault_point("after_commit", batch_id)
             timings["ledger"] = time.perf_counter() - started - sum(timings.values())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS, CLEAN_CDRS_TABLE
 from cdr_platform.lib.warehouse.columns import names, table_body
@@ -114,6 +115,8 @@ class MediationTables:
                         "    duplicates bigint not null",
                         f"    rejected_by_reason {d.text_4000} not null",
                         f"    committed_at {d.timestamp} not null",
+                        # the operator's local date of the commit (the revenue-assurance day)
+                        "    committed_day date",
                         "    constraint pk_mediation_ledger primary key (query_id, batch_id)",
                     ]
                 ),
@@ -134,6 +137,8 @@ class MediationTables:
                     ]
                 ),
             ),
+            # a ledger made before committed_day existed gets it (its earlier rows stay null)
+            d.add_column_if_missing(self.ledger, "committed_day", "date"),
             d.create_table(
                 self.ledger_reasons,
                 ",\n".join(
@@ -208,8 +213,9 @@ class MediationTables:
             f"delete from {self.ledger_offsets} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"delete from {self.ledger} where query_id = %(query_id)s and batch_id = %(batch_id)s",
             f"insert into {self.ledger} (query_id, batch_id, run_id, rows_in, clean, rejected, duplicates,"
-            f" rejected_by_reason, committed_at)\nvalues (%(query_id)s, %(batch_id)s, %(run_id)s, %(rows_in)s,"
-            f" %(clean)s, %(rejected)s, %(duplicates)s, %(rejected_by_reason)s, {self.dialect.utc_clock})",
+            f" rejected_by_reason, committed_at, committed_day)\nvalues (%(query_id)s, %(batch_id)s, %(run_id)s,"
+            f" %(rows_in)s, %(clean)s, %(rejected)s, %(duplicates)s, %(rejected_by_reason)s, {self.dialect.utc_clock},"
+            f" %(committed_day)s)",
         ]
 
     def insert_ledger_reason_sql(self) -> str:
@@ -254,16 +260,19 @@ def record_batch(
     duplicates: int,
     rejected_by_reason: dict[str, int],
     offsets: list[dict],
+    committed_day: date | None = None,
 ) -> BatchOutcome:
     """Replace the ledger entry of a batch whose rows are already in clean_cdrs (direct path)."""
     rows_in = sum(int(o["until_offset"]) - int(o["from_offset"]) for o in offsets)
     outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)
     with conn.transaction():
-        _replace_ledger(conn, tables, outcome, run_id)
+        _replace_ledger(conn, tables, outcome, run_id, committed_day)
     return outcome
 
 
-def _replace_ledger(conn, tables: MediationTables, outcome: BatchOutcome, run_id: str | None) -> None:
+def _replace_ledger(
+    conn, tables: MediationTables, outcome: BatchOutcome, run_id: str | None, committed_day: date | None
+) -> None:
     key = {"query_id": outcome.query_id, "batch_id": outcome.batch_id}
     for sql in tables.replace_ledger_sql():
         conn.execute(
@@ -276,6 +285,7 @@ def _replace_ledger(conn, tables: MediationTables, outcome: BatchOutcome, run_id
                 "rejected": outcome.rejected,
                 "duplicates": outcome.duplicates,
                 "rejected_by_reason": json.dumps(outcome.rejected_by_reason, sort_keys=True),
+                "committed_day": committed_day,
             },
         )
     for row in outcome.offsets:
@@ -294,6 +304,7 @@ def commit_batch(
     rejected: int,
     rejected_by_reason: dict[str, int],
     offsets: list[dict],
+    committed_day: date | None = None,
 ) -> BatchOutcome:
     """Step 2 above, in one transaction. `conn` is a psycopg connection.
 
@@ -313,7 +324,7 @@ def commit_batch(
         staged = dict(conn.execute(tables.count_staged_sql(), key).fetchall())
         clean, duplicates = staged.get(0, 0), staged.get(1, 0)
         outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)
-        _replace_ledger(conn, tables, outcome, run_id)
+        _replace_ledger(conn, tables, outcome, run_id, committed_day)
     return outcome
 
 

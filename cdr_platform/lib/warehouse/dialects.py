@@ -51,6 +51,11 @@ class Dialect:
             f"create index if not exists brin_{name.removeprefix('ix_')} on {qualified} using brin ({column})",
         ]
 
+    def add_column_if_missing(self, qualified: str, column: str, sql_type: str) -> str:
+        if self.name == "sqlserver":
+            return f"if col_length(N'{qualified}', N'{column}') is null alter table {qualified} add {column} {sql_type}"
+        return f"alter table {qualified} add column if not exists {column} {sql_type}"
+
     def create_schema(self, schema: str) -> str:
         if self.name == "sqlserver":
             return f"if schema_id(N'{schema}') is null exec(N'create schema {schema}')"

@@ -1,0 +1,62 @@
+"""Rate exactly the days each mediation run changed.
+
+Mediation (`clean_cdrs`) is one unpartitioned asset; rating is daily. A materialization of
+clean_cdrs carries `clean_by_day`, the local days whose clean CDRs that run stored, so this
+sensor requests a rating run for each of those days and for no other. Its cursor is the storage
+id of the last materialization it has handled: every mediation run is seen once, in order, even
+when several finish between two ticks (an asset sensor would see only the latest).
+"""
+
+import dagster as dg
+
+from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
+from cdr_platform.defs.rating.assets import RATING_DAYS, rate_cdrs_job
+
+BATCH = 50  # materializations read per tick; the rest wait for the next one
+
+
+def days_to_rate(metadata) -> list[str]:
+    """The days a clean_cdrs materialization says it changed, as rating partition keys."""
+    value = metadata.get("clean_by_day")
+    days = value.value if value is not None else {}
+    return sorted(day for day, clean in (days or {}).items() if clean)
+
+
+@dg.sensor(
+    job=rate_cdrs_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each mediation run, rates exactly the local days whose clean CDRs it stored "
+    "(the clean_by_day metadata of clean_cdrs): one rate_cdrs run per day.",
+)
+def clean_cdrs_days_sensor(context: dg.SensorEvaluationContext):
+    after = int(context.cursor) if context.cursor else None
+    found = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=CLEAN_CDRS_KEY, after_storage_id=after), limit=BATCH, ascending=True
+    )
+    if not found.records:
+        return dg.SkipReason("no mediation run since the last tick")
+    requests, outside = [], []
+    for record in found.records:
+        materialization = record.asset_materialization
+        for day in days_to_rate(materialization.metadata if materialization else {}):
+            if not RATING_DAYS.has_partition_key(day):
+                outside.append(day)  # before the first rating day, or not yet a partition
+                continue
+            requests.append(
+                dg.RunRequest(
+                    partition_key=day,
+                    run_key=f"clean_cdrs@{record.storage_id}:{day}",  # once per mediation run and day
+                    tags={"cdr/mediation_run_id": record.run_id},
+                )
+            )
+    cursor = str(found.records[-1].storage_id)
+    if not requests:
+        reason = f"days outside the rating partitions: {', '.join(sorted(set(outside)))}" if outside else ""
+        return dg.SensorResult(
+            skip_reason=f"the mediation runs since the last tick stored no clean CDR to rate {reason}".strip(),
+            cursor=cursor,
+        )
+    if outside:
+        context.log.warning(f"not rated, outside the rating partitions: {', '.join(sorted(set(outside)))}")
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -1,0 +1,540 @@
+"""The Power BI project (powerbi/): the model reads, follows the marts contract and the offline best practices,
+the report binds to it, every measure has a portable SQL twin, and each check fails on a copy broken on purpose."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlglot
+from pbipinspect.parse.tmdl import get_tmdl_table
+from sqlglot.optimizer.qualify import qualify
+
+from cdr_platform.lib.bi.measure_twins import MEASURE_TWINS, TOP_CUSTOMERS
+from cdr_platform.lib.bi.model_checks import best_practice_violations, mart_column_problems, unresolved_references
+from cdr_platform.lib.bi.pbir import project_problems
+from cdr_platform.lib.bi.powerbi_model import (
+    POWERBI_DIR,
+    PROJECT_NAME,
+    ModelReadError,
+    Relationship,
+    SemanticModel,
+    load_semantic_model,
+)
+from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.warehouse.sql_lint import postgres_only_constructs
+
+# The marts contract (schema marts, built by dbt with enforced model contracts), as the dbt
+# manifest will list it: table -> column -> data_type, in the contract's column order.
+CONTRACT: dict[str, dict[str, str]] = {
+    "dim_date": {
+        "date_key": "int",
+        "calendar_date": "date",
+        "year": "int",
+        "quarter": "int",
+        "month": "int",
+        "month_name": "varchar(9)",
+        "year_month": "varchar(7)",
+        "month_start_date": "date",
+        "day_of_month": "int",
+        "iso_day_of_week": "int",
+        "day_name": "varchar(9)",
+        "is_weekend": "int",
+    },
+    "dim_operator": {"operator_key": "int", "operator_id": "varchar(16)", "operator_name": "varchar(64)"},
+    "dim_subscriber": {
+        "subscriber_key": "int",
+        "msisdn": "varchar(16)",
+        "operator_key": "int",
+        "segment": "varchar(32)",
+        "plan_id": "varchar(32)",
+        "plan_name": "varchar(64)",
+        "billing_type": "varchar(16)",
+        "region": "varchar(32)",
+    },
+    "fct_revenue_daily": {
+        "date_key": "int",
+        "operator_key": "int",
+        "usage_type": "varchar(8)",
+        "destination_class": "varchar(16)",
+        "technology": "varchar(4)",
+        "records": "bigint",
+        "voice_seconds": "bigint",
+        "sms_count": "bigint",
+        "data_volume_bytes": "bigint",
+        "revenue": "decimal(18,4)",
+    },
+    "fct_subscriber_usage_monthly": {
+        "month_date_key": "int",
+        "subscriber_key": "int",
+        "voice_calls": "bigint",
+        "voice_seconds": "bigint",
+        "sms_count": "bigint",
+        "data_sessions": "bigint",
+        "data_volume_bytes": "bigint",
+        "usage_amount": "decimal(18,4)",
+        "amount_before_tax": "decimal(18,4)",
+        "total_amount": "decimal(18,4)",
+    },
+    "fct_call_distribution_daily": {
+        "date_key": "int",
+        "operator_key": "int",
+        "destination_class": "varchar(16)",
+        "direction": "varchar(8)",
+        "calls": "bigint",
+        "call_seconds": "bigint",
+        "minutes": "decimal(18,4)",
+        "revenue": "decimal(18,4)",
+    },
+    "fct_revenue_assurance_daily": {
+        "date_key": "int",
+        "messages_received": "bigint",
+        "clean": "bigint",
+        "rejected": "bigint",
+        "duplicates": "bigint",
+        "rated": "bigint",
+        "in_suspense": "bigint",
+        "unrated": "bigint",
+        "billed": "bigint",
+        "rated_amount": "decimal(18,4)",
+        "billed_amount": "decimal(18,4)",
+    },
+    "fct_rejections_daily": {"date_key": "int", "reason": "varchar(32)", "records": "bigint"},
+}
+POWER_BI_TYPE = {"int": "int64", "bigint": "int64", "date": "dateTime", "varchar": "string", "decimal": "decimal"}
+MEASURES = {
+    "Total Revenue",
+    "Average Call Duration",
+    "Top Customers by Usage",
+    "Call Distribution per Operator",
+    "ARPU",
+    "Minutes of Use",
+    "SMS Count",
+    "Data Volume",
+    "Rejection Rate",
+    "Revenue vs Previous Month",
+    "Revenue Leakage",
+}
+OPERATORS = ("IAM", "ORANGE", "INWI")
+MANIFEST = REPO_ROOT / "dbt_project" / "target" / "manifest.json"
+
+
+def manifest_fragment(contract: dict[str, dict[str, str]] = CONTRACT, schema: str = "marts") -> dict:
+    """The nodes of a dbt manifest for the contract's marts, as dbt writes them for a contracted model."""
+    return {
+        "nodes": {
+            f"model.cdr_platform.{table}": {
+                "resource_type": "model",
+                "name": table,
+                "schema": schema,
+                "config": {"contract": {"enforced": True}},
+                "columns": {name: {"name": name, "data_type": data_type} for name, data_type in columns.items()},
+            }
+            for table, columns in contract.items()
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> SemanticModel:
+    return load_semantic_model()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of powerbi/ to break on purpose."""
+    copy = tmp_path / "powerbi"
+    shutil.copytree(POWERBI_DIR, copy)
+    return copy
+
+
+def _semantic_model_dir(project: Path) -> Path:
+    return project / f"{PROJECT_NAME}.SemanticModel"
+
+
+def _tmdl(project: Path, relative: str) -> Path:
+    return _semantic_model_dir(project) / "definition" / relative
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    """Replace the first `old` in `path`; the break must really apply, so `old` must be there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} is not in {path}: update the test with the project"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _read_problems(project: Path) -> list[str]:
+    with pytest.raises(ModelReadError) as failure:
+        load_semantic_model(_semantic_model_dir(project))
+    return failure.value.problems
+
+
+def _has(problems: list[str], *fragments: str) -> bool:
+    return any(all(f in p for f in fragments) for p in problems)
+
+
+# -- the model as it is -----------------------------------------------------------------------------------------
+
+
+def test_both_tmdl_readings_agree_on_one_table_per_mart_plus_the_measure_table(model):
+    assert {t.name for t in model.tables} == set(CONTRACT) | {"_Measures"}
+    assert {m.name for m in model.measures} == MEASURES
+    assert all(m.table == "_Measures" for m in model.measures)
+
+
+def test_every_dax_expression_parses_and_every_measure_is_read_with_its_dax(model):
+    # load_semantic_model parses each one with pbi-parsers and fails on a syntax error
+    assert all(m.expression.text.strip() for m in model.measures)
+    assert {r.name for r in model.roles} == set(OPERATORS)
+    assert [c.expression for c in model.columns if c.expression] == []  # no calculated columns
+
+
+def test_each_mart_table_imports_its_marts_table_through_the_server_and_database_parameters(model):
+    for name in CONTRACT:
+        table = model.table(name)
+        assert table.source == ("marts", name)
+        assert [(p.kind, p.mode) for p in table.partitions] == [("m", "import")]
+        assert "Sql.Database(Server, Database)" in table.partitions[0].source
+    assert {p.name for p in model.parameters if p.is_parameter_query} == {"Server", "Database"}
+
+
+def test_the_model_has_no_auto_date_time_and_one_marked_date_table(model):
+    assert model.annotations["__PBI_TimeIntelligenceEnabled"] == "0"
+    assert not [t for t in model.tables if t.name.startswith(("LocalDateTable_", "DateTableTemplate_"))]
+    dim_date = model.table("dim_date")
+    assert dim_date.data_category == "Time"
+    assert [c.name for c in dim_date.columns if c.is_key] == ["calendar_date"]
+    assert dim_date.column("calendar_date").data_type == "dateTime"
+
+
+def test_every_table_column_and_measure_that_dax_relationships_and_roles_name_exists(model):
+    assert unresolved_references(model) == []
+
+
+def test_the_model_passes_the_offline_best_practice_rules(model):
+    assert best_practice_violations(model) == []
+
+
+def test_relationships_are_the_star_joins_and_usage_reaches_operators_only_through_subscribers(model):
+    joins = {(r.from_table, r.from_column, r.to_table, r.to_column) for r in model.relationships}
+    assert joins == {
+        ("fct_revenue_daily", "date_key", "dim_date", "date_key"),
+        ("fct_revenue_daily", "operator_key", "dim_operator", "operator_key"),
+        ("fct_call_distribution_daily", "date_key", "dim_date", "date_key"),
+        ("fct_call_distribution_daily", "operator_key", "dim_operator", "operator_key"),
+        ("fct_subscriber_usage_monthly", "month_date_key", "dim_date", "date_key"),
+        ("fct_subscriber_usage_monthly", "subscriber_key", "dim_subscriber", "subscriber_key"),
+        ("dim_subscriber", "operator_key", "dim_operator", "operator_key"),
+        ("fct_revenue_assurance_daily", "date_key", "dim_date", "date_key"),
+        ("fct_rejections_daily", "date_key", "dim_date", "date_key"),
+    }
+    assert {(r.cross_filtering, r.from_cardinality, r.to_cardinality) for r in model.relationships} == {
+        ("oneDirection", "many", "one")
+    }
+
+
+def test_each_operator_has_a_read_role_that_filters_dim_operator_on_its_operator_id(model):
+    for operator in OPERATORS:
+        role = next(r for r in model.roles if r.name == operator)
+        assert role.model_permission == "read"
+        assert list(role.filters) == ["dim_operator"]
+        row_filter = role.filters["dim_operator"]
+        assert row_filter.columns == (("dim_operator", "operator_id"),)
+        assert re.fullmatch(rf"'dim_operator'\[operator_id\]\s*=\s*\"{operator}\"", row_filter.text.strip())
+
+
+def test_every_model_column_is_in_its_mart_with_a_compatible_type_per_the_contract(model):
+    assert mart_column_problems(model, manifest_fragment()) == []
+
+
+def test_the_model_imports_every_contract_column_with_the_power_bi_type_of_its_sql_type(model):
+    for name, columns in CONTRACT.items():
+        table = model.table(name)
+        imported = {c.source_column: c.data_type for c in table.columns}
+        expected = {col: POWER_BI_TYPE[re.match(r"[a-z]+", sql)[0]] for col, sql in columns.items()}
+        assert imported == expected, name
+        # money is fixed decimal (never double), keys are not summed
+        assert all(c.summarize_by == "none" for c in table.columns if c.name.endswith("_key"))
+
+
+def test_the_mart_check_reports_a_missing_mart_a_missing_column_a_float_and_a_too_fine_decimal(model):
+    contract = {table: dict(columns) for table, columns in CONTRACT.items() if table != "fct_rejections_daily"}
+    del contract["dim_operator"]["operator_name"]
+    contract["fct_revenue_daily"]["revenue"] = "float"
+    contract["fct_subscriber_usage_monthly"]["usage_amount"] = "numeric(38,6)"
+    problems = mart_column_problems(model, manifest_fragment(contract))
+    assert _has(problems, "fct_rejections_daily", "not a dbt model")
+    assert _has(problems, "dim_operator[operator_name]", "lacks")
+    assert _has(problems, "fct_revenue_daily[revenue] is decimal", "float")
+    assert _has(problems, "usage_amount is numeric(38,6)", "4 decimals")
+    assert _has(mart_column_problems(model, manifest_fragment(schema="public")), "dbt builds dim_date in public")
+
+
+@pytest.mark.xfail(strict=True, reason="marts land in the dbt issue")
+def test_every_model_column_exists_in_its_dbt_mart(model):
+    if not MANIFEST.exists():  # a fresh clone: parse the dbt project as Dagster does
+        from cdr_platform.defs.dbt.project import dbt_project
+
+        dbt_project()
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    assert mart_column_problems(model, manifest) == []
+
+
+def test_the_report_follows_the_pbir_file_schemas_and_binds_only_to_model_fields(model):
+    assert project_problems(POWERBI_DIR, model) == []
+
+
+def test_the_report_has_its_five_pages_in_order_and_kpi_cards_on_the_overview():
+    pages = POWERBI_DIR / f"{PROJECT_NAME}.Report" / "definition" / "pages"
+    order = json.loads((pages / "pages.json").read_text())["pageOrder"]
+    names = [json.loads((pages / p / "page.json").read_text())["displayName"] for p in order]
+    assert names == ["Overview", "Revenue Trend", "Top Customers", "Operators", "Data Quality"]
+    overview = [json.loads(v.read_text())["visual"] for v in (pages / "overview").glob("visuals/*/visual.json")]
+    assert {v["visualType"] for v in overview} == {"card"}
+    shown = {
+        p["field"]["Measure"]["Property"] for v in overview for p in v["query"]["queryState"]["Values"]["projections"]
+    }
+    assert {"Total Revenue", "ARPU", "Minutes of Use", "Rejection Rate", "Revenue Leakage"} <= shown
+
+
+def test_power_bi_local_settings_and_cache_are_git_ignored_and_the_project_files_are_not():
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO_ROOT).returncode == 0
+
+    for item in (f"{PROJECT_NAME}.Report", f"{PROJECT_NAME}.SemanticModel"):
+        assert ignored(f"powerbi/{item}/.pbi/localSettings.json")
+        assert ignored(f"powerbi/{item}/.pbi/cache.abf")
+    for path in POWERBI_DIR.rglob("*"):
+        if path.is_file():
+            assert not ignored(str(path.relative_to(REPO_ROOT))), path
+
+
+# -- the measure twins ------------------------------------------------------------------------------------------
+
+
+def test_the_measure_twins_cover_exactly_the_tmdl_measures(model):
+    assert set(MEASURE_TWINS) == {m.name for m in model.measures}
+
+
+def test_the_top_customers_twin_ranks_the_same_n_as_the_measure_topn(model):
+    topn = re.search(r"TOPN\(\s*(\d+)", model.measure("Top Customers by Usage").expression.text)
+    assert topn and int(topn[1]) == TOP_CUSTOMERS
+    assert f"usage_rank <= {TOP_CUSTOMERS}" in MEASURE_TWINS["Top Customers by Usage"]
+
+
+@pytest.mark.parametrize("name", sorted(MEASURE_TWINS))
+def test_each_measure_twin_is_exact_portable_sql_that_reads_only_contract_columns(name):
+    sql = MEASURE_TWINS[name]
+    assert postgres_only_constructs(sql) == []
+    assert not re.search(r"\b(float|real|double|money)\b", sql, re.I), "exact decimals only"
+    assert not re.search(r"\b(limit|top)\b", sql, re.I), "no limit/top: fetch next or rank()"
+    schema = {"marts": {table: dict(columns) for table, columns in CONTRACT.items()}}
+    for dialect in ("postgres", "tsql"):
+        statement = sqlglot.parse_one(sql, read=dialect)
+        assert statement.find(sqlglot.exp.Select) is not None
+        # raises when a column or table is not the contract's
+        qualify(statement, schema=schema, dialect=dialect, validate_qualify_columns=True)
+        assert [s.alias_or_name for s in statement.selects] == ["value"]
+
+
+# -- each check fails on a copy broken on purpose ---------------------------------------------------------------
+
+
+def test_renaming_a_column_that_a_measure_uses_breaks_the_reference_check(project):
+    _edit(_tmdl(project, "tables/fct_revenue_daily.tmdl"), "\tcolumn revenue\n", "\tcolumn revenue_mad\n")
+    problems = unresolved_references(load_semantic_model(_semantic_model_dir(project)))
+    assert _has(problems, "measure [Total Revenue]", "'fct_revenue_daily'[revenue]")
+
+
+def test_a_dax_syntax_error_fails_the_model_read(project):
+    _edit(
+        _tmdl(project, "tables/_Measures.tmdl"),
+        "SUM('fct_revenue_daily'[revenue])\n",
+        "SUM('fct_revenue_daily'[revenue]\n",
+    )
+    assert _has(_read_problems(project), "measure [Total Revenue]", "DAX does not parse")
+
+
+def test_dividing_with_a_slash_breaks_the_divide_rule(project):
+    _edit(
+        _tmdl(project, "tables/_Measures.tmdl"),
+        "DIVIDE(SUM('fct_revenue_daily'[data_volume_bytes]), 1000000000)",
+        "SUM('fct_revenue_daily'[data_volume_bytes]) / 1000000000",
+    )
+    problems = best_practice_violations(load_semantic_model(_semantic_model_dir(project)))
+    assert _has(problems, "measure [Data Volume]", "divides with '/'")
+
+
+MSISDN_BLOCK = "\tcolumn msisdn\n\t\tdataType: string\n\t\tsummarizeBy: none\n\t\tsourceColumn: msisdn\n"
+
+
+@pytest.mark.parametrize(
+    "malformed, expected",
+    [
+        (MSISDN_BLOCK.replace("\t", "    "), "indentation must be tabs"),
+        (MSISDN_BLOCK.replace("\tcolumn msisdn", "\tcolumn\tmsisdn"), "'msisdn' is read by the strict reader only"),
+    ],
+    ids=["indented-with-spaces", "tab-after-the-keyword"],
+)
+def test_a_column_block_that_pbipinspect_drops_fails_the_read_instead_of_vanishing(project, malformed, expected):
+    path = _tmdl(project, "tables/dim_subscriber.tmdl")
+    _edit(path, MSISDN_BLOCK, malformed)
+    their_columns = [c["name"] for c in get_tmdl_table(path.read_text())["columns"]]
+    assert "msisdn" not in their_columns and "plan_name" in their_columns  # pbipinspect alone loses it silently
+    assert _has(_read_problems(project), expected)
+
+
+def test_a_float_money_column_breaks_the_decimal_rule_and_the_mart_type_check(project):
+    _edit(
+        _tmdl(project, "tables/fct_revenue_daily.tmdl"),
+        "\tcolumn revenue\n\t\tdataType: decimal\n",
+        "\tcolumn revenue\n\t\tdataType: double\n",
+    )
+    broken = load_semantic_model(_semantic_model_dir(project))
+    assert _has(best_practice_violations(broken), "fct_revenue_daily[revenue] is a floating point double")
+    assert _has(mart_column_problems(broken, manifest_fragment()), "revenue] is double but", "decimal(18,4)")
+
+
+def test_a_relationship_to_a_missing_column_breaks_the_reference_check(project):
+    _edit(_tmdl(project, "relationships.tmdl"), "toColumn: dim_operator.operator_key", "toColumn: dim_operator.op_key")
+    problems = unresolved_references(load_semantic_model(_semantic_model_dir(project)))
+    assert _has(problems, "relationship fct_revenue_daily_operator_key uses dim_operator.op_key")
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        (
+            "tables/_Measures.tmdl",
+            "\t/// Rated SMS (fct_revenue_daily).\n",
+            "",
+            "measure [SMS Count] has no description",
+        ),
+        ("tables/_Measures.tmdl", "\t\tformatString: 0.00%\n", "", "measure [Rejection Rate] has no formatString"),
+        (
+            "tables/_Measures.tmdl",
+            "CALCULATE([Total Revenue],",
+            "CALCULATE('_Measures'[Total Revenue],",
+            "qualifies measure [Total Revenue]",
+        ),
+        (
+            "roles/IAM.tmdl",
+            "'dim_operator'[operator_id] = \"IAM\"",
+            '[operator_id] = "IAM"',
+            "uses [operator_id] unqualified",
+        ),
+        (
+            "tables/fct_revenue_daily.tmdl",
+            "\tcolumn operator_key\n\t\tdataType: int64\n\t\tisHidden\n",
+            "\tcolumn operator_key\n\t\tdataType: int64\n",
+            "foreign key fct_revenue_daily[operator_key] is visible",
+        ),
+        (
+            "relationships.tmdl",
+            "\ttoColumn: dim_operator.operator_key\n",
+            "\ttoColumn: dim_operator.operator_key\n\tcrossFilteringBehavior: bothDirections\n",
+            "filters both ways",
+        ),
+        ("model.tmdl", "__PBI_TimeIntelligenceEnabled = 0", "__PBI_TimeIntelligenceEnabled = 1", "auto date/time"),
+        ("tables/dim_date.tmdl", "\tdataCategory: Time\n", "", "one table marked as date table"),
+    ],
+    ids=[
+        "measure-without-description",
+        "measure-without-format-string",
+        "qualified-measure-reference",
+        "unqualified-column-reference",
+        "visible-foreign-key",
+        "bidirectional-relationship",
+        "auto-date-time-on",
+        "no-date-table",
+    ],
+)
+def test_each_best_practice_rule_fails_on_the_copy_that_breaks_it(project, file, old, new, expected):
+    _edit(_tmdl(project, file), old, new)
+    assert _has(best_practice_violations(load_semantic_model(_semantic_model_dir(project))), expected)
+
+
+def test_a_second_filter_path_from_operators_to_usage_breaks_the_ambiguity_rule(model):
+    shortcut = Relationship(
+        "usage_operator", "fct_subscriber_usage_monthly", "subscriber_key", "dim_operator", "operator_key"
+    )
+    ambiguous = dataclasses.replace(model, relationships=(*model.relationships, shortcut))
+    assert _has(
+        best_practice_violations(ambiguous), "2 filter paths lead from dim_operator to fct_subscriber_usage_monthly"
+    )
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        (
+            "tables/dim_date.tmdl",
+            "Sql.Database(Server, Database)",
+            'Sql.Database("prod-sql", "cdr")',
+            "Sql.Database(Server, Database)",
+        ),
+        ("tables/dim_date.tmdl", 'Item="dim_date"]}[Data]', "]}[Data]", "expected one navigation"),
+        (
+            "tables/dim_date.tmdl",
+            "\t\tdataType: dateTime\n\t\tisKey\n",
+            "\t\tdatatype: dateTime\n\t\tisKey\n",
+            "no property",
+        ),
+        ("expressions.tmdl", "IsParameterQuery=true", "IsParameterQuery=false", "both M parameters defined"),
+    ],
+    ids=["literal-server", "no-navigation", "misspelled-property", "server-not-a-parameter"],
+)
+def test_a_broken_partition_or_property_fails_the_model_read(project, file, old, new, expected):
+    _edit(_tmdl(project, file), old, new)
+    assert _has(_read_problems(project), expected)
+
+
+VISUAL = "CdrPlatform.Report/definition/pages/overview/visuals/card_total_revenue/visual.json"
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        (VISUAL, '"visualType": "card",', '"visualType": "card"', "not valid JSON"),
+        (
+            "CdrPlatform.Report/definition/pages/operators/page.json",
+            '"displayOption": "FitToPage",',
+            "",
+            "'displayOption' is a required property",
+        ),
+        (VISUAL, '"Property": "Total Revenue"', '"Property": "Total Revenu"', "binds to measure [Total Revenu]"),
+        ("CdrPlatform.Report/definition/report.json", "definition/report/3.3.0", "definition/page/2.1.0", "$schema"),
+        (
+            "CdrPlatform.Report/definition/pages/pages.json",
+            '"data_quality"',
+            '"data-quality"',
+            "is not the page folders",
+        ),
+        (
+            "CdrPlatform.Report/definition.pbir",
+            "../CdrPlatform.SemanticModel",
+            "../Other.SemanticModel",
+            "is not a semantic model folder",
+        ),
+        (VISUAL, '"width": 232,', '"width": 2320,', "reaches outside"),
+        ("CdrPlatform.SemanticModel/definition.pbism", '"version": "4.0"', '"version": "1.0"', "version"),
+    ],
+    ids=[
+        "malformed-json",
+        "missing-required-property",
+        "binding-to-a-missing-measure",
+        "wrong-schema-for-the-file-type",
+        "page-order-naming-no-folder",
+        "report-pointing-nowhere",
+        "visual-outside-its-page",
+        "pbism-before-tmdl",
+    ],
+)
+def test_invalid_pbir_json_breaks_the_report_check(project, model, file, old, new, expected):
+    _edit(project / file, old, new)
+    assert _has(project_problems(project, model), expected)
