@@ -267,6 +267,10 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
             "duplicates": summary["duplicates"],
             "dagster/row_count": summary["batches"],
         },
+        "mediation_ledger_reasons": {
+            **common,
+            "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
+        },
         "error_cdrs": {
             **common,
             "rejected": summary["rejected"],

@@ -176,6 +176,39 @@ def _summarise(result, term: Terminal) -> None:
         term.line(f"  {key:26} {summary}")
 
 
+def _rating_lines(run, day: str, term: Terminal) -> None:
+    for event in run.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() != "rating_cdrs":
+            continue
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        term.line(
+            f"  {'rating_cdrs ' + day:26} {meta['input']:,} clean CDRs: {meta['rated']:,} rated, "
+            f"{meta['suspended']:,} in suspense; revenue {meta['revenue_total']:,.2f} MAD"
+        )
+        for line in meta["revenue_by_type"].splitlines()[2:]:
+            _, record_type, amount, _ = line.split("|")
+            term.line(f"  {'':26}   {record_type.strip():6} {float(amount):>14,.2f} MAD")
+
+
+def _billing_lines(settings, months: list[str], term: Terminal) -> None:
+    """Per billed month: bills, invoices, the amount before tax, VAT and the total."""
+    from cdr_platform.lib.warehouse import connect
+
+    with connect(settings.warehouse) as conn:
+        for month in months:
+            bills, invoices, before_tax, vat, total = conn.execute(
+                "select count(*), sum(case when document_type = 'invoice' then 1 else 0 end),"
+                " sum(amount_before_tax), sum(vat_amount), sum(total_amount)"
+                f" from {settings.billing_schema}.billing_cdrs where billing_month = %s",
+                (month,),
+            ).fetchone()
+            term.line(
+                f"  {'billing_cdrs ' + month[:7]:26} {bills:,} bills ({invoices or 0:,} invoices): "
+                f"{before_tax or 0:,.2f} MAD before tax + {vat or 0:,.2f} VAT = {total or 0:,.2f} MAD"
+            )
+
+
 def run_demo(*, count: int, seed: int, producer: str) -> int:
     settings = load_settings()
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
@@ -202,8 +235,8 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
             result = _run_with_progress(
                 defs.resolve_job_def("cdr_pipeline"), instance, term, log_file, ops=ops, expected=count
             )
-            checks = list(result.get_asset_check_evaluations())
-            rated = []
+            runs = [result]
+            rated, months = [], []
             if result.success:
                 days = _days_to_rate(settings)
                 term.line(f"stage rate_cdrs: {len(days)} day(s) with clean CDRs")
@@ -213,29 +246,35 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
                         defs.resolve_job_def("rate_cdrs"), instance, term, log_file, partition_key=day
                     )
                     rated.append((day, run))
-                    checks += list(run.get_asset_check_evaluations())
+                    runs.append(run)
                 term.bar("rating days", len(days), len(days))
+                months = sorted({day[:7] + "-01" for day in days})
+            if all(run.success for run in runs):
+                term.line(f"stage bill_cdrs: {len(months)} billing month(s) (dbt)")
+                for month in months:
+                    runs.append(
+                        _run_with_progress(
+                            defs.resolve_job_def("bill_cdrs"), instance, term, log_file, partition_key=month
+                        )
+                    )
+            if all(run.success for run in runs):
+                term.line("stage build_marts: the marts Power BI reads (dbt)")
+                runs.append(_run_with_progress(defs.resolve_job_def("build_marts"), instance, term, log_file))
 
             term.line("")
             term.line(f"cdr_pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
             _summarise(result, term)
-            failed = [] if result.success else [result]
             for day, run in rated:
-                failed += [] if run.success else [run]
-                for event in run.get_asset_materialization_events():
-                    meta = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
-                    term.line(
-                        f"  {'rating_cdrs ' + day:26} {meta['input']:,} clean CDRs: {meta['rated']:,} rated, "
-                        f"{meta['suspended']:,} in suspense; revenue {meta['revenue_total']:,.2f} MAD"
-                    )
-                    for line in meta["revenue_by_type"].splitlines()[2:]:
-                        _, record_type, amount, _ = line.split("|")
-                        term.line(f"  {'':26}   {record_type.strip():6} {float(amount):>14,.2f} MAD")
+                _rating_lines(run, day, term)
+            if months and all(run.success for run in runs):
+                _billing_lines(settings, months, term)
+            checks = [check for run in runs for check in run.get_asset_check_evaluations()]
             passed = sum(c.passed for c in checks)
             term.line(f"checks: {passed} passed, {len(checks) - passed} failed")
             for check in checks:
                 if not check.passed:
                     term.line(f"  check {check.asset_key.to_user_string()}/{check.check_name}: FAILED")
+            failed = [run for run in runs if not run.success]
             for run in failed:
                 for event in run.get_step_failure_events():
                     term.line(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")

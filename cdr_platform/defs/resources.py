@@ -66,6 +66,9 @@ class WarehouseResource(dg.ConfigurableResource):
     mediation_schema: str = "mediation"
     rating_schema: str = "rating"
     tariff_schema: str = "tariffs"
+    billing_schema: str = "billing"
+    marts_schema: str = "marts"
+    bi_role: str = "cdr_bi"
 
     @property
     def settings(self) -> WarehouseSettings:
@@ -85,6 +88,17 @@ class WarehouseResource(dg.ConfigurableResource):
     def rating_tables(self) -> RatingTables:
         return RatingTables(self.rating_schema, DIALECTS[self.kind], self.tariff_schema)
 
+    def dbt_vars(self) -> dict[str, str]:
+        """The schemas dbt's sources, seeds and models use, and the BI role (dbt --vars)."""
+        return {
+            "mediation_schema": self.mediation_schema,
+            "rating_schema": self.rating_schema,
+            "tariff_schema": self.tariff_schema,
+            "billing_schema": self.billing_schema,
+            "marts_schema": self.marts_schema,
+            "bi_role": self.bi_role,
+        }
+
     def subprocess_env(self) -> dict[str, str]:
         env = {
             "CDR_WAREHOUSE_KIND": self.kind,
@@ -96,6 +110,8 @@ class WarehouseResource(dg.ConfigurableResource):
             "CDR_MEDIATION_SCHEMA": self.mediation_schema,
             "CDR_RATING_SCHEMA": self.rating_schema,
             "CDR_TARIFF_SCHEMA": self.tariff_schema,
+            "CDR_BILLING_SCHEMA": self.billing_schema,
+            "CDR_MARTS_SCHEMA": self.marts_schema,
         }
         if self.password:  # the child's environment only, never its command line or the UI
             env["CDR_WAREHOUSE_PASSWORD"] = self.password
@@ -201,6 +217,9 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             mediation_schema=settings.mediation_schema,
             rating_schema=settings.rating_schema,
             tariff_schema=settings.tariff_schema,
+            billing_schema=settings.billing_schema,
+            marts_schema=settings.marts_schema,
+            bi_role=settings.bi_role,
         ),
         "tariff": TariffResource(
             timezone=settings.tariff_timezone, rounding_decimals=settings.rating_rounding_decimals

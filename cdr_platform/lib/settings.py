@@ -151,6 +151,9 @@ class Settings:
     late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
     # the operator's time zone: tariff time bands, weekdays, rating days and billing months
     tariff_timezone: str = "Africa/Casablanca"
+    billing_schema: str = "billing"  # dbt's bills and plan catalogue
+    marts_schema: str = "marts"  # dbt's marts, what the BI tool reads
+    bi_role: str = "cdr_bi"  # the BI tool's read-only role: select on the marts, nothing else
     spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
 
 
@@ -249,6 +252,9 @@ def load_settings() -> Settings:
         max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
         late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),
         tariff_timezone=tariff_timezone(),
+        billing_schema=_env("CDR_BILLING_SCHEMA", "billing"),
+        marts_schema=_env("CDR_MARTS_SCHEMA", "marts"),
+        bi_role=_env("CDR_BI_ROLE", "cdr_bi"),
         spark_conf=_spark_conf(),
     )
 

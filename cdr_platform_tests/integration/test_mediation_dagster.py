@@ -52,7 +52,9 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
             [mediation, mediation_balances, clean_cdrs_unique_record_id, clean_cdrs_complete_and_typed, rejection_rate],
             instance=instance,
             resources=resources(),
-            selection=dg.AssetSelection.assets("clean_cdrs", "error_cdrs", "mediation_ledger"),
+            selection=dg.AssetSelection.assets(
+                "clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons"
+            ),
         )
         assert result.success
         clean = result.asset_materializations_for_node("mediation")

@@ -1,28 +1,54 @@
-"""dbt in Dagster: the tariff seeds now, billing and the marts as they come.
+"""The dbt project's unpartitioned half: the seeds (tariff plan, plan catalogue, VAT) and the
+marts Power BI reads. The billing months are the other half (defs/billing/assets.py).
 
-dagster-dbt's own translator does what the project needs, from the dbt project's `meta`:
-a dbt source whose `meta.dagster.asset_key` names a Dagster asset (clean_cdrs, rating_cdrs)
-joins that asset's lineage, and `meta.dagster.group` (dbt_project.yml) names the asset group.
-dbt tests become asset checks.
+Both run `dbt build` (models, their data tests as asset checks, unit tests) with the warehouse
+resource's schemas as vars, and report row counts and column types to the UI.
 """
 
+import json
+
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets
 
 from cdr_platform.defs.dbt.project import dbt_executable, dbt_project
+from cdr_platform.defs.dbt.translator import BILLING_TAG, TRANSLATOR
+from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.utils.environment_helpers import get_dbt_target
 
-TRANSLATOR = DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+MARTS_GROUP = "marts"
+
+
+def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict):
+    """`dbt build` of the selected nodes, streamed as materializations and check results."""
+    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars, sort_keys=True)], context=context)
+    yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
 
 
 @dg.definitions
 def dbt_definitions() -> dg.Definitions:
     project = dbt_project()
 
-    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=TRANSLATOR)
-    def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        """`dbt build`: seeds (the tariff plan), their tests, and every model downstream."""
-        yield from dbt.cli(["build"], context=context).stream()
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=TRANSLATOR,
+        exclude=f"tag:{BILLING_TAG}",
+        name="warehouse_dbt",
+    )
+    def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        """Seeds and marts: `dbt build` of everything but the billing months."""
+        yield from run_dbt_build(context, dbt, warehouse.dbt_vars())
 
+    build_marts = dg.define_asset_job(
+        "build_marts",
+        selection=dg.AssetSelection.groups(MARTS_GROUP),
+        description="Rebuild the marts Power BI and the dashboard read (dbt), with their tests.",
+    )
     return dg.Definitions(
-        assets=[warehouse_dbt], resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())}
+        assets=[warehouse_dbt],
+        jobs=[build_marts],
+        # the environment's dbt target: postgres locally, sqlserver in production
+        resources={
+            "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable(), target=get_dbt_target())
+        },
     )

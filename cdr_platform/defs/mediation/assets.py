@@ -9,6 +9,7 @@ GROUP = "mediation"
 CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
 ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
 MEDIATION_LEDGER_KEY = dg.AssetKey("mediation_ledger")
+LEDGER_REASONS_KEY = dg.AssetKey("mediation_ledger_reasons")
 
 
 @dg.multi_asset(
@@ -35,9 +36,17 @@ MEDIATION_LEDGER_KEY = dg.AssetKey("mediation_ledger")
             deps=[RAW_CDRS_KEY],
             group_name=GROUP,
             kinds={"spark", "postgres"},
-            description="Warehouse tables mediation.mediation_ledger (+ _offsets, _reasons): per micro-batch, "
-            "the raw-cdrs offsets consumed and how many were clean, rejected (by reason) or duplicates; "
-            "replaced with the batch, so a replay never counts twice. The revenue-assurance mart reads it.",
+            description="Warehouse tables mediation.mediation_ledger (+ _offsets): per micro-batch, the "
+            "raw-cdrs offsets consumed and how many were clean, rejected or duplicates; replaced with the "
+            "batch, so a replay never counts twice. The revenue-assurance mart reads it.",
+        ),
+        dg.AssetSpec(
+            LEDGER_REASONS_KEY,
+            deps=[RAW_CDRS_KEY],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse table mediation.mediation_ledger_reasons: the ledger's rejects per batch and "
+            "reason code, written in the ledger's transaction. The rejections mart reads it.",
         ),
     ],
     can_subset=False,
@@ -65,6 +74,6 @@ def mediation(
 
 mediation_job = dg.define_asset_job(
     "mediate_cdrs",
-    selection=dg.AssetSelection.assets(CLEAN_CDRS_KEY, ERROR_CDRS_KEY, MEDIATION_LEDGER_KEY),
+    selection=dg.AssetSelection.assets(CLEAN_CDRS_KEY, ERROR_CDRS_KEY, MEDIATION_LEDGER_KEY, LEDGER_REASONS_KEY),
     description="Mediate what is new in raw-cdrs into clean_cdrs and error-cdrs (bounded run).",
 )

@@ -1,0 +1,51 @@
+"""Billing: dbt's bills per subscriber and month (billing.billing_cdrs, billing.invoice_lines).
+
+Monthly partitions in the operator's time zone: a day of rating_cdrs maps onto its month. A run
+gives dbt the month's window as vars; the models replace exactly those months, so running a month
+twice changes nothing, and a late CDR in a billed month re-bills that month (its rating day
+changed, and the automation condition requests the month).
+"""
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from cdr_platform.defs.dbt.assets import run_dbt_build
+from cdr_platform.defs.dbt.project import dbt_project
+from cdr_platform.defs.dbt.translator import BILLING_GROUP, BILLING_TAG, TRANSLATOR
+from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib.settings import tariff_timezone
+
+# the current month is a partition too (end_offset=1): it is billed as it goes, then closed
+BILLING_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
+
+
+def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The months of this run as dbt vars: [start, end) local dates (one month, or a backfill's range)."""
+    window = context.partition_time_window
+    return {"billing_month_start": f"{window.start:%Y-%m-%d}", "billing_month_end": f"{window.end:%Y-%m-%d}"}
+
+
+@dg.definitions
+def billing_definitions() -> dg.Definitions:
+    project = dbt_project()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=TRANSLATOR,
+        select=f"tag:{BILLING_TAG}",
+        partitions_def=BILLING_MONTHS,
+        name="billing_dbt",
+    )
+    def billing_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        """`dbt build` of the billing models for the run's months, their tests as checks."""
+        window = context.partition_time_window
+        context.log.info(f"billing the months from {window.start:%Y-%m} to {window.end:%Y-%m} (excluded)")
+        yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **billing_window_vars(context)})
+
+    bill_cdrs = dg.define_asset_job(
+        "bill_cdrs",
+        selection=dg.AssetSelection.groups(BILLING_GROUP),
+        description="Bill one month (billing_cdrs and invoice_lines) from its rated CDRs; replaces the month.",
+    )
+    return dg.Definitions(assets=[billing_dbt], jobs=[bill_cdrs])

@@ -1,0 +1,11 @@
+{#- The billing months a run rebuilds: a Dagster monthly partition passes its window as the vars
+    billing_month_start / billing_month_end (dates, end exclusive). Without them: every month. -#}
+{% macro billing_window(column) -%}
+    {%- set start = var('billing_month_start', none) -%}
+    {%- set end = var('billing_month_end', none) -%}
+    {%- if start and end -%}
+        and {{ column }} >= {{ date_literal(start) }} and {{ column }} < {{ date_literal(end) }}
+    {%- elif start or end -%}
+        {{ exceptions.raise_compiler_error("billing_month_start and billing_month_end go together") }}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,35 @@
+{#- Date arithmetic the two engines spell differently (PostgreSQL locally, SQL Server in production). -#}
+
+{#- An integer part of a date: year, month, day. -#}
+{% macro date_part_int(part, column) -%}
+    {{ return(adapter.dispatch('date_part_int')(part, column)) }}
+{%- endmacro %}
+
+{% macro postgres__date_part_int(part, column) -%}
+    cast(extract({{ part }} from {{ column }}) as int)
+{%- endmacro %}
+
+{% macro sqlserver__date_part_int(part, column) -%}
+    cast(datepart({{ part }}, {{ column }}) as int)
+{%- endmacro %}
+
+{#- The integer key yyyymmdd of a date (dim_date.date_key). -#}
+{% macro date_key(column) -%}
+    ({{ date_part_int('year', column) }} * 10000 + {{ date_part_int('month', column) }} * 100
+     + {{ date_part_int('day', column) }})
+{%- endmacro %}
+
+{#- The first day of the month of a date, as a date. -#}
+{% macro month_start(column) -%}
+    cast({{ dbt.date_trunc('month', column) }} as date)
+{%- endmacro %}
+
+{#- A date `days` after a date, as a date. -#}
+{% macro add_days(days, column) -%}
+    cast({{ dbt.dateadd('day', days, column) }} as date)
+{%- endmacro %}
+
+{#- A date literal. -#}
+{% macro date_literal(value) -%}
+    cast('{{ value }}' as date)
+{%- endmacro %}

@@ -1,0 +1,52 @@
+-- The allowance rule: a plan's included national minutes are consumed by the month's national
+-- calls in order of start time (then record id). A call wholly inside the allowance is credited
+-- its rated price; the call that exhausts it, the covered share of its price (covered seconds /
+-- duration, rounded half up to the cent); later calls nothing. The rated list price stays in
+-- rating_cdrs: the bill shows the credit as its own line.
+select
+    record_id,
+    served_msisdn,
+    billing_month,
+    duration_s,
+    covered_s,
+    cost,
+    case
+        when covered_s = duration_s then cost
+        when covered_s = 0 then cast(0 as decimal(18,6))
+        else cast(round(cost * covered_s / duration_s, 2) as decimal(18,6))
+    end as allowance_credit
+from (
+    select
+        running.record_id,
+        running.served_msisdn,
+        running.billing_month,
+        running.duration_s,
+        running.cost,
+        case
+            when running.used_through_s <= running.allowance_s then running.duration_s
+            when running.used_through_s - running.duration_s >= running.allowance_s then 0
+            else running.allowance_s - (running.used_through_s - running.duration_s)
+        end as covered_s
+    from (
+        select
+            usage.record_id,
+            usage.served_msisdn,
+            usage.billing_month,
+            usage.duration_s,
+            usage.cost,
+            cast(plans.included_national_minutes as bigint) * 60 as allowance_s,
+            sum(usage.duration_s) over (
+                partition by usage.served_msisdn, usage.billing_month
+                order by usage.start_time, usage.record_id
+                rows between unbounded preceding and current row
+            ) as used_through_s
+        from {{ ref('int_rated_usage') }} as usage
+        inner join {{ ref('stg_reference__subscribers') }} as subscribers
+            on subscribers.msisdn = usage.served_msisdn
+        inner join {{ ref('plan_catalogue') }} as plans
+            on plans.plan_name = subscribers.plan_name
+        where usage.is_national_call = 1
+            and plans.included_national_minutes > 0
+            {{ billing_window('usage.billing_month') }}
+    ) as running
+) as covered

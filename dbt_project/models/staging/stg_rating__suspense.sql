@@ -1,0 +1,7 @@
+select
+    record_id,
+    rating_day,
+    record_type,
+    served_msisdn,
+    reason
+from {{ source('rating', 'rating_suspense') }}
