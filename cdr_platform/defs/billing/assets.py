@@ -6,6 +6,8 @@ twice changes nothing, and a late CDR in a billed month re-bills that month (its
 changed, and the automation condition requests the month).
 """
 
+from functools import cache
+
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
@@ -20,13 +22,18 @@ BILLING_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", end_off
 
 
 def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The months of this run as dbt vars: [start, end) local dates (one month, or a backfill's range)."""
+    """The months of this run as dbt vars: [start, end) local dates (one month, or a backfill's
+    range). A run of the checks alone has no partition: they then check every month."""
+    if not context.has_partition_key_range:
+        return {}
     window = context.partition_time_window
     return {"billing_month_start": f"{window.start:%Y-%m-%d}", "billing_month_end": f"{window.end:%Y-%m-%d}"}
 
 
-@dg.definitions
-def billing_definitions() -> dg.Definitions:
+@cache
+def billing_dbt_assets() -> dg.AssetsDefinition:
+    """The billing models of the dbt project as one monthly-partitioned multi-asset (built from the
+    manifest when the code location loads; cached, as the manifest is read once)."""
     project = dbt_project()
 
     @dbt_assets(
@@ -39,13 +46,18 @@ def billing_definitions() -> dg.Definitions:
     )
     def billing_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """`dbt build` of the billing models for the run's months, their tests as checks."""
-        window = context.partition_time_window
-        context.log.info(f"billing the months from {window.start:%Y-%m} to {window.end:%Y-%m} (excluded)")
+        window = billing_window_vars(context)
+        context.log.info(f"billing window {window or 'every month (no partition: checks alone)'}")
         yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **billing_window_vars(context)})
 
+    return billing_dbt
+
+
+@dg.definitions
+def billing_definitions() -> dg.Definitions:
     bill_cdrs = dg.define_asset_job(
         "bill_cdrs",
         selection=dg.AssetSelection.groups(BILLING_GROUP),
         description="Bill one month (billing_cdrs and invoice_lines) from its rated CDRs; replaces the month.",
     )
-    return dg.Definitions(assets=[billing_dbt], jobs=[bill_cdrs])
+    return dg.Definitions(assets=[billing_dbt_assets()], jobs=[bill_cdrs])

@@ -6,6 +6,7 @@ resource's schemas as vars, and report row counts and column types to the UI.
 """
 
 import json
+from functools import cache
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
@@ -21,11 +22,14 @@ MARTS_GROUP = "marts"
 def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict):
     """`dbt build` of the selected nodes, streamed as materializations and check results."""
     invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars, sort_keys=True)], context=context)
-    yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
+    # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
+    yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
 
 
-@dg.definitions
-def dbt_definitions() -> dg.Definitions:
+@cache
+def warehouse_dbt_assets() -> dg.AssetsDefinition:
+    """Seeds and marts of the dbt project as one unpartitioned multi-asset (cached: the manifest
+    is read once)."""
     project = dbt_project()
 
     @dbt_assets(
@@ -39,16 +43,19 @@ def dbt_definitions() -> dg.Definitions:
         """Seeds and marts: `dbt build` of everything but the billing months."""
         yield from run_dbt_build(context, dbt, warehouse.dbt_vars())
 
+    return warehouse_dbt
+
+
+def dbt_resource() -> DbtCliResource:
+    """dbt of the environment's target: postgres locally, sqlserver in production."""
+    return DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable(), target=get_dbt_target())
+
+
+@dg.definitions
+def dbt_definitions() -> dg.Definitions:
     build_marts = dg.define_asset_job(
         "build_marts",
         selection=dg.AssetSelection.groups(MARTS_GROUP),
         description="Rebuild the marts Power BI and the dashboard read (dbt), with their tests.",
     )
-    return dg.Definitions(
-        assets=[warehouse_dbt],
-        jobs=[build_marts],
-        # the environment's dbt target: postgres locally, sqlserver in production
-        resources={
-            "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable(), target=get_dbt_target())
-        },
-    )
+    return dg.Definitions(assets=[warehouse_dbt_assets()], jobs=[build_marts], resources={"dbt": dbt_resource()})

@@ -33,6 +33,15 @@ MART_CONDITION = AC.eager().without(~AC.any_deps_missing()).with_label("what the
 
 
 class CdrDbtTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """A model's or seed's key is [meta.dagster.key_prefix, name] (dbt_project.yml sets the
+        prefix per folder), not dagster-dbt's [schema, name]: the schemas are settings (a test's
+        sandbox, another environment), and an asset's identity must not move with them."""
+        prefix = (dbt_resource_props.get("meta") or {}).get("dagster", {}).get("key_prefix")
+        if dbt_resource_props["resource_type"] in ("model", "seed") and prefix:
+            return dg.AssetKey([prefix, dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         if dbt_resource_props["resource_type"] != "model":
             return None

@@ -1,0 +1,318 @@
+"""Billing and the marts on real PostgreSQL, run through Dagster as the code location runs them.
+
+One module-wide pipeline in schemas of its own: CDRs over two local days that fall in two
+months (30 November and 1 December, Africa/Casablanca), mediated, rated per day, billed per
+month, the marts built. The tests then re-run, add a late CDR, break things on purpose, and
+connect as the BI role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import dagster as dg
+import orjson
+import psycopg
+import pytest
+
+from cdr_platform.defs.billing.assets import billing_dbt_assets
+from cdr_platform.defs.billing.checks import BILLING_CDRS_KEY, billing_reconciles_with_rating
+from cdr_platform.defs.dbt.assets import dbt_resource, warehouse_dbt_assets
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.defs.rating.assets import RATING_CDRS_KEY, rating_cdrs
+from cdr_platform.defs.resources import resources_for
+from cdr_platform.lib.ingest.generator import GeneratorConfig
+from cdr_platform.lib.reference.subscribers import generate_subscribers
+from cdr_platform.lib.reference.tables import (
+    NUMBERING_PLAN_TABLE,
+    SUBSCRIBERS_TABLE,
+    numbering_plan_rows,
+    subscriber_rows,
+)
+from cdr_platform.lib.settings import load_settings
+from cdr_platform.lib.warehouse import replace_table
+from cdr_platform.utils.environment_helpers import Environment
+from cdr_platform_tests.integration.mediation_support import MediationSandbox
+
+pytestmark = pytest.mark.timeout(900)
+START = datetime(2026, 11, 30, 20, tzinfo=UTC)  # 21:00 local on 30 November, for 8 hours
+NOVEMBER, DECEMBER = "2026-11-01", "2026-12-01"
+MART_KEY = dg.AssetKey(["marts", "fct_revenue_daily"])
+# the code location's own assets definitions, unbound: the tests give them the sandbox's resources
+ASSETS = {RATING_CDRS_KEY: lambda: rating_cdrs, BILLING_CDRS_KEY: billing_dbt_assets, MART_KEY: warehouse_dbt_assets}
+
+
+class Pipeline:
+    """The sandbox's schemas, its Dagster instance, and how to run each stage as Dagster does."""
+
+    def __init__(self, box: MediationSandbox, env: dict[str, str], instance: dg.DagsterInstance) -> None:
+        from cdr_platform.definitions import defs
+
+        self.box, self.env, self.instance, self.defs = box, env, instance, defs
+        self.rating = env["CDR_RATING_SCHEMA"]
+        self.billing = env["CDR_BILLING_SCHEMA"]
+        self.marts = env["CDR_MARTS_SCHEMA"]
+
+    def resources(self) -> dict:
+        return {
+            **resources_for(load_settings(), Environment.LOCAL),
+            "dbt": dbt_resource(),
+        }
+
+    def materialize(self, key: dg.AssetKey, partition: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        """The assets definition that holds `key` (its whole dbt selection, or the rating days)."""
+        return dg.materialize(
+            [ASSETS[key]()],
+            instance=self.instance,
+            partition_key=partition,
+            resources=self.resources(),
+            raise_on_error=False,
+            **kwargs,
+        )
+
+    def rate(self, day: str) -> None:
+        result = self.materialize(RATING_CDRS_KEY, day)
+        assert result.success, [e.step_failure_data.error.message for e in result.get_step_failure_events()]
+
+    def bill(self, month: str) -> dg.ExecuteInProcessResult:
+        return self.materialize(BILLING_CDRS_KEY, month)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        return self.box.query(sql, params)
+
+    def bills(self, month: str | None = None) -> list[tuple]:
+        where = f"where billing_month = '{month}'" if month else ""
+        return self.query(f"select * from {self.billing}.billing_cdrs {where} order by billing_month, msisdn")
+
+    def lines(self) -> list[tuple]:
+        return self.query(f"select * from {self.billing}.invoice_lines order by invoice_number, line_number")
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
+
+
+@pytest.fixture(scope="module")
+def pipeline(local_stack, tmp_path_factory):
+    tag = uuid.uuid4().hex[:8]
+    box = MediationSandbox.create(local_stack, tmp_path_factory.mktemp("billing"))
+    env = {
+        **{k: v for k, v in box.env().items() if k.startswith("CDR_")},
+        "CDR_RATING_SCHEMA": f"rat_{tag}",
+        "CDR_TARIFF_SCHEMA": f"tar_{tag}",
+        "CDR_BILLING_SCHEMA": f"bil_{tag}",
+        "CDR_MARTS_SCHEMA": f"mrt_{tag}",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+            conn.execute("create schema if not exists reference")
+            replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+            replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
+        dbt_vars = json.dumps({"tariff_schema": env["CDR_TARIFF_SCHEMA"], "billing_schema": env["CDR_BILLING_SCHEMA"]})
+        subprocess.run(
+            [
+                dbt_executable(),
+                "seed",
+                "--quiet",
+                "--vars",
+                dbt_vars,
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+            ],
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+            env={**os.environ, **env},
+        )
+        box.produce(GeneratorConfig(count=6_000, seed=61, error_rate=0.05, start_time=START, span_hours=8))
+        mediated = box.run()
+        assert mediated.returncode == 0, mediated.stderr[-3000:]
+        with dg.instance_for_test() as instance:
+            run = Pipeline(box, env, instance)
+            run.days = sorted(mediated.summary["clean_by_day"])
+            assert run.days == ["2026-11-30", "2026-12-01"]
+            for day in run.days:
+                run.rate(day)
+            for month in (NOVEMBER, DECEMBER):
+                billed = run.bill(month)
+                assert billed.success and not failed_checks(billed), failed_checks(billed)
+            marts = run.materialize(MART_KEY)
+            assert marts.success and not failed_checks(marts), failed_checks(marts)
+            yield run
+    with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+        for schema in ("CDR_RATING_SCHEMA", "CDR_TARIFF_SCHEMA", "CDR_BILLING_SCHEMA", "CDR_MARTS_SCHEMA"):
+            conn.execute(f"drop schema if exists {env[schema]} cascade")
+    box.drop()
+
+
+def test_months_are_billed_from_their_rated_cdrs_to_the_cent_and_a_rerun_changes_nothing(pipeline):
+    run = pipeline
+    rated = dict(
+        run.query(
+            f"select cast(date_trunc('month', rating_day) as date), sum(cost) from {run.rating}.rating_cdrs group by 1"
+        )
+    )
+    billed_usage = dict(
+        run.query(f"select billing_month, sum(usage_amount) from {run.billing}.billing_cdrs group by 1")
+    )
+    assert set(rated) == set(billed_usage) and len(rated) == 2
+    for month, total in rated.items():  # the demo tariff prices in cents: the sums agree exactly
+        assert billed_usage[month] == total.quantize(Decimal("0.01")), month
+    # every bill: before tax = usage - allowance + fee; total = before tax + VAT; VAT 20% to the cent
+    for usage, allowance, fee, before_tax, vat, total in run.query(
+        f"select usage_amount, allowance_amount, monthly_fee, amount_before_tax, vat_amount, total_amount"
+        f" from {run.billing}.billing_cdrs"
+    ):
+        assert before_tax == usage - allowance + fee and total == before_tax + vat
+        assert vat == (before_tax * Decimal("0.2")).quantize(Decimal("0.01"))
+    postpaid = run.query(
+        f"select count(*) from {run.billing}.billing_cdrs where document_type = 'invoice' and allowance_amount > 0"
+    )[0][0]
+    assert postpaid > 0  # included minutes were consumed
+
+    before_bills, before_lines = run.bills(), run.lines()
+    again = run.bill(NOVEMBER)
+    assert again.success and not failed_checks(again)
+    assert (run.bills(), run.lines()) == (before_bills, before_lines)
+
+
+def test_the_marts_add_up_to_the_ledger_the_ratings_and_the_bills(pipeline):
+    run = pipeline
+    (revenue,) = run.query(f"select sum(revenue) from {run.marts}.fct_revenue_daily")[0]
+    (rated,) = run.query(f"select sum(cost) from {run.rating}.rating_cdrs")[0]
+    assert revenue == rated
+    assurance = run.query(
+        f"select sum(messages_received), sum(clean), sum(rejected), sum(duplicates), sum(rated), sum(in_suspense),"
+        f" sum(unrated), sum(billed), sum(rated_amount), sum(billed_amount)"
+        f" from {run.marts}.fct_revenue_assurance_daily"
+    )[0]
+    messages, clean, rejected, duplicates, rated_n, suspense, unrated, billed, rated_amount, billed_amount = assurance
+    assert messages == 6_000 == clean + rejected + duplicates
+    assert (clean, unrated, billed) == (rated_n + suspense, 0, rated_n)  # both months billed: no gap
+    assert rated_amount == billed_amount == rated
+    (usage_total,) = run.query(f"select sum(usage_amount) from {run.marts}.fct_subscriber_usage_monthly")[0]
+    (billed_usage,) = run.query(f"select sum(usage_amount) from {run.billing}.billing_cdrs")[0]
+    assert usage_total == billed_usage
+    (rejections,) = run.query(f"select sum(records) from {run.marts}.fct_rejections_daily")[0]
+    assert rejections >= rejected > 0  # a message with two reasons counts under each
+    days = {d for (d,) in run.query(f"select date_key from {run.marts}.fct_revenue_daily")}
+    assert days == {20261130, 20261201}
+
+
+def test_a_late_cdr_in_a_billed_month_rebills_exactly_that_month(pipeline):
+    run = pipeline
+    # the automation sensor's view before the late CDR: a first tick, nothing new since
+    first = dg.evaluate_automation_conditions(defs=run.defs, instance=run.instance)
+    subscriber = next(s for s in generate_subscribers() if s.segment == "consumer_postpaid")
+    late = {
+        "schema_version": 1,
+        "record_id": "late-call-1",
+        "record_type": "voice",
+        "served_msisdn": subscriber.msisdn,
+        "other_msisdn": "+33612345678",  # international: outside the included minutes
+        "direction": "outgoing",
+        "start_time": "2026-11-30T21:30:00Z",  # 22:30 local: still November
+        "duration_s": 300,
+        "cell_id": subscriber.home_cell_id,
+        "technology": "4G",
+        "roaming": False,
+    }
+    before = {r[3]: r for r in run.bills(NOVEMBER)}[subscriber.msisdn]
+    december = run.bills(DECEMBER)
+    run.box.produce_raw([(subscriber.msisdn.encode(), orjson.dumps(late))])
+    mediated = run.box.run()
+    assert mediated.returncode == 0 and mediated.summary["clean_by_day"] == {"2026-11-30": 1}
+    run.rate("2026-11-30")
+
+    ticked = dg.evaluate_automation_conditions(defs=run.defs, instance=run.instance, cursor=first.cursor)
+    assert ticked.get_requested_partitions(BILLING_CDRS_KEY) == {NOVEMBER}  # not December
+    rebilled = run.bill(NOVEMBER)
+    assert rebilled.success and not failed_checks(rebilled)
+    (price,) = run.query(f"select cost from {run.rating}.rating_cdrs where record_id = 'late-call-1'")[0]
+    after = {r[3]: r for r in run.bills(NOVEMBER)}[subscriber.msisdn]
+    columns = [d[0] for d in run.box.connect().execute(f"select * from {run.billing}.billing_cdrs limit 0").description]
+    usage = columns.index("usage_amount")
+    assert after[usage] == before[usage] + price.quantize(Decimal("0.01")) and price > 0
+    assert run.bills(DECEMBER) == december
+
+
+def _restore(run: Pipeline) -> None:
+    for month in (NOVEMBER, DECEMBER):
+        assert run.bill(month).success
+
+
+@pytest.mark.parametrize(
+    "break_it, caught_by",
+    [
+        (
+            "update {billing}.invoice_lines set amount = amount + 0.01 where line_type = 'usage_sms' and"
+            " invoice_number = (select min(invoice_number) from {billing}.invoice_lines where line_type = 'usage_sms')",
+            {"billing_usage_lines_match_rating", "billing_reconciles_with_rating"},
+        ),
+        (
+            "update {billing}.billing_cdrs set total_amount = total_amount + 1"
+            " where invoice_number = (select min(invoice_number) from {billing}.billing_cdrs)",
+            {"billing_totals_are_the_sum_of_their_lines"},
+        ),
+        (
+            "delete from {billing}.invoice_lines where invoice_number in (select invoice_number from"
+            " {billing}.billing_cdrs where voice_calls > 0 and msisdn = (select min(msisdn) from {billing}.billing_cdrs"
+            " where voice_calls > 0)); delete from {billing}.billing_cdrs where voice_calls > 0 and msisdn ="
+            " (select min(msisdn) from {billing}.billing_cdrs where voice_calls > 0)",
+            {"billing_every_subscriber_with_usage_has_a_bill", "billing_reconciles_with_rating"},
+        ),
+        (
+            "alter table {billing}.billing_cdrs drop constraint if exists billing_cdrs_pkey;"
+            " insert into {billing}.billing_cdrs select * from {billing}.billing_cdrs"
+            " where msisdn = (select min(msisdn) from {billing}.billing_cdrs) and billing_month = '2026-11-01'",
+            {"billing_one_bill_per_subscriber_month", "unique_billing_cdrs_invoice_number"},
+        ),
+    ],
+    ids=["a_line_off_by_a_cent", "a_total_not_its_lines", "a_subscriber_with_usage_unbilled", "a_bill_twice"],
+)
+def test_each_billing_check_fails_on_the_break_it_guards(pipeline, break_it, caught_by):
+    run = pipeline
+    try:
+        with run.box.connect() as conn:
+            for statement in break_it.format(billing=run.billing).split(";"):
+                conn.execute(statement)
+        # the billing models' dbt tests alone, as Dagster runs them (no model is rebuilt)
+        dbt_checks = run.materialize(
+            BILLING_CDRS_KEY, selection=dg.AssetSelection.checks(*billing_dbt_assets().check_keys)
+        )
+        reconciled = billing_reconciles_with_rating(warehouse=run.resources()["warehouse"])
+        failed = failed_checks(dbt_checks) | (
+            {reconciled.check_name or "billing_reconciles_with_rating"} if not reconciled.passed else set()
+        )
+        assert caught_by <= failed, failed
+    finally:
+        with run.box.connect() as conn:  # the contract's table again, with its primary key
+            conn.execute(f"drop table if exists {run.billing}.billing_cdrs")
+            conn.execute(f"drop table if exists {run.billing}.invoice_lines")
+        _restore(run)
+
+
+def test_the_bi_role_reads_the_marts_and_nothing_else(pipeline):
+    run = pipeline
+    settings = load_settings()
+    role = settings.bi_role
+    conninfo = settings.warehouse.conninfo().replace(f"user={settings.warehouse.user}", f"user={role}")
+    with psycopg.connect(conninfo, autocommit=True) as bi:
+        assert bi.execute(f"select count(*) from {run.marts}.fct_revenue_daily").fetchone()[0] > 0
+        assert bi.execute(f"select count(*) from {run.marts}.dim_subscriber").fetchone()[0] == 300
+        for forbidden in (
+            f"select count(*) from {run.box.tables.clean}",
+            f"select count(*) from {run.billing}.billing_cdrs",
+            f"insert into {run.marts}.dim_operator values (99, 'X', 'x')",
+            f"delete from {run.marts}.fct_revenue_daily",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute(forbidden)
