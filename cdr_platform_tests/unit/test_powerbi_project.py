@@ -121,7 +121,6 @@ MEASURES = {
     "Revenue Leakage",
 }
 OPERATORS = ("IAM", "ORANGE", "INWI")
-MANIFEST = REPO_ROOT / "dbt_project" / "target" / "manifest.json"
 
 
 def manifest_fragment(contract: dict[str, dict[str, str]] = CONTRACT, schema: str = "marts") -> dict:
@@ -275,12 +274,31 @@ def test_the_mart_check_reports_a_missing_mart_a_missing_column_a_float_and_a_to
     assert _has(mart_column_problems(model, manifest_fragment(schema="public")), "dbt builds dim_date in public")
 
 
-def test_every_model_column_exists_in_its_dbt_mart(model):
-    if not MANIFEST.exists():  # a fresh clone: parse the dbt project as Dagster does
-        from cdr_platform.defs.dbt.project import dbt_project
+def test_every_model_column_exists_in_its_dbt_mart(model, tmp_path):
+    # the project as it is now, parsed on its own (the shared target/ may hold another run's schemas)
+    import os
+    import subprocess
 
-        dbt_project()
-    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDR_")}
+    subprocess.run(
+        [
+            dbt_executable(),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert mart_column_problems(model, manifest) == []
 
 
