@@ -5,11 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from cdr_platform.lib.settings import sensor_interval_s
+
 automation = dg.AutomationConditionSensorDefinition(
     "cdr_automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,  # the pipeline flows by itself under `make dev`
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_s(),
     description="Evaluates the assets' automation conditions: bills the months whose rating days changed, "
     "then rebuilds the marts.",
 )

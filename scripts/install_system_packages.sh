@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the local stack needs: PostgreSQL server, a Java runtime (Kafka, Spark) and
-# Maven (fetches the Kafka and Spark jars from Maven Central). Installs only what is missing.
+# Debian packages the local stack needs: PostgreSQL server, a Java runtime (Kafka, Spark),
+# Maven (fetches the Kafka and Spark jars from Maven Central) and Chromium (browser tests).
+# Installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -8,6 +9,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v runuser >/dev/null || need+=(util-linux)
+# headless Chromium: the dashboard's browser test and `make screenshots`
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ drivers run as subprocesses (Dagster Pipes): `subprocess_env()` hands them the s
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -183,6 +184,47 @@ class FilesResource(dg.ConfigurableResource):
         return Path(self.data_dir, *parts)
 
 
+POWERBI_SETTINGS = (
+    "CDR_POWERBI_WORKSPACE_ID",
+    "CDR_POWERBI_DATASET_ID",
+    "CDR_POWERBI_TENANT_ID",
+    "CDR_POWERBI_CLIENT_ID",
+    "CDR_POWERBI_CLIENT_SECRET",
+)
+
+
+class PowerBIResource(dg.ConfigurableResource):
+    """The Power BI service workspace the semantic model is published to, if any (dagster-powerbi,
+    a service principal). Unconfigured, nothing calls Power BI and the asset says so."""
+
+    workspace_id: str = ""
+    dataset_id: str = ""
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return all((self.workspace_id, self.dataset_id, self.tenant_id, self.client_id, self.client_secret))
+
+    def refresh_semantic_model(self, context) -> str:
+        """Refresh the published semantic model and wait for it; what happened, in one line."""
+        if not self.configured:
+            message = f"refresh not configured: set {', '.join(POWERBI_SETTINGS)} to refresh it in the Power BI service"
+            context.log.info(message)
+            return message
+        from dagster_powerbi import PowerBIServicePrincipal, PowerBIWorkspace
+
+        workspace = PowerBIWorkspace(
+            credentials=PowerBIServicePrincipal(
+                client_id=self.client_id, client_secret=self.client_secret, tenant_id=self.tenant_id
+            ),
+            workspace_id=self.workspace_id,
+        )
+        workspace.trigger_and_poll_refresh(self.dataset_id)
+        return f"refreshed semantic model {self.dataset_id} in workspace {self.workspace_id}"
+
+
 class MediationResource(dg.ConfigurableResource):
     """How much a micro-batch takes, and when the share of rejects is worth a warning."""
 
@@ -231,6 +273,13 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             max_rejection_rate=settings.max_rejection_rate,
             max_attempts=settings.mediation_max_attempts,
             retry_backoff_s=settings.mediation_retry_backoff_s,
+        ),
+        "powerbi": PowerBIResource(
+            workspace_id=settings.powerbi_workspace_id,
+            dataset_id=settings.powerbi_dataset_id,
+            tenant_id=settings.powerbi_tenant_id,
+            client_id=settings.powerbi_client_id,
+            client_secret=dg.EnvVar("CDR_POWERBI_CLIENT_SECRET") if os.environ.get("CDR_POWERBI_CLIENT_SECRET") else "",
         ),
         # Spark drivers run as subprocesses that speak Dagster Pipes.
         "pipes_subprocess_client": dg.PipesSubprocessClient(),

@@ -154,6 +154,11 @@ class Settings:
     billing_schema: str = "billing"  # dbt's bills and plan catalogue
     marts_schema: str = "marts"  # dbt's marts, what the BI tool reads
     bi_role: str = "cdr_bi"  # the BI tool's read-only role: select on the marts, nothing else
+    # the Power BI service (all empty: not configured; the client secret is read by Dagster, never here)
+    powerbi_workspace_id: str = ""
+    powerbi_dataset_id: str = ""
+    powerbi_tenant_id: str = ""
+    powerbi_client_id: str = ""
     spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
 
 
@@ -196,6 +201,15 @@ def tariff_timezone() -> str:
             f"CDR_TARIFF_TIMEZONE must be an IANA time zone such as Africa/Casablanca or UTC, got {name!r}"
         ) from None
     return name
+
+
+def sensor_interval_s() -> int:
+    """CDR_SENSOR_INTERVAL_S: how often the sensors look for new work (default 30 s). Read on its
+    own, like the time zone: a sensor's interval is part of its definition when the code loads."""
+    interval = _env_int("CDR_SENSOR_INTERVAL_S", 30)
+    if interval < 1:
+        raise ValueError(f"CDR_SENSOR_INTERVAL_S must be at least 1, got {interval}")
+    return interval
 
 
 def load_settings() -> Settings:
@@ -255,6 +269,10 @@ def load_settings() -> Settings:
         billing_schema=_env("CDR_BILLING_SCHEMA", "billing"),
         marts_schema=_env("CDR_MARTS_SCHEMA", "marts"),
         bi_role=_env("CDR_BI_ROLE", "cdr_bi"),
+        powerbi_workspace_id=_env("CDR_POWERBI_WORKSPACE_ID", ""),
+        powerbi_dataset_id=_env("CDR_POWERBI_DATASET_ID", ""),
+        powerbi_tenant_id=_env("CDR_POWERBI_TENANT_ID", ""),
+        powerbi_client_id=_env("CDR_POWERBI_CLIENT_ID", ""),
         spark_conf=_spark_conf(),
     )
 

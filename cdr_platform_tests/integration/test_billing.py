@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import orjson
@@ -25,7 +26,7 @@ from cdr_platform.defs.billing.checks import BILLING_CDRS_KEY, billing_reconcile
 from cdr_platform.defs.dbt.assets import dbt_resource, warehouse_dbt_assets
 from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
 from cdr_platform.defs.rating.assets import RATING_CDRS_KEY, rating_cdrs
-from cdr_platform.defs.resources import resources_for
+from cdr_platform.defs.resources import FilesResource, resources_for
 from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import (
@@ -144,6 +145,8 @@ def pipeline(local_stack, tmp_path_factory):
             for month in (NOVEMBER, DECEMBER):
                 billed = run.bill(month)
                 assert billed.success and not failed_checks(billed), failed_checks(billed)
+                evaluated = {c.check_name for c in billed.get_asset_check_evaluations()}
+                assert {"billing_usage_lines_match_rating", "billing_totals_are_the_sum_of_their_lines"} <= evaluated
             marts = run.materialize(MART_KEY)
             assert marts.success and not failed_checks(marts), failed_checks(marts)
             yield run
@@ -316,3 +319,66 @@ def test_the_bi_role_reads_the_marts_and_nothing_else(pipeline):
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 bi.execute(forbidden)
+
+
+def test_the_dashboard_shows_the_twins_values_and_every_chart_renders_with_data_in_chromium(pipeline, tmp_path):
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    from cdr_platform.defs.bi.assets import local_dashboard
+    from cdr_platform.lib.bi.measure_twins import twins_for
+    from cdr_platform.utils.headless_browser import dom, screenshot
+
+    run = pipeline
+    resources = {**run.resources(), "files": FilesResource(data_dir=str(tmp_path))}
+    result = dg.materialize([local_dashboard], instance=run.instance, resources=resources)
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    path = Path(event.event_specific_data.materialization.metadata["path"].value)
+    assert path.is_file() and "<script src=" not in path.read_text()  # plotly.js is inside: no network
+
+    class Page(HTMLParser):
+        """KPI cards (measure -> exact value) and, per chart section, its svg and data points."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kpis: dict[str, str] = {}
+            self.charts: dict[str, dict[str, int]] = {}
+            self._chart: str | None = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if "kpi" in (a.get("class") or "").split() and "data-measure" in a:
+                self.kpis[a["data-measure"]] = a["data-value"]
+            if tag == "section" and "data-chart" in a:
+                self._chart = a["data-chart"]
+                self.charts[self._chart] = {"svg": 0, "points": 0}
+            if self._chart and tag == "svg" and "main-svg" in (a.get("class") or ""):
+                self.charts[self._chart]["svg"] += 1
+            if self._chart and "point" in (a.get("class") or "").split():
+                self.charts[self._chart]["points"] += 1
+
+    page = Page()
+    page.feed(dom(path.as_uri()))
+    # every card shows exactly what its measure's SQL twin says, over the same marts
+    with run.box.connect() as conn:
+        twins = {name: conn.execute(sql).fetchone()[0] for name, sql in twins_for(run.marts).items()}
+    assert page.kpis and set(page.kpis) <= set(twins)
+    for name, shown in page.kpis.items():
+        assert Decimal(shown) == twins[name], name
+    # every chart was drawn by plotly, with at least one data point
+    assert set(page.charts) == {
+        "revenue_by_day_and_operator",
+        "top_customers",
+        "call_distribution",
+        "average_call_duration",
+        "rejections_by_reason",
+        "revenue_assurance",
+    }
+    for name, drawn in page.charts.items():
+        assert drawn["svg"] >= 1 and drawn["points"] >= 1, (name, drawn)
+    # and the screenshot is a page of charts, not a blank one
+    picture = Image.open(screenshot(path.as_uri(), tmp_path / "dashboard.png")).convert("RGB")
+    colours = picture.resize((140, 200)).getcolors(maxcolors=140 * 200)
+    assert colours is not None and len(colours) > 50, "the screenshot is (nearly) blank"

@@ -93,3 +93,36 @@ def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finis
         mediation_run({})  # a run of rejects and duplicates only: nothing to rate
         quiet = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert not quiet.run_requests and "no clean CDR" in quiet.skip_reason.skip_message
+
+
+def test_automation_bills_exactly_the_months_whose_days_were_rated_then_builds_the_marts():
+    billing = dg.AssetKey(["billing", "billing_cdrs"])
+    assurance = dg.AssetKey(["marts", "fct_revenue_assurance_daily"])  # reads the bills
+    rejections = dg.AssetKey(["marts", "fct_rejections_daily"])  # does not
+
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor):
+            return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+        def materialized(key, partition=None):
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+
+        first = tick(None)
+        for key in ("clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons"):
+            materialized(key)  # a mediation run: nothing billed yet
+        after_mediation = tick(first.cursor)
+        assert after_mediation.get_num_requested(rejections) == 1
+        assert after_mediation.get_num_requested(assurance) == 0  # waits for a billed month
+        assert after_mediation.get_num_requested(billing) == 0  # clean_cdrs alone bills nothing
+
+        materialized("rating_cdrs", "2026-10-15")  # a late day of October, and one of November
+        materialized("rating_cdrs", "2026-11-24")
+        after_rating = tick(after_mediation.cursor)
+        assert after_rating.get_requested_partitions(billing) == {"2026-10-01", "2026-11-01"}
+
+        materialized(billing, "2026-10-01")
+        materialized(billing, "2026-11-01")
+        after_billing = tick(after_rating.cursor)
+        assert after_billing.get_num_requested(assurance) == 1
+        assert after_billing.get_requested_partitions(billing) == set()  # billed: not again

@@ -30,6 +30,11 @@ BILLING_MONTH_CONDITION = (
     AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
 ).with_label("a rating day of the month changed")
 MART_CONDITION = AC.eager().without(~AC.any_deps_missing()).with_label("what the mart reads changed")
+# a mart that reads the bills (dbt meta reads_billing) waits for the first billed month: before it
+# there is no billing table to read, and the mediation run that precedes it would fail it
+BILLED_MART_CONDITION = (
+    MART_CONDITION & AC.any_deps_match(~AC.missing()).allow(dg.AssetSelection.groups(BILLING_GROUP))
+).with_label("what the mart reads changed, and a month is billed")
 
 
 class CdrDbtTranslator(DagsterDbtTranslator):
@@ -47,6 +52,8 @@ class CdrDbtTranslator(DagsterDbtTranslator):
             return None
         if BILLING_TAG in dbt_resource_props.get("tags", []):
             return BILLING_MONTH_CONDITION
+        if (dbt_resource_props.get("meta") or {}).get("reads_billing"):
+            return BILLED_MART_CONDITION
         return MART_CONDITION
 
 

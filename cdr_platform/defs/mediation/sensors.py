@@ -16,6 +16,7 @@ from cdr_platform.defs.mediation.assets import mediation_job
 from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
 from cdr_platform.lib.kafka_io import BrokerUnavailableError, end_offsets
 from cdr_platform.lib.mediation.store import consumed_offsets
+from cdr_platform.lib.settings import sensor_interval_s
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -68,7 +69,7 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
 
 @dg.sensor(
     job=mediation_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Compares raw-cdrs end offsets with what the mediation ledger consumed and launches a "
     "bounded mediation run when there is new data; retries a failed run with a back-off, a bounded "

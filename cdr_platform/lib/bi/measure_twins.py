@@ -148,3 +148,10 @@ select {_minus("rated_amount", "billed_amount")} as measure_value
 from amounts
 """,
 }
+
+
+def twins_for(marts_schema: str = "marts") -> dict[str, str]:
+    """The twins over the marts in `marts_schema` (CDR_MARTS_SCHEMA): the same SQL, its schema named."""
+    import re
+
+    return {name: re.sub(r"\bmarts\.", f"{marts_schema}.", sql) for name, sql in MEASURE_TWINS.items()}

@@ -1,0 +1,152 @@
+"""The pipeline flows by itself: CDRs produced into raw-cdrs reach the marts with no manual run.
+
+A real `dagster dev` (webserver and daemon) on its own DAGSTER_HOME and sandbox topics and
+schemas: the mediation sensor launches mediation, the rating sensor rates the two days it
+touched, the automation sensor bills their months and rebuilds the marts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.lib.ingest.generator import GeneratorConfig
+from cdr_platform.lib.reference.subscribers import generate_subscribers
+from cdr_platform.lib.reference.tables import (
+    NUMBERING_PLAN_TABLE,
+    SUBSCRIBERS_TABLE,
+    numbering_plan_rows,
+    subscriber_rows,
+)
+from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.warehouse import replace_table
+from cdr_platform_tests.e2e.test_dagster_dev import _free_port
+from cdr_platform_tests.integration.mediation_support import MediationSandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+START = datetime(2026, 11, 30, 20, tzinfo=UTC)  # two local days, two months: 30 Nov and 1 Dec
+RUNS = "{ runsOrError { ... on Runs { results { runId jobName status assetSelection { path } } } } }"
+FAILURE = """{ logsForRun(runId: "%s") { ... on EventConnection { events { __typename
+  ... on ExecutionStepFailureEvent { stepKey error { message } } } } } }"""
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())["data"]
+
+
+def test_cdrs_of_two_days_reach_the_marts_by_themselves(local_stack, tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    box = MediationSandbox.create(local_stack, tmp_path)
+    schemas = {
+        "CDR_RATING_SCHEMA": f"rat_{tag}",
+        "CDR_TARIFF_SCHEMA": f"tar_{tag}",
+        "CDR_BILLING_SCHEMA": f"bil_{tag}",
+        "CDR_MARTS_SCHEMA": f"mrt_{tag}",
+    }
+    env = {**box.env(), **schemas, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "CDR_SENSOR_INTERVAL_S": "5"}
+    (tmp_path / "dagster_home").mkdir()
+    with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+        conn.execute("create schema if not exists reference")
+        replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+        replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
+    # the seeds are launched, not automated (a tariff change is a decision): seeded once here
+    subprocess.run(
+        [
+            dbt_executable(),
+            "seed",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path / "dbt_target"),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    port = _free_port()
+    log = tmp_path / "dev.log"
+    dev = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # default signals: SIGTERM stops it and its children
+    )
+    marts = schemas["CDR_MARTS_SCHEMA"]
+    try:
+        box.produce(GeneratorConfig(count=3_000, seed=71, error_rate=0.05, start_time=START, span_hours=8))
+        deadline, assurance = time.monotonic() + 600, None
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            assert dev.poll() is None, log.read_text()[-3000:]
+            with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+                exists = conn.execute("select to_regclass(%s)", (f"{marts}.fct_revenue_assurance_daily",)).fetchone()[0]
+                if not exists:
+                    continue
+                assurance = conn.execute(
+                    f"select sum(messages_received), sum(rated), sum(billed), sum(in_suspense), sum(clean)"
+                    f" from {marts}.fct_revenue_assurance_daily"
+                ).fetchone()
+                days = {d for (d,) in conn.execute(f"select distinct date_key from {marts}.fct_revenue_daily")}
+            # done: every message mediated, every clean CDR rated, both months billed, both days in the marts
+            if assurance[0] == 3_000 and assurance[1] and assurance[2] == assurance[1] and len(days) == 2:
+                break
+        runs = _graphql(port, RUNS)["runsOrError"]["results"]
+        by_job: dict[str, list[str]] = {}
+        for run in runs:
+            assets = ",".join("/".join(a["path"]) for a in run["assetSelection"] or [])[:80]
+            by_job.setdefault(run["jobName"], []).append(run["status"])
+            if run["status"] == "FAILURE":  # why, for the assertion's message
+                events = _graphql(port, FAILURE % run["runId"])["logsForRun"]["events"]
+                errors = [e["error"]["message"][:400] for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+                by_job.setdefault("failures", []).append(f"{run['jobName']} [{assets}]: {errors}")
+        assert assurance and assurance[0] == 3_000, (assurance, by_job, log.read_text()[-3000:])
+        messages, rated, billed, suspense, clean = assurance
+        assert rated + suspense == clean and billed == rated, (assurance, by_job)
+        assert days == {20261130, 20261201}, by_job
+        # nothing was launched by hand: the mediation and rating sensors, the automation sensor
+        assert "mediate_cdrs" in by_job and "rate_cdrs" in by_job, by_job
+        assert len([s for s in by_job["rate_cdrs"] if s == "SUCCESS"]) >= 2, by_job
+        assert all(status in ("SUCCESS", "STARTED", "STARTING", "QUEUED") for s in by_job.values() for status in s), (
+            by_job
+        )
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        try:
+            dev.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+        with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+            for schema in schemas.values():
+                conn.execute(f"drop schema if exists {schema} cascade")
+        box.drop()
