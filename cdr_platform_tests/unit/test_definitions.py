@@ -95,10 +95,9 @@ def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finis
         assert not quiet.run_requests and "no clean CDR" in quiet.skip_reason.skip_message
 
 
-def test_automation_bills_exactly_the_months_whose_days_were_rated_then_builds_the_marts():
+def test_automation_bills_exactly_the_months_whose_days_were_rated_and_nothing_else():
     billing = dg.AssetKey(["billing", "billing_cdrs"])
-    assurance = dg.AssetKey(["marts", "fct_revenue_assurance_daily"])  # reads the bills
-    rejections = dg.AssetKey(["marts", "fct_rejections_daily"])  # does not
+    lines = dg.AssetKey(["billing", "invoice_lines"])
 
     with dg.instance_for_test() as instance:
 
@@ -109,20 +108,46 @@ def test_automation_bills_exactly_the_months_whose_days_were_rated_then_builds_t
             instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
 
         first = tick(None)
-        for key in ("clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons"):
-            materialized(key)  # a mediation run: nothing billed yet
+        for key in ("clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons", "subscribers"):
+            materialized(key)  # a mediation run and new reference data: no rating day changed
         after_mediation = tick(first.cursor)
-        assert after_mediation.get_num_requested(rejections) == 1
-        assert after_mediation.get_num_requested(assurance) == 0  # waits for a billed month
-        assert after_mediation.get_num_requested(billing) == 0  # clean_cdrs alone bills nothing
+        assert after_mediation.get_num_requested(billing) == 0
 
         materialized("rating_cdrs", "2026-10-15")  # a late day of October, and one of November
         materialized("rating_cdrs", "2026-11-24")
         after_rating = tick(after_mediation.cursor)
         assert after_rating.get_requested_partitions(billing) == {"2026-10-01", "2026-11-01"}
+        assert after_rating.get_requested_partitions(lines) == {"2026-10-01", "2026-11-01"}  # with its bills
 
         materialized(billing, "2026-10-01")
         materialized(billing, "2026-11-01")
         after_billing = tick(after_rating.cursor)
-        assert after_billing.get_num_requested(assurance) == 1
         assert after_billing.get_requested_partitions(billing) == set()  # billed: not again
+
+
+def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_and_nothing_runs():
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from cdr_platform.defs.dbt.sensors import marts_sensor
+
+    with dg.instance_for_test() as instance:
+
+        def evaluate(cursor=None):
+            return marts_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+        def materialized(key, partition=None):
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+
+        assert "nothing the marts read has changed" in evaluate().skip_message
+        materialized("clean_cdrs")
+        assert "no month is billed yet" in evaluate().skip_message
+        materialized(dg.AssetKey(["billing", "billing_cdrs"]), "2026-11-01")
+        instance.add_run(DagsterRun(job_name="rate_cdrs", run_id="r-1", status=dg.DagsterRunStatus.STARTED))
+        assert "waiting for run r-1" in evaluate().skip_message
+        instance.delete_run("r-1")  # the run is over
+        result = evaluate()
+        (request,) = result.run_requests  # one build of every mart
+        assert "clean_cdrs" in request.tags["cdr/changed"]
+        assert "nothing the marts read has changed" in evaluate(result.cursor).skip_message
+        materialized("rating_suspense", "2026-11-24")
+        assert len(evaluate(result.cursor).run_requests) == 1

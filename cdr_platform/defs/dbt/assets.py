@@ -59,11 +59,14 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable(), target=get_dbt_target())
 
 
+# all the marts in one dbt run: launched by the marts sensor (defs/dbt/sensors.py) or by hand
+build_marts_job = dg.define_asset_job(
+    "build_marts",
+    selection=dg.AssetSelection.groups(MARTS_GROUP),
+    description="Rebuild the marts Power BI and the dashboard read (dbt), with their tests.",
+)
+
+
 @dg.definitions
 def dbt_definitions() -> dg.Definitions:
-    build_marts = dg.define_asset_job(
-        "build_marts",
-        selection=dg.AssetSelection.groups(MARTS_GROUP),
-        description="Rebuild the marts Power BI and the dashboard read (dbt), with their tests.",
-    )
-    return dg.Definitions(assets=[warehouse_dbt_assets()], jobs=[build_marts], resources={"dbt": dbt_resource()})
+    return dg.Definitions(assets=[warehouse_dbt_assets()], jobs=[build_marts_job], resources={"dbt": dbt_resource()})

@@ -2,14 +2,13 @@
 project (`meta.dagster.asset_key` on a source joins it to the asset that writes the table;
 `meta.dagster.group` names the group), dbt tests as asset checks, and when each runs by itself.
 
-Automation (declarative, evaluated by the automation sensor in definitions.py):
-* billing months (dbt tag `billing`) run for exactly the months whose rating days changed, any
-  month, not only the latest, and never while a day of theirs is being rated;
-* the marts (every other model) rebuild when anything they read changed, once nothing they read
-  is in progress;
-* seeds run when launched (a tariff or plan change is a decision, not an event).
-Rating days are requested by a sensor (defs/rating/sensors.py): which days a mediation run
-touched is in its metadata, which no condition can read.
+Automation: billing months (dbt tag `billing`) carry a declarative condition, evaluated by the
+automation sensor in definitions.py: they run for exactly the months whose rating days changed,
+any month, not only the latest, and never while a day of theirs is being rated. The marts are
+rebuilt together by a sensor (defs/dbt/sensors.py): they are one graph, and asset-by-asset
+requests would build a fact before its dimension. Rating days come from a sensor too
+(defs/rating/sensors.py): which days a mediation run touched is in its metadata. Seeds run when
+launched (a tariff or plan change is a decision, not an event).
 """
 
 from collections.abc import Mapping
@@ -29,12 +28,6 @@ BILLING_TRIGGERS = dg.AssetSelection.assets(RATING_CDRS_KEY) | dg.AssetSelection
 BILLING_MONTH_CONDITION = (
     AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
 ).with_label("a rating day of the month changed")
-MART_CONDITION = AC.eager().without(~AC.any_deps_missing()).with_label("what the mart reads changed")
-# a mart that reads the bills (dbt meta reads_billing) waits for the first billed month: before it
-# there is no billing table to read, and the mediation run that precedes it would fail it
-BILLED_MART_CONDITION = (
-    MART_CONDITION & AC.any_deps_match(~AC.missing()).allow(dg.AssetSelection.groups(BILLING_GROUP))
-).with_label("what the mart reads changed, and a month is billed")
 
 
 class CdrDbtTranslator(DagsterDbtTranslator):
@@ -52,9 +45,7 @@ class CdrDbtTranslator(DagsterDbtTranslator):
             return None
         if BILLING_TAG in dbt_resource_props.get("tags", []):
             return BILLING_MONTH_CONDITION
-        if (dbt_resource_props.get("meta") or {}).get("reads_billing"):
-            return BILLED_MART_CONDITION
-        return MART_CONDITION
+        return None  # the marts: the marts sensor
 
 
 TRANSLATOR = CdrDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

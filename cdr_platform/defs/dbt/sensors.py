@@ -1,0 +1,61 @@
+"""Rebuild the marts, all together, once what they read has changed and the pipeline is quiet.
+
+The marts are one graph (facts join their dimensions, a relationship test reads both), so they
+are built in one dbt run, not asset by asset as automation conditions would request them: a
+fact built before its dimension exists fails. This sensor watches every asset the marts read
+(mediation, rating, billing, the reference data and seeds); when one has a new materialization
+and no run is in progress, it requests build_marts once. Until a first month is billed there is
+nothing to show (the marts read the bills), and it says so.
+"""
+
+import json
+
+import dagster as dg
+
+from cdr_platform.defs.dbt.assets import MARTS_GROUP, build_marts_job, warehouse_dbt_assets
+from cdr_platform.lib.settings import sensor_interval_s
+
+BILLING_CDRS_KEY = dg.AssetKey(["billing", "billing_cdrs"])
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def marts_inputs() -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:
+    """(the marts, every asset they read that is not a mart), from the dbt project's graph."""
+    assets = warehouse_dbt_assets()
+    marts = [spec.key for spec in assets.specs if spec.group_name == MARTS_GROUP]
+    inputs = {dep.asset_key for spec in assets.specs if spec.key in marts for dep in spec.deps} - set(marts)
+    return sorted(marts, key=str), sorted(inputs, key=str)
+
+
+@dg.sensor(
+    job=build_marts_job,
+    minimum_interval_seconds=sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rebuilds all the marts in one dbt run (job build_marts) once anything they read has a new "
+    "materialization and no run is in progress.",
+)
+def marts_sensor(context: dg.SensorEvaluationContext):
+    _, inputs = marts_inputs()
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    latest: dict[str, int] = {}
+    for key in inputs:
+        records = context.instance.fetch_materializations(key, limit=1, ascending=False).records
+        if records:
+            latest[key.to_user_string()] = records[0].storage_id
+    changed = sorted(k for k, storage_id in latest.items() if storage_id > seen.get(k, 0))
+    if not changed:
+        return dg.SkipReason("nothing the marts read has changed since they were last requested")
+    if BILLING_CDRS_KEY.to_user_string() not in latest:
+        return dg.SkipReason("no month is billed yet: the marts read the bills (waiting for billing)")
+    running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
+    if running:
+        return dg.SkipReason(f"waiting for run {running[0].run_id} ({running[0].job_name}) to finish")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key="marts@" + ",".join(f"{k}:{v}" for k, v in sorted(latest.items())),
+                tags={"cdr/changed": ", ".join(changed)[:200]},
+            )
+        ],
+        cursor=json.dumps(latest, sort_keys=True),
+    )
