@@ -56,7 +56,7 @@ def main() -> int:
     import psycopg
     import pyarrow as pa
 
-    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
     from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
     from cdr_platform.lib.mediation.rules import mediate
     from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
@@ -73,15 +73,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:6]
     clean_schema, rating_schema = f"bench_clean_{tag}", f"bench_rating_{tag}"
     subprocess.run(
-        [
-            dbt_executable(),
-            "seed",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
+        dbt_command("seed", "--quiet"),
         check=True,
         cwd=DBT_PROJECT_DIR,
     )

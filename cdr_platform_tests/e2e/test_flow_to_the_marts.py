@@ -1,4 +1,5 @@
-"""The pipeline flows by itself: CDRs produced into raw-cdrs reach the marts with no manual run.
+"""The pipeline flows by itself: CDRs produced into raw-cdrs reach the marts and the report with no
+manual run.
 
 A real `dagster dev` (webserver and daemon) on its own DAGSTER_HOME and sandbox topics and
 schemas: the mediation sensor launches mediation, the rating sensor rates the two days it
@@ -7,21 +8,15 @@ touched, the automation sensor bills their months, the marts sensor rebuilds the
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.defs.dbt.project import dbt_command
 from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import (
@@ -30,9 +25,8 @@ from cdr_platform.lib.reference.tables import (
     numbering_plan_rows,
     subscriber_rows,
 )
-from cdr_platform.lib.settings import REPO_ROOT
 from cdr_platform.lib.warehouse import replace_table
-from cdr_platform_tests.e2e.test_dagster_dev import _free_port
+from cdr_platform.utils.dagster_dev import DagsterDev
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -42,16 +36,7 @@ FAILURE = """{ logsForRun(runId: "%s") { ... on EventConnection { events { __typ
   ... on ExecutionStepFailureEvent { stepKey error { message } } } } } }"""
 
 
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    return json.loads(urllib.request.urlopen(request, timeout=10).read())["data"]
-
-
-def test_cdrs_of_two_days_reach_the_marts_by_themselves(local_stack, tmp_path):
+def test_cdrs_of_two_days_reach_the_marts_and_the_report_by_themselves(local_stack, tmp_path):
     tag = uuid.uuid4().hex[:8]
     box = MediationSandbox.create(local_stack, tmp_path)
     schemas = {
@@ -60,92 +45,68 @@ def test_cdrs_of_two_days_reach_the_marts_by_themselves(local_stack, tmp_path):
         "CDR_BILLING_SCHEMA": f"bil_{tag}",
         "CDR_MARTS_SCHEMA": f"mrt_{tag}",
     }
-    env = {**box.env(), **schemas, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "CDR_SENSOR_INTERVAL_S": "5"}
-    (tmp_path / "dagster_home").mkdir()
+    env = {**box.env(), **schemas, "CDR_SENSOR_INTERVAL_S": "5"}
     with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
         conn.execute("create schema if not exists reference")
         replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
         replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
     # the seeds are launched, not automated (a tariff change is a decision): seeded once here
     subprocess.run(
-        [
-            dbt_executable(),
-            "seed",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(tmp_path / "dbt_target"),
-        ],
+        dbt_command("seed", "--quiet", target_path=tmp_path / "dbt_target"),
         check=True,
         env=env,
         timeout=300,
     )
-    port = _free_port()
-    log = tmp_path / "dev.log"
-    dev = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            "workspace.yaml",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # default signals: SIGTERM stops it and its children
-    )
+    dev = DagsterDev(tmp_path / "dagster_home", tmp_path / "dev.log", env=env)
     marts = schemas["CDR_MARTS_SCHEMA"]
     try:
         box.produce(GeneratorConfig(count=3_000, seed=71, error_rate=0.05, start_time=START, span_hours=8))
-        deadline, assurance = time.monotonic() + 600, None
+        deadline, assurance, days, runs = time.monotonic() + 720, None, set(), []
         while time.monotonic() < deadline:
             time.sleep(5)
-            assert dev.poll() is None, log.read_text()[-3000:]
+            assert dev.process.poll() is None, dev.log.read_text()[-3000:]
+            runs = dev.graphql(RUNS)["runsOrError"]["results"]
             with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
-                exists = conn.execute("select to_regclass(%s)", (f"{marts}.fct_revenue_assurance_daily",)).fetchone()[0]
-                if not exists:
+                built = [
+                    conn.execute("select to_regclass(%s)", (f"{marts}.{table}",)).fetchone()[0]
+                    for table in ("fct_revenue_assurance_daily", "fct_revenue_daily")
+                ]
+                if not all(built):  # the marts are not built yet
                     continue
                 assurance = conn.execute(
                     f"select sum(messages_received), sum(rated), sum(billed), sum(in_suspense), sum(clean)"
                     f" from {marts}.fct_revenue_assurance_daily"
                 ).fetchone()
                 days = {d for (d,) in conn.execute(f"select distinct date_key from {marts}.fct_revenue_daily")}
-            # done: every message mediated, every clean CDR rated, both months billed, both days in the marts
+            # done: every message mediated, every clean CDR rated, both months billed, both days in the
+            # marts, the report at the end of the lineage refreshed, and nothing left running
+            quiet = not any(r["status"] in ("QUEUED", "STARTING", "STARTED") for r in runs)
+            report = any(
+                r["status"] == "SUCCESS" and any(a["path"] == ["powerbi", "report"] for a in r["assetSelection"] or [])
+                for r in runs
+            )
             if assurance[0] == 3_000 and assurance[1] and assurance[2] == assurance[1] and len(days) == 2:
-                break
-        runs = _graphql(port, RUNS)["runsOrError"]["results"]
+                if quiet and report:
+                    break
         by_job: dict[str, list[str]] = {}
         for run in runs:
             assets = ",".join("/".join(a["path"]) for a in run["assetSelection"] or [])[:80]
             by_job.setdefault(run["jobName"], []).append(run["status"])
             if run["status"] == "FAILURE":  # why, for the assertion's message
-                events = _graphql(port, FAILURE % run["runId"])["logsForRun"]["events"]
+                events = dev.graphql(FAILURE % run["runId"])["logsForRun"]["events"]
                 errors = [e["error"]["message"][:400] for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
                 by_job.setdefault("failures", []).append(f"{run['jobName']} [{assets}]: {errors}")
-        assert assurance and assurance[0] == 3_000, (assurance, by_job, log.read_text()[-3000:])
+        assert assurance and assurance[0] == 3_000, (assurance, by_job, dev.log.read_text()[-3000:])
         messages, rated, billed, suspense, clean = assurance
         assert rated + suspense == clean and billed == rated, (assurance, by_job)
         assert days == {20261130, 20261201}, by_job
         # nothing was launched by hand: the mediation, rating and marts sensors, the automation sensor
         assert {"mediate_cdrs", "rate_cdrs", "build_marts"} <= set(by_job), by_job
         assert len([s for s in by_job["rate_cdrs"] if s == "SUCCESS"]) >= 2, by_job
-        assert all(status in ("SUCCESS", "STARTED", "STARTING", "QUEUED") for s in by_job.values() for status in s), (
-            by_job
-        )
+        assert "failures" not in by_job, by_job["failures"]
+        assert report and quiet, ("the report was not refreshed at the end of the flow", by_job)
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
+        dev.stop()
         with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
             for schema in schemas.values():
                 conn.execute(f"drop schema if exists {schema} cascade")

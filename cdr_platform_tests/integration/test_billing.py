@@ -24,7 +24,7 @@ import pytest
 from cdr_platform.defs.billing.assets import billing_dbt_assets
 from cdr_platform.defs.billing.checks import BILLING_CDRS_KEY, billing_reconciles_with_rating
 from cdr_platform.defs.dbt.assets import dbt_resource, warehouse_dbt_assets
-from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
 from cdr_platform.defs.rating.assets import RATING_CDRS_KEY, rating_cdrs
 from cdr_platform.defs.resources import FilesResource, resources_for
 from cdr_platform.lib.ingest.generator import GeneratorConfig
@@ -118,17 +118,7 @@ def pipeline(local_stack, tmp_path_factory):
             replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
         dbt_vars = json.dumps({"tariff_schema": env["CDR_TARIFF_SCHEMA"], "billing_schema": env["CDR_BILLING_SCHEMA"]})
         subprocess.run(
-            [
-                dbt_executable(),
-                "seed",
-                "--quiet",
-                "--vars",
-                dbt_vars,
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-            ],
+            dbt_command("seed", "--quiet", "--vars", dbt_vars),
             check=True,
             cwd=DBT_PROJECT_DIR,
             env={**os.environ, **env},

@@ -12,7 +12,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
 from cdr_platform.defs.rating.assets import rating_cdrs
 from cdr_platform.defs.rating.checks import (
     rating_covers_every_clean_cdr,
@@ -43,15 +43,7 @@ UTC_DAY = TariffClock("UTC").day_bounds_naive
 @pytest.fixture(scope="module")
 def seeded(local_stack):
     subprocess.run(
-        [
-            dbt_executable(),
-            "seed",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
+        dbt_command("seed", "--quiet"),
         check=True,
         cwd=DBT_PROJECT_DIR,
     )

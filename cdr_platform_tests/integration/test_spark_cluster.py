@@ -22,7 +22,7 @@ import psycopg
 import pyspark
 import pytest
 
-from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+from cdr_platform.defs.dbt.project import dbt_command
 from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
@@ -134,19 +134,7 @@ def test_mediation_and_rating_on_a_standalone_cluster_give_what_local_mode_gives
             env = box.env(CDR_SPARK_MASTER=master, CDR_RATING_SCHEMA=f"rat_{box.schema}", CDR_TARIFF_SCHEMA=tariffs)
             if mode == "local":  # one tariff for both, seeded once
                 subprocess.run(
-                    [
-                        dbt_executable(),
-                        "seed",
-                        "--quiet",
-                        "--select",
-                        "tariff",
-                        "--project-dir",
-                        str(DBT_PROJECT_DIR),
-                        "--profiles-dir",
-                        str(DBT_PROJECT_DIR),
-                        "--target-path",
-                        str(tmp_path / "dbt"),
-                    ],
+                    dbt_command("seed", "--quiet", "--select", "tariff", target_path=tmp_path / "dbt"),
                     check=True,
                     env=env,
                     timeout=300,

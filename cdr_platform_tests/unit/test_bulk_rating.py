@@ -18,9 +18,9 @@ from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.plan import load_tariff_plan
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform_tests.conformance_data import require_conformance_data
 from cdr_platform_tests.unit.tariff_fixtures import BASE, write_plan
 
-SHARED = REPO_ROOT.parent / "shared" / "conformance" / "cgrates"
 SCHEMA = pa.schema(
     [
         ("record_type", pa.string()),
@@ -169,9 +169,7 @@ def test_bulk_equals_plain_on_the_default_tariff_and_generated_traffic():
     "folder", ["tp_engine_unit", "tp_general_costs1", "tp_general_datachrg1", "tp_general_smschrg1", "tp_tutorial"]
 )
 def test_bulk_equals_plain_on_the_cgrates_plans(folder):
-    if not (SHARED / folder).exists():
-        pytest.skip(f"{SHARED / folder} is not on this machine")
-    plan = load_tariff_plan(SHARED / folder)
+    plan = load_tariff_plan(require_conformance_data(folder))
     engine = RatingEngine(plan, rounding_decimals=6)
     prefixes = [p for values in plan.destinations.values() for p in values]
     rng = np.random.default_rng(3)

@@ -279,21 +279,11 @@ def test_every_model_column_exists_in_its_dbt_mart(model, tmp_path):
     import os
     import subprocess
 
-    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable
+    from cdr_platform.defs.dbt.project import dbt_command
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDR_")}
     subprocess.run(
-        [
-            dbt_executable(),
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(tmp_path),
-        ],
+        dbt_command("parse", "--quiet", target_path=tmp_path),
         check=True,
         env=env,
         timeout=300,

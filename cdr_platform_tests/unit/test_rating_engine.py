@@ -1,6 +1,5 @@
 """The rating engine: CGRateS's own asserted costs, each rule alone, and refused plans."""
 
-import os
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,19 +10,14 @@ from click.testing import CliRunner
 from cdr_platform.cli import cdr
 from cdr_platform.lib.rating.engine import NotRated, RatingEngine, round_money
 from cdr_platform.lib.rating.plan import TariffPlanError, load_tariff_plan, parse_duration_ns
-from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform_tests.conformance_data import require_conformance_data
 from cdr_platform_tests.unit.tariff_fixtures import BASE, write_plan
 
-SHARED = REPO_ROOT.parent / "shared" / "conformance" / "cgrates"
 S = 1_000_000_000
 
 
 def _shared_conformance_data():
-    if not SHARED.exists():
-        if os.environ.get("CI"):  # CI lays shared/ beside the clone: missing there is a failure
-            pytest.fail(f"{SHARED} is missing")
-        pytest.skip(f"{SHARED} is not on this machine")
-    return SHARED
+    return require_conformance_data()
 
 
 def test_cdr_rating_conformance_passes_every_shared_case_and_says_so_last():
@@ -197,9 +191,7 @@ def test_a_true_ambiguity_is_refused(tmp_path):
 
 
 def test_a_shared_plan_loads_from_its_folder(tmp_path):
-    if not SHARED.exists():
-        pytest.skip("no shared conformance data")
-    plan = load_tariff_plan(shutil.copytree(SHARED / "tp_engine_unit", tmp_path / "tp"))
+    plan = load_tariff_plan(shutil.copytree(require_conformance_data("tp_engine_unit"), tmp_path / "tp"))
     assert "EVENING" in plan.rating_plans and plan.destinations["NAT"][:2] == ["0256", "0257"]
 
 

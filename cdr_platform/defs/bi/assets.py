@@ -20,7 +20,8 @@ MARTS_PREFIX = "marts"  # the dbt marts' asset keys: [marts, <table>]
 DASHBOARD_KEY = dg.AssetKey(["bi", "dashboard"])
 SEMANTIC_MODEL_KEY = dg.AssetKey(["powerbi", "semantic_model"])
 REPORT_KEY = dg.AssetKey(["powerbi", "report"])
-ON_CHANGE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# rebuilt when the marts change, once they all exist
+ON_CHANGE = dg.AutomationCondition.eager()
 
 
 def semantic_model_deps() -> list[dg.AssetKey]:

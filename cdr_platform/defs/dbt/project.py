@@ -22,6 +22,13 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
+def dbt_command(command: str, *args: str, target_path: Path | None = None) -> list[str]:
+    """`dbt <command> <args>` on this project with its profiles; `target_path` keeps a run's
+    artifacts out of the shared target/ (a test's, a benchmark's)."""
+    location = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    return [dbt_executable(), command, *args, *location, *(["--target-path", str(target_path)] if target_path else [])]
+
+
 @cache
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=get_dbt_target())
@@ -29,19 +36,5 @@ def dbt_project() -> DbtProject:
     # edits to the dbt project show up. Done here rather than by prepare_if_dev(), which looks
     # for `dbt` on PATH and fails when the venv is not activated.
     if not project.manifest_path.exists() or os.environ.get("DAGSTER_IS_DEV_CLI"):
-        subprocess.run(
-            [
-                dbt_executable(),
-                "parse",
-                "--quiet",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target",
-                get_dbt_target(),
-            ],
-            check=True,
-            cwd=DBT_PROJECT_DIR,
-        )
+        subprocess.run(dbt_command("parse", "--quiet", "--target", get_dbt_target()), check=True, cwd=DBT_PROJECT_DIR)
     return project

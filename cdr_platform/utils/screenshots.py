@@ -1,0 +1,44 @@
+"""`make screenshots` (`cdr screenshots`): the pictures in the README, taken by the project itself.
+
+* the Dagster asset graph: a `dagster dev` of its own (a throwaway DAGSTER_HOME, a free port on
+  127.0.0.1), its global lineage page in headless Chromium;
+* the local dashboard: rendered from the warehouse's marts as they are (run `make demo` first).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.utils import headless_browser
+from cdr_platform.utils.dagster_dev import DagsterDev
+
+DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
+GRAPH_PAGE = "/asset-groups"  # the global asset lineage
+
+
+def asset_graph(path: Path) -> Path:
+    """A screenshot of the asset graph, from a `dagster dev` started (and stopped) for it."""
+    with tempfile.TemporaryDirectory(prefix="cdr-screenshots-") as home:
+        with DagsterDev(Path(home) / "dagster_home", Path(home) / "dagster-dev.log") as dev:
+            dev.wait_until_loaded()
+            # the graph lays itself out after the page loads: give its scripts time
+            return headless_browser.screenshot(dev.url + GRAPH_PAGE, path, size=(1800, 1000), budget_ms=25_000)
+
+
+def dashboard(path: Path) -> Path:
+    """A screenshot of the dashboard rendered from the marts as they are."""
+    from cdr_platform.lib.bi import dashboard as html_dashboard
+    from cdr_platform.lib.warehouse import connect
+
+    settings = load_settings()
+    with connect(settings.warehouse) as conn:
+        data = html_dashboard.collect(conn, settings.marts_schema)
+    with tempfile.TemporaryDirectory(prefix="cdr-dashboard-") as folder:
+        page = html_dashboard.render(data, Path(folder) / "cdr_dashboard.html")
+        return headless_browser.screenshot(page.as_uri(), path, size=(1400, 1450))
+
+
+def take_all(out: Path = DEFAULT_OUT) -> list[Path]:
+    return [asset_graph(out / "asset-graph.png"), dashboard(out / "dashboard.png")]
