@@ -8,7 +8,7 @@ CDR := $(VENV)/bin/cdr
 export PYSPARK_PYTHON := $(abspath $(PY))
 export DAGSTER_HOME ?= $(abspath .dagster_home)
 
-.PHONY: setup system-packages up down status demo test test-unit lint format dev stream bench clean
+.PHONY: setup system-packages up down status demo test test-unit lint format dev stream bench screenshots clean
 
 setup: system-packages $(VENV)/.installed  ## venv, Python packages, system packages, jars, Spark's class-data archive
 	@$(CDR) stack setup
@@ -58,6 +58,10 @@ dev: up  ## the Dagster UI on http://127.0.0.1:3000
 
 stream: up  ## mediation in continuous (real-time) mode, until Ctrl-C
 	$(CDR) mediate --continuous --interval "$${CDR_STREAM_INTERVAL:-1 second}"
+
+screenshots: up  ## the README's pictures (asset graph, dashboard) into docs/screenshots/; run make demo first
+	@mkdir -p $(DAGSTER_HOME)
+	$(CDR) screenshots
 
 bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_produce

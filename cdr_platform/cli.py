@@ -7,6 +7,7 @@
     cdr rate --day YYYY-MM-DD                 one day of clean CDRs -> rating_cdrs (Spark)
     cdr rating conformance --plans --cases    the CGRateS conformance cases
     cdr rating write-default-plan             the demo tariff as dbt seeds
+    cdr screenshots                           the README's pictures: asset graph, dashboard
 
 `cdr mediate` and `cdr rate` are also what the Dagster assets launch, through Dagster Pipes:
 run that way they report their materializations to the Dagster run; run by hand they print a
@@ -365,9 +366,11 @@ def _rating_metadata(summary: dict) -> dict:
 
 
 @cdr.command()
-@click.option("--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The day to rate (UTC), YYYY-MM-DD.")
+@click.option(
+    "--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The local day to rate (CDR_TARIFF_TIMEZONE)."
+)
 def rate(day: datetime) -> None:
-    """Rate one day of clean CDRs into rating_cdrs (and rating_suspense); a re-run replaces the day."""
+    """Rate one local day of clean CDRs into rating_cdrs (and rating_suspense); a re-run replaces the day."""
     from cdr_platform.lib.rating import job
 
     _configure_logging()
@@ -430,6 +433,25 @@ def write_default_plan() -> None:
 
     for path in write_seeds():
         click.echo(path)
+
+
+@cdr.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the PNGs (default: docs/screenshots/).",
+)
+def screenshots(out: Path | None) -> None:
+    """The asset graph (from a `dagster dev` of its own) and the dashboard (from the marts) as PNGs."""
+    from cdr_platform.utils import screenshots as shots
+    from cdr_platform.utils.headless_browser import BrowserError
+
+    try:
+        for path in shots.take_all(out or shots.DEFAULT_OUT):
+            click.echo(path)
+    except (BrowserError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def main() -> None:

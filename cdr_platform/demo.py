@@ -260,6 +260,15 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
             if all(run.success for run in runs):
                 term.line("stage build_marts: the marts Power BI reads (dbt)")
                 runs.append(_run_with_progress(defs.resolve_job_def("build_marts"), instance, term, log_file))
+            dashboard = None
+            if all(run.success for run in runs):
+                term.line("stage publish_bi: the local dashboard, the Power BI model and report")
+                published = _run_with_progress(defs.resolve_job_def("publish_bi"), instance, term, log_file)
+                runs.append(published)
+                for event in published.get_asset_materialization_events():
+                    metadata = event.event_specific_data.materialization.metadata
+                    if "path" in metadata:
+                        dashboard = metadata["path"].value
 
             term.line("")
             term.line(f"cdr_pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
@@ -278,6 +287,8 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
             for run in failed:
                 for event in run.get_step_failure_events():
                     term.line(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+            if dashboard:
+                term.line(f"dashboard: {dashboard} (open it in a browser; it needs no network)")
             term.line(f"logs: {log_path}; the runs are in the Dagster UI: make dev")
             return 0 if not failed else 1
 

@@ -35,6 +35,7 @@ def test_the_cli_has_the_commands_the_readme_names():
         ("mediate",),
         ("rate",),
         ("rating", "conformance"),
+        ("screenshots",),
     } <= set(ALL)
 
 

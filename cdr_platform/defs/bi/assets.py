@@ -99,3 +99,11 @@ def report() -> dg.MaterializeResult:
     pages = sorted(p.name for p in (REPORT_DIR / "definition" / "pages").iterdir() if p.is_dir())
     visuals = sum(1 for _ in (REPORT_DIR / "definition" / "pages").glob("*/visuals/*/visual.json"))
     return dg.MaterializeResult(metadata={"pages": ", ".join(pages), "visuals": visuals})
+
+
+publish_bi_job = dg.define_asset_job(
+    "publish_bi",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Render the local dashboard, check the Power BI model and report (refresh the published model "
+    "when a workspace is configured).",
+)

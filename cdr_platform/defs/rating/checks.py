@@ -1,6 +1,6 @@
 """Asset checks of rating: coverage, no negative cost, and a re-rate of a sample by the plain engine."""
 
-from datetime import UTC
+from datetime import UTC, date
 from decimal import Decimal
 
 import dagster as dg
@@ -17,23 +17,33 @@ SAMPLE = 300
 
 
 @dg.asset_check(
-    asset=RATING_CDRS_KEY, description="Every clean CDR of every rated day is rated or in suspense, exactly once."
+    asset=RATING_CDRS_KEY,
+    description="Every clean CDR of the day rated (every rated day, in a run of no partition) is rated or in "
+    "suspense, exactly once.",
 )
-def rating_covers_every_clean_cdr(warehouse: WarehouseResource, tariff: TariffResource) -> dg.AssetCheckResult:
+def rating_covers_every_clean_cdr(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, tariff: TariffResource
+) -> dg.AssetCheckResult:
     t, clean, clock = warehouse.rating_tables(), warehouse.mediation_tables().clean, tariff.clock()
+    # the run's own day: another day may have new clean CDRs that its own rating run is about to rate
+    day = context.run.tags.get("dagster/partition")
+    only_day = "where rating_day = %(day)s" if day else ""
     with warehouse.connect() as conn:
         rated = conn.execute(
-            f"with r as (select rating_day as d, count(*) as n from {t.rated} group by rating_day),"
-            f" s as (select rating_day as d, count(*) as n from {t.suspense} group by rating_day)"
-            f" select coalesce(r.d, s.d), coalesce(r.n, 0), coalesce(s.n, 0) from r full join s on s.d = r.d"
+            f"with r as (select rating_day as d, count(*) as n from {t.rated} {only_day} group by rating_day),"
+            f" s as (select rating_day as d, count(*) as n from {t.suspense} {only_day} group by rating_day)"
+            f" select coalesce(r.d, s.d), coalesce(r.n, 0), coalesce(s.n, 0) from r full join s on s.d = r.d",
+            {"day": day} if day else None,
         ).fetchall()
+        if day and not rated:  # a day without a clean CDR: nothing rated, nothing to cover
+            rated = [(date.fromisoformat(day), 0, 0)]
         rows = []
-        for day, r, s in sorted(rated):  # a rating day is a local day: its clean CDRs by start in its bounds
-            start, end = clock.day_bounds_naive(day)
+        for rating_day, r, s in sorted(rated):  # a local day: its clean CDRs are those that start in its bounds
+            start, end = clock.day_bounds_naive(rating_day)
             (c,) = conn.execute(
                 f"select count(*) from {clean} where start_time >= %s and start_time < %s", (start, end)
             ).fetchone()
-            rows.append((day, c, r, s))
+            rows.append((rating_day, c, r, s))
         overlap = conn.execute(
             f"select count(*) from {t.rated} r join {t.suspense} s on s.record_id = r.record_id"
         ).fetchone()[0]
