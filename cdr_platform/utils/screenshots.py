@@ -21,7 +21,11 @@ GRAPH_PAGE = "/asset-groups"  # the global asset lineage
 def asset_graph(path: Path) -> Path:
     """A screenshot of the asset graph, from a `dagster dev` started (and stopped) for it."""
     with tempfile.TemporaryDirectory(prefix="cdr-screenshots-") as home:
-        with DagsterDev(Path(home) / "dagster_home", Path(home) / "dagster-dev.log") as dev:
+        dagster_home = Path(home) / "dagster_home"
+        dagster_home.mkdir()
+        # no first-visit dialog over the graph, no telemetry
+        (dagster_home / "dagster.yaml").write_text("nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+        with DagsterDev(dagster_home, Path(home) / "dagster-dev.log") as dev:
             dev.wait_until_loaded()
             # the graph lays itself out after the page loads: give its scripts time
             return headless_browser.screenshot(dev.url + GRAPH_PAGE, path, size=(1800, 1000), budget_ms=25_000)
