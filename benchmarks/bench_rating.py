@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
 
@@ -68,6 +68,7 @@ def main() -> int:
     from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
     from cdr_platform.lib.reference.subscribers import generate_subscribers
     from cdr_platform.lib.schema import CLEAN_COLUMNS
+    from cdr_platform.lib.tariff_clock import TariffClock
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
@@ -77,7 +78,8 @@ def main() -> int:
         check=True,
         cwd=DBT_PROJECT_DIR,
     )
-    day = datetime(2026, 11, 2, tzinfo=UTC)
+    clock = TariffClock(settings.tariff_timezone)
+    day = clock.day_start(date(2026, 11, 2))  # one whole local day (the operator's time zone)
     config = GeneratorConfig(
         count=min(args.generated, args.count), seed=4, error_rate=0.0, start_time=day, span_hours=24
     )
@@ -134,7 +136,7 @@ def main() -> int:
             _quiet_warehouse(settings)
             started = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day.date().isoformat()],
+                [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", "2026-11-02"],
                 env=env,
                 cwd=REPO_ROOT,
                 capture_output=True,
@@ -158,7 +160,7 @@ def main() -> int:
             )
 
         with psycopg.connect(settings.warehouse.conninfo()) as conn:
-            engine = RatingEngine(load_tariff_from_warehouse(conn, RatingTables()))
+            engine = RatingEngine(load_tariff_from_warehouse(conn, RatingTables()), clock=clock)
         started = time.perf_counter()
         for r in sample:
             rate_cdr(

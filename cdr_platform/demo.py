@@ -152,6 +152,7 @@ def _run_with_progress(
 
 
 def _summarise(result, term: Terminal) -> None:
+    plain = []  # assets with nothing more to say than "materialized" (seeds, ledger tables): one line
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
@@ -172,8 +173,11 @@ def _summarise(result, term: Terminal) -> None:
         elif "dagster/row_count" in meta and "table" in meta:
             summary = f"{meta['dagster/row_count']:,} rows in {meta['table']}"
         else:
-            summary = "materialized"
+            plain.append(key)
+            continue
         term.line(f"  {key:26} {summary}")
+    if plain:
+        term.line(f"  {'also materialized':26} {', '.join(sorted(plain))}")
 
 
 def _rating_lines(run, day: str, term: Terminal) -> None:

@@ -8,6 +8,7 @@ touched, the automation sensor bills their months, the marts sensor rebuilds the
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import uuid
@@ -32,11 +33,15 @@ from cdr_platform_tests.integration.mediation_support import MediationSandbox
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 START = datetime(2026, 11, 30, 20, tzinfo=UTC)  # two local days, two months: 30 Nov and 1 Dec
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName status assetSelection { path } } } } }"
+LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+  ... on RepositoryLocation { repositories { jobs { name } assetNodes { assetKey { path } } } } } } } } }"""
 FAILURE = """{ logsForRun(runId: "%s") { ... on EventConnection { events { __typename
   ... on ExecutionStepFailureEvent { stepKey error { message } } } } } }"""
 
 
-def test_cdrs_of_two_days_reach_the_marts_and_the_report_by_themselves(local_stack, tmp_path):
+def test_under_dagster_dev_on_loopback_cdrs_of_two_days_reach_the_marts_and_the_report_by_themselves(
+    local_stack, tmp_path
+):
     tag = uuid.uuid4().hex[:8]
     box = MediationSandbox.create(local_stack, tmp_path)
     schemas = {
@@ -60,12 +65,24 @@ def test_cdrs_of_two_days_reach_the_marts_and_the_report_by_themselves(local_sta
     dev = DagsterDev(tmp_path / "dagster_home", tmp_path / "dev.log", env=env)
     marts = schemas["CDR_MARTS_SCHEMA"]
     try:
+        assert dev.wait_until_loaded()["__typename"] == "RepositoryLocation", dev.log.read_text()[-3000:]
+        # `dagster dev` as a user starts it: on loopback only, every job and the lineage to the report
+        with socket.socket() as other_address:
+            assert other_address.connect_ex(("127.0.0.2", dev.port)) != 0
+        repo = dev.graphql(LOCATION)["workspaceOrError"]["locationEntries"][0]["locationOrLoadError"]["repositories"][0]
+        jobs = {j["name"] for j in repo["jobs"]}
+        assert {"cdr_pipeline", "generate_cdrs", "mediate_cdrs", "rate_cdrs", "bill_cdrs", "build_marts"} <= jobs
+        keys = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
+        assert {"raw_cdrs", "clean_cdrs", "rating_cdrs", "billing/billing_cdrs", "powerbi/report"} <= keys
         box.produce(GeneratorConfig(count=3_000, seed=71, error_rate=0.05, start_time=START, span_hours=8))
         deadline, assurance, days, runs = time.monotonic() + 720, None, set(), []
         while time.monotonic() < deadline:
             time.sleep(5)
             assert dev.process.poll() is None, dev.log.read_text()[-3000:]
-            runs = dev.graphql(RUNS)["runsOrError"]["results"]
+            try:
+                runs = dev.graphql(RUNS)["runsOrError"]["results"]
+            except OSError:  # the webserver is busy: ask again on the next round
+                continue
             with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
                 built = [
                     conn.execute("select to_regclass(%s)", (f"{marts}.{table}",)).fetchone()[0]
@@ -106,8 +123,9 @@ def test_cdrs_of_two_days_reach_the_marts_and_the_report_by_themselves(local_sta
         assert "failures" not in by_job, by_job["failures"]
         assert report and quiet, ("the report was not refreshed at the end of the flow", by_job)
     finally:
-        dev.stop()
+        stopped = dev.stop()
         with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
             for schema in schemas.values():
                 conn.execute(f"drop schema if exists {schema} cascade")
         box.drop()
+    assert stopped, "dagster dev did not stop on SIGTERM"

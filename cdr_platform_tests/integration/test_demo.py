@@ -14,9 +14,11 @@ pytestmark = pytest.mark.timeout(600)
 
 def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, tmp_path):
     box = MediationSandbox.create(local_stack, tmp_path)
-    rating_schema = f"{box.schema}_rating"
+    rating_schema, billing_schema, marts_schema = (f"{box.schema}_{part}" for part in ("rating", "billing", "marts"))
     env = box.env(
         CDR_RATING_SCHEMA=rating_schema,
+        CDR_BILLING_SCHEMA=billing_schema,
+        CDR_MARTS_SCHEMA=marts_schema,
         CDR_DATA_DIR=str(tmp_path / "data"),
         CDR_STACK_DIR=str(local_stack.stack.directory),
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
@@ -31,7 +33,8 @@ def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, t
         )
     finally:
         with box.connect() as conn:
-            conn.execute(f"drop schema if exists {rating_schema} cascade")
+            for schema in (rating_schema, billing_schema, marts_schema):
+                conn.execute(f"drop schema if exists {schema} cascade")
         box.drop()
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
@@ -39,9 +42,14 @@ def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, t
     for stage in ("numbering_plan", "subscribers", "raw_cdrs", "mediation"):
         assert re.search(rf"^  > {stage}$", out, re.M) and re.search(rf"^  ok {stage}\b", out, re.M), out
     assert "cdr_pipeline run" in out and "SUCCESS" in out and "rating_cdrs 20" in out
+    for stage in ("rate_cdrs", "bill_cdrs", "build_marts", "publish_bi"):  # the flow to the dashboard
+        assert re.search(rf"^stage {stage}:", out, re.M), out
+    assert re.search(r"^  billing_cdrs 20\d\d-\d\d +\d+ bills", out, re.M), out
+    dashboard = Path(re.search(r"^dashboard: (\S+\.html)", out, re.M)[1])
+    assert dashboard.is_file() and str(dashboard).startswith(str(tmp_path))
     assert re.search(r"^checks: \d+ passed, 0 failed$", out, re.M), out
     assert not re.search(r"DEBUG|INFO|WARN", out), out
-    assert len(out.splitlines()) < 60, out
+    assert len(out.splitlines()) < 70, out  # a line per stage and step, and the summary
     assert result.stderr.strip() == "", result.stderr[-2000:]
     log_path = Path(re.search(r"logs: (\S+\.log)", out)[1])
     logged = log_path.read_text()

@@ -144,9 +144,8 @@ def test_mediation_and_rating_on_a_standalone_cluster_give_what_local_mode_gives
                 box.command(), env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
             )
             assert mediated.returncode == 0, mediated.stderr[-3000:]
-            for day in ("2026-11-20", "2026-11-21"):
-                rated = _rate(env, day)
-                assert rated.returncode == 0, rated.stderr[-3000:]
+            rated = _rate(env, "2026-11-20")  # the local day whose calls run past midnight
+            assert rated.returncode == 0, rated.stderr[-3000:]
             columns = ", ".join(c for c in CLEAN_COLUMNS)
             results[mode] = {
                 "clean": box.query(f"select {columns} from {box.tables.clean} order by record_id"),

@@ -6,7 +6,6 @@ resource's schemas as vars, and report row counts and column types to the UI.
 """
 
 import json
-import os
 from functools import cache
 
 import dagster as dg
@@ -21,14 +20,7 @@ MARTS_GROUP = "marts"
 
 
 def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict):
-    """`dbt build` of the selected nodes, streamed as materializations and check results.
-
-    A test runs only when every node it reads is in the run or upstream of it (dbt's "buildable"
-    indirect selection, which dagster-dbt reads from DBT_INDIRECT_SELECTION): automation rebuilds
-    the marts in subsets, and a fact's relationship test must not fail on a dimension another run
-    has not built yet.
-    """
-    os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
+    """`dbt build` of the selected nodes, streamed as materializations and check results."""
     invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars, sort_keys=True)], context=context)
     # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
     yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
