@@ -21,6 +21,7 @@ from cdr_platform.defs.rating.checks import (
 )
 from cdr_platform.defs.resources import resources_for
 from cdr_platform.lib.ingest.generator import GeneratorConfig
+from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES as CLEAN_CDRS_COLUMN_NAMES
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.job import SUMMARY_PREFIX, _read_slices, slice_queries
 from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
@@ -287,7 +288,7 @@ def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
     assert by_copy[0] and by_copy[1]
 
 
-def test_rating_through_dagster_passes_its_checks(mediated):
+def test_rating_through_dagster_passes_its_checks_and_coverage_fails_on_a_clean_cdr_left_unrated(mediated):
     box, env, tables = mediated
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -306,3 +307,24 @@ def test_rating_through_dagster_passes_its_checks(mediated):
             "rating_no_negative_cost": True,
             "rating_rerate_sample_matches": True,
         }
+        # a clean CDR of the day that arrived after its rating: the day's coverage check fails
+        with box.connect() as conn:
+            (record_id,) = conn.execute(
+                f"select record_id from {tables.rated} where rating_day = '2026-11-20' order by record_id limit 1"
+            ).fetchone()
+            conn.execute(
+                f"insert into {box.tables.clean} select 'late-' || record_id,"
+                f" {', '.join(c for c in CLEAN_CDRS_COLUMN_NAMES if c != 'record_id')}, query_id, batch_id, mediated_at"
+                f" from {box.tables.clean} where record_id = %s",
+                (record_id,),
+            )
+        rechecked = dg.materialize(
+            [rating_cdrs, rating_covers_every_clean_cdr],
+            instance=instance,
+            partition_key="2026-11-20",
+            resources=resources_for(load_settings(), Environment.LOCAL),
+            selection=dg.AssetSelection.checks(rating_covers_every_clean_cdr),
+            raise_on_error=False,
+        )
+        (coverage,) = rechecked.get_asset_check_evaluations()
+        assert not coverage.passed and "| 2026-11-20 |" in coverage.metadata["days"].value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -29,12 +30,30 @@ def dbt_command(command: str, *args: str, target_path: Path | None = None) -> li
     return [dbt_executable(), command, *args, *location, *(["--target-path", str(target_path)] if target_path else [])]
 
 
+def _project_changed_since(manifest: Path) -> bool:
+    """Whether a file of the dbt project is newer than the manifest."""
+    built = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
+    for folder in ("models", "seeds", "macros", "tests"):
+        sources += [f for f in (DBT_PROJECT_DIR / folder).rglob("*") if f.is_file()]
+    return any(f.stat().st_mtime > built for f in sources)
+
+
 @cache
 def dbt_project() -> DbtProject:
+    """The project with a manifest Dagster can read.
+
+    Parsed when there is no manifest yet (a fresh clone) or, under `dagster dev`, when the project
+    changed since (so edits show up). Every process that loads the code location gets here - each
+    run's worker too - so the manifest is written whole into place: a reader never sees half of
+    it, and an unchanged project is not parsed again. Done here rather than by prepare_if_dev(),
+    which looks for `dbt` on PATH and fails when the venv is not activated.
+    """
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=get_dbt_target())
-    # Parse when there is no manifest yet (a fresh clone) and on every `dagster dev` start, so
-    # edits to the dbt project show up. Done here rather than by prepare_if_dev(), which looks
-    # for `dbt` on PATH and fails when the venv is not activated.
-    if not project.manifest_path.exists() or os.environ.get("DAGSTER_IS_DEV_CLI"):
-        subprocess.run(dbt_command("parse", "--quiet", "--target", get_dbt_target()), check=True, cwd=DBT_PROJECT_DIR)
+    manifest = Path(project.manifest_path)
+    if not manifest.exists() or (os.environ.get("DAGSTER_IS_DEV_CLI") and _project_changed_since(manifest)):
+        with tempfile.TemporaryDirectory(prefix="parse-", dir=DBT_PROJECT_DIR / "target") as parsed:
+            command = dbt_command("parse", "--quiet", "--target", get_dbt_target(), target_path=Path(parsed))
+            subprocess.run(command, check=True, cwd=DBT_PROJECT_DIR)
+            os.replace(Path(parsed) / "manifest.json", manifest)
     return project
