@@ -1,5 +1,5 @@
 """The Dagster code location: every definition under cdr_platform/defs, loaded by folder, and the
-project-wide automation sensor that runs the declarative conditions (billing months, marts)."""
+project-wide automation sensor that runs the declarative conditions (billing months, the BI outputs)."""
 
 from pathlib import Path
 
@@ -12,8 +12,11 @@ automation = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,  # the pipeline flows by itself under `make dev`
     minimum_interval_seconds=sensor_interval_s(),
+    # a run per billing month rather than a backfill: a backfill refuses the current month, whose
+    # later days are not partitions yet
+    emit_backfills=False,
     description="Evaluates the assets' automation conditions: bills the months whose rating days changed, "
-    "then rebuilds the marts.",
+    "and refreshes the dashboard and the Power BI model and report after the marts.",
 )
 
 defs = dg.Definitions.merge(

@@ -40,15 +40,6 @@ class CdrDbtTranslator(DagsterDbtTranslator):
             return dg.AssetKey([prefix, dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
-    def get_partition_mapping(
-        self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
-    ) -> dg.PartitionMapping | None:
-        """A billing month reads the rating days of its month that exist: the current month is
-        billed as it goes, before its later days are partitions at all."""
-        if BILLING_TAG in dbt_resource_props.get("tags", []):
-            return dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
-        return super().get_partition_mapping(dbt_resource_props, dbt_parent_resource_props)
-
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         if dbt_resource_props["resource_type"] != "model":
             return None
