@@ -9,6 +9,7 @@ drivers run as subprocesses (Dagster Pipes): `subprocess_env()` hands them the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -82,6 +83,19 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self):
         """A psycopg connection (PostgreSQL) or a DB-API session over mssql-python (SQL Server)."""
         return connect(self.settings)
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str):
+        """Hold the warehouse's lock `name` for the block (a session lock on a connection of its
+        own): runs that write the same tables wait for each other, wherever they were launched."""
+        dialect = DIALECTS[self.kind]
+        with self.connect() as conn:
+            conn.execute(dialect.session_lock_sql(name))
+            conn.commit()  # the lock is the session's: no transaction left open while the block runs
+            try:
+                yield
+            finally:
+                conn.execute(dialect.session_lock_sql(name, release=True))
 
     def mediation_tables(self) -> MediationTables:
         return MediationTables(self.mediation_schema, DIALECTS[self.kind])

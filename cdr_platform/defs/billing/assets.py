@@ -48,7 +48,10 @@ def billing_dbt_assets() -> dg.AssetsDefinition:
         """`dbt build` of the billing models for the run's months, their tests as checks."""
         window = billing_window_vars(context)
         context.log.info(f"billing window {window or 'every month (no partition: checks alone)'}")
-        yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **billing_window_vars(context)})
+        # one billing run at a time: two months launched together would both create the tables on
+        # a first run (and dbt's incremental build is not safe against that)
+        with warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"):
+            yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **billing_window_vars(context)})
 
     return billing_dbt
 

@@ -107,14 +107,7 @@ class RatingTables:
 
     def lock_sql(self, day: date, release: bool = False) -> str:
         """Serialise runs of one day (session-level lock, held by the driver for the run)."""
-        resource = f"cdr-rating:{self.schema}:{day.isoformat()}"
-        if self.dialect.name == "sqlserver":
-            return (
-                f"exec sp_releaseapplock @Resource = N'{resource}', @LockOwner = 'Session'"
-                if release
-                else f"exec sp_getapplock @Resource = N'{resource}', @LockMode = 'Exclusive', @LockOwner = 'Session'"
-            )
-        return f"select pg_advisory_{'unlock' if release else 'lock'}(hashtext('{resource}'))"
+        return self.dialect.session_lock_sql(f"cdr-rating:{self.schema}:{day.isoformat()}", release)
 
     def attached_partitions_sql(self) -> str:
         """PostgreSQL: the partitions attached to this schema's partitioned tables."""

@@ -56,6 +56,17 @@ class Dialect:
             return f"if col_length(N'{qualified}', N'{column}') is null alter table {qualified} add {column} {sql_type}"
         return f"alter table {qualified} add column if not exists {column} {sql_type}"
 
+    def session_lock_sql(self, resource: str, release: bool = False) -> str:
+        """Take (or release) an exclusive lock named `resource`, held by the session until released
+        or closed: runs that must not overlap wait for each other."""
+        if self.name == "sqlserver":
+            return (
+                f"exec sp_releaseapplock @Resource = N'{resource}', @LockOwner = 'Session'"
+                if release
+                else f"exec sp_getapplock @Resource = N'{resource}', @LockMode = 'Exclusive', @LockOwner = 'Session'"
+            )
+        return f"select pg_advisory_{'unlock' if release else 'lock'}(hashtext('{resource}'))"
+
     def create_schema(self, schema: str) -> str:
         if self.name == "sqlserver":
             return f"if schema_id(N'{schema}') is null exec(N'create schema {schema}')"
