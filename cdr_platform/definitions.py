@@ -21,5 +21,7 @@ automation = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-    dg.Definitions(sensors=[automation]),
+    # Steps run in their run's process: the heavy work is out of process anyway (Spark drivers,
+    # dbt), and a process per step reloaded the code location for every check (seconds each).
+    dg.Definitions(sensors=[automation], executor=dg.in_process_executor),
 )
