@@ -52,7 +52,8 @@ def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=get_dbt_target())
     manifest = Path(project.manifest_path)
     if not manifest.exists() or (os.environ.get("DAGSTER_IS_DEV_CLI") and _project_changed_since(manifest)):
-        with tempfile.TemporaryDirectory(prefix="parse-", dir=DBT_PROJECT_DIR / "target") as parsed:
+        manifest.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no target/ yet
+        with tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as parsed:
             command = dbt_command("parse", "--quiet", "--target", get_dbt_target(), target_path=Path(parsed))
             subprocess.run(command, check=True, cwd=DBT_PROJECT_DIR)
             os.replace(Path(parsed) / "manifest.json", manifest)
