@@ -68,6 +68,7 @@ bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_mediation
 	$(PY) -m benchmarks.bench_latency
 	$(PY) -m benchmarks.bench_rating
+	$(PY) -m benchmarks.bench_billing
 
 clean: down
 	rm -rf .stack data .dagster_home

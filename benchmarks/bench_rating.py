@@ -20,30 +20,10 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
+from benchmarks.synthetic_warehouse import CLEAN_LOAD_COLUMNS, fan_out, fill_clean_cdrs, quiet_warehouse
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
-
-
-def _quiet_warehouse(settings, timeout_s: float = 300) -> None:
-    """Wait for autovacuum to finish with the last run's partition, then checkpoint, so every run
-    starts from the same quiet warehouse (a day is rated once a day, not back to back)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout_s
-    with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
-        while (
-            time.monotonic() < deadline
-            and conn.execute(
-                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
-            ).fetchone()[0]
-        ):
-            time.sleep(2)
-    try:
-        with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
-            conn.execute("checkpoint")
-    except psycopg.errors.InsufficientPrivilege:
-        print("(no privilege for CHECKPOINT: runs may pay for each other's writes)", flush=True)
 
 
 def main() -> int:
@@ -57,9 +37,8 @@ def main() -> int:
     import pyarrow as pa
 
     from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
-    from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
-    from cdr_platform.lib.mediation.rules import mediate
-    from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
+    from cdr_platform.lib.ingest.generator import GeneratorConfig
+    from cdr_platform.lib.mediation.store import MediationTables
     from cdr_platform.lib.rating.bulk import INPUT_COLUMNS as BULK_INPUT
     from cdr_platform.lib.rating.bulk import BulkRater
     from cdr_platform.lib.rating.cdr import rate_cdr
@@ -67,7 +46,6 @@ def main() -> int:
     from cdr_platform.lib.rating.job import SUMMARY_PREFIX
     from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
     from cdr_platform.lib.reference.subscribers import generate_subscribers
-    from cdr_platform.lib.schema import CLEAN_COLUMNS
     from cdr_platform.lib.tariff_clock import TariffClock
 
     settings = load_settings()
@@ -84,35 +62,10 @@ def main() -> int:
         count=min(args.generated, args.count), seed=4, error_rate=0.0, start_time=day, span_hours=24
     )
     tables = MediationTables(clean_schema)
-    received = datetime(2026, 11, 3, tzinfo=UTC)
     segments = {s.msisdn: s.segment for s in generate_subscribers()}
-    sample = []
     with psycopg.connect(settings.warehouse.conninfo()) as conn:
-        for statement in tables.ddl():
-            conn.execute(statement)
-        n = 0
-        with conn.cursor().copy(
-            f"copy {tables.clean} ({', '.join(CLEAN_COLUMN_NAMES)}, query_id, batch_id, mediated_at) from stdin"
-        ) as copy:
-            for chunk in CdrGenerator(config).chunks():
-                for value in chunk.values:
-                    record = mediate(value, received).record
-                    if record is None:
-                        continue  # duplicates are not injected at error_rate 0; nothing else is spoiled
-                    row = [record[c] for c in CLEAN_COLUMNS]
-                    copy.write_row((*row, n % 3, n, received, "bench", 0, received))
-                    if len(sample) < 200_000:
-                        sample.append(record)
-                    n += 1
-        copies = -(-args.count // n) - 1
-        if copies:
-            columns = ", ".join(CLEAN_COLUMN_NAMES)
-            others = columns.replace("record_id, ", "")
-            conn.execute(
-                f"insert into {tables.clean} ({columns}, query_id, batch_id, mediated_at)"
-                f" select record_id || '-' || k, {others}, query_id, batch_id, mediated_at"
-                f" from {tables.clean}, generate_series(1, {copies}) k"
-            )
+        n, sample = fill_clean_cdrs(conn, tables, config, keep_sample=200_000)
+        fan_out(conn, tables.clean, CLEAN_LOAD_COLUMNS, copies=-(-args.count // n) - 1)
         conn.execute(
             f"delete from {tables.clean} where record_id in (select record_id from {tables.clean}"
             f" order by record_id offset {args.count})"
@@ -133,7 +86,7 @@ def main() -> int:
                 "CDR_RATING_SCHEMA": rating_schema,
                 "PYSPARK_PYTHON": sys.executable,
             }
-            _quiet_warehouse(settings)
+            quiet_warehouse(settings.warehouse.conninfo())
             started = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", "2026-11-02"],

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import click
 
+from cdr_platform.utils.signals import restore_default_interrupts
+
 log = logging.getLogger("cdr_platform.cli")
 
 
@@ -455,6 +457,7 @@ def screenshots(out: Path | None) -> None:
 
 
 def main() -> None:
+    restore_default_interrupts()  # started in the background, it must still stop on SIGTERM
     cdr(prog_name="cdr")
 
 

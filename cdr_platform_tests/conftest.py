@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.utils.signals import restore_default_interrupts
+
+
+def pytest_configure(config):
+    # run from a background shell (CI), the session would otherwise ignore SIGINT, then SIGTERM
+    # once a test runs a Dagster job, and pass the ignore on to every service it starts
+    restore_default_interrupts()
 
 
 @pytest.fixture(scope="session")

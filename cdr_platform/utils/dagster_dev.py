@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.utils.signals import default_signals_in_child
 
 _LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
 
@@ -41,6 +42,7 @@ class DagsterDev:
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=default_signals_in_child,  # stops on SIGTERM even if this process ignores it
         )
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cdr_platform.lib.settings import REPO_ROOT, WAREHOUSE_SCHEMAS, Settings
 from cdr_platform.lib.spark.jars import java_executable
+from cdr_platform.utils.signals import default_signals_in_child
 
 MAVEN_DIR = REPO_ROOT / "stack" / "maven"
 KAFKA_LOG4J = REPO_ROOT / "stack" / "kafka" / "log4j2.properties"
@@ -223,8 +224,9 @@ def start_kafka(settings: Settings) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # not killed with the shell that ran `make up`
+            start_new_session=True,  # not killed with the shell that ran `make up`
+            preexec_fn=default_signals_in_child,  # and `make down` stops it with SIGTERM
+        )
     svc.pid_file.write_text(f"{proc.pid}\n")
     _wait_for_kafka(settings, svc, proc)
 

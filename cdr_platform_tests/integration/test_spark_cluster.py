@@ -29,6 +29,7 @@ from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
 from cdr_platform.lib.schema import CLEAN_COLUMNS
 from cdr_platform.lib.settings import REPO_ROOT
 from cdr_platform.lib.warehouse import replace_table
+from cdr_platform.utils.signals import default_signals_in_child
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -82,7 +83,12 @@ def standalone_cluster(local_stack, tmp_path_factory):
             log = (folder / f"{name}.log").open("w")
             started.append(
                 subprocess.Popen(
-                    [str(SPARK_CLASS), *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    [str(SPARK_CLASS), *args],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=default_signals_in_child,  # they stop on SIGTERM, whatever this process ignores
                 )
             )
         deadline = time.monotonic() + 120

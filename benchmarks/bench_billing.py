@@ -1,0 +1,184 @@
+"""Benchmark: bill a month of rated CDRs and build the marts, `dbt build` on PostgreSQL.
+
+    python -m benchmarks.bench_billing [--count 10000000] [--generated 1000000] [--runs 3]
+
+Fills throw-away schemas: `generated` valid CDRs over the first three local days of November
+2026 (the tariff time zone), from the generator through the mediation rules, rated by the
+rating job (one run per day, as Dagster runs them); then copies of the clean and rated rows in
+SQL, copy k three days later with new record ids, until the month holds about `count` rated
+CDRs over 30 days. Subscribers, plans and the VAT rate are the demo's. Then `dbt build` of
+the billing models and the marts for November: one first build (untimed in the median: it
+creates the tables), then `runs` re-bills of the month, each replacing it. Times per model
+from dbt's run_results.json; the median over the re-bills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from benchmarks.synthetic_warehouse import CLEAN_LOAD_COLUMNS, fan_out, fill_clean_cdrs, load_reference, quiet_warehouse
+from cdr_platform.lib.settings import REPO_ROOT, load_settings
+
+MONTH_START, MONTH_END = date(2026, 11, 1), date(2026, 12, 1)
+GENERATED_DAYS = 3  # the rating job rates these; the copies move them along the month
+
+
+def _span_s(results: list[dict], model_names: set[str]) -> tuple[float, float]:
+    """(wall seconds from the first model's start to the last one's end, summed seconds)."""
+    chosen = [
+        r for r in results if r["unique_id"].split(".")[-1] in model_names and r["unique_id"].startswith("model.")
+    ]
+    if len(chosen) != len(model_names):
+        raise RuntimeError(f"dbt ran {sorted(r['unique_id'] for r in chosen)}, expected {sorted(model_names)}")
+    spans = [next(t for t in r["timing"] if t["name"] == "execute") for r in chosen]
+    first = min(datetime.fromisoformat(s["started_at"].rstrip("Z")) for s in spans)
+    last = max(datetime.fromisoformat(s["completed_at"].rstrip("Z")) for s in spans)
+    return (last - first).total_seconds(), sum(r["execution_time"] for r in chosen)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000_000)
+    parser.add_argument("--generated", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    copies = -(-args.count // args.generated) - 1
+    if (copies + 1) * GENERATED_DAYS > 30:
+        parser.error("count / generated must be at most 10 (the copies fill one month)")
+
+    import psycopg
+
+    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
+    from cdr_platform.lib.ingest.generator import GeneratorConfig
+    from cdr_platform.lib.mediation.store import MediationTables
+    from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS, RatingTables
+    from cdr_platform.lib.tariff_clock import TariffClock
+
+    settings = load_settings()
+    conninfo = settings.warehouse.conninfo()
+    tag = uuid.uuid4().hex[:6]
+    schemas = {
+        "CDR_MEDIATION_SCHEMA": f"bench_clean_{tag}",
+        "CDR_RATING_SCHEMA": f"bench_rating_{tag}",
+        "CDR_BILLING_SCHEMA": f"bench_billing_{tag}",
+        "CDR_MARTS_SCHEMA": f"bench_marts_{tag}",
+    }
+    env = {**os.environ, **schemas, "PYSPARK_PYTHON": sys.executable}
+    clock = TariffClock(settings.tariff_timezone)
+    mediation = MediationTables(schemas["CDR_MEDIATION_SCHEMA"])
+    rating = RatingTables(schemas["CDR_RATING_SCHEMA"])
+    try:
+        subprocess.run(dbt_command("seed", "--quiet"), check=True, cwd=DBT_PROJECT_DIR, env=env)
+        started = time.perf_counter()
+        with psycopg.connect(conninfo) as conn:
+            load_reference(conn)
+            config = GeneratorConfig(
+                count=args.generated,
+                seed=13,
+                error_rate=0.0,
+                start_time=clock.day_start(MONTH_START),
+                span_hours=24 * GENERATED_DAYS,
+            )
+            generated, _ = fill_clean_cdrs(conn, mediation, config)
+            conn.commit()
+        for offset in range(GENERATED_DAYS):
+            day = MONTH_START + timedelta(days=offset)
+            proc = subprocess.run(
+                [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day.isoformat()],
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+        with psycopg.connect(conninfo) as conn:
+            fan_out(conn, mediation.clean, CLEAN_LOAD_COLUMNS, copies, shift_days=GENERATED_DAYS)
+            for parent, columns in ((rating.rated, RATED_COLUMNS), (rating.suspense, SUSPENSE_COLUMNS)):
+                for offset in range(GENERATED_DAYS, (copies + 1) * GENERATED_DAYS):
+                    day = MONTH_START + timedelta(days=offset)
+                    conn.execute(
+                        f"create table {parent}_d{day:%Y%m%d} partition of {parent}"
+                        f" for values from ('{day}') to ('{day + timedelta(days=1)}')"
+                    )
+                fan_out(conn, parent, [c.name for c in columns], copies, shift_days=GENERATED_DAYS)
+            rated, rated_cost = conn.execute(f"select count(*), sum(cost) from {rating.rated}").fetchone()
+            conn.commit()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            for table in (mediation.clean, rating.rated, rating.suspense):
+                conn.execute(f"vacuum (analyze) {table}")
+        print(
+            f"{rated:,} rated CDRs over {(copies + 1) * GENERATED_DAYS} days of November "
+            f"({generated:,} generated and rated, the rest copies), ready in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+
+        dbt_vars = json.dumps({"billing_month_start": f"{MONTH_START}", "billing_month_end": f"{MONTH_END}"})
+        billing_models = {"billing_cdrs", "invoice_lines"}
+        runs = []
+        for run in range(args.runs + 1):
+            quiet_warehouse(conninfo)
+            with tempfile.TemporaryDirectory(prefix="bench-billing-") as target:
+                command = dbt_command(
+                    "build",
+                    "--quiet",
+                    "--select",
+                    "tag:billing",
+                    "tag:marts",
+                    "--vars",
+                    dbt_vars,
+                    target_path=Path(target),
+                )
+                started = time.perf_counter()
+                proc = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - started
+                if proc.returncode != 0:
+                    print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                    return 1
+                results = json.loads((Path(target) / "run_results.json").read_text())["results"]
+            marts = {r["unique_id"].split(".")[-1] for r in results if r["unique_id"].startswith("model.")}
+            marts -= billing_models
+            billing_cdrs = next(r["execution_time"] for r in results if r["unique_id"].endswith(".billing_cdrs"))
+            billing_wall, _ = _span_s(results, billing_models)
+            marts_wall, marts_sum = _span_s(results, marts)
+            tests = sum(not r["unique_id"].startswith("model.") for r in results)
+            label = "first build" if run == 0 else f"re-bill {run}"
+            print(
+                f"{label}: billing_cdrs {billing_cdrs:.1f} s, both billing models {billing_wall:.1f} s, "
+                f"{len(marts)} marts {marts_wall:.1f} s ({marts_sum:.1f} s summed over 2 threads), "
+                f"dbt build {wall:.1f} s with its {tests} tests",
+                flush=True,
+            )
+            if run:
+                runs.append((billing_cdrs, billing_wall, marts_wall, wall))
+        with psycopg.connect(conninfo) as conn:
+            bills, usage = conn.execute(
+                f"select count(*), sum(usage_amount) from {schemas['CDR_BILLING_SCHEMA']}.billing_cdrs"
+                f" where billing_month = '{MONTH_START}'"
+            ).fetchone()
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            for schema in schemas.values():
+                conn.execute(f"drop schema if exists {schema} cascade")
+    median = [statistics.median(column) for column in zip(*runs, strict=True)]
+    print(
+        f"\n{rated:,} rated CDRs (cost {rated_cost:,.2f} MAD) -> {bills:,} bills (usage {usage:,.2f} MAD). "
+        f"Median of {len(runs)} re-bills: billing_cdrs {median[0]:.1f} s (target < 10 s), billing models "
+        f"{median[1]:.1f} s, all marts {median[2]:.1f} s (target < 60 s), whole dbt build {median[3]:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
