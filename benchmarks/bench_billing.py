@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000_000)
     parser.add_argument("--generated", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the schemas (to study a plan), print their names")
     args = parser.parse_args()
     copies = -(-args.count // args.generated) - 1
     if (copies + 1) * GENERATED_DAYS > 30:
@@ -168,9 +169,14 @@ def main() -> int:
                 f" where billing_month = '{MONTH_START}'"
             ).fetchone()
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            for schema in schemas.values():
-                conn.execute(f"drop schema if exists {schema} cascade")
+        if args.keep:
+            print(" ".join(f"{k}={v}" for k, v in schemas.items()))
+        else:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                for schema in schemas.values():
+                    conn.execute(f"drop schema if exists {schema} cascade")
+    if not runs:
+        return 0
     median = [statistics.median(column) for column in zip(*runs, strict=True)]
     print(
         f"\n{rated:,} rated CDRs (cost {rated_cost:,.2f} MAD) -> {bills:,} bills (usage {usage:,.2f} MAD). "
