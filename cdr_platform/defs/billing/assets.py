@@ -51,7 +51,7 @@ def billing_dbt_assets() -> dg.AssetsDefinition:
         # one billing run at a time: two months launched together would both create the tables on
         # a first run (and dbt's incremental build is not safe against that)
         with warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"):
-            yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **billing_window_vars(context)})
+            yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **window})
 
     return billing_dbt
 
