@@ -23,14 +23,15 @@ from cdr_platform.defs.resources import resources_for
 from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES as CLEAN_CDRS_COLUMN_NAMES
 from cdr_platform.lib.rating.engine import RatingEngine
-from cdr_platform.lib.rating.job import SUMMARY_PREFIX, _read_slices, slice_queries
-from cdr_platform.lib.rating.store import RatingTables, load_tariff_from_warehouse
+from cdr_platform.lib.rating.job import SUMMARY_PREFIX, _carry_clean_columns, _read_slices, slice_queries
+from cdr_platform.lib.rating.store import CARRIED_CLEAN_COLUMNS, RATED_COLUMNS, RatingTables, load_tariff_from_warehouse
 from cdr_platform.lib.rating.tasks import rate_and_load
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
 from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse import replace_table
+from cdr_platform.lib.warehouse.columns import names
 from cdr_platform.utils.environment_helpers import Environment
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
@@ -119,6 +120,12 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
             f"select c.other_msisdn from {tables.suspense} s join {box.tables.clean} c using (record_id)"
         )
     )
+    # each rated row carries what billing reads of its clean record, as mediation wrote it
+    carried = ", ".join(names(CARRIED_CLEAN_COLUMNS))
+    assert box.query(f"select record_id, {carried} from {tables.rated} order by 1") == box.query(
+        f"select record_id, {carried} from {box.tables.clean}"
+        f" where record_id in (select record_id from {tables.rated}) order by 1"
+    )
     before = box.query(f"select record_id, cost from {tables.rated} order by record_id")
 
     empty = rate(env, "2026-11-25")  # a day without a single clean CDR rates to nothing, not an error
@@ -194,6 +201,72 @@ def test_a_day_is_read_from_its_own_band_of_a_table_that_keeps_every_day(local_s
         conn.execute(f"delete from {table} where start_time < '2026-11-04'")
         conn.execute(f"analyze {table}")
         assert _read_slices(conn, table, UTC_DAY(day), 2, "c")[0].startswith("c.ctid >= '(0,0)'")
+        conn.execute(f"drop schema {schema} cascade")
+
+
+def test_a_rating_table_from_before_the_carried_columns_gets_them_from_clean_cdrs_and_takes_new_days(local_stack):
+    """rating_cdrs made by an earlier version has no clean columns: the next run adds them to the
+    partitioned table, fills its rows from clean_cdrs by record id, and swaps in its day."""
+    schema = f"mig_{uuid.uuid4().hex[:8]}"
+    tables = RatingTables(schema)
+    clean = f"{schema}.clean_cdrs"  # the columns the migration reads
+    carried = names(CARRIED_CLEAN_COLUMNS)
+    rated_values = (
+        "'2026-11-20', '2026-11-20 10:00', 'voice', '+212661000001', 60, 's', 'IAM', 'call', '*any', 'RP', 'D',"
+        " 1.5, 0, 'MAD', now()"
+    )
+    with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
+        for statement in tables.ddl():
+            conn.execute(statement)
+        carried_ddl = ", ".join(c.ddl() for c in CARRIED_CLEAN_COLUMNS)
+        conn.execute(f"create table {clean} (record_id varchar(64) primary key, {carried_ddl})")
+        conn.execute(
+            f"insert into {clean} values ('r1', 'IAM', 'outgoing', 'off_net', '4G', 60, null),"
+            " ('r2', 'INWI', null, null, '5G', null, 2048)"
+        )
+        conn.execute(
+            f"create table {tables.rated}_d20261120 partition of {tables.rated}"
+            " for values from ('2026-11-20') to ('2026-11-21')"
+        )
+        conn.execute(f"alter table {tables.rated} {', '.join(f'drop column {c}' for c in carried)}")  # the old layout
+        old_columns = [c for c in names(RATED_COLUMNS) if c not in carried]
+        for record_id in ("r1", "r2"):
+            conn.execute(
+                f"insert into {tables.rated} ({', '.join(old_columns)}) values ('{record_id}', {rated_values})"
+            )
+
+        messages = []
+        with conn.transaction():
+            _carry_clean_columns(conn, tables, clean, messages.append)
+        assert messages and "made by an earlier version" in messages[0]
+        assert conn.execute(f"select record_id, {', '.join(carried)} from {tables.rated} order by 1").fetchall() == [
+            ("r1", "IAM", "outgoing", "off_net", "4G", 60, None),
+            ("r2", "INWI", None, None, "5G", None, 2048),
+        ]
+        _carry_clean_columns(conn, tables, clean, messages.append)  # once only
+        assert len(messages) == 1
+
+        # a new day's work table (today's layout) is swapped in beside the migrated rows
+        load = tables.day_load(date(2026, 11, 21), "mig000run001")
+        for statement in load.create_work_sql(
+            {"rated_at": "2026-11-21 23:00:00", "suspended_at": "2026-11-21 23:00:00", "currency": "MAD"}
+        ):
+            conn.execute(statement)
+        new_columns = ", ".join(c for c in names(RATED_COLUMNS) if c not in ("rated_at", "currency"))
+        conn.execute(
+            f"insert into {load.work_rated} ({new_columns}) values ('r3', '2026-11-21', '2026-11-21 10:00', 'sms',"
+            " '+212661000001', 'IAM', 'outgoing', 'on_net', '4G', null, null, 1, 'sms', 'IAM', 'sms', '*any', 'RP',"
+            " 'D', 0.2, 0)"
+        )
+        attached = {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
+        with conn.transaction():
+            for statement in load.swap_sql(attached):
+                conn.execute(statement)
+        assert conn.execute(f"select record_id, rating_day, technology from {tables.rated} order by 1").fetchall() == [
+            ("r1", date(2026, 11, 20), "4G"),
+            ("r2", date(2026, 11, 20), "5G"),
+            ("r3", date(2026, 11, 21), "4G"),
+        ]
         conn.execute(f"drop schema {schema} cascade")
 
 
@@ -274,10 +347,7 @@ def test_a_dead_run_changes_nothing_and_a_retried_slice_loads_once(mediated):
 def test_the_portable_jdbc_path_rates_the_day_the_same(mediated):
     """SQL Server's path (Spark's JDBC reader and writer, delete-and-insert or swap) on PostgreSQL."""
     box, env, tables = mediated
-    rated_sql = (
-        f"select record_id, rating_day, start_time, usage_amount, usage_unit, tenant, category, subject,"
-        f" rating_plan_id, destination_id, cost, connect_fee, currency from {tables.rated} order by 1"
-    )
+    rated_sql = f"select {', '.join(c for c in names(RATED_COLUMNS) if c != 'rated_at')} from {tables.rated} order by 1"
     suspense_sql = f"select record_id, rating_day, reason, detail from {tables.suspense} order by 1"
     assert rate(env, "2026-11-20").returncode == 0
     by_copy = box.query(rated_sql), box.query(suspense_sql)

@@ -100,6 +100,8 @@ def rating_statements() -> list[str]:
         tables.lock_sql(date(2026, 11, 20)),
         tables.lock_sql(date(2026, 11, 20), release=True),
         *tables.ddl(),
+        tables.rated_columns_sql(),
+        *tables.carry_clean_columns_sql("mediation.clean_cdrs", present=set()),
         load.stale_work_sql(),
         *load.create_work_sql({"rated_at": "2026-11-20 23:00:00", "currency": "MAD"}),
         *load.swap_sql(set()),
@@ -116,5 +118,24 @@ def test_every_rating_day_replace_statement_parses_as_tsql_and_is_portable(sql):
 def test_on_sqlserver_a_day_is_replaced_by_delete_and_insert_in_one_transaction():
     swap = " ; ".join(rating_statements()[-7:])
     assert "delete from rating.rating_cdrs where rating_day = '2026-11-20'" in swap
-    assert "insert into rating.rating_cdrs select * from rating.rating_cdrs_d20261120_wabc123" in swap
+    # by column name: a table migrated by an earlier version has the carried clean columns last
+    assert "insert into rating.rating_cdrs (record_id, rating_day, " in swap
+    assert " from rating.rating_cdrs_d20261120_wabc123" in swap and "select *" not in swap
     assert "partition" not in swap
+
+
+def test_on_sqlserver_a_rating_table_from_an_earlier_version_gets_the_clean_columns_from_clean_cdrs():
+    from cdr_platform.lib.rating.store import CARRIED_CLEAN_COLUMNS, RatingTables
+
+    tables = RatingTables("rating", SQLSERVER)
+    migration = tables.carry_clean_columns_sql("mediation.clean_cdrs", present={"record_id", "technology"})
+    added = [c.name for c in CARRIED_CLEAN_COLUMNS if c.name != "technology"]
+    assert migration[:-1] == [
+        f"if col_length(N'rating.rating_cdrs', N'{name}') is null alter table rating.rating_cdrs add {name} "
+        + next(c for c in CARRIED_CLEAN_COLUMNS if c.name == name).sql_type(SQLSERVER)
+        for name in added
+    ]
+    assert migration[-1].startswith("update r set served_operator_id = c.served_operator_id, ")
+    assert "technology = c.technology" not in migration[-1]
+    assert "inner join mediation.clean_cdrs c on c.record_id = r.record_id" in migration[-1]
+    assert tables.carry_clean_columns_sql("mediation.clean_cdrs", present={c.name for c in CARRIED_CLEAN_COLUMNS}) == []

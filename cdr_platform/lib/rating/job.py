@@ -167,6 +167,7 @@ def rate_day(
                 _replace_unpartitioned(conn, tables, progress)
             for statement in tables.ddl():
                 conn.execute(statement)
+            _carry_clean_columns(conn, tables, clean_table, progress)
             for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
                 progress(f"dropping {stale}, left by a rating run of {day} that did not finish")
                 conn.execute(f"drop table {stale}")
@@ -314,6 +315,17 @@ def _cores(settings: Settings) -> int:
         inner = master[len("local[") :].rstrip("]").split(",")[0]
         return os.cpu_count() or 2 if inner == "*" else int(inner)
     return int(os.environ.get("CDR_SPARK_CORES", "8"))
+
+
+def _carry_clean_columns(conn, tables: RatingTables, clean_table: str, progress) -> None:
+    """A rating_cdrs made by an earlier version lacks the clean columns billing reads: they are
+    added and filled from clean_cdrs (once; with the run's DDL, in its transaction)."""
+    present = {r[0] for r in conn.execute(tables.rated_columns_sql()).fetchall()}
+    statements = tables.carry_clean_columns_sql(clean_table, present)
+    if statements:
+        progress(f"{tables.rated} was made by an earlier version: adding and filling its clean columns")
+    for statement in statements:
+        conn.execute(statement)
 
 
 def _replace_unpartitioned(conn, tables: RatingTables, progress) -> None:

@@ -17,15 +17,20 @@ from decimal import Decimal
 from cdr_platform.lib.rating.bulk import INPUT_COLUMNS as RATER_INPUT_COLUMNS
 from cdr_platform.lib.rating.bulk import BulkRater
 from cdr_platform.lib.rating.engine import RatingEngine
-from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS, DayLoad
+from cdr_platform.lib.rating.store import CARRIED_CLEAN_COLUMNS, RATED_COLUMNS, SUSPENSE_COLUMNS, DayLoad
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
 from cdr_platform.lib.schema import CLEAN_RECORD
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.warehouse import copy_arrow_csv
 from cdr_platform.lib.warehouse.columns import names, spark_ddl
 
-# what the bulk rater reads, plus the record id and the served number the rated rows keep
-INPUT_COLUMNS = ("record_id", "served_msisdn", *RATER_INPUT_COLUMNS)
+# what the bulk rater reads, plus what the rated rows keep of the clean record and it does not read
+INPUT_COLUMNS = (
+    "record_id",
+    "served_msisdn",
+    *RATER_INPUT_COLUMNS,
+    *(c for c in names(CARRIED_CLEAN_COLUMNS) if c not in RATER_INPUT_COLUMNS),
+)
 # their types: the clean record's, and the subscriber's segment from the reference table
 _INPUT_TYPES = {c.name: c for c in CLEAN_RECORD + SUBSCRIBERS_TABLE.columns}
 INPUT_DDL = spark_ddl(_INPUT_TYPES[name] for name in INPUT_COLUMNS)

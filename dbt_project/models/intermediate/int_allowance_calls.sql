@@ -47,6 +47,6 @@ from (
             on plans.plan_name = subscribers.plan_name
         where usage.is_national_call = 1
             and plans.included_national_minutes > 0
-            {{ billing_window('usage.billing_month') }}
+            {{ billing_window('usage.rating_day') }}  {#- the month's days: its rating partitions only #}
     ) as running
 ) as covered

@@ -31,5 +31,5 @@ left join (
     on allowance.served_msisdn = usage.served_msisdn
     and allowance.billing_month = usage.billing_month
 where 1 = 1
-    {{ billing_window('usage.billing_month') }}
+    {{ billing_window('usage.rating_day') }}  {#- the month's days: its rating partitions only #}
 group by usage.billing_month, usage.served_msisdn

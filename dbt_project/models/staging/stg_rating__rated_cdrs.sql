@@ -1,9 +1,17 @@
+-- Rated CDRs with what billing and the marts read of the clean record: the rating job carries
+-- it on the row, so nothing here joins back to clean_cdrs.
 select
     record_id,
     rating_day,
     start_time,
     record_type,
     served_msisdn,
+    served_operator_id,
+    direction,
+    coalesce(destination_class, 'none') as destination_class,
+    technology,
+    duration_s,
+    data_volume_bytes,
     usage_amount,
     usage_unit,
     category,
