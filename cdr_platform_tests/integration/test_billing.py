@@ -238,6 +238,74 @@ def test_a_late_cdr_in_a_billed_month_rebills_exactly_that_month(pipeline):
     assert run.bills(DECEMBER) == december
 
 
+def allowance_by_the_rule(run: Pipeline, month: str) -> dict[str, tuple[int, Decimal]]:
+    """The allowance rule computed call by call in Python from rating_cdrs: a subscriber's national
+    calls of the month in start order (then record id) use up the plan's included minutes; a call
+    inside them is credited its price, the call that exhausts them its covered share rounded half
+    up to the cent. {msisdn: (seconds used, credit)} for the subscribers who used some."""
+    from datetime import date
+
+    allowance_s = dict(
+        run.query(
+            f"select s.msisdn, p.included_national_minutes * 60 from reference.subscribers s"
+            f" join {run.billing}.plan_catalogue p on p.plan_name = s.plan where p.included_national_minutes > 0"
+        )
+    )
+    start = date.fromisoformat(month)
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    calls = run.query(
+        f"select served_msisdn, duration_s, cost from {run.rating}.rating_cdrs"
+        " where rating_day >= %s and rating_day < %s and record_type = 'voice' and direction = 'outgoing'"
+        " and destination_class in ('on_net', 'off_net', 'fixed') order by served_msisdn, start_time, record_id",
+        (start, end),
+    )
+    used: dict[str, tuple[int, Decimal]] = {}
+    consumed: dict[str, int] = {}
+    for msisdn, duration, cost in calls:
+        if msisdn not in allowance_s:
+            continue
+        before = consumed.get(msisdn, 0)
+        consumed[msisdn] = before + duration
+        covered = max(0, min(duration, allowance_s[msisdn] - before))
+        if covered:
+            credit = (
+                cost if covered == duration else (cost * covered / duration).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+            )
+            seconds, total = used.get(msisdn, (0, Decimal(0)))
+            used[msisdn] = (seconds + covered, total + credit)
+    return used
+
+
+def test_the_allowance_is_the_rule_applied_call_by_call_also_when_it_runs_out(pipeline):
+    run = pipeline
+
+    def billed_allowance(month):
+        return {
+            msisdn: (seconds, credit)
+            for msisdn, seconds, credit in run.query(
+                f"select msisdn, allowance_seconds_used, allowance_credit from {run.billing}.allowance_usage"
+                " where billing_month = %s",
+                (month,),
+            )
+        }
+
+    assert billed_allowance(NOVEMBER) == allowance_by_the_rule(run, NOVEMBER) != {}
+    # a plan of 3 included minutes: most postpaid subscribers exhaust it within the month, in mid-call
+    plans = f"{run.billing}.plan_catalogue"
+    with run.box.connect() as conn:
+        conn.execute(f"update {plans} set included_national_minutes = 3 where plan_id = 'FORFAIT_100'")
+    try:
+        assert run.bill(NOVEMBER).success
+        by_the_rule = allowance_by_the_rule(run, NOVEMBER)
+        exhausted = [m for m, (seconds, _) in by_the_rule.items() if seconds == 180]
+        assert len(exhausted) >= 5, by_the_rule
+        assert billed_allowance(NOVEMBER) == by_the_rule
+    finally:
+        with run.box.connect() as conn:
+            conn.execute(f"update {plans} set included_national_minutes = 100 where plan_id = 'FORFAIT_100'")
+        assert run.bill(NOVEMBER).success
+
+
 @contextlib.contextmanager
 def _bills_put_back(run: Pipeline):
     """The bills as they were after the block, whatever it broke (rows, the primary key): cheaper

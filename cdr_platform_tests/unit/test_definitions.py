@@ -98,6 +98,7 @@ def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finis
 def test_automation_bills_exactly_the_months_whose_days_were_rated_and_nothing_else():
     billing = dg.AssetKey(["billing", "billing_cdrs"])
     lines = dg.AssetKey(["billing", "invoice_lines"])
+    allowance = dg.AssetKey(["billing", "allowance_usage"])
 
     with dg.instance_for_test() as instance:
 
@@ -118,6 +119,7 @@ def test_automation_bills_exactly_the_months_whose_days_were_rated_and_nothing_e
         after_rating = tick(after_mediation.cursor)
         assert after_rating.get_requested_partitions(billing) == {"2026-10-01", "2026-11-01"}
         assert after_rating.get_requested_partitions(lines) == {"2026-10-01", "2026-11-01"}  # with its bills
+        assert after_rating.get_requested_partitions(allowance) == {"2026-10-01", "2026-11-01"}
 
         materialized(billing, "2026-10-01")
         materialized(billing, "2026-11-01")

@@ -8,8 +8,8 @@ with rated as (
     from (
         select {{ month_start('rating_day') }} as billing_month, served_msisdn as msisdn, record_type, cost
         from {{ source('rating', 'rating_cdrs') }}
+        where 1 = 1 {{ billing_window('rating_day') }}  {#- the window's days: their partitions only #}
     ) as rated_cdrs
-    where 1 = 1 {{ billing_window('billing_month') }}
     group by billing_month, msisdn, record_type
 
 ),

@@ -43,15 +43,16 @@ def _project_changed_since(manifest: Path) -> bool:
 def dbt_project() -> DbtProject:
     """The project with a manifest Dagster can read.
 
-    Parsed when there is no manifest yet (a fresh clone) or, under `dagster dev`, when the project
-    changed since (so edits show up). Every process that loads the code location gets here - each
+    Parsed when there is no manifest yet (a fresh clone) or when the project changed since (so
+    edits show up in `dagster dev`, the tests and the CLI alike; a manifest older than a model
+    would give Dagster a graph without it). Every process that loads the code location gets here - each
     run's worker too - so the manifest is written whole into place: a reader never sees half of
     it, and an unchanged project is not parsed again. Done here rather than by prepare_if_dev(),
     which looks for `dbt` on PATH and fails when the venv is not activated.
     """
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=get_dbt_target())
     manifest = Path(project.manifest_path)
-    if not manifest.exists() or (os.environ.get("DAGSTER_IS_DEV_CLI") and _project_changed_since(manifest)):
+    if not manifest.exists() or _project_changed_since(manifest):
         manifest.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no target/ yet
         with tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as parsed:
             command = dbt_command("parse", "--quiet", "--target", get_dbt_target(), target_path=Path(parsed))

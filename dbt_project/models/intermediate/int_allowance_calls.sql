@@ -45,7 +45,7 @@ from (
             on subscribers.msisdn = usage.served_msisdn
         inner join {{ ref('plan_catalogue') }} as plans
             on plans.plan_name = subscribers.plan_name
-        where usage.is_national_call = 1
+        where {{ is_national_call('usage.') }}
             and plans.included_national_minutes > 0
             {{ billing_window('usage.rating_day') }}  {#- the month's days: its rating partitions only #}
     ) as running

@@ -1,6 +1,5 @@
 -- Every rated CDR with its billing month: the month of its rating day (a local day,
--- CDR_TARIFF_TIMEZONE). A national call is an outgoing call to an on-net, off-net or fixed
--- number: what included minutes cover.
+-- CDR_TARIFF_TIMEZONE).
 select
     record_id,
     rating_day,
@@ -14,10 +13,5 @@ select
     technology,
     duration_s,
     data_volume_bytes,
-    cost,
-    case
-        when record_type = 'voice' and direction = 'outgoing'
-            and destination_class in ('on_net', 'off_net', 'fixed') then 1
-        else 0
-    end as is_national_call
+    cost
 from {{ ref('stg_rating__rated_cdrs') }}

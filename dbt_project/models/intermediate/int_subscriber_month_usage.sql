@@ -1,35 +1,39 @@
 -- Per subscriber and billing month (in the billing window): what was used and its rated price,
 -- per usage type, and the allowance consumed. Money stays exact here (decimal(18,6)): the bill
--- rounds each line once.
+-- rounds each line once. The month's rated CDRs are aggregated first, then joined to the
+-- allowance (a row per subscriber and month), so no join or sort runs over every CDR.
 select
     usage.billing_month,
     usage.served_msisdn,
-    cast(sum(case when usage.record_type = 'voice' then 1 else 0 end) as bigint) as voice_calls,
-    cast(sum(case when usage.record_type = 'sms' then 1 else 0 end) as bigint) as sms_count,
-    cast(sum(case when usage.record_type = 'data' then 1 else 0 end) as bigint) as data_sessions,
-    cast(sum(case when usage.record_type = 'voice' then usage.duration_s else 0 end) as bigint)
-        as total_call_duration_s,
-    cast(max(case when usage.record_type = 'voice' then usage.duration_s else 0 end) as bigint)
-        as longest_call_duration_s,
-    cast(sum(case when usage.record_type = 'data' then usage.data_volume_bytes else 0 end) as bigint)
-        as data_volume_bytes,
-    sum(case when usage.record_type = 'voice' then usage.cost else 0 end) as voice_cost,
-    sum(case when usage.record_type = 'sms' then usage.cost else 0 end) as sms_cost,
-    sum(case when usage.record_type = 'data' then usage.cost else 0 end) as data_cost,
-    cast(coalesce(max(allowance.covered_s_total), 0) as bigint) as allowance_seconds_used,
-    coalesce(max(allowance.credit_total), 0) as allowance_credit
-from {{ ref('int_rated_usage') }} as usage
-left join (
+    usage.voice_calls,
+    usage.sms_count,
+    usage.data_sessions,
+    usage.total_call_duration_s,
+    usage.longest_call_duration_s,
+    usage.data_volume_bytes,
+    usage.voice_cost,
+    usage.sms_cost,
+    usage.data_cost,
+    coalesce(allowance.allowance_seconds_used, 0) as allowance_seconds_used,
+    coalesce(allowance.allowance_credit, 0) as allowance_credit
+from (
     select
-        served_msisdn,
         billing_month,
-        sum(covered_s) as covered_s_total,
-        sum(allowance_credit) as credit_total
-    from {{ ref('int_allowance_calls') }}
-    group by served_msisdn, billing_month
-) as allowance
-    on allowance.served_msisdn = usage.served_msisdn
+        served_msisdn,
+        cast(sum(case when record_type = 'voice' then 1 else 0 end) as bigint) as voice_calls,
+        cast(sum(case when record_type = 'sms' then 1 else 0 end) as bigint) as sms_count,
+        cast(sum(case when record_type = 'data' then 1 else 0 end) as bigint) as data_sessions,
+        cast(sum(case when record_type = 'voice' then duration_s else 0 end) as bigint) as total_call_duration_s,
+        cast(max(case when record_type = 'voice' then duration_s else 0 end) as bigint) as longest_call_duration_s,
+        cast(sum(case when record_type = 'data' then data_volume_bytes else 0 end) as bigint) as data_volume_bytes,
+        sum(case when record_type = 'voice' then cost else 0 end) as voice_cost,
+        sum(case when record_type = 'sms' then cost else 0 end) as sms_cost,
+        sum(case when record_type = 'data' then cost else 0 end) as data_cost
+    from {{ ref('int_rated_usage') }}
+    where 1 = 1
+        {{ billing_window('rating_day') }}  {#- the month's days: its rating partitions only #}
+    group by billing_month, served_msisdn
+) as usage
+left join {{ ref('allowance_usage') }} as allowance
+    on allowance.msisdn = usage.served_msisdn
     and allowance.billing_month = usage.billing_month
-where 1 = 1
-    {{ billing_window('usage.rating_day') }}  {#- the month's days: its rating partitions only #}
-group by usage.billing_month, usage.served_msisdn

@@ -18,7 +18,7 @@ final as (
         {{ date_key('usage.rating_day') }} as date_key,
         operators.operator_key,
         usage.record_type as usage_type,
-        usage.destination_class,
+        coalesce(usage.destination_class, 'none') as destination_class,
         usage.technology,
         cast(count(*) as bigint) as records,
         cast(sum(case when usage.record_type = 'voice' then usage.duration_s else 0 end) as bigint) as voice_seconds,
@@ -32,7 +32,7 @@ final as (
         {{ date_key('usage.rating_day') }},
         operators.operator_key,
         usage.record_type,
-        usage.destination_class,
+        coalesce(usage.destination_class, 'none'),
         usage.technology
 
 )

@@ -1,5 +1,6 @@
 -- Rated CDRs with what billing and the marts read of the clean record: the rating job carries
--- it on the row, so nothing here joins back to clean_cdrs.
+-- it on the row, so nothing here joins back to clean_cdrs. A data session has no destination
+-- class (null); the marts show it as 'none'.
 select
     record_id,
     rating_day,
@@ -8,7 +9,7 @@ select
     served_msisdn,
     served_operator_id,
     direction,
-    coalesce(destination_class, 'none') as destination_class,
+    destination_class,
     technology,
     duration_s,
     data_volume_bytes,

@@ -1,0 +1,8 @@
+{#- A national call: an outgoing call to an on-net, off-net or fixed number, what a plan's included
+    minutes cover. A predicate on plain columns (not a flag column) so that PostgreSQL estimates
+    how many rows it keeps: the allowance's join is then planned for millions of calls, not
+    thousands. `prefix`: the relation's alias and a dot, or nothing. -#}
+{% macro is_national_call(prefix='') -%}
+    ({{ prefix }}record_type = 'voice' and {{ prefix }}direction = 'outgoing'
+        and {{ prefix }}destination_class in ('on_net', 'off_net', 'fixed'))
+{%- endmacro %}
