@@ -26,7 +26,14 @@ import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.synthetic_warehouse import CLEAN_LOAD_COLUMNS, fan_out, fill_clean_cdrs, load_reference, quiet_warehouse
+from benchmarks.synthetic_warehouse import (
+    CLEAN_LOAD_COLUMNS,
+    fan_out,
+    fill_clean_cdrs,
+    load_reference,
+    quiet_warehouse,
+    record_ledger,
+)
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
 
 MONTH_START, MONTH_END = date(2026, 11, 1), date(2026, 12, 1)
@@ -106,6 +113,7 @@ def main() -> int:
                 return 1
         with psycopg.connect(conninfo) as conn:
             fan_out(conn, mediation.clean, CLEAN_LOAD_COLUMNS, copies, shift_days=GENERATED_DAYS)
+            record_ledger(conn, mediation, MONTH_END)  # so the revenue-assurance mart joins every clean CDR
             for parent, columns in ((rating.rated, RATED_COLUMNS), (rating.suspense, SUSPENSE_COLUMNS)):
                 for offset in range(GENERATED_DAYS, (copies + 1) * GENERATED_DAYS):
                     day = MONTH_START + timedelta(days=offset)
@@ -117,7 +125,7 @@ def main() -> int:
             rated, rated_cost = conn.execute(f"select count(*), sum(cost) from {rating.rated}").fetchone()
             conn.commit()
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            for table in (mediation.clean, rating.rated, rating.suspense):
+            for table in (mediation.clean, mediation.ledger, rating.rated, rating.suspense):
                 conn.execute(f"vacuum (analyze) {table}")
         print(
             f"{rated:,} rated CDRs over {(copies + 1) * GENERATED_DAYS} days of November "

@@ -65,6 +65,18 @@ def fan_out(conn, table: str, columns: list[str], copies: int, shift_days: int =
     )
 
 
+def record_ledger(conn, tables: MediationTables, committed_day) -> None:
+    """The mediation ledger's rows for what clean_cdrs holds, as if each batch had committed on
+    `committed_day` with no rejects: the revenue-assurance mart joins clean_cdrs to it."""
+    conn.execute(
+        f"insert into {tables.ledger} (query_id, batch_id, rows_in, clean, rejected, duplicates,"
+        " rejected_by_reason, committed_at, committed_day)"
+        f" select query_id, batch_id, count(*), count(*), 0, 0, '{{}}', max(mediated_at), %s"
+        f" from {tables.clean} group by query_id, batch_id",
+        (committed_day,),
+    )
+
+
 def quiet_warehouse(conninfo: str, timeout_s: float = 300) -> None:
     """Wait for autovacuum to finish with the last run's writes, then checkpoint, so every run
     starts from the same quiet warehouse (a day is rated, a month billed, once, not back to back)."""

@@ -17,22 +17,39 @@ select
     coalesce(allowance.allowance_seconds_used, 0) as allowance_seconds_used,
     coalesce(allowance.allowance_credit, 0) as allowance_credit
 from (
+    -- per day first, then per month: the month of each CDR's day is then worked out once per
+    -- subscriber and day, not once per CDR
     select
-        billing_month,
+        {{ month_start('rating_day') }} as billing_month,
         served_msisdn,
-        cast(sum(case when record_type = 'voice' then 1 else 0 end) as bigint) as voice_calls,
-        cast(sum(case when record_type = 'sms' then 1 else 0 end) as bigint) as sms_count,
-        cast(sum(case when record_type = 'data' then 1 else 0 end) as bigint) as data_sessions,
-        cast(sum(case when record_type = 'voice' then duration_s else 0 end) as bigint) as total_call_duration_s,
-        cast(max(case when record_type = 'voice' then duration_s else 0 end) as bigint) as longest_call_duration_s,
-        cast(sum(case when record_type = 'data' then data_volume_bytes else 0 end) as bigint) as data_volume_bytes,
-        sum(case when record_type = 'voice' then cost else 0 end) as voice_cost,
-        sum(case when record_type = 'sms' then cost else 0 end) as sms_cost,
-        sum(case when record_type = 'data' then cost else 0 end) as data_cost
-    from {{ ref('int_rated_usage') }}
-    where 1 = 1
-        {{ billing_window('rating_day') }}  {#- the month's days: its rating partitions only #}
-    group by billing_month, served_msisdn
+        cast(sum(voice_calls) as bigint) as voice_calls,
+        cast(sum(sms_count) as bigint) as sms_count,
+        cast(sum(data_sessions) as bigint) as data_sessions,
+        cast(sum(total_call_duration_s) as bigint) as total_call_duration_s,
+        cast(max(longest_call_duration_s) as bigint) as longest_call_duration_s,
+        cast(sum(data_volume_bytes) as bigint) as data_volume_bytes,
+        sum(voice_cost) as voice_cost,
+        sum(sms_cost) as sms_cost,
+        sum(data_cost) as data_cost
+    from (
+        select
+            rating_day,
+            served_msisdn,
+            sum(case when record_type = 'voice' then 1 else 0 end) as voice_calls,
+            sum(case when record_type = 'sms' then 1 else 0 end) as sms_count,
+            sum(case when record_type = 'data' then 1 else 0 end) as data_sessions,
+            sum(case when record_type = 'voice' then duration_s else 0 end) as total_call_duration_s,
+            max(case when record_type = 'voice' then duration_s else 0 end) as longest_call_duration_s,
+            sum(case when record_type = 'data' then data_volume_bytes else 0 end) as data_volume_bytes,
+            sum(case when record_type = 'voice' then cost else 0 end) as voice_cost,
+            sum(case when record_type = 'sms' then cost else 0 end) as sms_cost,
+            sum(case when record_type = 'data' then cost else 0 end) as data_cost
+        from {{ ref('int_rated_usage') }}
+        where 1 = 1
+            {{ billing_window('rating_day') }}  {#- the month's days: its rating partitions only #}
+        group by rating_day, served_msisdn
+    ) as daily
+    group by {{ month_start('rating_day') }}, served_msisdn
 ) as usage
 left join {{ ref('allowance_usage') }} as allowance
     on allowance.msisdn = usage.served_msisdn

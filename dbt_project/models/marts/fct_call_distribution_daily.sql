@@ -13,20 +13,35 @@ operators as (
 
 ),
 
+-- grouped on the plain columns first: the keys are then worked out once per group
+daily as (
+
+    select
+        rating_day,
+        operator_id,
+        destination_class,
+        direction,
+        count(*) as calls,
+        sum(duration_s) as call_seconds,
+        sum(cost) as revenue
+    from calls
+    group by rating_day, operator_id, destination_class, direction
+
+),
+
 final as (
 
     select
-        {{ date_key('calls.rating_day') }} as date_key,
+        {{ date_key('daily.rating_day') }} as date_key,
         operators.operator_key,
-        calls.destination_class,
-        calls.direction,
-        cast(count(*) as bigint) as calls,
-        cast(sum(calls.duration_s) as bigint) as call_seconds,
-        cast(round(cast(sum(calls.duration_s) as decimal(18,4)) / 60, 4) as decimal(18,4)) as minutes,
-        cast(sum(calls.cost) as decimal(18,4)) as revenue
-    from calls
-    inner join operators on operators.operator_id = calls.operator_id
-    group by {{ date_key('calls.rating_day') }}, operators.operator_key, calls.destination_class, calls.direction
+        daily.destination_class,
+        daily.direction,
+        cast(daily.calls as bigint) as calls,
+        cast(daily.call_seconds as bigint) as call_seconds,
+        cast(round(cast(daily.call_seconds as decimal(18,4)) / 60, 4) as decimal(18,4)) as minutes,
+        cast(daily.revenue as decimal(18,4)) as revenue
+    from daily
+    inner join operators on operators.operator_id = daily.operator_id
 
 )
 
