@@ -151,6 +151,12 @@ SOURCE_POSITION: tuple[Column, ...] = (
     Column("src_offset", "bigint", nullable=False),
     Column("kafka_timestamp", "timestamp", nullable=False),
 )
+# The mediation micro-batch that committed a clean record: the ledger's key. Rated records carry
+# it too, so revenue assurance counts each batch's outcomes without joining every record back.
+MEDIATION_BATCH: tuple[Column, ...] = (
+    Column("query_id", "varchar", 64, nullable=False),
+    Column("batch_id", "bigint", nullable=False),
+)
 # The warehouse table of clean records (in the mediation schema) and its data columns, in order.
 CLEAN_CDRS_TABLE = "clean_cdrs"
 CLEAN_CDRS_COLUMNS = CLEAN_RECORD + SOURCE_POSITION

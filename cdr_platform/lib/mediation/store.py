@@ -33,7 +33,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 
-from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS, CLEAN_CDRS_TABLE
+from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS, CLEAN_CDRS_TABLE, MEDIATION_BATCH
 from cdr_platform.lib.warehouse.columns import names, table_body
 from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
@@ -79,8 +79,7 @@ class MediationTables:
                 self.clean,
                 self._columns(
                     [
-                        "query_id varchar(64) not null",
-                        "batch_id bigint not null",
+                        *(c.ddl(d) for c in MEDIATION_BATCH),
                         f"mediated_at {d.timestamp} not null",
                         "constraint pk_clean_cdrs primary key (record_id)",
                     ]

@@ -6,25 +6,28 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from cdr_platform.lib.rating.plan import SEED_FILES, TariffPlan, build_tariff_plan
-from cdr_platform.lib.schema import CLEAN_RECORD
+from cdr_platform.lib.schema import CLEAN_RECORD, MEDIATION_BATCH
 from cdr_platform.lib.warehouse.columns import Column, names, table_body
 from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
 _CLEAN = {c.name: c for c in CLEAN_RECORD}
 # What billing and the marts read of the clean record, carried on the rated row (the rating job
 # has it in hand): a month is then one scan of its rating partitions, with no join back to
-# clean_cdrs by record_id (measured: that join was most of billing_cdrs' time at 10M rows).
-# The definitions are the clean record's own.
-CARRIED_CLEAN_COLUMNS: tuple[Column, ...] = tuple(
-    _CLEAN[name]
-    for name in (
-        "served_operator_id",
-        "direction",
-        "destination_class",
-        "technology",
-        "duration_s",
-        "data_volume_bytes",
-    )
+# clean_cdrs by record_id (measured: that join was most of billing_cdrs' time at 10M rows),
+# and its mediation batch, which revenue assurance counts by. The definitions are clean_cdrs' own.
+CARRIED_CLEAN_COLUMNS: tuple[Column, ...] = (
+    *(
+        _CLEAN[name]
+        for name in (
+            "served_operator_id",
+            "direction",
+            "destination_class",
+            "technology",
+            "duration_s",
+            "data_volume_bytes",
+        )
+    ),
+    *MEDIATION_BATCH,
 )
 # A rated CDR: the clean record's identity and the columns above, its price and how it was
 # priced. Its other attributes (numbers, cell, roaming...) stay in clean_cdrs, joined by record_id.

@@ -19,7 +19,7 @@ from cdr_platform.lib.rating.bulk import BulkRater
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.store import CARRIED_CLEAN_COLUMNS, RATED_COLUMNS, SUSPENSE_COLUMNS, DayLoad
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
-from cdr_platform.lib.schema import CLEAN_RECORD
+from cdr_platform.lib.schema import CLEAN_RECORD, MEDIATION_BATCH
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.warehouse import copy_arrow_csv
 from cdr_platform.lib.warehouse.columns import names, spark_ddl
@@ -31,8 +31,8 @@ INPUT_COLUMNS = (
     *RATER_INPUT_COLUMNS,
     *(c for c in names(CARRIED_CLEAN_COLUMNS) if c not in RATER_INPUT_COLUMNS),
 )
-# their types: the clean record's, and the subscriber's segment from the reference table
-_INPUT_TYPES = {c.name: c for c in CLEAN_RECORD + SUBSCRIBERS_TABLE.columns}
+# their types: clean_cdrs', and the subscriber's segment from the reference table
+_INPUT_TYPES = {c.name: c for c in CLEAN_RECORD + MEDIATION_BATCH + SUBSCRIBERS_TABLE.columns}
 INPUT_DDL = spark_ddl(_INPUT_TYPES[name] for name in INPUT_COLUMNS)
 SUMMARY_DDL = "task_partition int, summary string"
 BATCH_ROWS = 50_000

@@ -1,6 +1,7 @@
 -- Rated CDRs with what billing and the marts read of the clean record: the rating job carries
 -- it on the row, so nothing here joins back to clean_cdrs. A data session has no destination
--- class (null); the marts show it as 'none'.
+-- class (null); the marts show it as 'none'. query_id and batch_id: the mediation batch that
+-- committed its clean record.
 select
     record_id,
     rating_day,
@@ -18,5 +19,7 @@ select
     category,
     destination_id,
     cost,
-    currency
+    currency,
+    query_id,
+    batch_id
 from {{ source('rating', 'rating_cdrs') }}
