@@ -290,12 +290,22 @@ def test_the_allowance_is_the_rule_applied_call_by_call_also_when_it_runs_out(pi
         }
 
     assert billed_allowance(NOVEMBER) == allowance_by_the_rule(run, NOVEMBER) != {}
+
+    def rebuild_allowance():  # the allowance model alone (the bills are not the point here)
+        window = {"billing_month_start": NOVEMBER, "billing_month_end": DECEMBER}
+        subprocess.run(
+            dbt_command("run", "--quiet", "--select", "allowance_usage", "--vars", json.dumps(window)),
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+            env={**os.environ, **run.env},
+        )
+
     # a plan of 3 included minutes: most postpaid subscribers exhaust it within the month, in mid-call
     plans = f"{run.billing}.plan_catalogue"
     with run.box.connect() as conn:
         conn.execute(f"update {plans} set included_national_minutes = 3 where plan_id = 'FORFAIT_100'")
     try:
-        assert run.bill(NOVEMBER).success
+        rebuild_allowance()
         by_the_rule = allowance_by_the_rule(run, NOVEMBER)
         exhausted = [m for m, (seconds, _) in by_the_rule.items() if seconds == 180]
         assert len(exhausted) >= 5, by_the_rule
@@ -303,7 +313,7 @@ def test_the_allowance_is_the_rule_applied_call_by_call_also_when_it_runs_out(pi
     finally:
         with run.box.connect() as conn:
             conn.execute(f"update {plans} set included_national_minutes = 100 where plan_id = 'FORFAIT_100'")
-        assert run.bill(NOVEMBER).success
+        rebuild_allowance()
 
 
 @contextlib.contextmanager
