@@ -1,53 +1,126 @@
-"""Ingest: reference data (numbering plan, cells, subscribers) and CDR generation into raw-cdrs."""
+"""Ingest: reference data (numbering plan, cells, subscribers) and CDR generation into raw-cdrs.
+
+The reference data is the operator's own files when CDR_REFERENCE_DIR names a folder
+(`reference_files` resource; numbering_plan.csv, cells.csv, subscribers.csv, each optional), else
+the generated data; either way each dataset is loaded as a version (lib/reference/loads.py).
+"""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from cdr_platform.defs.resources import FilesResource, KafkaResource, WarehouseResource
+from cdr_platform.defs.resources import (
+    FilesResource,
+    KafkaResource,
+    ReferenceFilesResource,
+    TariffResource,
+    WarehouseResource,
+)
 from cdr_platform.lib.ingest.generator import GeneratorConfig, default_start_time, parse_error_classes
 from cdr_platform.lib.ingest.produce import produce_cdrs
 from cdr_platform.lib.ingest.producers import PRODUCER_KINDS, make_producer
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.reference import tables as ref
+from cdr_platform.lib.reference.loads import LoadResult, ReferenceLoadError, load, load_generated
+from cdr_platform.lib.reference.operator_files import FORMATS, MAX_LISTED_ERRORS, ReferenceFileError
 from cdr_platform.lib.reference.subscribers import (
     DEFAULT_SUBSCRIBER_COUNT,
     DEFAULT_SUBSCRIBER_SEED,
-    generate_subscribers,
+    Subscriber,
     write_subscribers_csv,
 )
-from cdr_platform.lib.warehouse import replace_table
+from cdr_platform.lib.warehouse.dialects import DIALECTS
 
 GROUP = "ingest"
 RAW_CDRS_KEY = dg.AssetKey("raw_cdrs")
 
 
-def _replace_reference_table(warehouse: WarehouseResource, table, rows) -> dg.MaterializeResult:
+def refusal_message(exc: ReferenceFileError) -> str:
+    """A refused file as the asset's error: what happened, then its errors as a markdown table."""
+    rows = [{"line": e.line, "reason": e.reason.replace("|", "\\|")} for e in exc.errors[:MAX_LISTED_ERRORS]]
+    more = len(exc.errors) - MAX_LISTED_ERRORS
+    return (
+        f"{exc.file} refused: {len(exc.errors)} error(s), nothing loaded (the current version stays)\n\n"
+        + markdown_table(rows)
+        + (f"\n\n... and {more} more" if more > 0 else "")
+    )
+
+
+def _load_reference(
+    context: dg.AssetExecutionContext,
+    dataset: str,
+    warehouse: WarehouseResource,
+    reference_files: ReferenceFilesResource,
+    **generated,
+) -> tuple[LoadResult, str]:
+    """Load the operator's file of `dataset`, else its generated data; the result, and where from."""
+    path, origin = reference_files.file(FORMATS[dataset].file_name)
+    common = {"source": f"dagster run {context.run.run_id}", "dialect": DIALECTS[warehouse.kind]}
+    day = generated.pop("day", None)
     with warehouse.connect() as conn:
-        count = replace_table(conn, table, rows)
-    return dg.MaterializeResult(metadata={"dagster/row_count": count, "table": table.qualified})
+        try:
+            if path is None:
+                result = load_generated(
+                    conn,
+                    dataset,
+                    day=day,
+                    subscriber_count=generated.get("count", DEFAULT_SUBSCRIBER_COUNT),
+                    seed=generated.get("seed", DEFAULT_SUBSCRIBER_SEED),
+                    **common,
+                )
+            else:
+                result = load(conn, dataset, path.read_bytes(), str(path), day=day, **common)
+        except ReferenceFileError as exc:
+            raise dg.Failure(description=refusal_message(exc)) from None
+        except ReferenceLoadError as exc:
+            raise dg.Failure(description=str(exc)) from None
+    context.log.info(result.summary())
+    return result, origin
+
+
+def _reference_metadata(result: LoadResult, origin: str, table) -> dict:
+    return {
+        "dagster/row_count": result.rows,
+        "table": table.qualified,
+        "dataset": result.dataset,
+        "version": result.version,
+        "sha256": result.sha256,
+        "rows": result.rows,
+        "unchanged": result.unchanged,
+        "file_name": result.file_name,
+        "source": origin,
+    }
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "postgres"},
-    description="The national numbering plan (prefix -> country, operator, zone), as table reference.numbering_plan.",
+    description="The national numbering plan (prefix -> country, operator, zone), as table "
+    "reference.numbering_plan: the operator's numbering_plan.csv (CDR_REFERENCE_DIR), else generated.",
 )
-def numbering_plan(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    return _replace_reference_table(warehouse, ref.NUMBERING_PLAN_TABLE, ref.numbering_plan_rows())
+def numbering_plan(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
+) -> dg.MaterializeResult:
+    result, origin = _load_reference(context, "numbering-plan", warehouse, reference_files)
+    return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.NUMBERING_PLAN_TABLE))
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "postgres"},
-    description="The cell catalogue of the national operators (CGI -> operator, region), "
-    "as table reference.cell_catalogue.",
+    description="The cell catalogue of the national operators (CGI -> operator, region), as table "
+    "reference.cell_catalogue: the operator's cells.csv (CDR_REFERENCE_DIR), else generated.",
 )
-def cell_catalogue(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    return _replace_reference_table(warehouse, ref.CELL_CATALOGUE_TABLE, ref.cell_catalogue_rows())
+def cell_catalogue(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
+) -> dg.MaterializeResult:
+    result, origin = _load_reference(context, "cells", warehouse, reference_files)
+    return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.CELL_CATALOGUE_TABLE))
 
 
 class SubscribersConfig(dg.Config):
+    """The generated subscribers (when the operator gives no subscribers.csv)."""
+
     count: int = DEFAULT_SUBSCRIBER_COUNT
     seed: int = DEFAULT_SUBSCRIBER_SEED
 
@@ -57,23 +130,41 @@ class SubscribersConfig(dg.Config):
     kinds={"python", "csv", "postgres"},
     deps=[numbering_plan, cell_catalogue],
     description="Subscribers: unique E.164 MSISDNs with operator (from the numbering plan), "
-    "segment, plan and home cell; a CSV under data/ and table reference.subscribers.",
+    "segment, plan and home cell: the operator's subscribers.csv (CDR_REFERENCE_DIR; dated periods in "
+    "reference.subscriber_periods), else generated; table reference.subscribers holds the period in force "
+    "on the day of the load, and a CSV of it under data/.",
 )
 def subscribers(
-    context: dg.AssetExecutionContext, config: SubscribersConfig, warehouse: WarehouseResource, files: FilesResource
+    context: dg.AssetExecutionContext,
+    config: SubscribersConfig,
+    warehouse: WarehouseResource,
+    files: FilesResource,
+    reference_files: ReferenceFilesResource,
+    tariff: TariffResource,
 ) -> dg.MaterializeResult:
-    subs = generate_subscribers(config.count, config.seed)
-    path = write_subscribers_csv(subs, files.path("reference", "subscribers.csv"))
+    day = tariff.clock().local_date(datetime.now(UTC))  # the operator's today
+    result, origin = _load_reference(
+        context, "subscribers", warehouse, reference_files, day=day, count=config.count, seed=config.seed
+    )
     with warehouse.connect() as conn:
-        rows = replace_table(conn, ref.SUBSCRIBERS_TABLE, ref.subscriber_rows(subs))
+        subs = [
+            Subscriber(*row)
+            for row in conn.execute(
+                f"select {', '.join(ref.SUBSCRIBERS_TABLE.column_names)} from {ref.SUBSCRIBERS_TABLE.qualified}"
+                " order by msisdn"
+            ).fetchall()
+        ]
+    path = write_subscribers_csv(subs, files.path("reference", "subscribers.csv"))
     by_operator: dict[str, int] = {}
     for s in subs:
         by_operator[s.operator_name] = by_operator.get(s.operator_name, 0) + 1
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            **_reference_metadata(result, origin, ref.SUBSCRIBERS_TABLE),
+            "dagster/row_count": len(subs),  # subscribers; `rows`: the periods of the version
+            "in_force_on": day.isoformat(),
+            "repicked": result.repicked,
             "csv_path": dg.MetadataValue.path(str(path)),
-            "table": ref.SUBSCRIBERS_TABLE.qualified,
             "by_operator": dg.MetadataValue.md(
                 markdown_table([{"operator": k, "subscribers": v} for k, v in sorted(by_operator.items())])
             ),

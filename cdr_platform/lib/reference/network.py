@@ -28,6 +28,11 @@ class Cell:
     ci: int
     max_technology: str
 
+    @property
+    def network(self) -> str:
+        """The cell's network, MCC-MNC: the first half of its CGI."""
+        return self.cell_id.rsplit("-", 2)[0]
+
 
 def cell_global_id(mcc: str, mnc: str, lac: int, ci: int) -> str:
     return f"{mcc}-{mnc}-{lac:05d}-{ci:05d}"

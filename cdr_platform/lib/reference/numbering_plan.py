@@ -150,13 +150,18 @@ FOREIGN_COUNTRIES: tuple[ForeignCountry, ...] = (
 ROAMING_PARTNERS: tuple[str, ...] = ("208-01", "214-07", "222-01", "234-15", "262-01", "424-02")
 
 
+# What a plan row's numbers are: national mobile or fixed blocks; "any" for a whole foreign
+# country code (the plan does not tell a foreign mobile number from a fixed one)
+NUMBER_TYPES = ("mobile", "fixed", "any")
+
+
 @dataclass(frozen=True)
 class PlanEntry:
     """One row of the plan: numbers starting with `prefix` (E.164 digits, no '+')."""
 
     prefix: str
     country: str
-    number_type: str  # mobile | fixed
+    number_type: str  # one of NUMBER_TYPES
     operator_id: str | None  # None for foreign numbers: the foreign operator is not known
     zone: str  # NATIONAL or an international zone
     number_length: int  # total E.164 digits (without '+') of a complete number

@@ -25,6 +25,7 @@ _SEGMENTS = {
     "consumer_postpaid": ("Forfait 100", 0.30),
     "business": ("Business Pro", 0.15),
 }
+SEGMENTS = tuple(_SEGMENTS)  # the segments a subscriber can be in (the tariff's subjects)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """Warehouse tables of the reference data: numbering plan, cell catalogue, subscribers.
 
-Their rows come from the one definition in numbering_plan.py, network.py and subscribers.py.
+Their generated rows come from the one definition in numbering_plan.py, network.py and
+subscribers.py; an operator's own files (operator_files.py) fill the same tables, and each
+accepted load is a version in reference.reference_loads (loads.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import astuple
+from datetime import date
 
 from cdr_platform.lib.reference.network import CELL_CATALOGUE
 from cdr_platform.lib.reference.numbering_plan import NUMBERING_PLAN, OPERATORS_BY_ID
@@ -37,9 +40,15 @@ CELL_CATALOGUE_TABLE = TableSpec(
         Column("lac", "int", nullable=False),
         Column("ci", "int", nullable=False),
         Column("max_technology", "varchar", 4, nullable=False),
+        # added after the first six: nullable, so that an older table gets them by `alter table`
+        Column("network", "varchar", 7),  # MCC-MNC, the CGI's first half
+        Column("valid_from", "date"),
+        Column("valid_to", "date"),  # null: open-ended
     ),
     primary_key=("cell_id",),
 )
+# The validity start of generated rows (cells, subscriber periods): they are in force throughout.
+GENERATED_VALID_FROM = date(2000, 1, 1)
 
 SUBSCRIBERS_TABLE = TableSpec(
     "reference",
@@ -54,6 +63,42 @@ SUBSCRIBERS_TABLE = TableSpec(
         Column("home_region", "varchar", 32, nullable=False),
     ),
     primary_key=("msisdn",),
+)
+
+# The dated rows of the subscribers (activation, plan change, termination): reference.subscribers
+# holds, per subscriber, the period in force on the day of the load (else the latest).
+SUBSCRIBER_PERIODS_TABLE = TableSpec(
+    "reference",
+    "subscriber_periods",
+    (
+        Column("msisdn", "varchar", 16, nullable=False),
+        Column("operator_id", "varchar", 16, nullable=False),
+        Column("segment", "varchar", 32, nullable=False),
+        Column("plan", "varchar", 64, nullable=False),
+        Column("home_cell_id", "varchar", 32, nullable=False),
+        Column("valid_from", "date", nullable=False),
+        Column("valid_to", "date"),  # the last day in force (inclusive); null: open-ended
+        Column("version", "int", nullable=False),  # the load (reference_loads) that wrote it
+    ),
+    primary_key=("msisdn", "valid_from"),
+)
+
+# One row per accepted load of a dataset: its version (1, 2, ... per dataset), the file and its
+# SHA-256; the highest version of a dataset is what its tables hold.
+REFERENCE_LOADS_TABLE = TableSpec(
+    "reference",
+    "reference_loads",
+    (
+        Column("dataset", "varchar", 16, nullable=False),  # numbering-plan | cells | subscribers
+        Column("version", "int", nullable=False),
+        Column("file_name", "varchar", 255, nullable=False),  # "generated": the code's own data
+        Column("sha256", "varchar", 64, nullable=False),  # of the file's bytes (generated: of its export)
+        Column("row_count", "int", nullable=False),
+        Column("loaded_at", "timestamp", nullable=False),  # UTC
+        Column("loaded_by", "varchar", 64, nullable=False),  # the account that ran the load
+        Column("source", "varchar", 128, nullable=False),  # `cdr reference load`, a Dagster run...
+    ),
+    primary_key=("dataset", "version"),
 )
 
 
@@ -73,7 +118,8 @@ def numbering_plan_rows() -> list[tuple]:
 
 
 def cell_catalogue_rows() -> list[tuple]:
-    return [astuple(c) for c in CELL_CATALOGUE]
+    """The generated catalogue, in CELL_CATALOGUE_TABLE's column order: in force throughout."""
+    return [(*astuple(c), c.network, GENERATED_VALID_FROM, None) for c in CELL_CATALOGUE]
 
 
 def subscriber_rows(subscribers: list[Subscriber]) -> list[tuple]:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import psycopg
 
 from cdr_platform.lib.settings import WarehouseSettings
-from cdr_platform.lib.warehouse.columns import Column
+from cdr_platform.lib.warehouse.columns import Column, table_body
+from cdr_platform.lib.warehouse.dialects import POSTGRES, Dialect
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class TableSpec:
             parts.append(f"constraint pk_{self.schema}_{self.name} primary key ({', '.join(self.primary_key)})")
         return f"create table if not exists {self.qualified} (\n    " + ",\n    ".join(parts) + "\n)"
 
+    def create_table_sql(self, dialect: Dialect) -> str:
+        """The table in `dialect`, created if missing (portable: SQL Server spells that its own way)."""
+        constraint = f"constraint pk_{self.schema}_{self.name} primary key ({', '.join(self.primary_key)})"
+        return dialect.create_table(
+            self.qualified, table_body(self.columns, dialect, [constraint] if self.primary_key else [])
+        )
+
 
 class DbApiSession:
     """The few psycopg-style calls the pipeline makes, over another DB-API driver.
@@ -52,6 +60,9 @@ class DbApiSession:
         cursor = self._conn.cursor()
         cursor.execute(sql, params) if params is not None else cursor.execute(sql)
         return cursor
+
+    def executemany(self, sql: str, params_seq) -> None:
+        self._conn.cursor().executemany(sql, params_seq)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -91,12 +102,30 @@ def connect(settings: WarehouseSettings):
         ) from exc
 
 
+# the columns a table has (PostgreSQL and SQL Server alike)
+COLUMNS_SQL = (
+    "select column_name from information_schema.columns where table_schema = %(schema)s and table_name = %(name)s"
+)
+
+
+def add_missing_columns(conn, table: TableSpec, dialect: Dialect = POSTGRES) -> list[str]:
+    """Add the nullable columns of `table` that an older version of it lacks; their names. Looks
+    first, so a table that has them all is not altered (an `alter table` locks it out for readers)."""
+    present = {r[0].lower() for r in conn.execute(COLUMNS_SQL, {"schema": table.schema, "name": table.name}).fetchall()}
+    missing = [c for c in table.columns if c.nullable and c.name not in present] if present else []
+    for column in missing:
+        conn.execute(dialect.add_column_if_missing(table.qualified, column.name, column.sql_type(dialect)))
+    return [c.name for c in missing]
+
+
 def replace_table(conn: psycopg.Connection, table: TableSpec, rows: Iterable[Sequence]) -> int:
-    """Create `table` if needed and replace its rows in one transaction; return the row count."""
+    """Create `table` if needed (with the nullable columns an older one lacks) and replace its rows
+    in one transaction; return the row count."""
     count = 0
     with conn.transaction():
         conn.execute(f"create schema if not exists {table.schema}")
         conn.execute(table.create_sql())
+        add_missing_columns(conn, table)
         conn.execute(f"delete from {table.qualified}")
         with conn.cursor().copy(f"copy {table.qualified} ({', '.join(table.column_names)}) from stdin") as copy:
             for row in rows:
