@@ -7,6 +7,7 @@
     cdr rate --day YYYY-MM-DD                 one day of clean CDRs -> rating_cdrs (Spark)
     cdr rating conformance --plans --cases    the CGRateS conformance cases
     cdr rating write-default-plan             the demo tariff as dbt seeds
+    cdr rejects list | show | replay | discard the reject store: after a correction, replay
     cdr screenshots                           the README's pictures: asset graph, dashboard
 
 `cdr mediate` and `cdr rate` are also what the Dagster assets launch, through Dagster Pipes:
@@ -99,6 +100,10 @@ def up(only: str | None) -> None:
     from cdr_platform.utils import local_stack
 
     _stack_call(lambda: local_stack.up(load_settings(), (only,) if only else ("postgres", "kafka")))
+    if os.environ.get("DAGSTER_HOME"):  # make sets it: `make dev` then runs the local instance
+        from cdr_platform.utils import dagster_instance
+
+        dagster_instance.prepare(Path(os.environ["DAGSTER_HOME"]))
 
 
 @stack.command()
@@ -281,6 +286,13 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
             "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
             "topic": error_topic,
         },
+        "reject_store": {
+            **common,
+            "stored_rejects": summary["rejected"],
+            "stored_duplicates": summary["duplicates"],
+            "dagster/row_count": summary["rejected"] + summary["duplicates"],
+            "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
+        },
     }
 
 
@@ -437,6 +449,159 @@ def write_default_plan() -> None:
         click.echo(path)
 
 
+@cdr.group()
+def rejects() -> None:
+    """The reject store: list, show, replay after a correction, discard (README, "Rejects")."""
+
+
+_REASON = click.option("--reason", default=None, help="A reason code (README, rejection reasons).")
+_SINCE = click.option(
+    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Rejected on or after this local day."
+)
+
+
+def _reject_store():
+    """The configured warehouse's reject store: (settings, connection, tables)."""
+    from cdr_platform.lib.mediation.store import tables_for
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.warehouse import connect
+
+    settings = load_settings()
+    tables = tables_for(settings)
+    conn = connect(settings.warehouse)
+    for statement in tables.ddl():  # a warehouse mediation never ran on has an empty store
+        conn.execute(statement)
+    conn.commit()
+    return settings, conn, tables
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(rows[0])
+    cells = [
+        [("" if r[c] is None else f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])) for c in columns] for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+@rejects.command("list")
+@_REASON
+@_SINCE
+@click.option("--status", default=None, help="open, replayed, recovered, discarded or duplicate.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Records listed after the counts.")
+def rejects_list(reason: str | None, since: datetime | None, status: str | None, limit: int) -> None:
+    """Counts by reason, day and status, then the first records."""
+    from cdr_platform.lib.mediation import reject_store as store
+
+    _, conn, tables = _reject_store()
+    try:
+        with conn:
+            filters = {"reason": reason, "since": since.date() if since else None, "status": status}
+            click.echo(_table(store.counts_by_reason_and_day(conn, tables, **filters)))
+            records = store.list_records(conn, tables, limit=limit, **filters)
+            if records:
+                click.echo("")
+                click.echo(_table(records))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@rejects.command("show")
+@click.argument("key")
+def rejects_show(key: str) -> None:
+    """Everything stored of the message at KEY (topic:partition:offset), its whole payload included."""
+    from cdr_platform.lib.mediation import reject_store as store
+
+    _, conn, tables = _reject_store()
+    with conn:
+        try:
+            found = store.show(conn, tables, key)
+        except ValueError:
+            raise click.ClickException(f"{key!r} is not a reject key (topic:partition:offset)") from None
+    if not found:
+        raise click.ClickException(f"no reject stored at {key}")
+    for verdict in found:
+        payload = verdict.pop("payload")
+        message_key = verdict.pop("message_key")
+        for name, value in verdict.items():
+            click.echo(f"{name:20} {'' if value is None else value}")
+        click.echo(f"{'message_key':20} {_printable(message_key)}")
+        click.echo(f"{'payload':20} {_printable(payload)}")
+        click.echo("")
+
+
+def _printable(raw) -> str:
+    if raw is None:
+        return ""
+    import base64
+
+    raw = bytes(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(raw).decode("ascii")
+
+
+@rejects.command("replay")
+@click.option("--reason", required=True, help="The reason code whose open rejects are replayed.")
+@_SINCE
+@click.option("--dry-run", is_flag=True, help="Mediate them and say what would be recovered; change nothing.")
+def rejects_replay(reason: str, since: datetime | None, dry_run: bool) -> None:
+    """Send the open rejects of a reason through mediation again, after a correction."""
+    from cdr_platform.lib.mediation import reject_store as store
+    from cdr_platform.lib.mediation.job import load_known_cells
+    from cdr_platform.lib.mediation.rules import Limits
+    from cdr_platform.lib.tariff_clock import TariffClock
+
+    settings, conn, tables = _reject_store()
+    with conn:
+        try:
+            limits = Limits.from_settings(settings, load_known_cells(conn))
+            outcome = store.replay(
+                conn,
+                tables,
+                reason=reason,
+                since=since.date() if since else None,
+                dry_run=dry_run,
+                limits=limits,
+                clock=TariffClock(settings.tariff_timezone),
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    summary = outcome.as_dict()
+    verb = "would recover" if dry_run else "recovered"
+    click.echo(
+        f"{outcome.replay_id}: {outcome.selected:,} {reason} rejects replayed, {verb} {outcome.recovered:,},"
+        f" {outcome.still_open:,} still open, {outcome.duplicates:,} duplicates"
+    )
+    if outcome.reasons_now:
+        click.echo("still failing: " + ", ".join(f"{k} {v:,}" for k, v in summary["reasons_now"].items()))
+    if outcome.clean_by_day and not dry_run:
+        click.echo("days to rate: " + ", ".join(summary["clean_by_day"]))
+    click.echo(store.REPLAY_SUMMARY_PREFIX + json.dumps(summary))
+
+
+@rejects.command("discard")
+@click.option("--reason", required=True, help="The reason code whose open rejects are given up.")
+@click.option("--note", required=True, help="Why they are given up (kept with each record).")
+@_SINCE
+def rejects_discard(reason: str, note: str, since: datetime | None) -> None:
+    """Give up the open rejects of a reason, with a note."""
+    from cdr_platform.lib.mediation import reject_store as store
+
+    _, conn, tables = _reject_store()
+    with conn:
+        try:
+            count = store.discard(conn, tables, reason=reason, note=note, since=since.date() if since else None)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{count:,} {reason} rejects discarded")
+
+
 @cdr.command()
 @click.option(
     "--out",
@@ -454,6 +619,101 @@ def screenshots(out: Path | None) -> None:
             click.echo(path)
     except (BrowserError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# -- reference data: the operator's own files -------------------------------------------------
+
+# lib.reference.operator_files.DATASETS (a unit test keeps them equal; not imported at start-up)
+_REFERENCE_DATASETS = ("numbering-plan", "cells", "subscribers")
+_REFERENCE_DATASET = click.argument("dataset", type=click.Choice(_REFERENCE_DATASETS))
+
+
+@cdr.group()
+def reference() -> None:
+    """The operator's reference data: numbering plan, cells and subscribers loaded from files as versions."""
+
+
+def _reference_warehouse():
+    """(settings, a connection to the configured warehouse, its dialect); exit 1 if it is unreachable."""
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.warehouse import connect
+    from cdr_platform.lib.warehouse.dialects import DIALECTS
+
+    settings = load_settings()
+    try:
+        return settings, connect(settings.warehouse), DIALECTS[settings.warehouse.kind]
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@reference.command("load")
+@_REFERENCE_DATASET
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def reference_load(dataset: str, file: Path) -> None:
+    """Load FILE as the next version of DATASET, in one transaction; a file with a bad row is refused whole.
+
+    Prints the version loaded, or "unchanged" when FILE is the current version byte for byte; a refused
+    file prints its errors (file:line: reason) and exits 1, and the current version stays."""
+    from cdr_platform.lib.reference.loads import ReferenceLoadError, load
+    from cdr_platform.lib.reference.operator_files import MAX_LISTED_ERRORS, ReferenceFileError
+    from cdr_platform.lib.tariff_clock import TariffClock
+
+    settings, conn, dialect = _reference_warehouse()
+    day = TariffClock(settings.tariff_timezone).local_date(datetime.now(UTC))  # the operator's today
+    try:
+        with conn:
+            result = load(
+                conn, dataset, file.read_bytes(), str(file), source="cdr reference load", day=day, dialect=dialect
+            )
+    except ReferenceFileError as exc:
+        for error in exc.errors[:MAX_LISTED_ERRORS]:
+            click.echo(str(error), err=True)
+        if len(exc.errors) > MAX_LISTED_ERRORS:
+            click.echo(f"... and {len(exc.errors) - MAX_LISTED_ERRORS} more", err=True)
+        click.echo(f"{dataset}: {file} refused ({len(exc.errors)} error(s)), nothing loaded", err=True)
+        sys.exit(1)
+    except ReferenceLoadError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.summary())
+
+
+@reference.command("versions")
+@click.option("--dataset", type=click.Choice(_REFERENCE_DATASETS), default=None, help="One dataset only.")
+def reference_versions(dataset: str | None) -> None:
+    """List the accepted loads of the reference data, oldest first; `*` marks each dataset's current version."""
+    from cdr_platform.lib.reference.loads import history
+
+    _, conn, dialect = _reference_warehouse()
+    with conn:
+        loads = history(conn, dataset, dialect)
+    if not loads:
+        click.echo("no reference data loaded yet")
+        return
+    current = {r.dataset: r.version for r in loads}  # oldest first: the last of each dataset wins
+    header = f"  {'dataset':<15} {'version':>7} {'rows':>9}  {'sha256':<12}  {'loaded at (UTC)':<19}"
+    click.echo(f"{header}  source (by), file")
+    for r in loads:
+        mark = "*" if current[r.dataset] == r.version else " "
+        click.echo(
+            f"{mark} {r.dataset:<15} {r.version:>7} {r.row_count:>9,}  {r.sha256[:12]:<12}  "
+            f"{r.loaded_at:%Y-%m-%d %H:%M:%S}  {r.source} ({r.loaded_by}), {r.file_name}"
+        )
+
+
+@reference.command("export")
+@_REFERENCE_DATASET
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--count", type=int, default=300, show_default=True, help="Subscribers: how many to generate.")
+@click.option("--seed", type=int, default=2026, show_default=True, help="Subscribers: the generator's seed.")
+def reference_export(dataset: str, file: Path, count: int, seed: int) -> None:
+    """Write the generated data of DATASET to FILE in the documented format: an example to start from."""
+    from cdr_platform.lib.reference.operator_files import generated_csv
+
+    data = generated_csv(dataset, count, seed)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(data)
+    rows = data.count(b"\n") - 1  # one line per row after the header
+    click.echo(f"{dataset}: {rows:,} rows written to {file}")
 
 
 def main() -> None:

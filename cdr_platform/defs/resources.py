@@ -14,11 +14,13 @@ import json
 import os
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
+from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.plan import TariffPlan
@@ -198,6 +200,26 @@ class FilesResource(dg.ConfigurableResource):
         return Path(self.data_dir, *parts)
 
 
+class ReferenceFilesResource(dg.ConfigurableResource):
+    """The operator's own reference files (CDR_REFERENCE_DIR): numbering_plan.csv, cells.csv and
+    subscribers.csv. Unset, or a file missing from the folder: that dataset's generated data."""
+
+    directory: str = ""  # empty: no folder, the generated data
+
+    def file(self, file_name: str) -> tuple[Path | None, str]:
+        """The operator's file `file_name` if there is one, else None; and where the data comes from,
+        in words. A folder that is set but does not exist fails: a typo must not load generated data."""
+        if not self.directory:
+            return None, "generated (CDR_REFERENCE_DIR is not set)"
+        folder = Path(self.directory)
+        if not folder.is_dir():
+            raise dg.Failure(description=f"CDR_REFERENCE_DIR {folder} is not a folder")
+        path = folder / file_name
+        if not path.is_file():
+            return None, f"generated (no {file_name} in {folder})"
+        return path, f"file {path}"
+
+
 POWERBI_SETTINGS = (
     "CDR_POWERBI_WORKSPACE_ID",
     "CDR_POWERBI_DATASET_ID",
@@ -240,12 +262,39 @@ class PowerBIResource(dg.ConfigurableResource):
 
 
 class MediationResource(dg.ConfigurableResource):
-    """How much a micro-batch takes, and when the share of rejects is worth a warning."""
+    """How much a micro-batch takes, the limits a record must keep, and when the share of rejects is
+    worth a warning. The mediation driver gets them as environment (`subprocess_env`); a replay of
+    the reject store, which runs in the Dagster process, as `limits()`."""
 
     max_offsets_per_trigger: int = 250_000  # bounds a micro-batch, and so the driver's memory
     max_rejection_rate: float = 0.10
     max_attempts: int = 3  # runs the sensor launches for the same new data before it gives up
     retry_backoff_s: int = 60  # wait after a failed run; doubled after each further failure
+    max_payload_bytes: int = 65_536  # PAYLOAD_TOO_LARGE above it
+    max_batch_bytes: int = 32 * 1024 * 1024  # a task's Arrow batches at most
+    reject_echo_bytes: int = 4096  # of the payload, in the error-cdrs message
+    max_duration_s: int = 86_400
+    max_volume_bytes: int = 10**12
+    late_arrival_days: int = 60
+
+    def limits(self, known_cells: frozenset[str] | None = None) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_duration_s=self.max_duration_s,
+            max_volume_bytes=self.max_volume_bytes,
+            late_arrival=timedelta(days=self.late_arrival_days),
+            **({"known_cells": known_cells} if known_cells else {}),
+        )
+
+    def subprocess_env(self) -> dict[str, str]:
+        return {
+            "CDR_MEDIATION_MAX_PAYLOAD_BYTES": str(self.max_payload_bytes),
+            "CDR_MEDIATION_MAX_BATCH_BYTES": str(self.max_batch_bytes),
+            "CDR_REJECT_ECHO_BYTES": str(self.reject_echo_bytes),
+            "CDR_MAX_DURATION_S": str(self.max_duration_s),
+            "CDR_MAX_DATA_VOLUME_BYTES": str(self.max_volume_bytes),
+            "CDR_LATE_ARRIVAL_DAYS": str(self.late_arrival_days),
+        }
 
 
 def resources_for(settings: Settings, environment: Environment) -> dict[str, object]:
@@ -282,11 +331,18 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
         ),
         "spark": SparkResource(spark_config={"spark.master": settings.spark_master, **settings.spark_conf}),
         "files": FilesResource(data_dir=str(settings.data_dir)),
+        "reference_files": ReferenceFilesResource(directory=str(settings.reference_dir or "")),
         "mediation_settings": MediationResource(
             max_offsets_per_trigger=settings.mediation_max_offsets_per_trigger,
             max_rejection_rate=settings.max_rejection_rate,
             max_attempts=settings.mediation_max_attempts,
             retry_backoff_s=settings.mediation_retry_backoff_s,
+            max_payload_bytes=settings.mediation_max_payload_bytes,
+            max_batch_bytes=settings.mediation_max_batch_bytes,
+            reject_echo_bytes=settings.reject_echo_bytes,
+            max_duration_s=settings.max_duration_s,
+            max_volume_bytes=settings.max_volume_bytes,
+            late_arrival_days=settings.late_arrival_days,
         ),
         "powerbi": PowerBIResource(
             workspace_id=settings.powerbi_workspace_id,

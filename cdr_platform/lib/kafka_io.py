@@ -108,14 +108,27 @@ def topic_config(bootstrap_servers: str, topic: str, name: str) -> str | None:
     return entry["value"] if entry else None
 
 
+MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+def topic_size_config(kafka) -> dict[str, str]:
+    """The message size limit of raw-cdrs and error-cdrs, set explicitly when they are created
+    (`kafka`: KafkaSettings): mediation builds every reject to fit under it."""
+    return {MAX_MESSAGE_BYTES: str(kafka.max_message_bytes)}
+
+
 def ensure_cdr_topics(kafka) -> list[str]:
-    """raw-cdrs (on the broker's clock) and error-cdrs, created if missing (`kafka`: KafkaSettings).
-    Returns what is wrong with them as they are: an existing raw-cdrs on the producers' clock."""
+    """raw-cdrs (on the broker's clock) and error-cdrs, created if missing (`kafka`: KafkaSettings),
+    both with an explicit max.message.bytes. Returns what is wrong with them as they are: an
+    existing raw-cdrs on the producers' clock."""
     ensure_topics(
         kafka.bootstrap_servers,
         [kafka.raw_cdrs_topic, kafka.error_cdrs_topic],
         kafka.topic_partitions,
-        {kafka.raw_cdrs_topic: BROKER_CLOCK},
+        {
+            kafka.raw_cdrs_topic: {**BROKER_CLOCK, **topic_size_config(kafka)},
+            kafka.error_cdrs_topic: topic_size_config(kafka),
+        },
     )
     return raw_topic_problems(kafka.bootstrap_servers, kafka.raw_cdrs_topic)
 
@@ -146,6 +159,39 @@ def topic_partitions(bootstrap_servers: str, topics: Iterable[str]) -> dict[str,
         return out
     finally:
         consumer.close()
+
+
+def beginning_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    """The oldest offset still held, per partition (retention deletes what is older)."""
+    wait_for_broker(bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="cdr-platform-offsets")
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        return {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def offset_problems(beginning: dict[int, int], end: dict[int, int], consumed: dict[int, int]) -> list[str]:
+    """What makes a topic's offsets disagree with what a reader has consumed of it (`consumed`: the
+    next offset to read, per partition): a recreated or truncated topic, a partition that is gone,
+    messages that expired unread. Empty when the reader can go on where it stopped."""
+    problems = []
+    for partition, until in sorted(consumed.items()):
+        if partition not in end:
+            problems.append(f"partition {partition} is gone (consumed up to offset {until}): the topic was recreated")
+        elif until > end[partition]:
+            problems.append(
+                f"partition {partition} ends at offset {end[partition]} but was consumed up to {until}:"
+                " the topic was recreated or truncated"
+            )
+        elif beginning.get(partition, 0) > until:
+            problems.append(
+                f"partition {partition}: offsets {until}-{beginning[partition] - 1} expired unread"
+                f" ({beginning[partition] - until:,} messages lost to retention)"
+            )
+    return problems
 
 
 def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:

@@ -46,6 +46,9 @@ class KafkaSettings:
     raw_cdrs_topic: str
     error_cdrs_topic: str
     topic_partitions: int
+    # max.message.bytes of raw-cdrs and error-cdrs when created, and the rejects' producer
+    # max.request.size: Kafka's own default (1 MiB), stated, not assumed
+    max_message_bytes: int = 1_048_576
 
 
 WAREHOUSE_KINDS = ("postgres", "sqlserver")
@@ -149,6 +152,14 @@ class Settings:
     max_duration_s: int = 86_400  # mediation rejects longer calls and sessions (VALUE_OUT_OF_RANGE)
     max_volume_bytes: int = 10**12  # ... and bigger data records
     late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
+    # a message longer than this is rejected as PAYLOAD_TOO_LARGE on its length, never parsed
+    mediation_max_payload_bytes: int = 65_536
+    # the Arrow batches a mediation task works on hold at most this many bytes (and at most 10,000
+    # messages): a task's memory stays flat whatever the mix of message sizes
+    mediation_max_batch_bytes: int = 32 * 1024 * 1024
+    # a reject in error-cdrs echoes at most this many bytes of the payload (the whole payload is in
+    # the reject store), with its length and SHA-256
+    reject_echo_bytes: int = 4096
     # the operator's time zone: tariff time bands, weekdays, rating days and billing months
     tariff_timezone: str = "Africa/Casablanca"
     billing_schema: str = "billing"  # dbt's bills and plan catalogue
@@ -159,6 +170,9 @@ class Settings:
     powerbi_dataset_id: str = ""
     powerbi_tenant_id: str = ""
     powerbi_client_id: str = ""
+    # the operator's own reference files (numbering_plan.csv, cells.csv, subscribers.csv); None:
+    # the generated reference data
+    reference_dir: Path | None = None
     spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
 
 
@@ -212,6 +226,12 @@ def sensor_interval_s() -> int:
     return interval
 
 
+def run_watchdog() -> bool:
+    """CDR_RUN_WATCHDOG (default on): the sensor that marks failed the runs whose worker process died.
+    Off where run workers are not processes of the machine the sensors run on."""
+    return _env_bool("CDR_RUN_WATCHDOG", True)
+
+
 def load_settings() -> Settings:
     stack_dir = Path(_env("CDR_STACK_DIR", str(REPO_ROOT / ".stack")))
     kafka_port = _env_int("CDR_KAFKA_PORT", 19092)
@@ -235,6 +255,7 @@ def load_settings() -> Settings:
             raw_cdrs_topic=_env("CDR_RAW_TOPIC", "raw-cdrs"),
             error_cdrs_topic=_env("CDR_ERROR_TOPIC", "error-cdrs"),
             topic_partitions=partitions,
+            max_message_bytes=_env_int("CDR_TOPIC_MAX_MESSAGE_BYTES", 1_048_576),
         ),
         warehouse=WarehouseSettings(
             host=_env("CDR_WAREHOUSE_HOST", "127.0.0.1"),
@@ -265,6 +286,9 @@ def load_settings() -> Settings:
         max_duration_s=_env_int("CDR_MAX_DURATION_S", 86_400),
         max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
         late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),
+        mediation_max_payload_bytes=_env_int("CDR_MEDIATION_MAX_PAYLOAD_BYTES", 65_536),
+        mediation_max_batch_bytes=_env_int("CDR_MEDIATION_MAX_BATCH_BYTES", 32 * 1024 * 1024),
+        reject_echo_bytes=_env_int("CDR_REJECT_ECHO_BYTES", 4096),
         tariff_timezone=tariff_timezone(),
         billing_schema=_env("CDR_BILLING_SCHEMA", "billing"),
         marts_schema=_env("CDR_MARTS_SCHEMA", "marts"),
@@ -273,6 +297,7 @@ def load_settings() -> Settings:
         powerbi_dataset_id=_env("CDR_POWERBI_DATASET_ID", ""),
         powerbi_tenant_id=_env("CDR_POWERBI_TENANT_ID", ""),
         powerbi_client_id=_env("CDR_POWERBI_CLIENT_ID", ""),
+        reference_dir=Path(_env("CDR_REFERENCE_DIR", "")) if _env("CDR_REFERENCE_DIR", "") else None,
         spark_conf=_spark_conf(),
     )
 

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.utils import dagster_instance
 from cdr_platform.utils.signals import default_signals_in_child
 
 _LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
@@ -33,7 +34,7 @@ class DagsterDev:
     def __init__(self, dagster_home: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = log
-        dagster_home.mkdir(parents=True, exist_ok=True)
+        dagster_instance.prepare(dagster_home)  # the local instance: run queue limits, retries, retention
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
             + ["-w", "workspace.yaml"],

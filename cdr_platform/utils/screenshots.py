@@ -22,9 +22,7 @@ def asset_graph(path: Path) -> Path:
     """A screenshot of the asset graph, from a `dagster dev` started (and stopped) for it."""
     with tempfile.TemporaryDirectory(prefix="cdr-screenshots-") as home:
         dagster_home = Path(home) / "dagster_home"
-        dagster_home.mkdir()
-        # no first-visit dialog over the graph, no telemetry
-        (dagster_home / "dagster.yaml").write_text("nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+        dagster_home.mkdir()  # DagsterDev writes the local instance there: no first-visit dialog, no telemetry
         with DagsterDev(dagster_home, Path(home) / "dagster-dev.log") as dev:
             dev.wait_until_loaded()
             # the graph lays itself out after the page loads: give its scripts time

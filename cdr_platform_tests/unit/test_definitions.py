@@ -37,11 +37,29 @@ def test_definitions_load_with_the_expected_asset_graph():
 
 
 def test_sensor_helpers():
-    from cdr_platform.defs.mediation.sensors import mediation_run_key, pending_offsets
+    from cdr_platform.defs.mediation.sensors import mediation_run_key, pending_offsets, start_offsets_key
 
     assert pending_offsets({0: 10, 1: 5}, {0: 10}) == {1: 5}
     assert pending_offsets({0: 10}, {0: 10}) == {}
     assert mediation_run_key({1: 5, 0: 10}) == "raw-cdrs@0:10,1:5"
+    # retries are counted by where a run starts, which live traffic does not move
+    assert (
+        start_offsets_key({0: 10, 1: 5}, {0: 4})
+        == start_offsets_key({0: 99, 1: 70}, {0: 4})
+        == ("raw-cdrs@from:0:4,1:0")
+    )
+
+
+def test_offsets_that_disagree_with_the_ledger_are_named():
+    from cdr_platform.lib.kafka_io import offset_problems
+
+    assert offset_problems({0: 0, 1: 0}, {0: 10, 1: 5}, {0: 10, 1: 3}) == []
+    assert offset_problems({0: 0}, {0: 10}, {}) == []  # nothing consumed yet: whatever retention kept
+    recreated = offset_problems({0: 0}, {0: 2}, {0: 10})
+    assert len(recreated) == 1 and "recreated or truncated" in recreated[0]
+    assert "gone" in offset_problems({0: 0}, {0: 2}, {0: 1, 3: 4})[0]
+    expired = offset_problems({0: 50}, {0: 80}, {0: 20})
+    assert expired == ["partition 0: offsets 20-49 expired unread (30 messages lost to retention)"]
 
 
 def test_a_failed_mediation_is_retried_after_a_doubling_back_off_and_given_up_after_max_attempts():
@@ -71,7 +89,9 @@ def test_generate_cdrs_config_refuses_bad_settings_before_producing():
         raise AssertionError(f"{bad} was accepted")
 
 
-def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finish_between_ticks():
+def test_each_mediation_run_gets_its_days_rated_and_requests_for_a_day_already_waiting_are_coalesced():
+    from dagster._core.storage.dagster_run import DagsterRun
+
     from cdr_platform.defs.rating.sensors import clean_cdrs_days_sensor
 
     def mediation_run(clean_by_day: dict) -> None:
@@ -85,14 +105,27 @@ def test_each_mediation_run_gets_exactly_its_days_rated_once_even_when_two_finis
         mediation_run({"2026-11-24": 10, "2026-11-25": 3})
         mediation_run({"2026-11-25": 7, "2025-06-01": 2})  # a day before the first rating partition
         result = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance))
-        assert [r.partition_key for r in result.run_requests] == ["2026-11-24", "2026-11-25", "2026-11-25"]
-        assert len({r.run_key for r in result.run_requests}) == 3
+        # one run per day: the run requested for 2026-11-25 reads both mediation runs' CDRs
+        assert [r.partition_key for r in result.run_requests] == ["2026-11-24", "2026-11-25"]
+        assert len({r.run_key for r in result.run_requests}) == 2
         # the next tick starts after them: nothing is rated twice for the same run
         again = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert isinstance(again, dg.SkipReason)
         mediation_run({})  # a run of rejects and duplicates only: nothing to rate
         quiet = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert not quiet.run_requests and "no clean CDR" in quiet.skip_reason.skip_message
+
+        # live traffic: a day whose run waits to start gets no other; a day being rated gets one more
+        def rating_run(run_id: str, day: str, status) -> None:
+            instance.add_run(
+                DagsterRun(job_name="rate_cdrs", run_id=run_id, status=status, tags={"dagster/partition": day})
+            )
+
+        rating_run("waiting", "2026-11-24", dg.DagsterRunStatus.NOT_STARTED)
+        rating_run("running", "2026-11-25", dg.DagsterRunStatus.STARTED)
+        mediation_run({"2026-11-24": 5, "2026-11-25": 5})
+        busy = clean_cdrs_days_sensor(dg.build_sensor_context(instance=instance, cursor=quiet.cursor))
+        assert [r.partition_key for r in busy.run_requests] == ["2026-11-25"]
 
 
 def test_automation_bills_exactly_the_months_whose_days_were_rated_and_nothing_else():
@@ -127,7 +160,7 @@ def test_automation_bills_exactly_the_months_whose_days_were_rated_and_nothing_e
         assert after_billing.get_requested_partitions(billing) == set()  # billed: not again
 
 
-def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_and_nothing_runs():
+def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_and_no_billing_is_pending():
     from dagster._core.storage.dagster_run import DagsterRun
 
     from cdr_platform.defs.dbt.sensors import marts_sensor
@@ -144,9 +177,12 @@ def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_an
         materialized("clean_cdrs")
         assert "no month is billed yet" in evaluate().skip_message
         materialized(dg.AssetKey(["billing", "billing_cdrs"]), "2026-11-01")
+        instance.add_run(DagsterRun(job_name="bill_cdrs", run_id="b-1", status=dg.DagsterRunStatus.NOT_STARTED))
+        assert "waiting for run b-1" in evaluate().skip_message  # the bills are about to change
+        instance.delete_run("b-1")  # the run is over
+        # mediation and rating runs in progress do not hold the marts back (live traffic never stops)
         instance.add_run(DagsterRun(job_name="rate_cdrs", run_id="r-1", status=dg.DagsterRunStatus.STARTED))
-        assert "waiting for run r-1" in evaluate().skip_message
-        instance.delete_run("r-1")  # the run is over
+        instance.add_run(DagsterRun(job_name="mediate_cdrs", run_id="m-1", status=dg.DagsterRunStatus.STARTED))
         result = evaluate()
         (request,) = result.run_requests  # one build of every mart
         assert "clean_cdrs" in request.tags["cdr/changed"]

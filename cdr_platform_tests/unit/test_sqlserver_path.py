@@ -15,9 +15,10 @@ def statements(dialect) -> list[str]:
     t = MediationTables("mediation", dialect)
     return [
         *t.ddl(),
-        t.clear_staging_sql(),
+        *t.clear_staging_sql(),
         t.mark_duplicates_sql(),
         t.insert_clean_sql(),
+        *t.merge_staged_rejects_sql(),
         t.count_staged_sql(),
         *t.replace_ledger_sql(),
         t.insert_ledger_offsets_sql(),

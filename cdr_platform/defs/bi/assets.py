@@ -14,6 +14,7 @@ from cdr_platform.lib.bi.model_checks import best_practice_violations, unresolve
 from cdr_platform.lib.bi.pbir import report_problems
 from cdr_platform.lib.bi.powerbi_model import REPORT_DIR, SEMANTIC_MODEL_DIR, load_semantic_model
 from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "bi"
 MARTS_PREFIX = "marts"  # the dbt marts' asset keys: [marts, <table>]
@@ -106,4 +107,5 @@ publish_bi_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(GROUP),
     description="Render the local dashboard, check the Power BI model and report (refresh the published model "
     "when a workspace is configured).",
+    tags={STAGE_TAG: "bi"},
 )

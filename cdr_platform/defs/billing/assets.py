@@ -16,6 +16,7 @@ from cdr_platform.defs.dbt.project import dbt_project
 from cdr_platform.defs.dbt.translator import BILLING_GROUP, BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
 from cdr_platform.lib.settings import tariff_timezone
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 # the current month is a partition too (end_offset=1): it is billed as it goes, then closed
 BILLING_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
@@ -62,5 +63,6 @@ def billing_definitions() -> dg.Definitions:
         "bill_cdrs",
         selection=dg.AssetSelection.groups(BILLING_GROUP),
         description="Bill one month (billing_cdrs and invoice_lines) from its rated CDRs; replaces the month.",
+        tags={STAGE_TAG: "billing"},
     )
     return dg.Definitions(assets=[billing_dbt_assets()], jobs=[bill_cdrs])

@@ -14,6 +14,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from cdr_platform.defs.dbt.project import dbt_executable, dbt_project
 from cdr_platform.defs.dbt.translator import BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 from cdr_platform.utils.environment_helpers import get_dbt_target
 
 MARTS_GROUP = "marts"
@@ -56,6 +57,7 @@ build_marts_job = dg.define_asset_job(
     "build_marts",
     selection=dg.AssetSelection.groups(MARTS_GROUP),
     description="Rebuild the marts Power BI and the dashboard read (dbt), with their tests.",
+    tags={STAGE_TAG: "marts"},
 )
 
 

@@ -1,11 +1,14 @@
-"""Rebuild the marts, all together, once what they read has changed and the pipeline is quiet.
+"""Rebuild the marts, all together, once what they read has changed and no billing is pending.
 
 The marts are one graph (facts join their dimensions, a relationship test reads both), so they
 are built in one dbt run, not asset by asset as automation conditions would request them: a
 fact built before its dimension exists fails. This sensor watches every asset the marts read
 (mediation, rating, billing, the reference data and seeds); when one has a new materialization
-and no run is in progress, it requests build_marts once. Until a first month is billed there is
-nothing to show (the marts read the bills), and it says so.
+it requests build_marts once, unless a billing run or a marts build is queued or running: the
+bills are about to change, and the marts wait for them rather than show a month's rating against
+its older bills. Other runs (mediation, rating) do not hold the marts back: under live traffic one
+nearly always runs, and waiting for a quiet pipeline starved the marts. Until a first month is
+billed there is nothing to show (the marts read the bills), and it says so.
 """
 
 import json
@@ -18,7 +21,14 @@ from cdr_platform.lib.settings import sensor_interval_s
 # the dbt model's key (the translator's billing prefix); not imported from defs/billing, which
 # imports defs/dbt
 BILLING_CDRS_KEY = dg.AssetKey(["billing", "billing_cdrs"])
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+# the runs the marts wait for: what changes the bills, and a build of the marts themselves
+MARTS_WAIT_FOR_JOBS = ("bill_cdrs", "build_marts")
 
 
 def marts_inputs() -> list[dg.AssetKey]:
@@ -33,7 +43,7 @@ def marts_inputs() -> list[dg.AssetKey]:
     minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds all the marts in one dbt run (job build_marts) once anything they read has a new "
-    "materialization and no run is in progress.",
+    "materialization and no billing run or marts build is queued or in progress.",
 )
 def marts_sensor(context: dg.SensorEvaluationContext):
     inputs = marts_inputs()
@@ -48,9 +58,10 @@ def marts_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("nothing the marts read has changed since they were last requested")
     if BILLING_CDRS_KEY.to_user_string() not in latest:
         return dg.SkipReason("no month is billed yet: the marts read the bills (waiting for billing)")
-    running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
-    if running:
-        return dg.SkipReason(f"waiting for run {running[0].run_id} ({running[0].job_name}) to finish")
+    for job_name in MARTS_WAIT_FOR_JOBS:
+        running = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS), limit=1)
+        if running:
+            return dg.SkipReason(f"waiting for run {running[0].run_id} ({job_name}) to finish")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

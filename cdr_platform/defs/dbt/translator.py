@@ -4,7 +4,10 @@ project (`meta.dagster.asset_key` on a source joins it to the asset that writes 
 
 Automation: billing months (dbt tag `billing`) carry a declarative condition, evaluated by the
 automation sensor in definitions.py: they run for exactly the months whose rating days changed,
-any month, not only the latest, and never while a day of theirs is being rated. The marts are
+any month, not only the latest, one run of a month at a time. They do not wait for a rating run
+in progress: a rating day is swapped in by one short transaction, so billing reads a day whole,
+before or after; a day rated while its month bills makes the month due again. (Waiting on rating
+starved billing under live traffic, where some day is nearly always being rated.) The marts are
 rebuilt together by a sensor (defs/dbt/sensors.py): they are one graph, and asset-by-asset
 requests would build a fact before its dimension. Rating days come from a sensor too
 (defs/rating/sensors.py): which days a mediation run touched is in its metadata. Seeds run when
@@ -26,7 +29,7 @@ AC = dg.AutomationCondition
 # unpartitioned tables billing also reads (clean_cdrs, subscribers) change with every mediation run
 BILLING_TRIGGERS = dg.AssetSelection.assets(RATING_CDRS_KEY) | dg.AssetSelection.groups(BILLING_GROUP)
 BILLING_MONTH_CONDITION = (
-    AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+    AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled() & ~AC.in_progress()
 ).with_label("a rating day of the month changed")
 
 

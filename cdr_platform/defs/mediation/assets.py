@@ -4,12 +4,14 @@ import dagster as dg
 
 from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
 from cdr_platform.defs.resources import KafkaResource, MediationResource, SparkResource, WarehouseResource
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "mediation"
 CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
 ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
 MEDIATION_LEDGER_KEY = dg.AssetKey("mediation_ledger")
 LEDGER_REASONS_KEY = dg.AssetKey("mediation_ledger_reasons")
+REJECT_STORE_KEY = dg.AssetKey("reject_store")
 
 
 @dg.multi_asset(
@@ -48,6 +50,15 @@ LEDGER_REASONS_KEY = dg.AssetKey("mediation_ledger_reasons")
             description="Warehouse table mediation.mediation_ledger_reasons: the ledger's rejects per batch and "
             "reason code, written in the ledger's transaction. The rejections mart reads it.",
         ),
+        dg.AssetSpec(
+            REJECT_STORE_KEY,
+            deps=[RAW_CDRS_KEY],
+            group_name=GROUP,
+            kinds={"spark", "postgres"},
+            description="Warehouse table mediation.rejects: every rejected and duplicate message with its whole "
+            "payload, reasons and status (open, replayed, recovered, discarded, duplicate), stored in the batch's "
+            "transaction; kept past Kafka's retention, replayed after a correction (job replay_rejects).",
+        ),
     ],
     can_subset=False,
 )
@@ -68,12 +79,15 @@ def mediation(
         context,
         pipes_subprocess_client,
         ["mediate", "--max-offsets-per-trigger", str(mediation_settings.max_offsets_per_trigger)],
-        env={**kafka.subprocess_env(), **warehouse.subprocess_env()},
+        env={**kafka.subprocess_env(), **warehouse.subprocess_env(), **mediation_settings.subprocess_env()},
     )
 
 
 mediation_job = dg.define_asset_job(
     "mediate_cdrs",
-    selection=dg.AssetSelection.assets(CLEAN_CDRS_KEY, ERROR_CDRS_KEY, MEDIATION_LEDGER_KEY, LEDGER_REASONS_KEY),
+    selection=dg.AssetSelection.assets(
+        CLEAN_CDRS_KEY, ERROR_CDRS_KEY, MEDIATION_LEDGER_KEY, LEDGER_REASONS_KEY, REJECT_STORE_KEY
+    ),
     description="Mediate what is new in raw-cdrs into clean_cdrs and error-cdrs (bounded run).",
+    tags={STAGE_TAG: "mediation"},
 )

@@ -5,8 +5,11 @@ import json
 import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY, ERROR_CDRS_KEY
-from cdr_platform.defs.resources import MediationResource, WarehouseResource
+from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
+from cdr_platform.lib.kafka_io import beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.lib.mediation import reject_store
+from cdr_platform.lib.mediation.store import consumed_offsets
 from cdr_platform.lib.schema import CLEAN_RECORD, CLEAN_REQUIRED_BY_TYPE, RECORD_TYPES, TECHNOLOGIES
 
 
@@ -19,7 +22,8 @@ def _latest_run_id(context) -> str | None:
     asset=CLEAN_CDRS_KEY,
     description="Every record consumed is clean, rejected or a "
     "duplicate - for the last run and in total; the ledger's offsets leave no gap; "
-    "clean_cdrs holds exactly the rows the ledger counts as clean.",
+    "clean_cdrs holds exactly the rows the ledger counts as clean plus the rejects recovered by replays; "
+    "the reject store holds every reject and duplicate once, each in one state.",
 )
 def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     run_id = _latest_run_id(context)
@@ -34,7 +38,7 @@ def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: Wareho
         this_run = [
             int(v) for v in conn.execute(f"select {sums} from {tables.ledger} where run_id = %s", (run_id,)).fetchone()
         ]
-        stored = conn.execute(f"select count(*) from {tables.clean}").fetchone()[0]
+        rejects = reject_store.balance(conn, tables)
         ranges = conn.execute(
             f"select query_id, topic, kafka_partition, from_offset, until_offset from {tables.ledger_offsets}"
             " order by query_id, topic, kafka_partition, from_offset"
@@ -62,13 +66,19 @@ def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: Wareho
         }
         for scope, r in (("last run", this_run), ("total", total))
     ]
-    passed = balanced(total) and balanced(this_run) and not gaps and stored == total[1]
+    passed = balanced(total) and balanced(this_run) and not gaps and rejects["balanced"]
     return dg.AssetCheckResult(
         passed=passed,
         metadata={
             "balance": dg.MetadataValue.md(markdown_table(rows)),
-            "clean_cdrs_rows": stored,
+            "clean_cdrs_rows": rejects["clean_cdrs_rows"],
             "ledger_clean": int(total[1]),
+            "recovered_by_replay": rejects["by_status"]["recovered"],
+            "reject_store": dg.MetadataValue.md(
+                markdown_table([{"status": k, "records": v} for k, v in rejects["by_status"].items()])
+            ),
+            "reject_store_rows": rejects["stored_rejects"],
+            "ledger_rejected_and_duplicates": rejects["ledger_rejected_and_duplicates"],
             "offset_gaps": len(gaps),
             "first_gaps": dg.MetadataValue.md(markdown_table(gaps[:10])),
         },
@@ -163,5 +173,31 @@ def rejection_rate(
             "by_reason": dg.MetadataValue.md(
                 markdown_table([{"reason": k, "records": v} for k, v in sorted(by_reason.items())])
             ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=CLEAN_CDRS_KEY,
+    description="raw-cdrs' offsets agree with what the mediation ledger consumed of it: the topic was not "
+    "recreated or truncated, and no message expired unread (retention).",
+)
+def mediation_source_offsets_consistent(kafka: KafkaResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    topic = kafka.raw_cdrs_topic
+    with warehouse.connect() as conn:
+        consumed = consumed_offsets(conn, warehouse.mediation_tables(), topic)
+    beginning = beginning_offsets(kafka.bootstrap_servers, topic)
+    end = end_offsets(kafka.bootstrap_servers, topic)
+    problems = offset_problems(beginning, end, consumed)
+    rows = [
+        {"partition": p, "oldest held": beginning.get(p), "end": end.get(p), "consumed up to": consumed.get(p)}
+        for p in sorted(set(end) | set(consumed))
+    ]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "topic": topic,
+            "offsets": dg.MetadataValue.md(markdown_table(rows)),
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "_(none)_"),
         },
     )

@@ -1,9 +1,14 @@
 """Launch a bounded mediation run when raw-cdrs holds messages the ledger has not consumed.
 
-A run is keyed by the topic's end offsets, and every run it launches is tagged with them. A run
-that fails is retried for the same data after a back-off that doubles each time, up to the
-mediation resource's `max_attempts` runs; then the sensor gives up and says why in its skip
-reason, until new data arrives (new end offsets) or someone launches mediate_cdrs by hand.
+A run is tagged with the offsets it starts from (where the ledger stopped): the batch that fails
+is the one starting there, whatever arrived behind it. A run that fails is retried from the same
+offsets after a back-off that doubles each time, up to the mediation resource's `max_attempts`
+runs; then the sensor gives up and says why in its skip reason, until someone launches
+mediate_cdrs by hand (a run that commits a batch moves the start, and the count begins again).
+Under live traffic the end offsets move every tick; the start does not, so the back-off holds.
+
+A topic whose offsets disagree with the ledger (recreated, truncated, or expired unread) is not
+mediated: the sensor says why, and the check `mediation_source_offsets_consistent` fails.
 """
 
 import time
@@ -14,7 +19,7 @@ import psycopg
 
 from cdr_platform.defs.mediation.assets import mediation_job
 from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
-from cdr_platform.lib.kafka_io import BrokerUnavailableError, end_offsets
+from cdr_platform.lib.kafka_io import BrokerUnavailableError, beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.mediation.store import consumed_offsets
 from cdr_platform.lib.settings import sensor_interval_s
 
@@ -25,6 +30,7 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTED,
 ]
 END_OFFSETS_TAG = "cdr/raw_cdrs_end_offsets"  # which data a run was launched for
+START_OFFSETS_TAG = "cdr/raw_cdrs_start_offsets"  # where it starts: what its retries are counted by
 
 
 def pending_offsets(end: dict[int, int], consumed: dict[int, int]) -> dict[int, int]:
@@ -34,6 +40,11 @@ def pending_offsets(end: dict[int, int], consumed: dict[int, int]) -> dict[int, 
 
 def mediation_run_key(end: dict[int, int]) -> str:
     return "raw-cdrs@" + ",".join(f"{p}:{o}" for p, o in sorted(end.items()))
+
+
+def start_offsets_key(end: dict[int, int], consumed: dict[int, int]) -> str:
+    """Where a run starts: the ledger's next offset of every partition of the topic."""
+    return "raw-cdrs@from:" + ",".join(f"{p}:{consumed.get(p, 0)}" for p in sorted(end))
 
 
 @dataclass(frozen=True)
@@ -97,15 +108,25 @@ def raw_cdrs_sensor(
         consumed = {}  # no ledger yet: everything is new
     except (psycopg.Error, RuntimeError) as exc:
         return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
+    try:
+        problems = offset_problems(beginning_offsets(kafka.bootstrap_servers, kafka.raw_cdrs_topic), end, consumed)
+    except (BrokerUnavailableError, RuntimeError) as exc:
+        return dg.SkipReason(f"cannot read {kafka.raw_cdrs_topic} offsets: {exc}")
+    if problems:
+        return dg.SkipReason(
+            f"not mediating {kafka.raw_cdrs_topic}: its offsets disagree with the mediation ledger: "
+            + "; ".join(problems)
+            + ". See the check mediation_source_offsets_consistent; README, Operations."
+        )
     pending = pending_offsets(end, consumed)
     if not pending:
         return dg.SkipReason(f"{kafka.raw_cdrs_topic} has nothing new (end offsets {end} all consumed)")
 
-    key = mediation_run_key(end)
+    key = start_offsets_key(end, consumed)
     earlier = context.instance.get_runs(
         filters=dg.RunsFilter(
             job_name=mediation_job.name,
-            tags={END_OFFSETS_TAG: key},
+            tags={START_OFFSETS_TAG: key},
             statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
         )
     )  # newest first
@@ -121,17 +142,20 @@ def raw_cdrs_sensor(
         return dg.SkipReason(
             f"gave up on {key}: {len(earlier)} mediation runs failed for it, the last "
             f"({earlier[0].run_id}) with: {_failure_message(context.instance, earlier[0].run_id)}. "
-            "Fix the cause, then launch mediate_cdrs; new data in raw-cdrs also starts again."
+            "Fix the cause, then launch mediate_cdrs by hand: once a batch commits, the sensor takes over again."
         )
     if decision.wait_s:
         return dg.SkipReason(
             f"mediation run {earlier[0].run_id} failed for {key}; retrying in {decision.wait_s:.0f} s "
             f"(attempt {len(earlier) + 1} of {mediation_settings.max_attempts})"
         )
+    end_key = mediation_run_key(end)
     return dg.RunRequest(
-        run_key=key if decision.attempt == 1 else f"{key}#attempt-{decision.attempt}",
+        # one run per start and end (Dagster never launches a run key twice), attempts apart
+        run_key=f"{key} to {end_key}#attempt-{decision.attempt}",
         tags={
-            END_OFFSETS_TAG: key,
+            START_OFFSETS_TAG: key,
+            END_OFFSETS_TAG: end_key,
             "raw_cdrs_pending": str(sum(pending.values())),
             "cdr/attempt": str(decision.attempt),
         },

@@ -6,6 +6,7 @@ from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
 from cdr_platform.defs.resources import SparkResource, TariffResource, WarehouseResource
 from cdr_platform.lib.rating.plan import SEED_FILES
 from cdr_platform.lib.settings import tariff_timezone
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "rating"
 RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
@@ -60,4 +61,5 @@ rate_cdrs_job = dg.define_asset_job(
     "rate_cdrs",
     selection=dg.AssetSelection.assets(RATING_CDRS_KEY, RATING_SUSPENSE_KEY),
     description="Rate one day of clean CDRs into rating_cdrs (and suspense).",
+    tags={STAGE_TAG: "rating"},
 )

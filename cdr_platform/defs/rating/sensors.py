@@ -5,6 +5,11 @@ clean_cdrs carries `clean_by_day`, the local days whose clean CDRs that run stor
 sensor requests a rating run for each of those days and for no other. Its cursor is the storage
 id of the last materialization it has handled: every mediation run is seen once, in order, even
 when several finish between two ticks (an asset sensor would see only the latest).
+
+Requests are coalesced under live traffic: a day that already has a rating run waiting to start
+gets no other (that run reads every clean CDR the day has when it starts); a day being rated gets
+one more run at most, queued behind it. So each day has at most one run waiting, whatever the
+rate of mediation runs, and rating cannot fill the run queue.
 """
 
 import dagster as dg
@@ -14,6 +19,14 @@ from cdr_platform.defs.rating.assets import RATING_DAYS, rate_cdrs_job
 from cdr_platform.lib.settings import sensor_interval_s
 
 BATCH = 50  # materializations read per tick; the rest wait for the next one
+# a run in these states has not read the day's clean CDRs yet: a new request for the day adds nothing
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+
+
+def days_waiting(instance: dg.DagsterInstance) -> set[str]:
+    """The days that have a rating run waiting to start."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=rate_cdrs_job.name, statuses=WAITING))
+    return {run.tags.get("dagster/partition") for run in runs} - {None}
 
 
 def days_to_rate(metadata) -> list[str]:
@@ -37,13 +50,18 @@ def clean_cdrs_days_sensor(context: dg.SensorEvaluationContext):
     )
     if not found.records:
         return dg.SkipReason("no mediation run since the last tick")
-    requests, outside = [], []
+    requests, outside, coalesced = [], [], set()
+    waiting = days_waiting(context.instance)
     for record in found.records:
         materialization = record.asset_materialization
         for day in days_to_rate(materialization.metadata if materialization else {}):
             if not RATING_DAYS.has_partition_key(day):
                 outside.append(day)  # before the first rating day, or not yet a partition
                 continue
+            if day in waiting:
+                coalesced.add(day)  # the run waiting for the day will read these CDRs too
+                continue
+            waiting.add(day)
             requests.append(
                 dg.RunRequest(
                     partition_key=day,
@@ -52,7 +70,13 @@ def clean_cdrs_days_sensor(context: dg.SensorEvaluationContext):
                 )
             )
     cursor = str(found.records[-1].storage_id)
+    if coalesced:
+        context.log.info(f"coalesced into the rating runs waiting for: {', '.join(sorted(coalesced))}")
     if not requests:
+        if coalesced:
+            return dg.SensorResult(
+                skip_reason=f"rating runs are already waiting for {', '.join(sorted(coalesced))}", cursor=cursor
+            )
         reason = f"days outside the rating partitions: {', '.join(sorted(set(outside)))}" if outside else ""
         return dg.SensorResult(
             skip_reason=f"the mediation runs since the last tick stored no clean CDR to rate {reason}".strip(),

@@ -12,6 +12,7 @@ The unit tests mediate the same messages both ways and require identical results
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -33,7 +34,6 @@ from cdr_platform.lib.mediation.rules import (
     parse_utc,
 )
 from cdr_platform.lib.reference import numbering_plan as plan
-from cdr_platform.lib.reference.network import CELLS_BY_ID
 from cdr_platform.lib.schema import (
     CLEAN_RECORD,
     CONTROL_CHARACTER_RE2,
@@ -85,6 +85,12 @@ def _load(value):
     except (orjson.JSONDecodeError, TypeError):
         return _EMPTY
     return doc if type(doc) is dict else _EMPTY
+
+
+@functools.lru_cache(maxsize=4)
+def _cell_set(cells: frozenset[str]) -> pa.Array:
+    """The known cells as an Arrow value set, built once per catalogue, not per batch."""
+    return pa.array(sorted(cells), pa.string())
 
 
 def _plan_index():
@@ -150,7 +156,9 @@ def _mask(array) -> np.ndarray:
 def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAULT_LIMITS) -> BulkMediated:
     """`mediate` over a batch of message values; `received_us`: Kafka timestamps, UTC microseconds."""
     n = len(values)
-    docs = [_load(v) for v in values]
+    # an oversized message is never parsed: `mediate` rejects it on its length
+    cap = limits.max_payload_bytes
+    docs = [_EMPTY if v is not None and len(v) > cap else _load(v) for v in values]
     plain = np.array([d is _EMPTY for d in docs], bool)  # not a JSON object: mediate says why
 
     # JSON types exactly as validation checks them (bool is not an int), text not too long.
@@ -238,7 +246,7 @@ def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAUL
     network = pc.utf8_slice_codeunits(cell, 0, 6)
     roaming = _mask(pc.is_in(network, pa.array(sorted(ROAMING_NETWORKS))))
     home_cell = _mask(pc.is_in(network, pa.array(sorted(HOME_NETWORKS)))) & _mask(
-        pc.is_in(cell, pa.array(sorted(CELLS_BY_ID)))
+        pc.is_in(cell, _cell_set(limits.known_cells))
     )
     plain |= ~_mask(pc.match_substring_regex(cell, _CANONICAL_CELL)) | ~(roaming | home_cell)
 

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cdr_platform.lib.mediation.reasons import Reason
+from cdr_platform.lib.mediation.rejects import max_reject_bytes
 from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import (
     CLEAN_COLUMN_NAMES,
@@ -43,7 +44,13 @@ from cdr_platform.lib.mediation.store import (
     commit_batch,
     record_batch,
 )
-from cdr_platform.lib.mediation.tasks import OUTPUT_DDL, duplicate_rejects_arrow, mediate_and_stage, warm_up
+from cdr_platform.lib.mediation.tasks import (
+    OUTPUT_DDL,
+    STAGED_REJECT_COLUMNS,
+    duplicate_rejects_arrow,
+    mediate_and_stage,
+    warm_up,
+)
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse.dialects import DIALECTS
@@ -59,9 +66,17 @@ class MediationRun:
     """State of one run of the streaming query: configuration and per-batch outcomes."""
 
     def __init__(
-        self, spark, settings: Settings, tables: MediationTables, raw_topic: str, error_topic: str, run_id: str | None
+        self,
+        spark,
+        settings: Settings,
+        tables: MediationTables,
+        raw_topic: str,
+        error_topic: str,
+        run_id: str | None,
+        limits: Limits | None = None,
     ) -> None:
         self.spark = spark
+        self.limits = limits or Limits.from_settings(settings)
         self.settings = settings
         self.tables = tables
         self.raw_topic = raw_topic
@@ -118,7 +133,8 @@ class MediationRun:
         staged = self.staging_via == "jdbc"
         if staged:
             with self._connect() as conn:  # what a crashed earlier run of this batch staged
-                conn.execute(self.tables.clear_staging_sql(), key)
+                for sql in self.tables.clear_staging_sql():
+                    conn.execute(sql, key)
                 conn.commit()
         fn = functools.partial(
             mediate_and_stage,
@@ -129,8 +145,9 @@ class MediationRun:
             conninfo=self.settings.warehouse.conninfo(),
             tables=self.tables,
             staging_via=self.staging_via,
-            limits=Limits.from_settings(self.settings),
+            limits=self.limits,
             clock=self.clock,
+            echo_bytes=self.settings.reject_echo_bytes,
         )
         out = (
             batch_df.select("key", "value", "partition", "offset", "timestamp")
@@ -179,6 +196,23 @@ class MediationRun:
                     .mode("append")
                     .save()
                 )
+                # the rejects with their whole payload, merged into the reject store by the commit
+                (
+                    out.filter(F.col("kind") == "reject")
+                    .select(
+                        F.lit(query_id).alias("query_id"),
+                        F.lit(batch_id).cast("long").alias("batch_id"),
+                        F.lit(self.raw_topic).alias("source_topic"),
+                        *(F.col(task).alias(store) for store, task in STAGED_REJECT_COLUMNS.items()),
+                        F.lit(rejected_at.replace(tzinfo=None)).alias("rejected_at"),
+                        F.lit(self.clock.local_date(rejected_at)).alias("rejected_day"),
+                        F.lit(0).alias("attempts"),
+                    )
+                    .write.format("jdbc")
+                    .options(dbtable=self.tables.rejects_staging, **self._jdbc_options())
+                    .mode("append")
+                    .save()
+                )
             timings = {"validate+store": time.perf_counter() - started}
             _fault_point("after_stage", batch_id)
 
@@ -194,6 +228,9 @@ class MediationRun:
                         rejected_by_reason=dict(by_reason),
                         offsets=offsets,
                         committed_day=self.clock.local_date(datetime.now(UTC)),
+                        topic=self.raw_topic,
+                        rejected_at=rejected_at,
+                        rejected_day=self.clock.local_date(rejected_at),
                     )
                 else:
                     outcome = record_batch(
@@ -230,6 +267,7 @@ class MediationRun:
                             batch_id=batch_id,
                             query_id=query_id,
                             rejected_at=rejected_at,
+                            echo_bytes=self.settings.reject_echo_bytes,
                         ),
                         "key string, value binary",
                     )
@@ -240,13 +278,16 @@ class MediationRun:
                     rejects.write.format("kafka")
                     .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
                     .option("kafka.acks", "all")
+                    # stated, not assumed: every reject is built to fit under it (rejects.max_reject_bytes)
+                    .option("kafka.max.request.size", str(self.settings.kafka.max_message_bytes))
                     .option("topic", self.error_topic)
                     .save()
                 )
             timings["publish"] = time.perf_counter() - started - sum(timings.values())
             if staged:
                 with self._connect() as conn:
-                    conn.execute(self.tables.clear_staging_sql(), key)
+                    for sql in self.tables.clear_staging_sql():
+                        conn.execute(sql, key)
                     conn.commit()
         finally:
             out.unpersist()
@@ -363,6 +404,31 @@ def _lock_checkpoint(checkpoint: str):
     return handle  # released by the OS when the process ends, however it ends
 
 
+def check_message_bounds(settings: Settings) -> None:
+    """Refuse settings under which a reject could exceed error-cdrs' message limit."""
+    largest_reject = max_reject_bytes(settings.reject_echo_bytes)
+    if largest_reject > settings.kafka.max_message_bytes:
+        raise ValueError(
+            f"CDR_REJECT_ECHO_BYTES={settings.reject_echo_bytes} allows rejects of up to {largest_reject:,} bytes,"
+            f" over CDR_TOPIC_MAX_MESSAGE_BYTES={settings.kafka.max_message_bytes:,}"
+        )
+
+
+def load_known_cells(conn) -> frozenset[str] | None:
+    """The home-network cells of reference.cell_catalogue, the operator's catalogue as loaded; None
+    when the table is missing or empty (the generated catalogue applies)."""
+    from cdr_platform.lib.reference.tables import CELL_CATALOGUE_TABLE
+
+    table = CELL_CATALOGUE_TABLE
+    exists = conn.execute(
+        "select count(*) from information_schema.tables where table_schema = %(schema)s and table_name = %(name)s",
+        {"schema": table.schema, "name": table.name},
+    ).fetchone()[0]
+    if not exists:  # a fresh warehouse: no reference data loaded yet
+        return None
+    return frozenset(r[0] for r in conn.execute(f"select cell_id from {table.qualified}").fetchall()) or None
+
+
 def default_checkpoint(settings: Settings) -> str:
     return os.environ.get("CDR_MEDIATION_CHECKPOINT") or str(
         settings.stack.directory / "checkpoints" / settings.environment / "mediation"
@@ -384,7 +450,7 @@ def run(
     progress=None,
 ) -> dict:
     """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
-    from cdr_platform.lib.kafka_io import ensure_topics, raw_topic_problems, wait_for_broker
+    from cdr_platform.lib.kafka_io import ensure_topics, raw_topic_problems, topic_size_config, wait_for_broker
     from cdr_platform.lib.spark.session import build_spark_session
 
     settings = settings or load_settings()
@@ -395,12 +461,18 @@ def run(
     max_offsets = max_offsets_per_trigger or settings.mediation_max_offsets_per_trigger
     tables = MediationTables(schema, DIALECTS[settings.warehouse.kind])
 
+    check_message_bounds(settings)
     lock = _lock_checkpoint(checkpoint)
     # Fail fast, with the address, before Spark starts.
     wait_for_broker(settings.kafka.bootstrap_servers)
     # The rejects' topic is this job's sink: without it Spark's Kafka writer would wait a
     # minute for metadata and fail with a timeout deep in a task.
-    ensure_topics(settings.kafka.bootstrap_servers, [error_topic], settings.kafka.topic_partitions)
+    ensure_topics(
+        settings.kafka.bootstrap_servers,
+        [error_topic],
+        settings.kafka.topic_partitions,
+        {error_topic: topic_size_config(settings.kafka)},
+    )
     try:
         problems = raw_topic_problems(settings.kafka.bootstrap_servers, raw_topic)
     except Exception:  # no such topic yet: the source reports that itself
@@ -413,9 +485,15 @@ def run(
         for statement in tables.ddl():
             conn.execute(statement)
         conn.commit()
+        known_cells = load_known_cells(conn)
+    if known_cells is None:
+        (progress or log.info)("reference.cell_catalogue is empty or missing: the generated cell catalogue applies")
+    limits = Limits.from_settings(settings, known_cells)
 
     spark = build_spark_session("cdr-mediation", settings, bounded=not continuous)
-    mediation = MediationRun(spark, settings, tables, raw_topic, error_topic, run_id)
+    # a task's Arrow batches are bounded in bytes too, so its memory stays flat for any mix of sizes
+    spark.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(settings.mediation_max_batch_bytes))
+    mediation = MediationRun(spark, settings, tables, raw_topic, error_topic, run_id, limits)
     if progress:
         mediation.log = progress
     # While the driver plans the query on one core, start the Python workers on the others.

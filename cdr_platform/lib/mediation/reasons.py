@@ -9,6 +9,8 @@ class Reason(str, Enum):
     """Stable rejection reason codes, shared by mediation, tests and dashboards."""
 
     EMPTY_MESSAGE = "EMPTY_MESSAGE"
+    # bigger than CDR_MEDIATION_MAX_PAYLOAD_BYTES: decided on the length alone, never parsed
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     INVALID_ENCODING = "INVALID_ENCODING"  # not UTF-8
     MALFORMED_JSON = "MALFORMED_JSON"  # not parseable, or not a JSON object
     UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"

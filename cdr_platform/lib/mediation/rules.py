@@ -47,14 +47,26 @@ class Limits:
     CDR_MAX_DATA_VOLUME_BYTES, CDR_LATE_ARRIVAL_DAYS (README, "Settings").
     """
 
+    # a cdr.v1 message is under 1 KB; a bigger one is rejected on its length, before parsing,
+    # so no message can cost the parser (or a reject echoing it) more than this
+    max_payload_bytes: int = 65_536
     max_duration_s: int = 86_400  # a call or data session longer than a day is a switch error
     max_volume_bytes: int = 10**12  # 1 TB in one data record
     late_arrival: timedelta = timedelta(days=60)  # older CDRs are too late to rate and bill
     future_tolerance: timedelta = timedelta(minutes=5)  # switch clocks ahead of the broker's
+    # the home-network cells a CDR may name (UNKNOWN_CELL otherwise): the operator's catalogue as
+    # loaded in reference.cell_catalogue when the job starts, else the generated one
+    known_cells: frozenset[str] = frozenset(CELLS_BY_ID)
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
-        return cls(settings.max_duration_s, settings.max_volume_bytes, timedelta(days=settings.late_arrival_days))
+    def from_settings(cls, settings, known_cells: frozenset[str] | None = None) -> Limits:
+        return cls(
+            max_payload_bytes=settings.mediation_max_payload_bytes,
+            max_duration_s=settings.max_duration_s,
+            max_volume_bytes=settings.max_volume_bytes,
+            late_arrival=timedelta(days=settings.late_arrival_days),
+            known_cells=frozenset(CELLS_BY_ID) if known_cells is None else known_cells,
+        )
 
 
 DEFAULT_LIMITS = Limits()
@@ -109,9 +121,11 @@ def destination_class(served: plan.PlanEntry, other: plan.PlanEntry) -> str:
     return "on_net" if other.operator_id == served.operator_id else "off_net"
 
 
-def _decode(payload: bytes | None) -> tuple[object, str | None]:
+def _decode(payload: bytes | None, limits: Limits = DEFAULT_LIMITS) -> tuple[object, str | None]:
     if payload is None or len(payload) == 0:
         return None, Reason.EMPTY_MESSAGE
+    if len(payload) > limits.max_payload_bytes:
+        return None, Reason.PAYLOAD_TOO_LARGE
     try:
         return orjson.loads(payload), None
     except orjson.JSONDecodeError:
@@ -128,7 +142,7 @@ def has_control_character(text: str) -> bool:
 
 def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAULT_LIMITS) -> Mediated:
     """Validate and normalise one message value; `received_at`: when the broker appended it (UTC)."""
-    doc, reason = _decode(payload)
+    doc, reason = _decode(payload, limits)
     if reason:
         return Mediated(None, (reason,))
     if not isinstance(doc, dict):
@@ -235,7 +249,7 @@ def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAU
         network = cell_id[:6]
         if network in ROAMING_NETWORKS:
             roaming, visited = True, network  # the cell says where the subscriber is
-        elif network not in HOME_NETWORKS or cell_id not in CELLS_BY_ID:
+        elif network not in HOME_NETWORKS or cell_id not in limits.known_cells:
             reasons.append(Reason.UNKNOWN_CELL)
 
     if reasons:

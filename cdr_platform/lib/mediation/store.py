@@ -31,14 +31,40 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
+from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS, CLEAN_CDRS_TABLE, MEDIATION_BATCH
 from cdr_platform.lib.warehouse.columns import names, table_body
 from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
 # the data columns of clean_cdrs (the clean record and its Kafka position), from lib.schema
 CLEAN_COLUMN_NAMES = names(CLEAN_CDRS_COLUMNS)
+# the reject store's columns, in the order its inserts name them
+REJECT_STORE_COLUMNS = (
+    "query_id",
+    "batch_id",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "message_key",
+    "payload",
+    "payload_bytes",
+    "payload_sha256",
+    "reasons",
+    "error",
+    "received_at",
+    "rejected_at",
+    "rejected_day",
+    "status",
+    "attempts",
+    "replay_id",
+    "recovered_record_id",
+    "status_changed_at",
+    "note",
+)
+DUPLICATE_REASON = Reason.DUPLICATE.value
+OPEN_STATUS, DUPLICATE_STATUS = "open", "duplicate"  # what mediation stores; the rest is reject_store's
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,16 @@ class MediationTables:
     @property
     def staging(self) -> str:
         return f"{self.schema}.{CLEAN_CDRS_TABLE}_staging"
+
+    @property
+    def rejects(self) -> str:
+        """The reject store: every rejected and duplicate message, its whole payload and its status
+        (cdr_platform.lib.mediation.reject_store)."""
+        return f"{self.schema}.rejects"
+
+    @property
+    def rejects_staging(self) -> str:
+        return f"{self.schema}.rejects_staging"
 
     @property
     def ledger(self) -> str:
@@ -136,6 +172,10 @@ class MediationTables:
                     ]
                 ),
             ),
+            d.create_table(self.rejects, self._reject_columns(keyed=True)),
+            d.create_index("ix_rejects_status_day", self.rejects, "status, rejected_day"),
+            d.create_table(self.rejects_staging, self._reject_columns(keyed=False), scratch=True),
+            d.create_index("ix_rejects_staging_batch", self.rejects_staging, "query_id, batch_id"),
             # a ledger made before committed_day existed gets it (its earlier rows stay null)
             d.add_column_if_missing(self.ledger, "committed_day", "date"),
             d.create_table(
@@ -151,6 +191,37 @@ class MediationTables:
                 ),
             ),
         ]
+
+    def _reject_columns(self, keyed: bool) -> str:
+        d = self.dialect
+        columns = [
+            "    query_id varchar(64) not null",  # the mediation (or the replay) that rejected it
+            "    batch_id bigint not null",
+            "    source_topic varchar(249) not null",
+            "    source_partition int not null",
+            "    source_offset bigint not null",
+            f"    message_key {d.binary}",
+            f"    payload {d.binary}",  # the whole message value, as it arrived
+            "    payload_bytes bigint",
+            "    payload_sha256 char(64)",
+            "    reasons varchar(400) not null",  # the reason codes, comma-separated
+            "    error varchar(500)",  # UNPROCESSABLE: the exception
+            f"    received_at {d.timestamp}",  # the broker's timestamp of the message
+            f"    rejected_at {d.timestamp} not null",
+            "    rejected_day date not null",  # the operator's local date of rejected_at
+            # open | replayed | recovered | discarded | duplicate (see reject_store.STATUSES)
+            "    status varchar(16) not null",
+            "    attempts int not null",  # replays tried
+            "    replay_id varchar(64)",  # the last replay that took it
+            "    recovered_record_id varchar(64)",
+            f"    status_changed_at {d.timestamp}",
+            f"    note {d.text_4000}",  # why it was discarded
+        ]
+        if keyed:
+            columns.append(
+                "    constraint pk_rejects primary key (query_id, source_topic, source_partition, source_offset)"
+            )
+        return ",\n".join(columns)
 
     # -- the commit of one batch -------------------------------------------------------
 
@@ -172,8 +243,45 @@ class MediationTables:
             f" where query_id = '{{query_id}}' and batch_id = {{batch_id}} and is_duplicate = 1"
         )
 
-    def clear_staging_sql(self) -> str:
-        return f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s"
+    def clear_staging_sql(self) -> list[str]:
+        return [
+            f"delete from {self.staging} where query_id = %(query_id)s and batch_id = %(batch_id)s",
+            f"delete from {self.rejects_staging} where query_id = %(query_id)s and batch_id = %(batch_id)s",
+        ]
+
+    def insert_reject_direct_sql(self) -> str:
+        """Direct path (PostgreSQL, the task's transaction): a reject stored once, whatever replays."""
+        return (
+            f"insert into {self.rejects} ({', '.join(REJECT_STORE_COLUMNS)})\n"
+            f"values ({', '.join(f'%({c})s' for c in REJECT_STORE_COLUMNS)})\n"
+            f"on conflict (query_id, source_topic, source_partition, source_offset) do nothing"
+        )
+
+    def merge_staged_rejects_sql(self) -> list[str]:
+        """Staged path, in the batch's transaction: the staged rejects, then the duplicates the
+        warehouse found, into the reject store, unless a replay of the batch stored them already."""
+        cols = ", ".join(REJECT_STORE_COLUMNS)
+        not_stored = (
+            f"not exists (select 1 from {self.rejects} r where r.query_id = s.query_id"
+            f" and r.source_topic = cast(%(topic)s as varchar(249)) and r.source_partition = s.{{partition}}"
+            f" and r.source_offset = s.{{offset}})"
+        )
+        staged_rejects = (
+            f"insert into {self.rejects} ({cols})\n"
+            f"select {', '.join('s.' + c for c in REJECT_STORE_COLUMNS)}\nfrom {self.rejects_staging} s\n"
+            f"where s.query_id = %(query_id)s and s.batch_id = %(batch_id)s\n"
+            f"  and {not_stored.format(partition='source_partition', offset='source_offset')}"
+        )
+        duplicates = (
+            f"insert into {self.rejects} ({cols})\n"
+            f"select s.query_id, s.batch_id, cast(%(topic)s as varchar(249)), s.src_partition, s.src_offset,"
+            f" s.raw_key, s.raw_value, null, null, '{DUPLICATE_REASON}', null, s.kafka_timestamp,"
+            f" cast(%(rejected_at)s as {self.dialect.timestamp}), cast(%(rejected_day)s as date),"
+            f" '{DUPLICATE_STATUS}', 0, null, null, null, null\nfrom {self.staging} s\n"
+            f"where s.query_id = %(query_id)s and s.batch_id = %(batch_id)s and s.is_duplicate = 1\n"
+            f"  and {not_stored.format(partition='src_partition', offset='src_offset')}"
+        )
+        return [staged_rejects, duplicates]
 
     def mark_duplicates_sql(self) -> str:
         s = self.staging
@@ -304,8 +412,13 @@ def commit_batch(
     rejected_by_reason: dict[str, int],
     offsets: list[dict],
     committed_day: date | None = None,
+    topic: str = "",
+    rejected_at: datetime | None = None,
+    rejected_day: date | None = None,
 ) -> BatchOutcome:
-    """Step 2 above, in one transaction. `conn` is a psycopg connection.
+    """Step 2 above, in one transaction. `conn` is a psycopg connection. The staged rejects and the
+    duplicates found go into the reject store in the same transaction (`topic`: the source topic;
+    `rejected_at`, `rejected_day`: when, for the duplicates).
 
     `rows_in` is what the Kafka offsets say the batch consumed and `rejected` what validation
     rejected; clean and duplicates are what the warehouse holds. They are counted apart so
@@ -320,6 +433,16 @@ def commit_batch(
             conn.execute(tables.dialect.analyze.format(table=tables.staging))
         conn.execute(tables.mark_duplicates_sql(), key)
         conn.execute(tables.insert_clean_sql(), key)
+        for sql in tables.merge_staged_rejects_sql():
+            conn.execute(
+                sql,
+                {
+                    **key,
+                    "topic": topic,
+                    "rejected_at": (rejected_at or datetime.now(UTC)).replace(tzinfo=None),
+                    "rejected_day": rejected_day or committed_day,
+                },
+            )
         staged = dict(conn.execute(tables.count_staged_sql(), key).fetchall())
         clean, duplicates = staged.get(0, 0), staged.get(1, 0)
         outcome = BatchOutcome(query_id, batch_id, rows_in, clean, rejected, duplicates, rejected_by_reason, offsets)

@@ -15,9 +15,20 @@ from datetime import UTC, date, datetime, timedelta
 
 from cdr_platform.lib.mediation.bulk import mediate_batch_safely
 from cdr_platform.lib.mediation.reasons import Reason
-from cdr_platform.lib.mediation.rejects import reject_key, reject_message
+from cdr_platform.lib.mediation.rejects import (
+    DEFAULT_ECHO_BYTES,
+    ERROR_ECHO_CHARS,
+    payload_digest,
+    reject_key,
+    reject_message,
+)
 from cdr_platform.lib.mediation.rules import DEFAULT_LIMITS, Limits
-from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
+from cdr_platform.lib.mediation.store import (
+    CLEAN_COLUMN_NAMES,
+    DUPLICATE_STATUS,
+    OPEN_STATUS,
+    MediationTables,
+)
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.tariff_clock import UTC_CLOCK, TariffClock
@@ -43,16 +54,36 @@ OUTPUT_DDL = ", ".join(
         "duplicates long",
         "reasons string",
         "days string",
+        # reject rows, for the reject store: on the staged path with raw_key and raw_value whole
+        "reject_reasons string",
+        "reject_error string",
+        "reject_status string",
+        "payload_bytes long",
+        "payload_sha256 string",
         spark_ddl(CLEAN_CDRS_COLUMNS + _RAW_MESSAGE),
     ]
 )
+# how a reject row of the staged path becomes a row of the reject store's staging table
+STAGED_REJECT_COLUMNS = {
+    "source_partition": "src_partition",
+    "source_offset": "src_offset",
+    "message_key": "raw_key",
+    "payload": "raw_value",
+    "payload_bytes": "payload_bytes",
+    "payload_sha256": "payload_sha256",
+    "reasons": "reject_reasons",
+    "error": "reject_error",
+    "received_at": "kafka_timestamp",
+    "status": "reject_status",
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = date(1970, 1, 1)
 US_PER_DAY = 86_400_000_000
 
 
 class _DirectWriter:
-    """PostgreSQL: each Arrow batch's clean rows go into clean_cdrs in one transaction.
+    """PostgreSQL: each Arrow batch's clean rows go into clean_cdrs, and its rejects and duplicates
+    into the reject store, in one transaction.
 
     See cdr_platform.lib.mediation.store for the rules; this is their task-side half.
     """
@@ -67,15 +98,22 @@ class _DirectWriter:
         self.seen: set[str] = set()  # record ids this task stored or found stored as its own
         self.columns = tables.direct_copy_columns()
 
-    def write(self, rows) -> tuple[list[int], int]:
-        """Store what is new of an Arrow table of CLEAN_COLUMN_NAMES; return (positions of the
-        duplicate rows, number of clean rows)."""
+    def write(self, rows, rejects: list[dict], duplicate_rejects) -> tuple[list[int], int]:
+        """Store what is new of an Arrow table of CLEAN_COLUMN_NAMES (or None) and the reject store
+        rows `rejects`; `duplicate_rejects(positions)` gives the store rows of the duplicates found.
+        Returns (positions of the duplicate rows, number of clean rows)."""
         import psycopg
 
         for attempt in range(5):
             try:
                 with self.conn.transaction():
-                    return self._write_once(rows)
+                    duplicates, clean, seen_now = self._write_once(rows) if rows is not None else ([], 0, set())
+                    stored = rejects + duplicate_rejects(duplicates)
+                    if stored:
+                        with self.conn.cursor() as cursor:
+                            cursor.executemany(self.tables.insert_reject_direct_sql(), stored)
+                self.seen |= seen_now  # only once committed
+                return duplicates, clean
             except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
                 # Another task stored (or is storing) one of these ids: PostgreSQL rolled this
                 # transaction back; look again, and that id is now a duplicate.
@@ -83,7 +121,7 @@ class _DirectWriter:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_once(self, rows) -> tuple[list[int], int]:
+    def _write_once(self, rows) -> tuple[list[int], int, set[str]]:
         import pyarrow as pa
 
         ids = rows.column("record_id").to_pylist()
@@ -114,20 +152,20 @@ class _DirectWriter:
                 .append_column("mediated_at", pa.repeat(pa.scalar(mediated_at, pa.timestamp("us")), table.num_rows))
             )
             copy_arrow_binary(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
-        self.seen |= seen_now  # only once committed
-        return duplicates, len(ids) - len(duplicates)
+        return duplicates, len(ids) - len(duplicates), seen_now
 
     def close(self) -> None:
         self.conn.close()
 
 
 class _ReturnRows:
-    """Staged path: clean rows go back to Spark, whose JDBC writer stages them."""
+    """Staged path: clean rows and rejects go back to Spark, whose JDBC writer stages them."""
 
     returns_rows = True
 
-    def write(self, rows) -> tuple[list[int], int]:
-        return [], rows.num_rows  # duplicates are decided later, in the warehouse transaction
+    def write(self, rows, rejects: list[dict], duplicate_rejects) -> tuple[list[int], int]:
+        # duplicates are decided later, in the warehouse transaction
+        return [], rows.num_rows if rows is not None else 0
 
     def close(self) -> None:
         pass
@@ -145,24 +183,29 @@ def mediate_and_stage(
     staging_via: str = "direct",
     limits: Limits = DEFAULT_LIMITS,
     clock: TariffClock = UTC_CLOCK,
+    echo_bytes: int = DEFAULT_ECHO_BYTES,
 ) -> Iterator:
     """mapInArrow body, run by each Spark task on its Kafka partition's slice of the batch.
 
     Mediates every message (nothing dropped) with the bulk rules. On the direct path the clean
-    ones are stored in clean_cdrs here and duplicates become rejects; on the staged path they are
-    yielded back. Yields the rejects and one row of counts per Kafka partition, with the clean
-    records per local day they start (`clock`), so rating knows which days changed.
+    ones are stored in clean_cdrs here, the rejects and duplicates in the reject store, in one
+    transaction per Arrow batch; on the staged path they are yielded back. Yields the rejects
+    (their error-cdrs message: key and value) and one row of counts per Kafka partition, with the
+    clean records per local day they start (`clock`), so rating knows which days changed.
     """
     import numpy as np
     import pyarrow as pa
 
     schema = arrow_schema_from_ddl(OUTPUT_DDL)
     writer = _DirectWriter(conninfo, tables, query_id, batch_id) if staging_via == "direct" else _ReturnRows()
+    rejected_at_naive = rejected_at.astimezone(UTC).replace(tzinfo=None)
+    rejected_day = clock.local_date(rejected_at)
     # partition -> [first, last, messages, rejected, clean, duplicates, reasons Counter, days Counter]
     counts: dict[int, list] = {}
     try:
         for batch in batches:
             values = batch.column("value").to_pylist()
+            keys = batch.column("key").to_pylist()
             partitions = batch.column("partition").to_numpy(zero_copy_only=False)
             offsets = batch.column("offset").to_numpy(zero_copy_only=False)
             timestamp = batch.column("timestamp")
@@ -176,47 +219,64 @@ def mediate_and_stage(
                     c = counts[partition] = [int(at.min()), int(at.max()), 0, 0, 0, 0, Counter(), Counter()]
                 c[0], c[1], c[2] = min(c[0], int(at.min())), max(c[1], int(at.max())), c[2] + len(at)
             mediated = mediate_batch_safely(values, received_us, limits)
-            rejects_key, rejects_value = [], []
 
-            def reject(i: int, reasons, error: str | None = None) -> None:
-                partition, offset = int(partitions[i]), int(offsets[i])
-                rejects_key.append(reject_key(topic, partition, offset))
-                rejects_value.append(
-                    reject_message(
-                        topic=topic,
-                        partition=partition,
-                        offset=offset,
-                        kafka_timestamp=_EPOCH + timedelta(microseconds=int(received_us[i])),
-                        key=batch.column("key")[i].as_py(),
-                        payload=values[i],
-                        reasons=reasons,
-                        batch_id=batch_id,
-                        query_id=query_id,
-                        rejected_at=rejected_at,
-                        error=error,
-                    )
-                )
+            def store_row(i: int, reasons, error: str | None, status: str) -> dict:
+                """The reject store's row of message `i` (pure: a retried transaction builds it again)."""
+                payload = values[i]
+                return {
+                    "query_id": query_id,
+                    "batch_id": batch_id,
+                    "source_topic": topic,
+                    "source_partition": int(partitions[i]),
+                    "source_offset": int(offsets[i]),
+                    "message_key": keys[i],
+                    "payload": payload,
+                    "payload_bytes": len(payload) if payload is not None else None,
+                    "payload_sha256": payload_digest(payload),
+                    "reasons": ",".join(reasons),
+                    "error": error[:ERROR_ECHO_CHARS] if error else None,
+                    "received_at": (_EPOCH + timedelta(microseconds=int(received_us[i]))).replace(tzinfo=None),
+                    "rejected_at": rejected_at_naive,
+                    "rejected_day": rejected_day,
+                    "status": status,
+                    "attempts": 0,
+                    "replay_id": None,
+                    "recovered_record_id": None,
+                    "status_changed_at": None,
+                    "note": None,
+                }
 
-            for i, reasons in mediated.rejected:
-                c = counts[int(partitions[i])]
-                c[3] += 1
-                c[6].update(reasons)
-                reject(i, reasons, mediated.errors.get(i))
+            validation_rejects = [
+                store_row(i, reasons, mediated.errors.get(i), OPEN_STATUS) for i, reasons in mediated.rejected
+            ]
             rows = mediated.clean_rows
+            clean = None
             if len(rows):
-                at = pa.array(rows)
                 clean = (
                     mediated.clean.append_column("src_partition", pa.array(partitions[rows], pa.int32()))
                     .append_column("src_offset", pa.array(offsets[rows], pa.int64()))
                     .append_column("kafka_timestamp", pa.array(received_us[rows], pa.timestamp("us", "UTC")))
                 )
-                duplicates, _ = writer.write(clean)
+            duplicates, _ = writer.write(
+                clean,
+                validation_rejects,
+                lambda positions: [
+                    store_row(int(rows[j]), [Reason.DUPLICATE.value], None, DUPLICATE_STATUS) for j in positions
+                ],
+            )
+            # what goes to error-cdrs, and on the staged path to the reject store's staging table
+            stored_rejects = validation_rejects + [
+                store_row(int(rows[j]), [Reason.DUPLICATE.value], None, DUPLICATE_STATUS) for j in duplicates
+            ]
+            for i, reasons in mediated.rejected:
+                c = counts[int(partitions[i])]
+                c[3] += 1
+                c[6].update(reasons)
+            for j in duplicates:
+                counts[int(partitions[rows[j]])][5] += 1
+            if clean is not None:
                 is_duplicate = np.zeros(len(rows), bool)
                 is_duplicate[duplicates] = True
-                for j in duplicates:
-                    c = counts[int(partitions[rows[j]])]
-                    c[5] += 1
-                    reject(int(rows[j]), [Reason.DUPLICATE.value])
                 for partition, n in zip(*np.unique(partitions[rows][~is_duplicate], return_counts=True)):
                     counts[int(partition)][4] += int(n)
                 stored_start = clean.column("start_time").cast(pa.int64()).to_numpy(zero_copy_only=False)[~is_duplicate]
@@ -227,12 +287,13 @@ def mediate_and_stage(
                         {(_EPOCH_DAY + timedelta(days=int(d))).isoformat(): int(k) for d, k in zip(days, n)}
                     )
                 if writer.returns_rows:
+                    at = pa.array(rows)
                     staged = clean.append_column("raw_key", batch.column("key").take(at)).append_column(
                         "raw_value", batch.column("value").take(at)
                     )
                     yield _batch(schema, kind="clean", **{name: staged.column(name) for name in STAGED_COLUMNS})
-            if rejects_key:
-                yield _batch(schema, kind="reject", key=rejects_key, value=rejects_value)
+            if stored_rejects:
+                yield _reject_batch(schema, stored_rejects, whole=writer.returns_rows, echo_bytes=echo_bytes)
     finally:
         writer.close()
     if counts:
@@ -250,6 +311,40 @@ def mediate_and_stage(
             reasons=[json.dumps(counts[p][6]) for p in parts],
             days=[json.dumps(counts[p][7]) for p in parts],
         )
+
+
+def _reject_batch(schema, rows: list[dict], *, whole: bool, echo_bytes: int):
+    """The reject rows of an Arrow batch: each one's error-cdrs message (key, capped value) and, when
+    `whole` (the staged path), what the reject store needs, the whole payload included."""
+    columns = {
+        "key": [reject_key(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows],
+        "value": [
+            reject_message(
+                topic=r["source_topic"],
+                partition=r["source_partition"],
+                offset=r["source_offset"],
+                kafka_timestamp=r["received_at"].replace(tzinfo=UTC),
+                key=r["message_key"],
+                payload=r["payload"],
+                reasons=r["reasons"].split(","),
+                batch_id=r["batch_id"],
+                query_id=r["query_id"],
+                rejected_at=r["rejected_at"].replace(tzinfo=UTC),
+                error=r["error"],
+                echo_bytes=echo_bytes,
+            )
+            for r in rows
+        ],
+    }
+    if whole:
+        columns.update(
+            {
+                task_column: [r[store_column] for r in rows]
+                for store_column, task_column in STAGED_REJECT_COLUMNS.items()
+            }
+        )
+        columns["kafka_timestamp"] = [r["received_at"].replace(tzinfo=UTC) for r in rows]
+    return _batch(schema, kind="reject", **columns)
 
 
 def _as_array(values, type_):
@@ -276,7 +371,13 @@ def _batch(schema, kind: str, **columns):
 
 
 def duplicate_rejects_arrow(
-    batches: Iterator, *, topic: str, batch_id: int, query_id: str, rejected_at: datetime
+    batches: Iterator,
+    *,
+    topic: str,
+    batch_id: int,
+    query_id: str,
+    rejected_at: datetime,
+    echo_bytes: int = DEFAULT_ECHO_BYTES,
 ) -> Iterator:
     """mapInArrow body for the rows the warehouse found to be duplicates."""
     import pyarrow as pa
@@ -297,6 +398,7 @@ def duplicate_rejects_arrow(
                     batch_id=batch_id,
                     query_id=query_id,
                     rejected_at=rejected_at,
+                    echo_bytes=echo_bytes,
                 )
             )
         yield pa.RecordBatch.from_pydict(
