@@ -210,3 +210,42 @@ def test_bulk_rounds_up_and_middle_as_cgrates_and_as_the_engine(tmp_path):
     assert rated == 3 and rater.plain_rows == 0  # all three settled by the bulk path itself
     costs = BulkRater(engine).rate(pa.Table.from_pylist(rows, schema=SCHEMA).to_batches()[0])["cost"].to_pylist()
     assert [str(c) for c in costs] == ["1.010000", "1.000000", "2.940000"]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+def test_bulk_equals_plain_on_calls_split_at_bands_midnight_and_clock_changes(tmp_path, zone):
+    from zoneinfo import ZoneInfo
+
+    from cdr_platform.lib.tariff_clock import TariffClock
+    from cdr_platform_tests.unit.test_rating_engine import SPLITS
+
+    engine = RatingEngine(
+        load_tariff_plan(write_plan(tmp_path / "plan", **SPLITS)), rounding_decimals=5, clock=TariffClock(zone)
+    )
+    rng = np.random.default_rng(23)
+    rows = []
+    # the last minute before 08:00, 20:00 and midnight (local), with fractional-second starts, on
+    # an ordinary day and on the night the clocks change in Paris
+    for day in (datetime(2026, 11, 25).date(), datetime(2026, 3, 29).date()):
+        for boundary_hour in (8, 20, 24):
+            # wall-clock arithmetic (Python adds a timedelta to an aware time on its wall clock)
+            local_midnight = datetime.combine(day, datetime.min.time(), ZoneInfo(zone))
+            boundary = (local_midnight + timedelta(hours=boundary_hour)).astimezone(UTC)
+            for _ in range(150):
+                start = boundary - timedelta(microseconds=int(rng.integers(1, 90_000_000)))
+                rows.append(
+                    {
+                        "record_type": "voice",
+                        "direction": "outgoing",
+                        "served_operator_id": "op",
+                        "segment": None,
+                        "other_msisdn": str(rng.choice(["+212661234567", "+212561234567"])),
+                        "technology": "3G",
+                        "start_time": start,
+                        "duration_s": int(rng.choice([1, 29, 30, 31, 45, 59, 60, 61, 96, 119, 121, 3700])),
+                        "data_volume_bytes": None,
+                    }
+                )
+    rater, rated = both_ways(engine, rows)
+    assert rated == len(rows)
+    assert rater.fast_rows >= 0.9 * len(rows), (rater.fast_rows, rater.plain_rows)  # the bulk path settles them

@@ -225,3 +225,79 @@ def test_up_rounding_counts_a_remainder_from_ten_to_the_minus_max_7_decimals_of_
 )
 def test_middle_rounds_half_up_exactly_and_down_truncates(value, method, expected):
     assert round_money(Decimal(value), 2, method) == Decimal(expected)
+
+
+# Bands at 08:00 (day), 20:00 (evening) and midnight (night), every day; first increments of 60 s
+# (day, evening) and 1 s (night); a destination whose second rate group starts off an increment.
+SPLITS = {
+    "Destinations": "MOB,2126\nODD,2125",
+    "Timings": "DAY,*any,*any,*any,*any,08:00:00\nEVE,*any,*any,*any,*any,20:00:00\nNIGHT,*any,*any,*any,*any,00:00:00",
+    "Rates": "R_DAY,0,0.60,60s,60s,0s\nR_DAY,0,0.60,60s,1s,60s\nR_EVE,0,0.30,60s,60s,0s\nR_EVE,0,0.30,60s,1s,60s\n"
+    "R_NIGHT,0.05,0.12,60s,1s,0s\nR_ODD,0,0.60,60s,60s,0s\nR_ODD,0,0.60,60s,1s,30s",
+    "DestinationRates": "DR_DAY,MOB,R_DAY,*middle,4,0,\nDR_EVE,MOB,R_EVE,*middle,4,0,\n"
+    "DR_NIGHT,MOB,R_NIGHT,*middle,4,0,\nDR_ODD,ODD,R_ODD,*middle,4,0,",
+    "RatingPlans": "RP,DR_DAY,DAY,10\nRP,DR_EVE,EVE,10\nRP,DR_NIGHT,NIGHT,10\nRP,DR_ODD,*any,10",
+    "RatingProfiles": "op,call,*any,2026-01-01T00:00:00Z,RP,",
+}
+
+
+@pytest.fixture
+def split_engine(tmp_path):
+    return RatingEngine(load_tariff_plan(write_plan(tmp_path / "splits", **SPLITS)), rounding_decimals=5)
+
+
+def _call(engine, number: str, start: datetime, seconds: int):
+    return engine.rate(
+        tor="*voice",
+        tenant="op",
+        category="call",
+        subject="anyone",
+        destination=number,
+        setup_time=start,
+        usage_ns=seconds * S,
+    )
+
+
+@pytest.mark.parametrize(
+    "start, seconds, cost, charged",
+    [
+        # 19:59:30.5, 45 s: the day's 60 s first increment covers the call, evening included (not +16 s of evening)
+        ("2026-11-25T19:59:30.500000", 45, "0.6000", [(60, 1)]),
+        # 23:59:30, 96 s: 30 s of evening rounded to its 60 s increment, then the night's 36 s
+        # (the CGRateS engine's own case in kind: 0.30 + 36 x 0.002, not 0.30 + 66 x 0.002)
+        ("2026-11-25T23:59:30", 96, "0.3720", [(60, 1), (36, 36)]),
+        # 07:59:59.250, 61 s: a night second (0.75 s rounded to 1 s), then the day's first increment
+        # from 1 s to 61 s; the night's connect fee (the first span's rate)
+        ("2026-11-25T07:59:59.250000", 61, "0.6520", [(1, 1), (60, 1)]),
+        # a day call wholly in one band: 60 s increment, then per second
+        ("2026-11-25T10:00:00", 95, "0.9500", [(60, 1), (35, 35)]),
+    ],
+)
+def test_a_split_call_is_charged_its_own_duration_as_cgrates_rounds_it(split_engine, start, seconds, cost, charged):
+    r = _call(split_engine, "212661234567", datetime.fromisoformat(start).replace(tzinfo=UTC), seconds)
+    assert r.cost == Decimal(cost)
+    assert [(s.rated_ns // S, s.increments) for s in r.spans] == charged
+    assert sum(s.rated_ns for s in r.spans) >= seconds * S > sum(s.rated_ns for s in r.spans[:-1])
+
+
+def test_a_rate_group_that_rounding_overruns_is_shortened_not_charged_again(split_engine):
+    # R_ODD: 60 s increments until 30 s, then per second: a 45 s call is one 60 s increment
+    r = _call(split_engine, "212561234567", datetime(2026, 11, 25, 10, tzinfo=UTC), 45)
+    assert r.cost == Decimal("0.6000") and [s.increments for s in r.spans] == [1]
+    # 75 s: the first increment reaches 60 s, the second group prices the last 15 s
+    r = _call(split_engine, "212561234567", datetime(2026, 11, 25, 10, tzinfo=UTC), 75)
+    assert r.cost == Decimal("0.6000") + 15 * Decimal("0.01") and [s.increments for s in r.spans] == [1, 15]
+
+
+def test_a_call_across_a_clock_change_is_charged_its_duration_once(tmp_path):
+    from cdr_platform.lib.tariff_clock import TariffClock
+
+    paris = RatingEngine(
+        load_tariff_plan(write_plan(tmp_path / "splits", **SPLITS)),
+        rounding_decimals=5,
+        clock=TariffClock("Europe/Paris"),
+    )
+    # 29 March 2026, 01:59:30 in Paris (00:59:30 UTC): the clocks go from 02:00 to 03:00 after 30 s
+    r = _call(paris, "212661234567", datetime(2026, 3, 29, 0, 59, 30, tzinfo=UTC), 90)
+    assert sum(s.rated_ns for s in r.spans) == 90 * S  # per second at night: exactly the call
+    assert r.cost == Decimal("0.05") + 90 * Decimal("0.002")

@@ -365,55 +365,59 @@ class BulkRater:
                 category_code[rows] = np.where(found >= 0, category_of[route_of_row[rows], a], -1)
         plain |= destination_code < 0  # no plan has it: suspense, which the plain engine reports
 
-        # 3. segments: a call is cut wherever another plan row takes over (or at local midnight);
-        #    each segment is priced by its own row's rate, pieces by group interval start counted
-        #    from the start of the call, whole increments per piece; SMS and data never cut.
-        #    Days and times of day are the operator's wall clock; a call during which the clocks
-        #    change goes to the plain engine (its wall time jumps).
+        # 3. spans, as the engine cuts and rounds them: a span ends where another plan row takes over
+        #    (voice: also local midnight), at the next rate group (counted from the start of the
+        #    usage) or at the end; it is rounded up to whole increments, and the next span starts
+        #    where the rounded one ends. SMS and data keep the row active at the start. Days and
+        #    times of day are the operator's wall clock; a call during which the clocks change goes
+        #    to the plain engine (its wall time jumps).
         call_end_us = np.where(is_voice & (usage > 0) & (usage < _LONGEST_CALL_NS), start_us + usage // 1000, start_us)
         plain |= is_voice & (self.clock.to_local_us(call_end_us) - call_end_us != offset_us)
         fast = np.flatnonzero(~plain)
         voice = is_voice[fast]
         plan_f, dest_f = plan_code[fast], destination_code[fast]
-        seg_day = local_us[fast] // US_PER_DAY
-        seg_tod = (local_us[fast] - seg_day * US_PER_DAY) * 1000
+        start_day = local_us[fast] // US_PER_DAY
+        start_tod = (local_us[fast] - start_day * US_PER_DAY) * 1000
         total_usage = usage[fast]
-        offset = np.zeros(len(fast), np.int64)
-        pieces_cost = np.zeros(len(fast), np.int64)
-        first_code = np.full(len(fast), -1, np.int64)
-        failed = np.zeros(len(fast), bool)
-        for segment in range(self.max_segments):
-            todo = np.flatnonzero(~failed & ((voice & (offset < total_usage)) | (~voice & (segment == 0))))
+        # the row active at the start: the first destination rate (connect fee, max cost, rounding)
+        first_code, _ = self._stretches(plans, plan_f, dest_f, start_day, start_tod)
+        failed = first_code < 0  # nothing active (NotRated), or a rate not priceable here
+        code_now = first_code.copy()
+        position = np.zeros(len(fast), np.int64)  # ns from the start of the usage: the next span's start
+        spans_cost = np.zeros(len(fast), np.int64)
+        for _ in range(self.max_segments * self.rates.pieces):
+            todo = np.flatnonzero(~failed & (position < total_usage))
             if not len(todo):
                 break
-            code, stretch_end = self._stretches(plans, plan_f[todo], dest_f[todo], seg_day[todo], seg_tod[todo])
-            failed[todo[code < 0]] = True  # nothing active (NotRated), or a rate not priceable here
-            ok = code >= 0
-            todo, code, stretch_end = todo[ok], code[ok], stretch_end[ok]
-            length = np.where(
-                voice[todo],
-                np.minimum(total_usage[todo] - offset[todo], stretch_end - seg_tod[todo]),
-                total_usage[todo],
-            )
+            band_left = np.full(len(todo), _SAFE_INT, np.int64)
+            in_voice = voice[todo]
+            if in_voice.any():
+                calls = todo[in_voice]
+                wall = start_tod[calls] + position[calls]
+                code, stretch_end = self._stretches(
+                    plans, plan_f[calls], dest_f[calls], start_day[calls] + wall // NS_PER_DAY, wall % NS_PER_DAY
+                )
+                failed[calls[code < 0]] = True
+                code_now[calls] = code
+                band_left[in_voice] = stretch_end - wall % NS_PER_DAY
+            keep = ~failed[todo]
+            todo, band_left = todo[keep], band_left[keep]
             starts, increments, prices, *_ = self.rates.arrays()
-            begin_at, end_at = offset[todo], offset[todo] + length
-            for k in range(self.rates.pieces):
-                lo = np.maximum(begin_at, starts[code, k])
-                hi = np.minimum(end_at, starts[code, k + 1] if k + 1 < self.rates.pieces else _SAFE_INT)
-                used = hi - lo
-                count = np.where(used > 0, np.maximum(1, -(-used // increments[code, k])), 0)
-                failed[todo[count.astype(np.float64) * prices[code, k].astype(np.float64) > _SAFE_INT / 64]] = True
-                pieces_cost[todo] += count * prices[code, k]
-            if segment == 0:
-                first_code[todo] = code
-            offset[todo] = end_at
-            seg_tod[todo] += length
-            midnight = seg_tod[todo] >= NS_PER_DAY
-            seg_day[todo[midnight]] += 1
-            seg_tod[todo[midnight]] = 0
-        failed |= voice & (offset < total_usage)  # more segments than max_segments
-        zero_call = voice & (total_usage == 0)  # no segment at all: the engine rates it 0
+            code, begin = code_now[todo], position[todo]
+            piece = (starts[code] <= begin[:, None]).sum(axis=1) - 1  # the rate group the span starts in
+            following = np.concatenate([starts, np.full((len(starts), 1), _SAFE_INT, np.int64)], axis=1)
+            group_end = following[code, piece + 1]
+            used = np.minimum(np.minimum(total_usage[todo], begin + band_left), group_end) - begin
+            step = increments[code, piece]
+            count = np.maximum(1, -(-used // step))
+            price = prices[code, piece]
+            failed[todo[count.astype(np.float64) * price.astype(np.float64) > _SAFE_INT / 64]] = True
+            spans_cost[todo] += count * price
+            position[todo] = begin + count * step
+        failed |= position < total_usage  # more spans than this path follows
+        zero_call = voice & (total_usage == 0)  # no span at all: the engine rates it 0
         failed &= ~zero_call
+        pieces_cost = spans_cost
 
         # 4. connect fee (first segment's rate), max cost and final rounding (first destination rate)
         cost_int = np.zeros(n, np.int64)

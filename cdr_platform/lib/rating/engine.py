@@ -9,8 +9,11 @@
    any instant the highest weight wins, then the latest start time. SMS and data are priced
    whole by the row active at the start.
 4. Rate groups by GroupIntervalStart, counted from the start of the usage.
-5. Each span rounds up to whole increments (at least one); one increment costs
-   increment x rate / unit, rounded half-up to `rounding_decimals` (G), times the count.
+5. Spans end at a band change, at the next rate group or at the end of the usage; each rounds up
+   to whole increments (at least one), and the next span starts where the rounded one ends (a
+   span that rounding lengthens extends into the next, as CGRateS's roundTimeSpansToIncrement).
+   One increment costs increment x rate / unit, rounded half-up to `rounding_decimals` (G),
+   times the count.
 6. Connect fee once, from the first span's rate; none for zero usage.
 7. Max cost: *free caps the cost; *disconnect leaves it.
 8. Final rounding by the destination rate's method (*up, *middle, *down) and decimals.
@@ -229,32 +232,7 @@ class RatingEngine:
             raise NotRated("NO_DESTINATION", f"{destination!r} in rating plan {plan_id}")
         destination_id, prefix = matched
         candidates = self.candidates(plan_id, destination_id)
-        # (segment start, usage offset in ns, usage length in ns, destination rate)
-        segments: list[tuple[datetime, int, int, DestinationRate]] = []
-        clock = self.clock
-        if tor == "*voice":
-            instant, offset = setup_time, 0  # instants in UTC; the plan's rows are read on the wall clock
-            while offset < usage_ns:
-                wall = clock.local(instant)
-                winner = self.active_at(candidates, wall)
-                if winner is None:
-                    raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {wall.isoformat()}")
-                change = clock.next_change(instant, self.next_change(candidates, wall))
-                length = min(usage_ns - offset, (change - instant) // _MICROSECOND * 1000)
-                segments.append((instant, offset, length, winner[1]))
-                offset += length
-                instant = setup_time + timedelta(microseconds=offset // 1000)
-        else:
-            wall = clock.local(setup_time)
-            winner = self.active_at(candidates, wall)
-            if winner is None:
-                raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {wall.isoformat()}")
-            segments.append((setup_time, 0, usage_ns, winner[1]))
-
-        spans: list[Span] = []
-        for seg_start, seg_offset, seg_length, dr in segments:
-            spans += self._spans_of_segment(seg_start, seg_offset, seg_length, dr)
-        first_dr = segments[0][3] if segments else candidates[0][1]
+        spans, first_dr = self._spans(candidates, plan_id, destination_id, tor, setup_time, usage_ns)
         cost = sum((s.cost for s in spans), Decimal(0))
         connect_fee = Decimal(0)
         if usage_ns > 0 and spans:
@@ -264,6 +242,72 @@ class RatingEngine:
             cost = first_dr.max_cost
         cost = round_money(cost, first_dr.rounding_decimals, first_dr.rounding_method)
         return Rating(cost, connect_fee, plan_id, destination_id, prefix, spans)
+
+    def _winner(self, candidates, plan_id: str, destination_id: str, instant: datetime):
+        wall = self.clock.local(instant)
+        winner = self.active_at(candidates, wall)
+        if winner is None:
+            raise NotRated("NO_ACTIVE_RATE", f"{destination_id} in {plan_id} at {wall.isoformat()}")
+        return wall, winner
+
+    def _spans(
+        self, candidates, plan_id: str, destination_id: str, tor: str, setup_time: datetime, usage_ns: int
+    ) -> tuple[list[Span], DestinationRate]:
+        """The usage as CGRateS cuts and rounds it: a span ends at a band change (voice: local midnight,
+        another row taking over, a clock change), at the next rate group (counted from the start of
+        the usage) or at the end of the usage; it is rounded up to whole increments (at least one),
+        and the next span starts where the rounded one ends - so a split call is charged its own
+        duration, rounded once per span it still has, never an extra increment per split."""
+        if usage_ns == 0 and tor == "*voice":  # a call of no duration: no span, no cost
+            return [], candidates[0][1]
+        _, (_, first_dr) = self._winner(candidates, plan_id, destination_id, setup_time)
+        if usage_ns == 0:  # SMS or data of no volume: one span of nothing, no connect fee
+            slot = self.slot_at(self.plan.rates[first_dr.rates_tag], 0)
+            zero = Span(
+                setup_time,
+                0,
+                0,
+                first_dr.rates_tag,
+                slot.rate,
+                slot.rate_unit_ns,
+                slot.rate_increment_ns,
+                0,
+                Decimal(0),
+            )
+            return [zero], first_dr
+        spans: list[Span] = []
+        position = 0  # ns from the start of the usage: where the next span starts
+        dr = first_dr
+        while position < usage_ns:
+            instant = setup_time + timedelta(microseconds=position // 1000)
+            band_end = usage_ns
+            if tor == "*voice":  # SMS and data are priced whole by the row active at the start
+                wall, (_, dr) = self._winner(candidates, plan_id, destination_id, instant)
+                change = self.clock.next_change(instant, self.next_change(candidates, wall))
+                band_end = position + (change - instant) // _MICROSECOND * 1000
+            slots = self.plan.rates[dr.rates_tag]
+            slot = self.slot_at(slots, position)
+            group_end = min(
+                (s.group_interval_start_ns for s in slots if s.group_interval_start_ns > position), default=usage_ns
+            )
+            used = min(usage_ns, band_end, group_end) - position
+            increments = max(1, -(-used // slot.rate_increment_ns))
+            rated = increments * slot.rate_increment_ns
+            spans.append(
+                Span(
+                    instant,
+                    used,
+                    rated,
+                    dr.rates_tag,
+                    slot.rate,
+                    slot.rate_unit_ns,
+                    slot.rate_increment_ns,
+                    increments,
+                    self.increment_price(slot) * increments,
+                )
+            )
+            position += rated
+        return spans, first_dr
 
     @staticmethod
     def slot_at(slots: list[RateSlot], offset_ns: int) -> RateSlot:
@@ -278,36 +322,3 @@ class RatingEngine:
         return (Decimal(slot.rate_increment_ns) * slot.rate / Decimal(slot.rate_unit_ns)).quantize(
             self._increment_quantum, rounding=ROUND_HALF_UP
         )
-
-    def _spans_of_segment(self, start: datetime, offset: int, length: int, dr: DestinationRate) -> list[Span]:
-        slots = self.plan.rates[dr.rates_tag]
-        spans = []
-        segment_offset = offset
-        end = offset + length
-        while offset < end:
-            slot = self.slot_at(slots, offset)
-            later = [s.group_interval_start_ns for s in slots if s.group_interval_start_ns > offset]
-            piece_end = min([end] + later)
-            used = piece_end - offset
-            increments = max(1, -(-used // slot.rate_increment_ns))
-            per_increment = self.increment_price(slot)
-            spans.append(
-                Span(
-                    start + timedelta(microseconds=(offset - segment_offset) // 1000),
-                    used,
-                    increments * slot.rate_increment_ns,
-                    dr.rates_tag,
-                    slot.rate,
-                    slot.rate_unit_ns,
-                    slot.rate_increment_ns,
-                    increments,
-                    per_increment * increments,
-                )
-            )
-            offset = piece_end
-        if length == 0:  # zero usage: one span of nothing, no connect fee
-            slot = self.slot_at(slots, offset)
-            spans.append(
-                Span(start, 0, 0, dr.rates_tag, slot.rate, slot.rate_unit_ns, slot.rate_increment_ns, 0, Decimal(0))
-            )
-        return spans
