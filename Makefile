@@ -81,6 +81,7 @@ bench: up  ## throughput, memory and latency benchmarks (not part of the tests)
 	$(PY) -m benchmarks.bench_latency
 	$(PY) -m benchmarks.bench_rating
 	$(PY) -m benchmarks.bench_billing
+	$(PY) -m benchmarks.bench_soak
 
 clean: down
 	rm -rf .stack data .dagster_home

@@ -33,6 +33,7 @@ from cdr_platform.lib.settings import (
     Settings,
     WarehouseSettings,
     load_settings,
+    run_retention_days,
 )
 from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse import connect
@@ -192,9 +193,11 @@ class SparkResource(LazyPySparkResource):
 
 
 class FilesResource(dg.ConfigurableResource):
-    """Where the platform writes files (the subscribers CSV...)."""
+    """Where the platform writes files (the subscribers CSV...), and the local stack's logs."""
 
     data_dir: str
+    logs_dir: str = ""  # the local stack's logs (.stack/logs): what housekeeping rotates
+    run_retention_days: float = 7.0  # finished Dagster runs older than this are pruned
 
     def path(self, *parts: str) -> Path:
         return Path(self.data_dir, *parts)
@@ -330,7 +333,11 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             timezone=settings.tariff_timezone, rounding_decimals=settings.rating_rounding_decimals
         ),
         "spark": SparkResource(spark_config={"spark.master": settings.spark_master, **settings.spark_conf}),
-        "files": FilesResource(data_dir=str(settings.data_dir)),
+        "files": FilesResource(
+            data_dir=str(settings.data_dir),
+            logs_dir=str(settings.stack.directory / "logs"),
+            run_retention_days=run_retention_days(),
+        ),
         "reference_files": ReferenceFilesResource(directory=str(settings.reference_dir or "")),
         "mediation_settings": MediationResource(
             max_offsets_per_trigger=settings.mediation_max_offsets_per_trigger,

@@ -154,7 +154,7 @@ class Settings:
     late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
     # a message longer than this is rejected as PAYLOAD_TOO_LARGE on its length, never parsed
     mediation_max_payload_bytes: int = 65_536
-    # the Arrow batches a mediation task works on hold at most this many bytes (and at most 10,000
+    # the Arrow batches a mediation task works on hold at most this many bytes (and at most 20,000
     # messages): a task's memory stays flat whatever the mix of message sizes
     mediation_max_batch_bytes: int = 32 * 1024 * 1024
     # a reject in error-cdrs echoes at most this many bytes of the payload (the whole payload is in
@@ -230,6 +230,14 @@ def run_watchdog() -> bool:
     """CDR_RUN_WATCHDOG (default on): the sensor that marks failed the runs whose worker process died.
     Off where run workers are not processes of the machine the sensors run on."""
     return _env_bool("CDR_RUN_WATCHDOG", True)
+
+
+def run_retention_days() -> float:
+    """CDR_RUN_RETENTION_DAYS (default 7): finished Dagster runs older than this are pruned nightly."""
+    days = _env_float("CDR_RUN_RETENTION_DAYS", 7.0)
+    if days <= 0:
+        raise ValueError(f"CDR_RUN_RETENTION_DAYS must be positive, got {days}")
+    return days
 
 
 def load_settings() -> Settings:

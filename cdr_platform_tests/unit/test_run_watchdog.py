@@ -85,3 +85,15 @@ def test_the_local_instance_limits_each_stage_to_one_run_and_retries_vanished_ru
     own.mkdir()
     (own / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     assert prepare(own) is None and (own / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_the_compose_instance_queues_monitors_and_retries_as_the_local_one():
+    import yaml
+
+    from cdr_platform.lib.settings import REPO_ROOT
+    from cdr_platform.utils.dagster_instance import LOCAL_INSTANCE
+
+    local = yaml.safe_load(LOCAL_INSTANCE)
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    for section in ("run_coordinator", "run_monitoring", "run_retries", "retention"):
+        assert compose[section] == local[section], section

@@ -74,8 +74,9 @@ group by reason
 order by sum(records) desc, reason
 """,
     "revenue_assurance": """
-select d.calendar_date, a.messages_received, a.clean, a.rejected, a.duplicates, a.rated,
-    a.in_suspense, a.unrated, a.billed, a.rated_amount, a.billed_amount
+select d.calendar_date, a.messages_received, a.clean, a.rejected, a.duplicates, a.rejects_open,
+    a.recovered, a.discarded, a.rated, a.in_suspense, a.unrated, a.billed, a.rated_amount, a.billed_amount,
+    a.recovered_amount
 from marts.fct_revenue_assurance_daily as a
 inner join marts.dim_date as d on d.date_key = a.date_key
 order by d.calendar_date
@@ -162,10 +163,28 @@ def _figures(data: DashboardData) -> dict[str, object]:
 
     assurance = data.charts["revenue_assurance"]
     days = [str(r[0]) for r in assurance]
-    names = ("received", "clean", "rejected", "duplicates", "rated", "in suspense", "unrated", "billed")
+    names = (
+        "received",
+        "clean",
+        "rejected",
+        "duplicates",
+        "rejects open",
+        "recovered",
+        "discarded",
+        "rated",
+        "in suspense",
+        "unrated",
+        "billed",
+    )
+    recovered_amount = sum((r[-1] for r in assurance), Decimal(0))
     figures["revenue_assurance"] = go.Figure(
         [go.Bar(name=name, x=days, y=[int(r[i + 1]) for r in assurance]) for i, name in enumerate(names)],
-        {**layout, "barmode": "group", "title": "Per day: where every message ended", "xaxis": {"type": "category"}},
+        {
+            **layout,
+            "barmode": "group",
+            "title": f"Per day: where every message ended (revenue recovered by replays: {recovered_amount:,.2f} MAD)",
+            "xaxis": {"type": "category"},
+        },
     )
     return figures
 

@@ -1,8 +1,11 @@
 -- Revenue assurance per local day mediation committed its batches: every message of raw-cdrs
 -- that day and where it ended. A leak shows as a gap between columns:
 --   messages_received = clean + rejected + duplicates         (mediation)
+--   rejected = rejects_open + recovered + discarded           (the reject store: correction)
 --   clean = rated + in_suspense + unrated, unrated = 0        (rating)
 --   rated = billed, rated_amount = billed_amount              (billing)
+-- recovered_amount: what the recovered rejects were rated at once replayed (their rated rows carry
+-- the replay's query id, so they are not in rated; the reject store names their record ids).
 with ledger as (
 
     select * from {{ ref('stg_mediation__ledger') }}
@@ -30,6 +33,35 @@ rated_by_batch as (
 
 ),
 
+rejects_by_batch as (
+
+    -- where each batch's rejects stand now (duplicates are not rejects: the ledger counts them apart)
+    select
+        query_id,
+        batch_id,
+        sum(case when status in ('open', 'replayed') then 1 else 0 end) as rejects_open,
+        sum(case when status = 'recovered' then 1 else 0 end) as recovered,
+        sum(case when status = 'discarded' then 1 else 0 end) as discarded
+    from {{ ref('stg_mediation__rejects') }}
+    where status <> 'duplicate'
+    group by query_id, batch_id
+
+),
+
+recovered_by_batch as (
+
+    select
+        rejects.query_id,
+        rejects.batch_id,
+        sum(rated.cost) as recovered_amount
+    from {{ ref('stg_mediation__rejects') }} as rejects
+    inner join {{ ref('stg_rating__rated_cdrs') }} as rated
+        on rated.record_id = rejects.recovered_record_id
+    where rejects.status = 'recovered'
+    group by rejects.query_id, rejects.batch_id
+
+),
+
 suspense_by_batch as (
 
     -- suspense keeps the clean record's id only: its batch comes from clean_cdrs (few rows)
@@ -52,6 +84,10 @@ days as (
         cast(sum(ledger.clean) as bigint) as clean,
         cast(sum(ledger.rejected) as bigint) as rejected,
         cast(sum(ledger.duplicates) as bigint) as duplicates,
+        cast(sum(coalesce(rejects_by_batch.rejects_open, 0)) as bigint) as rejects_open,
+        cast(sum(coalesce(rejects_by_batch.recovered, 0)) as bigint) as recovered,
+        cast(sum(coalesce(rejects_by_batch.discarded, 0)) as bigint) as discarded,
+        sum(coalesce(recovered_by_batch.recovered_amount, 0)) as recovered_amount,
         cast(sum(coalesce(rated_by_batch.rated, 0)) as bigint) as rated,
         cast(sum(coalesce(suspense_by_batch.in_suspense, 0)) as bigint) as in_suspense,
         cast(sum(coalesce(rated_by_batch.billed, 0)) as bigint) as billed,
@@ -62,6 +98,10 @@ days as (
         on rated_by_batch.query_id = ledger.query_id and rated_by_batch.batch_id = ledger.batch_id
     left join suspense_by_batch
         on suspense_by_batch.query_id = ledger.query_id and suspense_by_batch.batch_id = ledger.batch_id
+    left join rejects_by_batch
+        on rejects_by_batch.query_id = ledger.query_id and rejects_by_batch.batch_id = ledger.batch_id
+    left join recovered_by_batch
+        on recovered_by_batch.query_id = ledger.query_id and recovered_by_batch.batch_id = ledger.batch_id
     group by ledger.committed_day
 
 ),
@@ -74,6 +114,10 @@ final as (
         clean,
         rejected,
         duplicates,
+        rejects_open,
+        recovered,
+        discarded,
+        cast(recovered_amount as decimal(18,4)) as recovered_amount,
         rated,
         in_suspense,
         clean - rated - in_suspense as unrated,
