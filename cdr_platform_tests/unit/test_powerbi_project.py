@@ -7,7 +7,9 @@ import dataclasses
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,14 @@ from pbipinspect.parse.tmdl import get_tmdl_table
 from sqlglot.optimizer.qualify import qualify
 
 from cdr_platform.lib.bi.measure_twins import MEASURE_TWINS, TOP_CUSTOMERS
-from cdr_platform.lib.bi.model_checks import best_practice_violations, mart_column_problems, unresolved_references
+from cdr_platform.lib.bi.model_checks import (
+    best_practice_violations,
+    fixed_decimal_type_problems,
+    mart_column_problems,
+    platform_wide_tables,
+    row_level_security_problems,
+    unresolved_references,
+)
 from cdr_platform.lib.bi.pbir import project_problems
 from cdr_platform.lib.bi.powerbi_model import (
     POWERBI_DIR,
@@ -25,6 +34,7 @@ from cdr_platform.lib.bi.powerbi_model import (
     Relationship,
     SemanticModel,
     load_semantic_model,
+    m_column_types,
 )
 from cdr_platform.lib.settings import REPO_ROOT
 from cdr_platform.lib.warehouse.sql_lint import postgres_only_constructs
@@ -460,8 +470,8 @@ def test_a_relationship_to_a_missing_column_breaks_the_reference_check(project):
         ("tables/_Measures.tmdl", "\t\tformatString: 0.00%\n", "", "measure [Rejection Rate] has no formatString"),
         (
             "tables/_Measures.tmdl",
-            "CALCULATE([Total Revenue],",
-            "CALCULATE('_Measures'[Total Revenue],",
+            "        [Total Revenue],\n",
+            "        '_Measures'[Total Revenue],\n",
             "qualifies measure [Total Revenue]",
         ),
         (
@@ -590,3 +600,252 @@ VISUAL = "CdrPlatform.Report/definition/pages/overview/visuals/card_total_revenu
 def test_invalid_pbir_json_breaks_the_report_check(project, model, file, old, new, expected):
     _edit(project / file, old, new)
     assert _has(project_problems(project, model), expected)
+
+
+# -- Rejection Rate counts messages, Revenue vs Previous Month compares like periods (the twins run on sqlite) ----
+
+# The definitions the review found wrong, kept to show the tests catch them.
+OLD_REJECTION_RATE = """
+with rejected as (select sum(records) as records from marts.fct_rejections_daily),
+received as (select sum(messages_received) as messages_received from marts.fct_revenue_assurance_daily)
+select cast(cast(rejected.records as decimal(38, 10)) / nullif(received.messages_received, 0) as decimal(18, 6))
+    as measure_value
+from rejected cross join received
+"""
+OLD_REVENUE_VS_PREVIOUS_MONTH = """
+with monthly as (
+    select d.year * 12 + d.month as month_index, sum(f.revenue) as revenue
+    from marts.fct_revenue_daily as f inner join marts.dim_date as d on d.date_key = f.date_key
+    group by d.year * 12 + d.month
+),
+last_month as (select max(month_index) as month_index from monthly),
+compared as (
+    select
+        sum(case when m.month_index = l.month_index then m.revenue end) as last_revenue,
+        sum(case when m.month_index = l.month_index - 1 then m.revenue end) as previous_revenue
+    from monthly as m cross join last_month as l
+)
+select case when last_revenue is null and previous_revenue is null then null
+    else coalesce(last_revenue, 0) - coalesce(previous_revenue, 0) end as measure_value
+from compared
+"""
+
+
+def _dim_date(first: date, last: date) -> list[dict]:
+    days = [first + timedelta(n) for n in range((last - first).days + 1)]
+    return [
+        {
+            "date_key": d.year * 10000 + d.month * 100 + d.day,
+            "calendar_date": d.isoformat(),
+            "year": d.year,
+            "quarter": (d.month + 2) // 3,
+            "month": d.month,
+            "month_start_date": d.replace(day=1).isoformat(),
+            "day_of_month": d.day,
+            "iso_day_of_week": d.isoweekday(),
+            "is_weekend": int(d.isoweekday() >= 6),
+        }
+        for d in days
+    ]
+
+
+def _evaluate(sql: str, rows: dict[str, list[dict]]):
+    """A twin's value over tiny marts in an in-memory sqlite (schema `marts` attached); sqlglot writes its sqlite."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("attach database ':memory:' as marts")
+    for table, columns in CONTRACT.items():
+        conn.execute(f"create table marts.{table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+        for row in rows.get(table, []):
+            conn.execute(
+                f"insert into marts.{table} ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
+            )
+    (value,) = conn.execute(sqlglot.transpile(sql, read="postgres", write="sqlite")[0]).fetchone()
+    conn.close()
+    return value
+
+
+def _columns_read(sql: str) -> set[tuple[str, str]]:
+    schema = {"marts": {table: dict(columns) for table, columns in CONTRACT.items()}}
+    statement = qualify(sqlglot.parse_one(sql, read="postgres"), schema=schema, validate_qualify_columns=True)
+    aliases = {t.alias_or_name: t.name for t in statement.find_all(sqlglot.exp.Table)}
+    return {(aliases[c.table], c.name) for c in statement.find_all(sqlglot.exp.Column) if c.table in aliases}
+
+
+def test_rejection_rate_divides_rejected_messages_by_messages_received_in_the_measure_and_its_twin(model):
+    read = {("fct_revenue_assurance_daily", "rejected"), ("fct_revenue_assurance_daily", "messages_received")}
+    assert set(model.measure("Rejection Rate").expression.columns) == read
+    assert _columns_read(MEASURE_TWINS["Rejection Rate"]) == read
+    assert ("fct_rejections_daily", "records") in _columns_read(OLD_REJECTION_RATE)  # the reason rows
+
+
+def test_a_message_rejected_for_two_reasons_counts_once_in_the_rejection_rate():
+    # 4 messages in, 1 rejected for two reasons: fct_rejections_daily has a row per reason
+    marts = {
+        "fct_revenue_assurance_daily": [
+            {"date_key": 20250301, "messages_received": 4, "clean": 3, "rejected": 1, "duplicates": 0}
+        ],
+        "fct_rejections_daily": [
+            {"date_key": 20250301, "reason": "INVALID_MSISDN", "records": 1},
+            {"date_key": 20250301, "reason": "NEGATIVE_DURATION", "records": 1},
+        ],
+    }
+    assert _evaluate(MEASURE_TWINS["Rejection Rate"], marts) == pytest.approx(0.25)
+    assert _evaluate(OLD_REJECTION_RATE, marts) == pytest.approx(0.5)  # the old definition: twice the rate
+
+
+def test_the_reasons_chart_shows_rejected_messages_per_reason_not_the_rejection_rate():
+    # Rejection Rate no longer reads fct_rejections_daily: split by its reason, every bar would be the same rate
+    pages = POWERBI_DIR / f"{PROJECT_NAME}.Report" / "definition" / "pages"
+    path = pages / "data_quality" / "visuals" / "column_rejections_by_reason" / "visual.json"
+    visual = json.loads(path.read_text(encoding="utf-8"))
+    (y,) = visual["visual"]["query"]["queryState"]["Y"]["projections"]
+    assert y["queryRef"] == "Sum(fct_rejections_daily.records)"
+
+
+def _revenue(days: list[date], amount: int) -> list[dict]:
+    return [
+        {"date_key": d.year * 10000 + d.month * 100 + d.day, "operator_key": 1, "revenue": amount, "records": 1}
+        for d in days
+    ]
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(n) for n in range((last - first).days + 1)]
+
+
+CALENDAR = _dim_date(date(2025, 1, 1), date(2025, 4, 30))
+
+
+@pytest.mark.parametrize(
+    "revenue, expected, old",
+    [
+        # one month of data, no previous month: blank (the old form returned the whole month's 150)
+        (_revenue(_days(date(2025, 1, 1), date(2025, 1, 15)), 10), None, 150),
+        # March 1-10 in progress (20 a day) against February 1-10 (10 a day), not the whole of February
+        (
+            _revenue(_days(date(2025, 2, 1), date(2025, 2, 28)), 10)
+            + _revenue(_days(date(2025, 3, 1), date(2025, 3, 10)), 20),
+            100,
+            -80,
+        ),
+        # a whole month (its last day has data) against the whole previous month, 31 days against 28
+        (_revenue(_days(date(2025, 1, 1), date(2025, 2, 28)), 10), -30, -30),
+        # April 1-30 against March 1-31: April 30 is a month-end
+        (_revenue(_days(date(2025, 3, 1), date(2025, 4, 30)), 10), -10, -10),
+        # the previous month has revenue, but none on the days compared: blank, not the month-to-date itself
+        (
+            _revenue(_days(date(2025, 2, 20), date(2025, 2, 28)), 10)
+            + _revenue(_days(date(2025, 3, 1), date(2025, 3, 10)), 20),
+            None,
+            110,
+        ),
+    ],
+    ids=["no-previous-month", "month-in-progress", "whole-months", "month-end-30", "previous-days-without-revenue"],
+)
+def test_revenue_vs_previous_month_compares_the_same_days_and_is_blank_without_a_previous_month(revenue, expected, old):
+    marts = {"dim_date": CALENDAR, "fct_revenue_daily": revenue}
+    assert _evaluate(MEASURE_TWINS["Revenue vs Previous Month"], marts) == expected
+    assert _evaluate(OLD_REVENUE_VS_PREVIOUS_MONTH, marts) == old
+
+
+def test_revenue_vs_previous_month_filters_the_marked_date_table_on_the_same_days_and_blanks_without_a_previous(model):
+    dax = model.measure("Revenue vs Previous Month").expression
+    assert ("dim_date", "day_of_month") in dax.columns and ("dim_date", "month_start_date") in dax.columns
+    assert model.table("dim_date").data_category == "Time"
+    # the same day range in both months, and BLANK (not the month's revenue) when the previous one has none
+    assert len(re.findall(r"'dim_date'\[day_of_month\]\s*<=\s*LastDay", dax.text)) == 2
+    assert re.search(r"IF\(\s*PreviousMonthRevenue\s*=\s*0\s*,\s*BLANK\(\)", dax.text)
+
+
+# -- row-level security: what a role does not filter is named platform-wide, and the report says so -------------
+
+
+def test_every_fact_a_role_claims_to_filter_is_reachable_from_its_filter_or_named_platform_wide(model):
+    assert row_level_security_problems(model) == []
+    assert platform_wide_tables(model) == {"fct_revenue_assurance_daily", "fct_rejections_daily"}
+    for role in model.roles:
+        assert "platform-wide, not filtered by operator" in role.description.lower()
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        (
+            "roles/IAM.tmdl",
+            "/// Platform-wide, not filtered by operator:",
+            "/// Also:",
+            "role IAM filters dim_operator, which no relationship path leads from to fct_rejections_daily",
+        ),
+        (
+            "relationships.tmdl",
+            "relationship fct_revenue_daily_operator_key\n\tfromColumn: fct_revenue_daily.operator_key\n"
+            "\ttoColumn: dim_operator.operator_key\n",
+            "",
+            "role ORANGE filters dim_operator, which no relationship path leads from to fct_revenue_daily",
+        ),
+        (
+            "roles/INWI.tmdl",
+            "fct_revenue_assurance_daily and fct_rejections_daily,",
+            "fct_revenue_assurance_daily, fct_rejections_daily and fct_revenue_daily,",
+            "role INWI's description calls fct_revenue_daily platform-wide, but the role filters it",
+        ),
+    ],
+    ids=["platform-wide-facts-not-named", "fact-cut-off-from-dim-operator", "filtered-fact-called-platform-wide"],
+)
+def test_the_row_level_security_check_fails_on_a_role_that_does_not_filter_what_it_says(
+    project, file, old, new, expected
+):
+    _edit(_tmdl(project, file), old, new)
+    broken = load_semantic_model(_semantic_model_dir(project))
+    assert _has(row_level_security_problems(broken), expected)
+    assert _has(best_practice_violations(broken), expected)  # the semantic model asset runs it
+
+
+def test_a_visual_of_a_platform_wide_fact_whose_title_does_not_say_so_breaks_the_report_check(project, model):
+    assert project_problems(POWERBI_DIR, model) == []
+    _edit(
+        project / "CdrPlatform.Report/definition/pages/data_quality/visuals/card_rejection_rate/visual.json",
+        "Rejection Rate, platform-wide (not filtered by operator)",
+        "Rejection Rate",
+    )
+    assert _has(
+        project_problems(project, model), "card_rejection_rate/visual.json: shows fct_revenue_assurance_daily", "title"
+    )
+
+
+# -- fixed decimal columns are Currency.Type in their M queries ------------------------------------------------
+
+
+def test_every_fixed_decimal_column_is_typed_currency_in_its_partitions_m_query(model):
+    assert fixed_decimal_type_problems(model) == []
+    for table in model.tables:
+        for partition in (p for p in table.partitions if p.kind == "m"):
+            decimals = {c.source_column: "Currency.Type" for c in table.columns if c.data_type == "decimal"}
+            assert m_column_types(partition.source) == decimals, table.name
+            decimal_sql = {c for c, sql in CONTRACT[table.name].items() if sql.startswith("decimal")}
+            assert set(decimals) == decimal_sql, table.name  # decimal in the mart contract = decimal in the TMDL
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (
+            '{{"revenue", Currency.Type}}',
+            '{{"revenue", type number}}',
+            "fct_revenue_daily[revenue] is decimal but partition fct_revenue_daily types 'revenue' as number",
+        ),
+        ('{{"revenue", Currency.Type}}', '{{"records", Int64.Type}}', "types 'revenue' as nothing"),
+        ("in\n\t\t\t\t    fixed_decimals\n", "in\n\t\t\t\t    marts_fct_revenue_daily\n", "types 'revenue' as nothing"),
+        (
+            '{{"revenue", Currency.Type}}',
+            '{{"revenue", Currency.Type}, {"records", Currency.Type}}',
+            "types 'records' Currency.Type, but column fct_revenue_daily[records] is int64",
+        ),
+    ],
+    ids=["typed-as-float", "left-untyped", "typing-step-not-returned", "integer-typed-as-currency"],
+)
+def test_a_money_column_the_m_query_does_not_type_currency_breaks_the_fixed_decimal_check(project, old, new, expected):
+    _edit(_tmdl(project, "tables/fct_revenue_daily.tmdl"), old, new)
+    broken = load_semantic_model(_semantic_model_dir(project))
+    assert _has(fixed_decimal_type_problems(broken), expected)
+    assert _has(best_practice_violations(broken), expected)

@@ -93,47 +93,50 @@ from marts.fct_revenue_daily
 select {_divide("sum(data_volume_bytes)", str(BYTES_PER_GB))} as measure_value
 from marts.fct_revenue_daily
 """,
+    # messages, not reasons: fct_rejections_daily counts a message with two reasons twice
     "Rejection Rate": f"""
-with rejected as (
-    select sum(records) as records
-    from marts.fct_rejections_daily
+select {_divide("sum(rejected)", "sum(messages_received)")} as measure_value
+from marts.fct_revenue_assurance_daily
+""",
+    # month to date against the same days of the previous month, for the month of the last day with
+    # revenue rows (month index: year * 12 + month); a month-end day stands for the whole month (31);
+    # NULL when the previous month has no revenue on those days
+    "Revenue vs Previous Month": """
+with month_lengths as (
+    select
+        dd.year,
+        dd.month,
+        max(dd.day_of_month) as days_in_month
+    from marts.dim_date as dd
+    group by dd.year, dd.month
 ),
 
-received as (
-    select sum(messages_received) as messages_received
-    from marts.fct_revenue_assurance_daily
-)
-
-select {_divide("rejected.records", "received.messages_received")} as measure_value
-from rejected
-cross join received
-""",
-    # the last month with revenue against the month before it (month index: year * 12 + month)
-    "Revenue vs Previous Month": f"""
-with monthly as (
+last_day as (
     select
         d.year * 12 + d.month as month_index,
-        sum(f.revenue) as revenue
-    from marts.fct_revenue_daily as f
-    inner join marts.dim_date as d
-        on d.date_key = f.date_key
-    group by d.year * 12 + d.month
-),
-
-last_month as (
-    select max(month_index) as month_index
-    from monthly
+        case when d.day_of_month = m.days_in_month then 31 else d.day_of_month end as day_of_month
+    from marts.dim_date as d
+    inner join month_lengths as m
+        on m.year = d.year and m.month = d.month
+    where d.date_key = (select max(f.date_key) from marts.fct_revenue_daily as f)
 ),
 
 compared as (
     select
-        sum(case when m.month_index = l.month_index then m.revenue end) as last_revenue,
-        sum(case when m.month_index = l.month_index - 1 then m.revenue end) as previous_revenue
-    from monthly as m
-    cross join last_month as l
+        sum(case when d.year * 12 + d.month = l.month_index then f.revenue end) as month_to_date_revenue,
+        sum(case when d.year * 12 + d.month = l.month_index - 1 then f.revenue end) as previous_revenue
+    from marts.fct_revenue_daily as f
+    inner join marts.dim_date as d
+        on d.date_key = f.date_key
+    cross join last_day as l
+    where d.day_of_month <= l.day_of_month
 )
 
-select {_minus("last_revenue", "previous_revenue")} as measure_value
+select
+    case
+        when coalesce(previous_revenue, 0) = 0 then null
+        else coalesce(month_to_date_revenue, 0) - previous_revenue
+    end as measure_value
 from compared
 """,
     "Revenue Leakage": f"""

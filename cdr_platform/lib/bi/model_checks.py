@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 
 from cdr_platform.lib.bi.dax import Dax
-from cdr_platform.lib.bi.powerbi_model import SemanticModel
+from cdr_platform.lib.bi.powerbi_model import SemanticModel, m_column_types
 
 DBT_PROJECT = "cdr_platform"
 AUTO_DATE_TABLE_PREFIXES = ("LocalDateTable_", "DateTableTemplate_")
@@ -30,6 +30,9 @@ _COMPATIBLE: dict[str, frozenset[str]] = {
     "boolean": frozenset({"boolean", "bool", "bit"}),
 }
 FIXED_DECIMAL_SCALE = 4  # Power BI's fixed decimal (currency) type keeps 4 digits after the point
+FACT_PREFIX = "fct_"  # the marts' fact tables: what a row-level security role's description says it filters
+PLATFORM_WIDE = "platform-wide"  # a role's description names the facts it does not filter in a sentence with this
+FIXED_DECIMAL_M_TYPE = "Currency.Type"  # M's fixed decimal number: a TMDL `decimal` column
 
 
 def _expressions(model: SemanticModel) -> list[tuple[str, Dax]]:
@@ -173,6 +176,101 @@ def best_practice_violations(model: SemanticModel) -> list[str]:
     for p in model.parameters:
         if not p.is_parameter_query:
             problems.append(f"expression {p.name} is not an M parameter (meta [IsParameterQuery=true])")
+    # in here so that whatever runs the best-practice rules (the semantic model asset) runs these too
+    return problems + row_level_security_problems(model) + fixed_decimal_type_problems(model)
+
+
+def _security_reach(model: SemanticModel, tables: set[str]) -> set[str]:
+    """The tables a row-level security filter on `tables` reaches: one side to many side over active
+    relationships, and back only where securityFilteringBehavior is bothDirections."""
+    edges: dict[str, set[str]] = defaultdict(set)
+    for r in model.relationships:
+        if r.is_active:
+            edges[r.to_table].add(r.from_table)
+            if r.security_filtering == "bothDirections":
+                edges[r.from_table].add(r.to_table)
+    reached, todo = set(tables), list(tables)
+    while todo:
+        for nxt in edges[todo.pop()] - reached:
+            reached.add(nxt)
+            todo.append(nxt)
+    return reached
+
+
+def _named_platform_wide(model: SemanticModel, description: str) -> set[str]:
+    """The tables a role's description names in its sentences that say `platform-wide`."""
+    names = {t.name for t in model.tables}
+    found: set[str] = set()
+    for sentence in re.split(r"(?<=[.;])\s+|\n", description):
+        if PLATFORM_WIDE in sentence.lower():
+            found |= names & set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sentence))
+    return found
+
+
+def row_level_security_problems(model: SemanticModel) -> list[str]:
+    """Facts a role's description says it filters but its filter never reaches.
+
+    A role's description (`///` above it) tells the report's readers what the role sees: it is
+    taken to cover every fact table (and any other table it names), except those it names in a
+    sentence saying they are platform-wide. Each covered table must be reachable from a table the
+    role filters through relationships, or users of the role see every operator's rows of it; and
+    a table it calls platform-wide must not be filtered after all.
+    """
+    problems = []
+    facts = {t.name for t in model.tables if t.name.startswith(FACT_PREFIX)}
+    for role in model.roles:
+        description = role.description or ""
+        if not description.strip():
+            problems.append(f"role {role.name} has no description (/// line above it) saying what it filters")
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", description))
+        platform_wide = _named_platform_wide(model, description)
+        covered = (facts | (words & {t.name for t in model.tables})) - set(role.filters) - platform_wide
+        reached = _security_reach(model, set(role.filters))
+        for table in sorted(covered - reached):
+            problems.append(
+                f"role {role.name} filters {', '.join(sorted(role.filters))}, which no relationship path leads "
+                f"from to {table}: its users see every operator's rows of it; relate it or name it "
+                f"{PLATFORM_WIDE} in the role's description"
+            )
+        for table in sorted(platform_wide & reached):
+            problems.append(f"role {role.name}'s description calls {table} {PLATFORM_WIDE}, but the role filters it")
+    return problems
+
+
+def platform_wide_tables(model: SemanticModel) -> set[str]:
+    """The fact tables that some row-level security role does not filter: their figures are the whole platform's."""
+    facts = {t.name for t in model.tables if t.name.startswith(FACT_PREFIX)}
+    return {f for role in model.roles for f in facts - _security_reach(model, set(role.filters))}
+
+
+def fixed_decimal_type_problems(model: SemanticModel) -> list[str]:
+    """Fixed decimal (`decimal`) columns whose partition's M does not type them Currency.Type, and the reverse.
+
+    Power BI Desktop rebuilds a table's columns from its M query's result types when it refreshes
+    the schema: a column the query leaves untyped comes back as a floating-point number, and a
+    decimal(18,4) money column turns inexact. Table.TransformColumnTypes(..., Currency.Type) in
+    the query keeps it fixed decimal.
+    """
+    problems = []
+    for table in model.tables:
+        for partition in (p for p in table.partitions if p.kind == "m"):
+            types = m_column_types(partition.source)
+            if types is None:
+                continue  # reading the model already reports an M query that does not parse
+            by_source = {(c.source_column or c.name): c for c in table.columns if c.expression is None}
+            for source, column in sorted(by_source.items()):
+                typed = types.get(source)
+                if column.data_type == "decimal" and typed != FIXED_DECIMAL_M_TYPE:
+                    problems.append(
+                        f"column {table.name}[{column.name}] is decimal but partition {partition.name} types "
+                        f'{source!r} as {typed or "nothing"}: add {{"{source}", {FIXED_DECIMAL_M_TYPE}}} to its '
+                        "Table.TransformColumnTypes"
+                    )
+                elif column.data_type != "decimal" and typed == FIXED_DECIMAL_M_TYPE:
+                    problems.append(
+                        f"partition {partition.name} types {source!r} {FIXED_DECIMAL_M_TYPE}, but column "
+                        f"{table.name}[{column.name}] is {column.data_type}"
+                    )
     return problems
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from jsonschema import Draft7Validator
 
+from cdr_platform.lib.bi.model_checks import PLATFORM_WIDE, platform_wide_tables
 from cdr_platform.lib.bi.powerbi_model import SemanticModel
 
 _BASE = r"^https://developer\.microsoft\.com/json-schemas/fabric/"
@@ -248,9 +249,47 @@ def _bound_field_problems(path: Path, visual: dict, model: SemanticModel) -> lis
     return problems
 
 
+def _tables_read(
+    model: SemanticModel, kind: str, entity: str, prop: str, seen: frozenset[str] = frozenset()
+) -> set[str]:
+    """The tables a bound field reads: a column's own; a measure's, through the measures it uses."""
+    if kind == "Column":
+        return {entity}
+    measure = model.measure(prop)
+    if measure is None or prop in seen:
+        return set()
+    found = {table for table, _ in measure.expression.columns} | set(measure.expression.tables)
+    for name in measure.expression.bracketed:
+        found |= _tables_read(model, "Measure", entity, name, seen | {prop})
+    return found
+
+
+def _title(visual: dict) -> str:
+    titles = (visual.get("visual", {}).get("visualContainerObjects") or {}).get("title") or []
+    texts = [
+        ((t.get("properties") or {}).get("text") or {}).get("expr", {}).get("Literal", {}).get("Value", "")
+        for t in titles
+    ]
+    return " ".join(str(text) for text in texts)
+
+
+def _platform_wide_label_problems(path: Path, visual: dict, model: SemanticModel, platform_wide: set[str]) -> list[str]:
+    """A visual showing a fact no row-level security role filters must say so: its title says platform-wide."""
+    shown = set()
+    for kind, entity, prop in _fields(visual):
+        shown |= _tables_read(model, kind, entity, prop) & platform_wide
+    if shown and PLATFORM_WIDE not in _title(visual).lower():
+        return [
+            f"{path}: shows {', '.join(sorted(shown))}, which row-level security does not filter by operator: "
+            f"its title must say it is {PLATFORM_WIDE}"
+        ]
+    return []
+
+
 def report_problems(report_dir: Path, model: SemanticModel) -> list[str]:
     """Everything wrong with a PBIR report folder (`<name>.Report`): its files, names, layout and bindings."""
     problems: list[str] = []
+    platform_wide = platform_wide_tables(model)
     _platform_problems(report_dir, "Report", problems)
     pbir = _load(report_dir / "definition.pbir", "pbir", problems)
     if pbir:
@@ -286,6 +325,7 @@ def report_problems(report_dir: Path, model: SemanticModel) -> list[str]:
             if min(pos["x"], pos["y"]) < 0:
                 problems.append(f"{path}: the visual starts outside its page")
             problems += _bound_field_problems(path, visual, model)
+            problems += _platform_wide_label_problems(path, visual, model, platform_wide)
     return problems
 
 

@@ -101,6 +101,7 @@ class Relationship:
     from_cardinality: str = "many"
     to_cardinality: str = "one"
     is_active: bool = True
+    security_filtering: str = "oneDirection"  # the way row-level security flows (not crossFilteringBehavior)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Role:
     name: str
     model_permission: str
     filters: dict[str, Dax] = field(default_factory=dict)  # table -> DAX row filter
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,43 @@ def _m_imports(source: str, parameters: set[str], what: str, problems: list[str]
         problems.append(f'{what}: expected one navigation Source{{[Schema="...", Item="..."]}}, found {navigations}')
         return None
     return navigations[0]
+
+
+def m_column_types(source: str) -> dict[str, str] | None:
+    """The types an M query's result sets: column -> type name (`Currency.Type`), from the
+    Table.TransformColumnTypes steps its `in` result is built from; None if it does not parse.
+
+    Only the chain of steps the result comes from counts (the table argument of each step, back
+    to the navigation): a typing step the query does not return types nothing.
+    """
+    try:
+        tree = _parse_m(source)
+    except (ValueError, AssertionError, IndexError, KeyError, TypeError, AttributeError):
+        return None
+    if tree is None:
+        return None
+    steps = {}
+    if isinstance(tree, m_exprs.StatementExpression):
+        steps = {v.var_name.text: v.statement for v in tree.statements}
+        tree = tree.let_expr
+    types: dict[str, str] = {}
+    seen: set[str] = set()
+    node = tree
+    while True:
+        if isinstance(node, m_exprs.IdentifierExpression) and node.name() in steps and node.name() not in seen:
+            seen.add(node.name())
+            node = steps[node.name()]
+        elif isinstance(node, m_exprs.FunctionExpression) and node.name.name() == "Table.TransformColumnTypes":
+            if len(node.args) >= 2 and isinstance(node.args[1], m_exprs.ArrayExpression):
+                for pair in node.args[1].elements:
+                    items = pair.elements if isinstance(pair, m_exprs.ArrayExpression) else []
+                    name = _literal(items[0]) if len(items) == 2 else None
+                    if name is not None and isinstance(items[1], m_exprs.TypingExpression):
+                        # a later step (nearer the result) wins: it is read first
+                        types.setdefault(name, ".".join(t.text for t in items[1].tok_type_name))
+            node = node.args[0] if node.args else None
+        else:
+            return types
 
 
 def _parameter(node: Node) -> Parameter:
@@ -345,6 +384,7 @@ def _relationship(node: Node, problems: list[str]) -> Relationship | None:
         from_cardinality=str(props.get("fromCardinality", "many")),
         to_cardinality=str(props.get("toCardinality", "one")),
         is_active=bool(props.get("isActive", True)),
+        security_filtering=str(props.get("securityFilteringBehavior", "oneDirection")),
     )
 
 
@@ -421,7 +461,7 @@ def load_semantic_model(semantic_model_dir: Path = SEMANTIC_MODEL_DIR) -> Semant
                 dax = _dax(permission.value or "", f"{permission.where()} role {node.name} filter", problems)
                 if dax is not None:
                     filters[permission.name or ""] = dax
-            roles.append(Role(node.name or "", str(node.properties["modelPermission"]), filters))
+            roles.append(Role(node.name or "", str(node.properties["modelPermission"]), filters, node.description))
 
     if problems:
         raise ModelReadError(problems)
