@@ -86,7 +86,7 @@ def main() -> int:
     mediation = MediationTables(schemas["CDR_MEDIATION_SCHEMA"])
     rating = RatingTables(schemas["CDR_RATING_SCHEMA"])
     try:
-        subprocess.run(dbt_command("seed", "--quiet"), check=True, cwd=DBT_PROJECT_DIR, env=env)
+        subprocess.run(dbt_command("seed", "--quiet", "--full-refresh"), check=True, cwd=DBT_PROJECT_DIR, env=env)
         started = time.perf_counter()
         with psycopg.connect(conninfo) as conn:
             load_reference(conn)

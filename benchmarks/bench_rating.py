@@ -52,7 +52,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:6]
     clean_schema, rating_schema = f"bench_clean_{tag}", f"bench_rating_{tag}"
     subprocess.run(
-        dbt_command("seed", "--quiet"),
+        dbt_command("seed", "--quiet", "--full-refresh"),
         check=True,
         cwd=DBT_PROJECT_DIR,
     )

@@ -582,7 +582,33 @@ def rejects_replay(reason: str, since: datetime | None, dry_run: bool) -> None:
         click.echo("still failing: " + ", ".join(f"{k} {v:,}" for k, v in summary["reasons_now"].items()))
     if outcome.clean_by_day and not dry_run:
         click.echo("days to rate: " + ", ".join(summary["clean_by_day"]))
+        if _report_replay_to_dagster(summary):
+            click.echo("reported to Dagster (DAGSTER_HOME): the rating sensor rates those days")
+        else:
+            click.echo("rate them with `cdr rate --day D` (or run the replay_rejects job in Dagster)")
     click.echo(store.REPLAY_SUMMARY_PREFIX + json.dumps(summary))
+
+
+def _report_replay_to_dagster(summary: dict) -> bool:
+    """A replay by hand tells the Dagster instance (DAGSTER_HOME) what it stored, as the replay job
+    does: a materialization of clean_cdrs with clean_by_day, which the rating sensor follows."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return False
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "clean_cdrs",
+                description=f"cdr rejects replay {summary['replay_id']}",
+                metadata={
+                    "recovered_by_replay": summary["recovered"],
+                    "replay_id": summary["replay_id"],
+                    "clean_by_day": dg.MetadataValue.json(summary["clean_by_day"]),
+                },
+            )
+        )
+    return True
 
 
 @rejects.command("discard")

@@ -82,6 +82,28 @@ class MediationSandbox:
                 summary = json.loads(line[len(SUMMARY_PREFIX) :])
         return JobResult(proc.returncode, summary, proc.stderr)
 
+    def recreate_raw_topic(self) -> None:
+        """Delete raw-cdrs and create it again, empty (as an operator's mistake would)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        try:
+            admin.delete_topics([self.raw_topic])
+        finally:
+            admin.close()
+        deadline = time.monotonic() + 30
+        while True:  # the broker deletes asynchronously: creating too soon fails
+            try:
+                ensure_topics(
+                    self.settings.kafka.bootstrap_servers, [self.raw_topic], 3, {self.raw_topic: BROKER_CLOCK}
+                )
+                from cdr_platform.lib.kafka_io import end_offsets
+
+                if sum(end_offsets(self.settings.kafka.bootstrap_servers, self.raw_topic).values()) == 0:
+                    return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+
     def produce(self, config: GeneratorConfig, producer: str = "confluent", rate_limit: float | None = None):
         p = make_producer(producer, self.settings.kafka.bootstrap_servers)
         try:

@@ -11,6 +11,7 @@ from cdr_platform.defs.mediation.checks import (
     clean_cdrs_complete_and_typed,
     clean_cdrs_unique_record_id,
     mediation_balances,
+    mediation_source_offsets_consistent,
     rejection_rate,
 )
 from cdr_platform.defs.mediation.sensors import raw_cdrs_sensor
@@ -53,7 +54,7 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
             instance=instance,
             resources=resources(),
             selection=dg.AssetSelection.assets(
-                "clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons"
+                "clean_cdrs", "error_cdrs", "mediation_ledger", "mediation_ledger_reasons", "reject_store"
             ),
         )
         assert result.success
@@ -63,6 +64,8 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
         assert meta["clean_cdrs"]["duplicates"].value == expected["duplicates"]
         assert meta["error_cdrs"]["rejected"].value == expected["rejected"]
         assert "UNKNOWN_CELL" in meta["error_cdrs"]["rejected_by_reason"].value
+        # the reject store holds every reject and duplicate, whole
+        assert meta["reject_store"]["dagster/row_count"].value == expected["rejected"] + expected["duplicates"]
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert set(checks) == {
             "mediation_balances",
@@ -75,6 +78,31 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
         # Everything consumed: the sensor now skips and says why.
         skipped = raw_cdrs_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
         assert isinstance(skipped, dg.SkipReason) and "nothing new" in skipped.skip_message
+        assert (
+            dg.materialize(
+                [mediation, mediation_source_offsets_consistent],
+                instance=instance,
+                resources=resources(),
+                selection=dg.AssetSelection.checks(mediation_source_offsets_consistent),
+            )
+            .get_asset_check_evaluations()[0]
+            .passed
+        )
+
+        # The topic recreated behind mediation's back: the sensor does not mediate and says why, the check fails.
+        sandbox.recreate_raw_topic()
+        sandbox.produce(GeneratorConfig(count=10, seed=44, error_rate=0.0, start_time=START))
+        refused = raw_cdrs_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
+        assert isinstance(refused, dg.SkipReason) and "recreated or truncated" in refused.skip_message
+        checked = dg.materialize(
+            [mediation, mediation_source_offsets_consistent],
+            instance=instance,
+            resources=resources(),
+            selection=dg.AssetSelection.checks(mediation_source_offsets_consistent),
+            raise_on_error=False,
+        )
+        (evaluation,) = checked.get_asset_check_evaluations()
+        assert not evaluation.passed and "recreated" in evaluation.metadata["problems"].value
 
 
 def test_the_balance_check_fails_when_the_warehouse_and_the_ledger_disagree(sandbox):

@@ -45,7 +45,7 @@ UTC_DAY = TariffClock("UTC").day_bounds_naive
 @pytest.fixture(scope="module")
 def seeded(local_stack):
     subprocess.run(
-        dbt_command("seed", "--quiet"),
+        dbt_command("seed", "--quiet", "--full-refresh"),  # a seed whose columns changed since the last run
         check=True,
         cwd=DBT_PROJECT_DIR,
     )
@@ -221,8 +221,8 @@ def test_a_rating_table_from_before_the_carried_columns_gets_them_from_clean_cdr
         carried_ddl = ", ".join(c.ddl() for c in CARRIED_CLEAN_COLUMNS)
         conn.execute(f"create table {clean} (record_id varchar(64) primary key, {carried_ddl})")
         conn.execute(
-            f"insert into {clean} values ('r1', 'IAM', 'outgoing', 'off_net', '4G', 60, null, 'q1', 7),"
-            " ('r2', 'INWI', null, null, '5G', null, 2048, 'q1', 8)"
+            f"insert into {clean} values ('r1', 'IAM', 'outgoing', 'off_net', '4G', 60, null, 0, 'q1', 7),"
+            " ('r2', 'INWI', null, null, '5G', null, 2048, 1, 'q1', 8)"
         )
         conn.execute(
             f"create table {tables.rated}_d20261120 partition of {tables.rated}"
@@ -240,8 +240,8 @@ def test_a_rating_table_from_before_the_carried_columns_gets_them_from_clean_cdr
             _carry_clean_columns(conn, tables, clean, messages.append)
         assert messages and "made by an earlier version" in messages[0]
         assert conn.execute(f"select record_id, {', '.join(carried)} from {tables.rated} order by 1").fetchall() == [
-            ("r1", "IAM", "outgoing", "off_net", "4G", 60, None, "q1", 7),
-            ("r2", "INWI", None, None, "5G", None, 2048, "q1", 8),
+            ("r1", "IAM", "outgoing", "off_net", "4G", 60, None, 0, "q1", 7),
+            ("r2", "INWI", None, None, "5G", None, 2048, 1, "q1", 8),
         ]
         _carry_clean_columns(conn, tables, clean, messages.append)  # once only
         assert len(messages) == 1
@@ -255,8 +255,8 @@ def test_a_rating_table_from_before_the_carried_columns_gets_them_from_clean_cdr
         new_columns = ", ".join(c for c in names(RATED_COLUMNS) if c not in ("rated_at", "currency"))
         conn.execute(
             f"insert into {load.work_rated} ({new_columns}) values ('r3', '2026-11-21', '2026-11-21 10:00', 'sms',"
-            " '+212661000001', 'IAM', 'outgoing', 'on_net', '4G', null, null, 'q1', 9, 1, 'sms', 'IAM', 'sms', '*any',"
-            " 'RP', 'D', 0.2, 0)"
+            " '+212661000001', 'IAM', 'outgoing', 'on_net', '4G', null, null, 0, 'q1', 9, 1, 'sms', 'IAM', 'sms',"
+            " '*any', 'RP', 'D', 0.2, 0)"
         )
         attached = {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
         with conn.transaction():

@@ -25,9 +25,7 @@ from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
 from cdr_platform.lib.mediation.reject_store import REPLAY_SUMMARY_PREFIX, balance
 from cdr_platform.lib.mediation.rejects import max_reject_bytes
 from cdr_platform.lib.reference.network import CELL_CATALOGUE
-from cdr_platform.lib.reference.tables import CELL_CATALOGUE_TABLE, cell_catalogue_rows
 from cdr_platform.lib.settings import REPO_ROOT
-from cdr_platform.lib.warehouse import replace_table
 from cdr_platform_tests.integration.mediation_support import START, MediationSandbox
 from cdr_platform_tests.integration.test_rating import rate
 from cdr_platform_tests.integration.test_rating import seeded as seeded  # noqa: PLC0414 (the seeded tariff fixture)
@@ -135,12 +133,17 @@ def _replay_summary(done: subprocess.CompletedProcess) -> dict:
 
 @pytest.fixture
 def generated_catalogue_restored(local_stack):
-    """The test loads an operator's catalogue into reference.cell_catalogue: put the generated one back."""
-    yield
+    """The test loads an operator's catalogue into reference.cell_catalogue: the generated one is
+    loaded before (as a version, so the operator's file is a change) and put back after."""
     import psycopg
 
+    from cdr_platform.lib.reference.loads import load_generated
+
     with psycopg.connect(local_stack.warehouse.conninfo()) as conn:
-        replace_table(conn, CELL_CATALOGUE_TABLE, cell_catalogue_rows())
+        load_generated(conn, "cells", source="test_rejects")
+    yield
+    with psycopg.connect(local_stack.warehouse.conninfo()) as conn:
+        load_generated(conn, "cells", source="test_rejects")
 
 
 def test_unknown_cell_rejects_are_recovered_by_a_replay_after_the_catalogue_is_loaded_and_rated_once(
@@ -157,9 +160,7 @@ def test_unknown_cell_rejects_are_recovered_by_a_replay_after_the_catalogue_is_l
         messages[i] = (messages[i][0], orjson.dumps(doc))
         moved.add(doc["record_id"])
     env = sandbox.env()
-    # the catalogue mediation reads is the generated one
-    replace_table(sandbox.connect(), CELL_CATALOGUE_TABLE, cell_catalogue_rows())
-    sandbox.produce_raw(messages)
+    sandbox.produce_raw(messages)  # mediated against the generated catalogue (the fixture's)
     first = sandbox.run()
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.summary["rejected_by_reason"] == {"UNKNOWN_CELL": len(moved)}
@@ -189,7 +190,7 @@ def test_unknown_cell_rejects_are_recovered_by_a_replay_after_the_catalogue_is_l
             }
         )
     loaded = _cli(env, "reference", "load", "cells", str(cells))
-    assert loaded.returncode == 0, loaded.stdout + loaded.stderr[-2000:]
+    assert loaded.returncode == 0 and "loaded" in loaded.stdout, loaded.stdout + loaded.stderr[-2000:]
 
     replayed = _replay_summary(_cli(env, "rejects", "replay", "--reason", "UNKNOWN_CELL"))
     assert (replayed["recovered"], replayed["still_open"], replayed["duplicates"]) == (len(moved), 0, 0)

@@ -1,11 +1,13 @@
 {{ config(meta={'dagster': {'ref': {'name': 'billing_cdrs'}}}) }}
--- A bill's total is the sum of its lines, and its amount before tax the sum of all but VAT.
+-- A bill's total is the sum of its lines (the VAT a VAT-inclusive bill includes is not added
+-- again), and its amount before tax the sum of all but VAT, less the VAT included.
 with lines as (
 
     select
         invoice_number,
-        sum(amount) as lines_total,
-        sum(case when line_type <> 'vat' then amount else 0 end) as lines_before_tax
+        sum(case when line_type <> 'vat_included' then amount else 0 end) as lines_total,
+        sum(case when line_type not in ('vat', 'vat_included') then amount else 0 end)
+            - sum(case when line_type = 'vat_included' then amount else 0 end) as lines_before_tax
     from {{ ref('invoice_lines') }}
     where 1 = 1 {{ billing_window('billing_month') }}
     group by invoice_number

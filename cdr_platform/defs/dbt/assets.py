@@ -20,9 +20,12 @@ from cdr_platform.utils.environment_helpers import get_dbt_target
 MARTS_GROUP = "marts"
 
 
-def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict):
-    """`dbt build` of the selected nodes, streamed as materializations and check results."""
-    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars, sort_keys=True)], context=context)
+def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict, full_refresh: bool = False):
+    """`dbt build` of the selected nodes, streamed as materializations and check results.
+    `full_refresh`: seeds are recreated, not truncated (a seed whose columns changed, a plan
+    attribute added, loads instead of failing); the marts are tables, rebuilt whole anyway."""
+    args = ["build", "--vars", json.dumps(dbt_vars, sort_keys=True)] + (["--full-refresh"] if full_refresh else [])
+    invocation = dbt.cli(args, context=context)
     # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
     yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
 
@@ -41,8 +44,9 @@ def warehouse_dbt_assets() -> dg.AssetsDefinition:
         name="warehouse_dbt",
     )
     def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-        """Seeds and marts: `dbt build` of everything but the billing months."""
-        yield from run_dbt_build(context, dbt, warehouse.dbt_vars())
+        """Seeds and marts: `dbt build` of everything but the billing months (never full-refreshed:
+        they are incremental, month by month)."""
+        yield from run_dbt_build(context, dbt, warehouse.dbt_vars(), full_refresh=True)
 
     return warehouse_dbt
 

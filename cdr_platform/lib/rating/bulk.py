@@ -248,6 +248,8 @@ class BulkRater:
     def _stretches(self, plans, plan_code, destination_code, day, tod):
         """(destination-rate code, end ns after midnight) of the stretch each (plan, destination,
         day, time of day) falls in; code -2 when no row is active, -1 when not priceable here."""
+        if not len(day):  # every record of the batch went to the plain engine
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         key = (plan_code << 42) | (destination_code << 22) | (day - day.min())
         groups, group_of = np.unique(key, return_inverse=True)
         bounds, ends, codes = [], [], []

@@ -25,12 +25,13 @@ CARRIED_CLEAN_COLUMNS: tuple[Column, ...] = (
             "technology",
             "duration_s",
             "data_volume_bytes",
+            "roaming",  # a plan's included minutes cover national calls made at home only
         )
     ),
     *MEDIATION_BATCH,
 )
 # A rated CDR: the clean record's identity and the columns above, its price and how it was
-# priced. Its other attributes (numbers, cell, roaming...) stay in clean_cdrs, joined by record_id.
+# priced. Its other attributes (numbers, cell, visited network...) stay in clean_cdrs, joined by record_id.
 RATED_COLUMNS: tuple[Column, ...] = (
     Column("record_id", "varchar", 64, nullable=False),
     Column("rating_day", "date", nullable=False),

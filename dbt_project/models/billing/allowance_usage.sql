@@ -21,7 +21,7 @@ final as (
         cast(served_msisdn as varchar(16)) as msisdn,
         cast(count(*) as bigint) as covered_calls,
         cast(sum(covered_s) as bigint) as allowance_seconds_used,
-        cast(sum(allowance_credit) as decimal(18,6)) as allowance_credit
+        cast(sum(allowance_credit) as decimal(28,12)) as allowance_credit
     from calls
     group by served_msisdn, billing_month  {#- the allowance's window order: no sort #}
 

@@ -1,9 +1,13 @@
 {{ config(pre_hook="{{ replace_billing_window() }}") }}
 
 -- One bill per subscriber per billing month: everyone with rated usage that month, and every
--- postpaid or business subscriber (the monthly fee) in each month being billed. Amounts in the
--- plan's currency (MAD): each usage line is its exact rated total rounded half up to the cent,
--- the allowance credit the same, VAT = round(amount before tax x rate, 2).
+-- postpaid or business subscriber (the monthly fee) in each month being billed, traffic or not.
+-- Amounts in the plan's currency (MAD): each usage line is its exact rated total rounded half up
+-- to the cent, the allowance credit (exact until here) the same, once. A net plan adds VAT =
+-- round(amount before tax x rate, 2); a VAT-inclusive (gross) plan's amounts include it: VAT =
+-- round(total x rate / (1 + rate), 2), before tax = total - VAT. A month with no VAT rate in
+-- force fails the build, naming the month. rated_cdrs and rated_cost: what the bill took in of
+-- rating_cdrs, so revenue assurance sees a bill built before more CDRs were rated.
 with usage as (
 
     select * from {{ ref('int_subscriber_month_usage') }}
@@ -30,7 +34,14 @@ vat_rates as (
 
 months as (
 
+    {%- set window_months = billing_months() %}
+    {%- if window_months %}
+    {%- for month in window_months %}
+    select {{ date_literal(month) }} as billing_month{% if not loop.last %} union all{% endif %}
+    {%- endfor %}
+    {%- else %}
     select distinct billing_month from usage
+    {%- endif %}
 
 ),
 
@@ -86,27 +97,43 @@ priced as (
             else cast(0 as decimal(18,2)) end as allowance_amount,
         case when plans.billing_type in ('postpaid', 'business') then plans.monthly_fee
             else cast(0 as decimal(18,2)) end as monthly_fee,
-        vat_of_month.vat_rate,
+        {{ vat_rate_or_fail('vat_of_month.vat_rate', 'billed.billing_month') }} as vat_rate,
+        coalesce(plans.price_basis, 'net') as price_basis,
+        coalesce(usage.voice_calls, 0) + coalesce(usage.sms_count, 0) + coalesce(usage.data_sessions, 0)
+            as rated_cdrs,
+        coalesce(usage.voice_cost, 0) + coalesce(usage.sms_cost, 0) + coalesce(usage.data_cost, 0) as rated_cost,
         coalesce(plans.currency, 'MAD') as currency
     from billed
     left join usage
         on usage.billing_month = billed.billing_month and usage.served_msisdn = billed.msisdn
     left join subscribers on subscribers.msisdn = billed.msisdn
     left join plans on plans.plan_name = subscribers.plan_name
-    inner join vat_of_month on vat_of_month.billing_month = billed.billing_month
+    left join vat_of_month on vat_of_month.billing_month = billed.billing_month
 
 ),
 
-totals as (
+charged as (
 
+    -- what the bill charges before VAT is worked out: net of it, or including it (price_basis)
     select
         priced.*,
         cast(priced.voice_amount + priced.sms_amount + priced.data_amount as decimal(18,2)) as usage_amount,
         cast(
             priced.voice_amount + priced.sms_amount + priced.data_amount
             - priced.allowance_amount + priced.monthly_fee as decimal(18,2)
-        ) as amount_before_tax
+        ) as charged_amount
     from priced
+
+),
+
+totals as (
+
+    select
+        charged.*,
+        case when charged.price_basis = 'gross'
+            then {{ to_bill_amount('charged.charged_amount * charged.vat_rate / (1 + charged.vat_rate)') }}
+            else {{ to_bill_amount('charged.charged_amount * charged.vat_rate') }} end as vat_amount
+    from charged
 
 ),
 
@@ -144,11 +171,15 @@ final as (
         cast(allowance_seconds_used as bigint) as allowance_seconds_used,
         allowance_amount,
         cast(monthly_fee as decimal(18,2)) as monthly_fee,
-        amount_before_tax,
+        cast(price_basis as varchar(8)) as price_basis,
+        case when price_basis = 'gross' then cast(charged_amount - vat_amount as decimal(18,2))
+            else charged_amount end as amount_before_tax,
         cast(vat_rate as decimal(5,4)) as vat_rate,
-        {{ to_bill_amount('amount_before_tax * vat_rate') }} as vat_amount,
-        cast(amount_before_tax + {{ to_bill_amount('amount_before_tax * vat_rate') }} as decimal(18,2))
-            as total_amount,
+        vat_amount,
+        case when price_basis = 'gross' then charged_amount
+            else cast(charged_amount + vat_amount as decimal(18,2)) end as total_amount,
+        cast(rated_cdrs as bigint) as rated_cdrs,
+        cast(rated_cost as decimal(18,6)) as rated_cost,
         cast(currency as varchar(3)) as currency
     from totals
 

@@ -1,7 +1,9 @@
 {{ config(pre_hook="{{ replace_billing_window() }}") }}
 
 -- The lines of each bill, numbered in a fixed order: usage per type (when used), the allowance as
--- a negative line and the monthly fee (invoices only), VAT. A bill's total is the sum of its lines.
+-- a negative line and the monthly fee (invoices only), VAT. A bill's total is the sum of its lines;
+-- on a VAT-inclusive bill (a prepaid statement) line 6 says how much VAT the amounts include
+-- (`vat_included`), which is not added again.
 with bills as (
 
     select * from {{ ref('billing_cdrs') }}
@@ -45,7 +47,9 @@ lines as (
 
     union all
 
-    select billing_month, invoice_number, msisdn, 6, 'vat', 'VAT',
+    select billing_month, invoice_number, msisdn, 6,
+        case when price_basis = 'gross' then 'vat_included' else 'vat' end,
+        case when price_basis = 'gross' then 'VAT included' else 'VAT' end,
         cast(vat_rate * 100 as decimal(18,2)), '%', vat_amount
     from bills
 

@@ -1,8 +1,8 @@
 -- The allowance rule: a plan's included national minutes are consumed by the month's national
 -- calls in order of start time (then record id). A call wholly inside the allowance is credited
 -- its rated price; the call that exhausts it, the covered share of its price (covered seconds /
--- duration, rounded half up to the cent); later calls nothing. The rated list price stays in
--- rating_cdrs: the bill shows the credit as its own line.
+-- duration, kept to 12 decimals: the bill rounds the month's credit once, to the cent); later
+-- calls nothing. The rated list price stays in rating_cdrs: the bill shows the credit as its own line.
 select
     record_id,
     served_msisdn,
@@ -11,9 +11,13 @@ select
     covered_s,
     cost,
     case
-        when covered_s = duration_s then cost
-        when covered_s = 0 then cast(0 as decimal(18,6))
-        else cast(round(cost * covered_s / duration_s, 2) as decimal(18,6))
+        when covered_s = duration_s then cast(cost as decimal(28,12))
+        when covered_s = 0 then cast(0 as decimal(28,12))
+        -- the factors as decimal(12,0): SQL Server then keeps 12 decimals through the product and quotient
+        else cast(
+            cast(cost as decimal(24,12)) * cast(covered_s as decimal(12,0)) / cast(duration_s as decimal(12,0))
+            as decimal(28,12)
+        )
     end as allowance_credit
 from (
     select

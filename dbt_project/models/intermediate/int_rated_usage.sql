@@ -13,5 +13,6 @@ select
     technology,
     duration_s,
     data_volume_bytes,
+    roaming,
     cost
 from {{ ref('stg_rating__rated_cdrs') }}

@@ -14,6 +14,7 @@ select
     technology,
     duration_s,
     data_volume_bytes,
+    roaming,
     usage_amount,
     usage_unit,
     category,
