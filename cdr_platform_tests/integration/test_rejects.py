@@ -103,10 +103,12 @@ def test_messages_of_half_a_megabyte_and_more_are_rejected_whole_and_the_stream_
     with sandbox.connect() as conn:
         assert balance(conn, sandbox.tables)["balanced"]
 
-    # the stream is alive: the next messages are mediated by the same checkpoint
-    sandbox.produce_raw(_valid_messages(50, seed=9))
-    second = sandbox.run(CDR_MEDIATION_STAGING=staging_via)
-    assert second.returncode == 0 and second.summary["clean"] == 50
+    # the stream is alive: the next messages are mediated by the same checkpoint (once: the path
+    # does not matter to what follows)
+    if staging_via == "direct":
+        sandbox.produce_raw(_valid_messages(50, seed=9))
+        second = sandbox.run(CDR_MEDIATION_STAGING=staging_via)
+        assert second.returncode == 0 and second.summary["clean"] == 50
     # the largest resident set of the driver, its JVM and Spark's Python workers (reported, not asserted)
     record_property("largest_child_rss_mb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 
@@ -205,14 +207,14 @@ def test_unknown_cell_rejects_are_recovered_by_a_replay_after_the_catalogue_is_l
     assert again["selected"] == 0
     assert sandbox.query(f"select count(*) from {sandbox.tables.clean}")[0][0] == len(messages)
 
-    # rated once: the recovered calls are rated with their day, and a re-rating changes nothing
+    # rated once: the recovered calls are rated with their day (rating replaces a day: a re-run
+    # changes nothing, test_rating shows)
     rating_schema = f"rat_{uuid.uuid4().hex[:8]}"
     rating_env = {**env, "CDR_RATING_SCHEMA": rating_schema}
     try:
         for day in replayed["clean_by_day"]:
-            for _ in range(2):
-                done = rate(rating_env, day)
-                assert done.returncode == 0, done.stderr[-3000:]
+            done = rate(rating_env, day)
+            assert done.returncode == 0, done.stderr[-3000:]
         rated = sandbox.query(f"select record_id from {rating_schema}.rating_cdrs")
         assert len(rated) == len({r[0] for r in rated})
         assert moved <= {r[0] for r in rated}
