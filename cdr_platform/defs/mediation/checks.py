@@ -9,7 +9,7 @@ from cdr_platform.defs.resources import KafkaResource, MediationResource, Wareho
 from cdr_platform.lib.kafka_io import beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.mediation import reject_store
-from cdr_platform.lib.mediation.store import consumed_offsets
+from cdr_platform.lib.mediation.store import batches_of_run, consumed_offsets
 from cdr_platform.lib.schema import CLEAN_RECORD, CLEAN_REQUIRED_BY_TYPE, RECORD_TYPES, TECHNOLOGIES
 
 
@@ -85,12 +85,21 @@ def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: Wareho
     )
 
 
-@dg.asset_check(asset=CLEAN_CDRS_KEY, description="No record id appears twice in clean_cdrs.")
-def clean_cdrs_unique_record_id(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=CLEAN_CDRS_KEY,
+    description="No record id appears twice among the rows the last mediation run stored (the table's primary "
+    "key keeps them unique against the older ones).",
+)
+def clean_cdrs_unique_record_id(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
+        scope, params = batches_of_run(conn, tables, _latest_run_id(context))
         repeated = conn.execute(
-            f"select count(*) from (select record_id from {tables.clean} group by record_id having count(*) > 1) d"
+            f"select count(*) from (select record_id from {tables.clean} where {scope}"
+            f" group by record_id having count(*) > 1) d",
+            params,
         ).fetchone()[0]
     return dg.AssetCheckResult(passed=repeated == 0, metadata={"repeated_record_ids": repeated})
 
@@ -105,8 +114,11 @@ def violations_sql() -> dict[str, str]:
         "mandatory column null": " or ".join(f"{c.name} is null" for c in CLEAN_RECORD if not c.nullable),
         "unknown record_type": f"record_type not in ({_quoted(RECORD_TYPES)})",
         "technology not normalised": f"technology not in ({_quoted(TECHNOLOGIES)})",
-        # E.164 in the form mediation writes: '+' then digits (a LIKE pattern both engines run)
-        "msisdn not E.164": "served_msisdn not like '+%' or (other_msisdn is not null and other_msisdn not like '+%')",
+        # E.164 in the form mediation writes: '+' then digits; no LIKE: the predicate runs with
+        # parameters, where its '%' would be taken for a placeholder (left() both engines have)
+        "msisdn not E.164": (
+            "left(served_msisdn, 1) <> '+' or (other_msisdn is not null and left(other_msisdn, 1) <> '+')"
+        ),
         "non-positive duration": "duration_s is not null and duration_s <= 0",
         "roaming not 0/1": "roaming not in (0, 1)",
     }
@@ -120,14 +132,20 @@ def violations_sql() -> dict[str, str]:
 @dg.asset_check(
     asset=CLEAN_CDRS_KEY,
     description="Mandatory columns are non-null and every value has "
-    "its normalised form and type (E.164, 2G-5G, positive durations, ...).",
+    "its normalised form and type (E.164, 2G-5G, positive durations, ...), in the rows the last run stored.",
 )
-def clean_cdrs_complete_and_typed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def clean_cdrs_complete_and_typed(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     counts = {}
     tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
+        # the rows of the last run's batches, not the whole history (no run yet: every row)
+        scope, params = batches_of_run(conn, tables, _latest_run_id(context))
         for rule, predicate in violations_sql().items():
-            counts[rule] = conn.execute(f"select count(*) from {tables.clean} where {predicate}").fetchone()[0]
+            counts[rule] = conn.execute(
+                f"select count(*) from {tables.clean} where {scope} and ({predicate})", params
+            ).fetchone()[0]
     return dg.AssetCheckResult(
         passed=not any(counts.values()),
         metadata={
