@@ -49,6 +49,31 @@ MART_KEY = dg.AssetKey(["marts", "fct_revenue_daily"])
 ASSETS = {RATING_CDRS_KEY: lambda: rating_cdrs, BILLING_CDRS_KEY: billing_dbt_assets, MART_KEY: warehouse_dbt_assets}
 
 
+# two messages, each with two faults (an unknown technology and an invalid other number): two
+# rejected messages, four reason rows
+TWO_FAULT_MESSAGES = [
+    (
+        b"+212661000001",
+        orjson.dumps(
+            {
+                "schema_version": 1,
+                "record_id": f"two-faults-{i}",
+                "record_type": "voice",
+                "served_msisdn": "+212661000001",
+                "other_msisdn": "not a number",
+                "direction": "outgoing",
+                "start_time": "2026-11-30T21:00:00Z",
+                "duration_s": 60,
+                "cell_id": "604-01-01000-00010",
+                "technology": "6G",
+            }
+        ),
+    )
+    for i in range(2)
+]
+MESSAGES = 6_000 + len(TWO_FAULT_MESSAGES)
+
+
 class Pipeline:
     """The sandbox's schemas, its Dagster instance, and how to run each stage as Dagster does."""
 
@@ -125,6 +150,7 @@ def pipeline(local_stack, tmp_path_factory):
             env={**os.environ, **env},
         )
         box.produce(GeneratorConfig(count=6_000, seed=61, error_rate=0.05, start_time=START, span_hours=8))
+        box.produce_raw(TWO_FAULT_MESSAGES)  # messages rejected for two reasons each (Rejection Rate)
         mediated = box.run()
         assert mediated.returncode == 0, mediated.stderr[-3000:]
         with dg.instance_for_test() as instance:
@@ -201,14 +227,22 @@ def test_the_marts_add_up_to_the_ledger_the_ratings_and_the_bills(pipeline):
         f" from {run.marts}.fct_revenue_assurance_daily"
     )[0]
     messages, clean, rejected, duplicates, rated_n, suspense, unrated, billed, rated_amount, billed_amount = assurance
-    assert messages == 6_000 == clean + rejected + duplicates
+    assert messages == MESSAGES == clean + rejected + duplicates
     assert (clean, unrated, billed) == (rated_n + suspense, 0, rated_n)  # both months billed: no gap
     assert rated_amount == billed_amount == rated
     (usage_total,) = run.query(f"select sum(usage_amount) from {run.marts}.fct_subscriber_usage_monthly")[0]
     (billed_usage,) = run.query(f"select sum(usage_amount) from {run.billing}.billing_cdrs")[0]
     assert usage_total == billed_usage
     (rejections,) = run.query(f"select sum(records) from {run.marts}.fct_rejections_daily")[0]
-    assert rejections >= rejected > 0  # a message with two reasons counts under each
+    assert rejections >= rejected + len(TWO_FAULT_MESSAGES) > 0  # a message with two reasons counts under each
+    # Rejection Rate (its SQL twin, on these marts) counts messages, not reason rows: by hand from the ledger
+    from cdr_platform.lib.bi.measure_twins import twins_for
+
+    with run.box.connect() as conn:
+        rate = conn.execute(twins_for(run.marts)["Rejection Rate"]).fetchone()[0]
+        by_hand = conn.execute(f"select sum(rejected), sum(rows_in) from {run.box.tables.ledger}").fetchone()
+    exact = (Decimal(by_hand[0]) / Decimal(by_hand[1])).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+    assert rate == exact < Decimal(rejections) / MESSAGES  # the twin keeps 6 decimals
     days = {d for (d,) in run.query(f"select date_key from {run.marts}.fct_revenue_daily")}
     assert days == {20261130, 20261201}
 

@@ -6,6 +6,8 @@ twice changes nothing, and a late CDR in a billed month re-bills that month (its
 changed, and the automation condition requests the month).
 """
 
+import contextlib
+from datetime import date
 from functools import cache
 
 import dagster as dg
@@ -31,6 +33,13 @@ def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"billing_month_start": f"{window.start:%Y-%m-%d}", "billing_month_end": f"{window.end:%Y-%m-%d}"}
 
 
+def billing_months_of(context: dg.AssetExecutionContext) -> list[date]:
+    """The first days of the run's months (none for a run of the checks alone)."""
+    if not context.has_partition_key_range:
+        return []
+    return [date.fromisoformat(key) for key in context.partition_keys]
+
+
 @cache
 def billing_dbt_assets() -> dg.AssetsDefinition:
     """The billing models of the dbt project as one monthly-partitioned multi-asset (built from the
@@ -50,8 +59,12 @@ def billing_dbt_assets() -> dg.AssetsDefinition:
         window = billing_window_vars(context)
         context.log.info(f"billing window {window or 'every month (no partition: checks alone)'}")
         # one billing run at a time: two months launched together would both create the tables on
-        # a first run (and dbt's incremental build is not safe against that)
-        with warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"):
+        # a first run (and dbt's incremental build is not safe against that); and no rating day of
+        # its months swapped in meanwhile, so the bills and their tests read one version of them
+        with contextlib.ExitStack() as locks:
+            locks.enter_context(warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"))
+            for month in billing_months_of(context):
+                locks.enter_context(warehouse.exclusive(warehouse.rating_tables().month_lock_name(month)))
             yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **window})
 
     return billing_dbt

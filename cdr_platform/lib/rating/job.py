@@ -231,9 +231,14 @@ def rate_day(
                 if tables.partitioned
                 else set()
             )
-            with conn.transaction():  # the day is replaced whole, or not at all
-                for statement in load.swap_sql(attached):
-                    conn.execute(statement)
+            # not while the month is being billed: its bills and their tests read one version of it
+            lock_conn.execute(tables.month_lock_sql(day))
+            try:
+                with conn.transaction():  # the day is replaced whole, or not at all
+                    for statement in load.swap_sql(attached):
+                        conn.execute(statement)
+            finally:
+                lock_conn.execute(tables.month_lock_sql(day, release=True))
         progress(f"swapped in as the {day} rows after {time.perf_counter() - started:.1f} s")
         lock_conn.execute(tables.lock_sql(day, release=True))
 

@@ -160,6 +160,15 @@ class RatingTables:
         """Serialise runs of one day (session-level lock, held by the driver for the run)."""
         return self.dialect.session_lock_sql(f"cdr-rating:{self.schema}:{day.isoformat()}", release)
 
+    def month_lock_name(self, day: date) -> str:
+        """The lock of the billing month of `day`: a rating run holds it while it swaps a day in, a
+        billing run of the month for its whole dbt build, so the bills and their tests see one
+        version of the month's rated CDRs (rating itself runs on meanwhile: only the swap waits)."""
+        return f"cdr-rating-month:{self.schema}:{day:%Y-%m}"
+
+    def month_lock_sql(self, day: date, release: bool = False) -> str:
+        return self.dialect.session_lock_sql(self.month_lock_name(day), release)
+
     def attached_partitions_sql(self) -> str:
         """PostgreSQL: the partitions attached to this schema's partitioned tables."""
         return (
