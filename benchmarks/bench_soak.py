@@ -42,7 +42,8 @@ def main() -> int:
     rate, seconds = PROFILES[args.profile]
     rate, seconds = args.rate or rate, args.seconds or seconds
 
-    with tempfile.TemporaryDirectory(prefix="cdr-soak-") as tmp:
+    # a run worker may still write into DAGSTER_HOME as dagster dev stops: never lose the report to it
+    with tempfile.TemporaryDirectory(prefix="cdr-soak-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         soak = Soak(load_settings(), work, rate=rate, seconds=seconds, sensor_interval_s=args.sensor_interval)
         try:
@@ -65,13 +66,13 @@ def main() -> int:
 
             soak.wait_caught_up(seconds + args.catch_up_timeout, on_poll=progress)
             report = soak.finish()
+            print(summary_line(report))
+            figures = report.as_dict()
+            print(json.dumps({k: v for k, v in figures.items() if k != "runs"}, indent=2), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2))
         finally:
             soak.cleanup()
-    print(summary_line(report))
-    figures = report.as_dict()
-    print(json.dumps({k: v for k, v in figures.items() if k != "runs"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
     return 0 if report.caught_up else 1
 
 
