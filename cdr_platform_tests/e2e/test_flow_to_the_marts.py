@@ -111,7 +111,11 @@ def test_a_short_soak_under_dagster_dev_reaches_the_marts_and_survives_dagster_d
         killed_now = next(r for r in runs if r["runId"] == killed["runId"])
         assert killed_now["status"] == "FAILURE", killed_now
         for run_id, job, why in failures:
-            assert any("interrupted" in w or "run worker" in w for w in why), (job, why)
+            # interrupted by the stop (the worker's own word), or found dead after the restart (by the
+            # watchdog or Dagster's run monitoring): never a failure of the work itself
+            assert any(
+                "interrupt" in w.lower() or "run worker" in w or "from outside the execution context" in w for w in why
+            ), (job, why)
             retries = [r for r in runs if {"key": "dagster/parent_run_id", "value": run_id} in r["tags"]]
             assert [r["status"] for r in retries] == ["SUCCESS"], (job, run_id, retries)
         assert {"mediate_cdrs", "rate_cdrs", "build_marts"} <= set(by_job), by_job
