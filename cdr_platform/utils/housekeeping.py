@@ -70,10 +70,8 @@ def sweep(
     now = now or time.time()
     swept = Swept()
     for log in log_files:
-        size = log.stat().st_size if log.is_file() else 0
-        if rotate_log(log, max_log_bytes):
+        if rotate_log(log, max_log_bytes):  # copied to .1, the oldest copy dropped: not counted as freed
             swept.rotated.append(str(log))
-            swept.freed_bytes += size
     if demo_logs and demo_logs.is_dir():
         for old in demo_logs.glob("demo-*.log"):
             if now - old.stat().st_mtime > keep_days * 86_400:

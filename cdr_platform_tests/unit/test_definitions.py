@@ -177,7 +177,15 @@ def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_an
         materialized("clean_cdrs")
         assert "no month is billed yet" in evaluate().skip_message
         materialized(dg.AssetKey(["billing", "billing_cdrs"]), "2026-11-01")
-        instance.add_run(DagsterRun(job_name="bill_cdrs", run_id="b-1", status=dg.DagsterRunStatus.NOT_STARTED))
+        # a billing month launched by the automation sensor: an __ASSET_JOB run, its stage tagged
+        instance.add_run(
+            DagsterRun(
+                job_name="__ASSET_JOB",
+                run_id="b-1",
+                status=dg.DagsterRunStatus.NOT_STARTED,
+                tags={"cdr/stage": "billing"},
+            )
+        )
         assert "waiting for run b-1" in evaluate().skip_message  # the bills are about to change
         instance.delete_run("b-1")  # the run is over
         # mediation and rating runs in progress do not hold the marts back (live traffic never stops)

@@ -52,12 +52,19 @@ def test_stale_spark_scratch_and_old_demo_logs_go_and_fresh_ones_stay(tmp_path):
     assert swept.freed_bytes == 103
 
 
-def test_finished_runs_past_the_retention_are_pruned_and_running_ones_kept():
+def test_finished_runs_past_the_retention_are_pruned_but_the_newest_success_of_each_kind_and_running_ones():
+    day = {"dagster/partition": "2026-11-30"}
     with dg.instance_for_test() as instance:
-        instance.add_run(DagsterRun(job_name="rate_cdrs", run_id="done", status=dg.DagsterRunStatus.SUCCESS))
-        instance.add_run(DagsterRun(job_name="rate_cdrs", run_id="failed", status=dg.DagsterRunStatus.FAILURE))
+        instance.add_run(DagsterRun(job_name="rate_cdrs", run_id="older", status=dg.DagsterRunStatus.SUCCESS, tags=day))
+        instance.add_run(
+            DagsterRun(job_name="rate_cdrs", run_id="failed", status=dg.DagsterRunStatus.FAILURE, tags=day)
+        )
+        instance.add_run(
+            DagsterRun(job_name="rate_cdrs", run_id="newest", status=dg.DagsterRunStatus.SUCCESS, tags=day)
+        )
         instance.add_run(DagsterRun(job_name="bill_cdrs", run_id="running", status=dg.DagsterRunStatus.STARTED))
         assert prune_runs(instance, older_than_days=7) == []  # all recent
         later = time.time() + 8 * 86_400
-        assert sorted(prune_runs(instance, older_than_days=7, now=later)) == ["done", "failed"]
-        assert [r.run_id for r in instance.get_runs()] == ["running"]
+        assert sorted(prune_runs(instance, older_than_days=7, now=later)) == ["failed", "older"]
+        # the day's latest materialization stays with its run; a run in progress is never touched
+        assert sorted(r.run_id for r in instance.get_runs()) == ["newest", "running"]

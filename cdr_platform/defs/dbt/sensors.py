@@ -17,6 +17,7 @@ import dagster as dg
 
 from cdr_platform.defs.dbt.assets import MARTS_GROUP, build_marts_job, warehouse_dbt_assets
 from cdr_platform.lib.settings import sensor_interval_s
+from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 # the dbt model's key (the translator's billing prefix); not imported from defs/billing, which
 # imports defs/dbt
@@ -27,8 +28,9 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-# the runs the marts wait for: what changes the bills, and a build of the marts themselves
-MARTS_WAIT_FOR_JOBS = ("bill_cdrs", "build_marts")
+# the runs the marts wait for, by their pipeline stage: what changes the bills (the bill_cdrs job,
+# and the automation sensor's runs, which Dagster names __ASSET_JOB), and a build of the marts
+MARTS_WAIT_FOR_STAGES = ("billing", "marts")
 
 
 def marts_inputs() -> list[dg.AssetKey]:
@@ -58,10 +60,12 @@ def marts_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("nothing the marts read has changed since they were last requested")
     if BILLING_CDRS_KEY.to_user_string() not in latest:
         return dg.SkipReason("no month is billed yet: the marts read the bills (waiting for billing)")
-    for job_name in MARTS_WAIT_FOR_JOBS:
-        running = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS), limit=1)
+    for stage in MARTS_WAIT_FOR_STAGES:
+        running = context.instance.get_runs(
+            filters=dg.RunsFilter(tags={STAGE_TAG: stage}, statuses=IN_PROGRESS), limit=1
+        )
         if running:
-            return dg.SkipReason(f"waiting for run {running[0].run_id} ({job_name}) to finish")
+            return dg.SkipReason(f"waiting for run {running[0].run_id} ({stage}: {running[0].job_name}) to finish")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

@@ -2,7 +2,8 @@
 
 The schedule `housekeeping_daily` (on by default) runs the job `housekeeping` every night: runs
 finished more than CDR_RUN_RETENTION_DAYS ago (7) are deleted from the run storage with their
-event logs and captured output, the stack's logs are rotated (utils/housekeeping.py), and Spark
+event logs and captured output - but the newest successful run of each job and partition, whose
+materializations are the assets' latest -, the stack's logs are rotated (utils/housekeeping.py), and Spark
 folders left by killed drivers are removed. Each run reports what it freed.
 """
 
@@ -21,14 +22,25 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 def prune_runs(instance: dg.DagsterInstance, older_than_days: float, now: float | None = None) -> list[str]:
-    """Delete the runs that finished more than `older_than_days` ago; returns their ids."""
+    """Delete the runs that finished more than `older_than_days` ago; returns their ids.
+
+    The newest successful run of each job and partition is kept, whatever its age: deleting a run
+    deletes its materializations, and an asset's latest one is what the sensors (a month billed,
+    the marts' inputs) and the UI's partition status read."""
     cutoff = (now or time.time()) - older_than_days * 86_400
+    records = instance.get_run_records(filters=dg.RunsFilter(statuses=FINISHED))  # newest first
+    kept: set[tuple] = set()
     deleted = []
-    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=FINISHED)):
+    for record in records:
+        run = record.dagster_run
+        group = (run.job_name, run.tags.get("dagster/partition"), tuple(sorted(map(str, run.asset_selection or ()))))
+        if run.status == dg.DagsterRunStatus.SUCCESS and group not in kept:
+            kept.add(group)  # the newest success of its kind
+            continue
         finished = record.end_time or record.update_timestamp.timestamp()
         if finished < cutoff:
-            instance.delete_run(record.dagster_run.run_id)
-            deleted.append(record.dagster_run.run_id)
+            instance.delete_run(run.run_id)
+            deleted.append(run.run_id)
     storage = Path(instance.root_directory) / "storage"
     for run_id in deleted:  # their captured stdout and stderr
         shutil.rmtree(storage / run_id, ignore_errors=True)

@@ -56,7 +56,12 @@ def dead_runs_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("CDR_RUN_WATCHDOG is off")
     if type(context.instance.run_launcher).__name__ != "DefaultRunLauncher":
         return dg.SkipReason("run workers are not processes of this machine: Dagster's run monitoring applies")
-    found = dead_runs(context.instance)
+    found = []
+    for run, pid in dead_runs(context.instance):
+        current = context.instance.get_run_by_id(run.run_id)
+        if current is None or current.status != dg.DagsterRunStatus.STARTED:
+            continue  # it ended (and its worker exited) between the look and now: not dead
+        found.append((current, pid))
     for run, pid in found:
         message = (
             f"run worker (pid {pid}) is gone while the run was STARTED: dagster dev or the daemon stopped, or the "

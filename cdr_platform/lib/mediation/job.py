@@ -204,7 +204,8 @@ class MediationRun:
                         F.lit(batch_id).cast("long").alias("batch_id"),
                         F.lit(self.raw_topic).alias("source_topic"),
                         *(F.col(task).alias(store) for store, task in STAGED_REJECT_COLUMNS.items()),
-                        F.lit(rejected_at.replace(tzinfo=None)).alias("rejected_at"),
+                        # aware: Spark reads a naive datetime in the driver's local zone
+                        F.lit(rejected_at).alias("rejected_at"),
                         F.lit(self.clock.local_date(rejected_at)).alias("rejected_day"),
                         F.lit(0).alias("attempts"),
                     )

@@ -15,7 +15,8 @@ the time the broker first received them, so a record is judged as it would have 
 with today's reference data. Each chunk of a replay is one transaction: the recovered records go
 into clean_cdrs (tagged with the replay's id as their query id) and their rejects become
 `recovered`; the others stay `open` with their attempt counted and their new reasons. A record id
-that clean_cdrs already holds makes its reject `duplicate`. So, whatever happens between two
+that clean_cdrs already holds makes its reject `discarded`, with that note (the ledger counted it
+rejected, so it stays a reject). One replay runs at a time (a warehouse session lock). So, whatever happens between two
 chunks, nothing is stored twice and nothing is lost, and the balance holds at every commit:
 
     rows in clean_cdrs = the ledger's clean + the recovered rejects
@@ -44,6 +45,7 @@ REPLAYED, RECOVERED, DISCARDED = "replayed", "recovered", "discarded"
 STATUSES = (OPEN_STATUS, REPLAYED, RECOVERED, DISCARDED, DUPLICATE_STATUS)
 FINAL_STATUSES = (RECOVERED, DISCARDED, DUPLICATE_STATUS)
 REPLAY_CHUNK = 2000  # rejects replayed per transaction
+ALREADY_STORED = "replayed: its record id is in clean_cdrs already (from another message)"
 REPLAY_PREFIX = "replay-"  # the query id of the clean rows a replay stores
 REPLAY_SUMMARY_PREFIX = "REPLAY_SUMMARY "  # the line `cdr rejects replay` ends with
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -225,16 +227,25 @@ def replay(
                 else:
                     outcome.recovered += 1
         return outcome
-    with conn.transaction():  # taken by this replay; a replay that dies leaves them to the next one
-        conn.execute(
-            f"update {tables.rejects} set status = %(replayed)s, replay_id = %(replay_id)s,"
-            f" status_changed_at = {tables.dialect.utc_clock} where {taken}",
-            params,
-        )
-    for rows in _chunks(conn, tables, "replay_id = %(replay_id)s and status = %(replayed)s", params, chunk):
-        _replay_chunk(conn, tables, rows, outcome, limits, clock)
-        if progress:
-            progress(outcome)
+    # one replay at a time (the CLI and the Dagster job alike): a replay takes over what a dead one
+    # left `replayed`, which must not be a live one's
+    lock = f"cdr-replay:{tables.schema}"
+    conn.execute(tables.dialect.session_lock_sql(lock))
+    conn.commit()
+    try:
+        with conn.transaction():  # taken by this replay; a replay that dies leaves them to the next one
+            conn.execute(
+                f"update {tables.rejects} set status = %(replayed)s, replay_id = %(replay_id)s,"
+                f" status_changed_at = {tables.dialect.utc_clock} where {taken}",
+                params,
+            )
+        for rows in _chunks(conn, tables, "replay_id = %(replay_id)s and status = %(replayed)s", params, chunk):
+            _replay_chunk(conn, tables, rows, outcome, limits, clock)
+            if progress:
+                progress(outcome)
+    finally:
+        conn.execute(tables.dialect.session_lock_sql(lock, release=True))
+        conn.commit()
     return outcome
 
 
@@ -303,11 +314,15 @@ def _replay_chunk(conn, tables: MediationTables, rows, outcome: ReplayOutcome, l
         for row, (record, reasons) in zip(rows, verdicts):
             key = {k: row[k] for k in ("query_id", "source_topic", "source_partition", "source_offset")}
             if record is None:
-                updates.append({**key, "status": OPEN_STATUS, "reasons": ",".join(reasons), "recovered": None})
+                updates.append(
+                    {**key, "status": OPEN_STATUS, "reasons": ",".join(reasons), "recovered": None, "note": None}
+                )
                 outcome.still_open += 1
                 outcome.reasons_now.update(reasons)
             elif record["record_id"] in already:
-                updates.append({**key, "status": DUPLICATE_STATUS, "reasons": None, "recovered": None})
+                # its record id is in clean_cdrs already (from another message): nothing to recover.
+                # Discarded with why, not `duplicate`: the ledger counted this message as rejected
+                updates.append({**key, "status": DISCARDED, "reasons": None, "recovered": None, "note": ALREADY_STORED})
                 outcome.duplicates += 1
             else:
                 already.add(record["record_id"])
@@ -324,7 +339,9 @@ def _replay_chunk(conn, tables: MediationTables, rows, outcome: ReplayOutcome, l
                         "mediated_at": mediated_at,
                     }
                 )
-                updates.append({**key, "status": RECOVERED, "reasons": None, "recovered": record["record_id"]})
+                updates.append(
+                    {**key, "status": RECOVERED, "reasons": None, "recovered": record["record_id"], "note": None}
+                )
                 outcome.recovered += 1
                 outcome.clean_by_day[clock.local_date(start).isoformat()] += 1
         if clean_rows:
@@ -338,10 +355,11 @@ def _replay_chunk(conn, tables: MediationTables, rows, outcome: ReplayOutcome, l
             conn,
             f"update {tables.rejects} set status = %(status)s, attempts = attempts + 1,"
             f" reasons = coalesce(%(reasons)s, reasons), recovered_record_id = %(recovered)s,"
-            f" status_changed_at = {tables.dialect.utc_clock}"
+            f" note = coalesce(%(note)s, note), status_changed_at = {tables.dialect.utc_clock}"
             f" where query_id = %(query_id)s and source_topic = %(source_topic)s"
-            f" and source_partition = %(source_partition)s and source_offset = %(source_offset)s",
-            updates,
+            f" and source_partition = %(source_partition)s and source_offset = %(source_offset)s"
+            f" and replay_id = %(replay_id)s and status = %(replayed)s",  # only what this replay took
+            [{**u, "replay_id": outcome.replay_id, "replayed": REPLAYED} for u in updates],
         )
     outcome.selected += len(rows)
     outcome.chunks += 1

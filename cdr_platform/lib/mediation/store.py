@@ -21,8 +21,9 @@ Staged (SQL Server through JDBC bulk copy; also runs on PostgreSQL):
 
 A batch replayed after a crash at any point therefore ends with the same rows and the same
 ledger entry. A new checkpoint (new query id) that re-reads the topic finds every record
-already stored: they count as duplicates, so clean_cdrs always holds exactly the sum of the
-ledger's clean column. Every statement here is plain SQL that PostgreSQL and SQL Server both run;
+already stored: they count as duplicates, so clean_cdrs holds exactly the sum of the ledger's
+clean column, plus the rejects a replay recovered (lib.mediation.reject_store.balance).
+Every statement here is plain SQL that PostgreSQL and SQL Server both run;
 what differs (DDL types, "create if missing", UTC now) comes from a `Dialect`
 (cdr_platform.lib.warehouse.dialects).
 """

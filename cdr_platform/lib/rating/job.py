@@ -231,6 +231,7 @@ def rate_day(
                 if tables.partitioned
                 else set()
             )
+            conn.commit()  # ends the select's implicit transaction: the swap's below is a real one
             # not while the month is being billed: its bills and their tests read one version of it
             lock_conn.execute(tables.month_lock_sql(day))
             try:
