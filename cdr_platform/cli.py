@@ -592,22 +592,27 @@ def rejects_replay(reason: str, since: datetime | None, dry_run: bool) -> None:
 def _report_replay_to_dagster(summary: dict) -> bool:
     """A replay by hand tells the Dagster instance (DAGSTER_HOME) what it stored, as the replay job
     does: a materialization of clean_cdrs with clean_by_day, which the rating sensor follows."""
-    if not os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not Path(home).is_dir():  # no Dagster instance here (make sets the variable anyway)
         return False
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                "clean_cdrs",
-                description=f"cdr rejects replay {summary['replay_id']}",
-                metadata={
-                    "recovered_by_replay": summary["recovered"],
-                    "replay_id": summary["replay_id"],
-                    "clean_by_day": dg.MetadataValue.json(summary["clean_by_day"]),
-                },
+    try:
+        with dg.DagsterInstance.get() as instance:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    "clean_cdrs",
+                    description=f"cdr rejects replay {summary['replay_id']}",
+                    metadata={
+                        "recovered_by_replay": summary["recovered"],
+                        "replay_id": summary["replay_id"],
+                        "clean_by_day": dg.MetadataValue.json(summary["clean_by_day"]),
+                    },
+                )
             )
-        )
+    except Exception as exc:  # the replay is committed: telling Dagster is a courtesy, never its failure
+        click.echo(f"could not tell the Dagster instance at {home}: {exc}", err=True)
+        return False
     return True
 
 
