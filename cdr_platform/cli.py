@@ -462,16 +462,14 @@ _SINCE = click.option(
 
 def _reject_store():
     """The configured warehouse's reject store: (settings, connection, tables)."""
-    from cdr_platform.lib.mediation.store import tables_for
+    from cdr_platform.lib.mediation.store import create_tables, tables_for
     from cdr_platform.lib.settings import load_settings
     from cdr_platform.lib.warehouse import connect
 
     settings = load_settings()
     tables = tables_for(settings)
     conn = connect(settings.warehouse)
-    for statement in tables.ddl():  # a warehouse mediation never ran on has an empty store
-        conn.execute(statement)
-    conn.commit()
+    create_tables(conn, tables)  # a warehouse mediation never ran on has an empty store
     return settings, conn, tables
 
 

@@ -15,6 +15,7 @@ from cdr_platform.defs.resources import MediationResource, TariffResource, Wareh
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.mediation import reject_store
 from cdr_platform.lib.mediation.job import load_known_cells
+from cdr_platform.lib.mediation.store import create_tables
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 
@@ -55,9 +56,7 @@ def replay_rejects_op(
 ):
     tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
-        for statement in tables.ddl():
-            conn.execute(statement)
-        conn.commit()
+        create_tables(conn, tables)
         outcome = reject_store.replay(
             conn,
             tables,
@@ -105,9 +104,7 @@ def replay_rejects_op(
 def discard_rejects_op(context: dg.OpExecutionContext, config: DiscardConfig, warehouse: WarehouseResource):
     tables = warehouse.mediation_tables()
     with warehouse.connect() as conn:
-        for statement in tables.ddl():
-            conn.execute(statement)
-        conn.commit()
+        create_tables(conn, tables)
         count = reject_store.discard(
             conn, tables, reason=reject_store.check_reason(config.reason), note=config.note, since=_since(config.since)
         )

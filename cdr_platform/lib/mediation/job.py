@@ -42,6 +42,7 @@ from cdr_platform.lib.mediation.store import (
     BatchOutcome,
     MediationTables,
     commit_batch,
+    create_tables,
     record_batch,
 )
 from cdr_platform.lib.mediation.tasks import (
@@ -483,9 +484,7 @@ def run(
     from cdr_platform.lib.warehouse import connect
 
     with connect(settings.warehouse) as conn:
-        for statement in tables.ddl():
-            conn.execute(statement)
-        conn.commit()
+        create_tables(conn, tables)
         known_cells = load_known_cells(conn)
     if known_cells is None:
         (progress or log.info)("reference.cell_catalogue is empty or missing: the generated cell catalogue applies")

@@ -38,7 +38,13 @@ from cdr_platform.lib.mediation.bulk import mediate_batch_safely
 from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.mediation.rejects import parse_reject_key
 from cdr_platform.lib.mediation.rules import Limits
-from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, DUPLICATE_STATUS, OPEN_STATUS, MediationTables
+from cdr_platform.lib.mediation.store import (
+    CLEAN_COLUMN_NAMES,
+    DUPLICATE_STATUS,
+    OPEN_STATUS,
+    REJECT_STORE_COLUMNS,
+    MediationTables,
+)
 from cdr_platform.lib.tariff_clock import TariffClock
 
 REPLAYED, RECOVERED, DISCARDED = "replayed", "recovered", "discarded"
@@ -128,24 +134,8 @@ def list_records(conn, tables: MediationTables, *, reason=None, since=None, stat
 def show(conn, tables: MediationTables, key: str) -> list[dict]:
     """Every stored verdict on the message at `key` ("topic:partition:offset"), whole payload included."""
     topic, partition, offset = parse_reject_key(key)
-    columns = (
-        "query_id",
-        "batch_id",
-        "message_key",
-        "payload",
-        "payload_bytes",
-        "payload_sha256",
-        "reasons",
-        "error",
-        "received_at",
-        "rejected_at",
-        "status",
-        "attempts",
-        "replay_id",
-        "recovered_record_id",
-        "status_changed_at",
-        "note",
-    )
+    # every stored column but the position the key already names
+    columns = tuple(c for c in REJECT_STORE_COLUMNS if c not in ("source_topic", "source_partition", "source_offset"))
     rows = conn.execute(
         f"select {', '.join(columns)} from {tables.rejects} where source_topic = %(topic)s"
         f" and source_partition = %(partition)s and source_offset = %(offset)s order by rejected_at",

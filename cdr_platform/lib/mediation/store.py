@@ -454,6 +454,13 @@ def commit_batch(
     return outcome
 
 
+def create_tables(conn, tables: MediationTables) -> None:
+    """Create what is missing of the mediation tables (idempotent), committed."""
+    for statement in tables.ddl():
+        conn.execute(statement)
+    conn.commit()
+
+
 def tables_for(settings) -> MediationTables:
     """The mediation tables of the configured warehouse (kind and schema)."""
     return MediationTables(settings.mediation_schema, DIALECTS[settings.warehouse.kind])
