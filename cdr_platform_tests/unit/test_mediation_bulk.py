@@ -1,6 +1,6 @@
 """Bulk mediation gives exactly what `mediate` gives, message by message.
 
-The bulk path (vectorised over a batch) is how Spark mediates; `validation.mediate` is the
+The bulk path (vectorised over a batch) is how Spark mediates; `rules.mediate` is the
 definition. Each test mediates the same messages both ways and compares the outcome of every
 message: clean with the same normalised record, or rejected with the same reasons. It also
 checks the bulk path settled the canonical clean records itself.

@@ -1,11 +1,11 @@
-"""Bulk mediation: the rules of validation.py recognised on whole Arrow columns at once.
+"""Bulk mediation: the mediation rules (rules.py) recognised on whole Arrow columns at once.
 
-`validation.mediate` stays the one definition of every rule; this module restates none of the
+`rules.mediate` stays the one definition of every rule; this module restates none of the
 rejections. It recognises, with vectorised tests, the records that are certainly clean in their
 canonical form (the exact JSON types, the record type, direction and technology spelled as the
 schema lists them, numbers of digits in E.164, national or international form, the start time
 as the schema writes it, a known cell...) and normalises those columns at once, with the
-numbering plan, network and technology tables validation uses. Every other record - anything
+numbering plan, network and technology tables the rules use. Every other record - anything
 rejected, and anything valid but written differently - goes to `mediate` itself, one by one.
 The unit tests mediate the same messages both ways and require identical results.
 """
@@ -111,7 +111,7 @@ _ENTRY_ATTRS = {
     attr: pa.array([getattr(e, attr) for e in _ENTRIES] + [None], pa.string())
     for attr in ("operator_id", "country", "zone")
 }
-# validation.destination_class of every (served entry, other entry) pair, then null
+# rules.destination_class of every (served entry, other entry) pair, then null
 _CLASSES = pa.array([destination_class(s, o) for s in _ENTRIES for o in _ENTRIES] + [None], pa.string())
 
 
@@ -130,7 +130,7 @@ def _lookup(e164: pa.Array) -> np.ndarray:
 
 
 def _normalise_number(column: pa.Array) -> pa.Array:
-    """validation.normalise_msisdn for numbers already known to be canonical (digits, one prefix)."""
+    """rules.normalise_msisdn for numbers already known to be canonical (digits, one prefix)."""
     plus = pc.starts_with(column, "+")
     international = pc.starts_with(column, "00")
     national = pc.starts_with(column, "0")

@@ -3,7 +3,7 @@
 `mediate(payload, received_at)` takes the raw Kafka message value and the time the broker
 received it, and returns either a normalised record (no reasons) or the list of stable
 rejection reason codes (a record may carry several). The Spark job applies the rules to Arrow
-batches through `mediation_bulk.mediate_batch`, which settles canonical clean records in bulk
+batches through `bulk.mediate_batch`, which settles canonical clean records in bulk
 and hands every other message to `mediate`; the tests hold the two to identical outcomes.
 
 Every check is written so that a missing or null value can never pass it: a record is

@@ -1,6 +1,6 @@
 """Bulk rating: the rating engine applied to a whole Arrow batch with numpy and pyarrow.
 
-The plain engine (engine.py, through cdr_rating.py) stays the one definition of the rules. This
+The plain engine (engine.py, through cdr.py) stays the one definition of the rules. This
 module asks it every question whose answer is shared by many records, once:
 
 * which category, subject and rating plan: per distinct (record type, direction, tenant,
