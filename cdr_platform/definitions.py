@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cdr_platform.lib.settings import sensor_interval_s
+from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 BILLING = dg.AssetSelection.groups("billing")
@@ -18,7 +18,7 @@ automation = dg.AutomationConditionSensorDefinition(
     "cdr_automation",
     target=BILLING,
     default_status=dg.DefaultSensorStatus.RUNNING,  # the pipeline flows by itself under `make dev`
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     # a run per billing month rather than a backfill: a backfill refuses the current month, whose
     # later days are not partitions yet
     emit_backfills=False,
@@ -29,7 +29,7 @@ bi_automation = dg.AutomationConditionSensorDefinition(
     "cdr_bi_automation",
     target=dg.AssetSelection.all() - BILLING,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     run_tags={STAGE_TAG: "bi"},
     description="Refreshes the dashboard and the Power BI model and report after the marts.",
 )

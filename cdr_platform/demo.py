@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import load_settings, set_process_default, work_dir
 
 # what the stages log as they go, read back from the run's event log
 _PRODUCED = re.compile(r"produced ([\d,]+)/([\d,]+) CDRs")
@@ -215,8 +215,8 @@ def _billing_lines(settings, months: list[str], term: Terminal) -> None:
 
 def run_demo(*, count: int, seed: int, producer: str) -> int:
     settings = load_settings()
-    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    dagster_home = Path(set_process_default("DAGSTER_HOME", str(work_dir() / ".dagster_home")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
     log_path = settings.stack.directory / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log"
     with _output_to(log_path) as stream, log_path.open("a") as log_file:
         term = Terminal(stream)

@@ -1,24 +1,25 @@
 """Resources: every setting an asset, check or sensor needs arrives as one of these.
 
-Their values come from `cdr_platform.lib.settings` (environment variables with local defaults)
-when the code location loads, per environment (`utils.environment_helpers`): LOCAL talks to the
-project's own stack, PROD to the production warehouse (SQL Server) with the secret read from
-the environment by Dagster (`dg.EnvVar`), never written into run config or the UI. The Spark
-drivers run as subprocesses (Dagster Pipes): `subprocess_env()` hands them the same settings.
+Each field that carries a setting names it (`from_setting`): its type, default and meaning are
+declared once, in `cdr_platform.lib.settings.SETTINGS`. `resources_for` fills the fields from the
+loaded settings per environment (`utils.environment_helpers`): LOCAL talks to the project's own
+stack, PROD to the production warehouse (SQL Server); a secret is read by Dagster (`dg.EnvVar`),
+never written into run config or the UI. The Spark drivers run as subprocesses (Dagster Pipes):
+`subprocess_env()` hands them the same settings, by the same names.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
 
 from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import MediationTables
@@ -26,14 +27,14 @@ from cdr_platform.lib.rating.engine import RatingEngine
 from cdr_platform.lib.rating.plan import TariffPlan
 from cdr_platform.lib.rating.store import RatingTables
 from cdr_platform.lib.settings import (
-    DEFAULT_TARIFF_TIMEZONE,
     FAILURE_FILE_ENV,
-    REPO_ROOT,
+    SETTINGS_BY_NAME,
     WAREHOUSE_KINDS,
+    Setting,
     Settings,
     WarehouseSettings,
     load_settings,
-    run_retention_days,
+    value_in,
 )
 from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse import connect
@@ -41,39 +42,82 @@ from cdr_platform.lib.warehouse.dialects import DIALECTS
 from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 
-class KafkaResource(dg.ConfigurableResource):
-    """Where the CDR topics live."""
+def from_setting(name: str) -> Any:
+    """A resource field that carries the setting `name`: its default (where fixed) and meaning come
+    from the declaration; a computed default leaves the field to be filled by `resources_for`."""
+    declared = SETTINGS_BY_NAME[name]
+    extra = {"setting": name}
+    if callable(declared.default):
+        return Field(description=declared.doc or name, json_schema_extra=extra)
+    default = declared.type.format(declared.default) if declared.default is None else declared.default
+    return Field(default=default, description=declared.doc or name, json_schema_extra=extra)
 
-    bootstrap_servers: str
-    raw_cdrs_topic: str
-    error_cdrs_topic: str
-    topic_partitions: int = 4
 
-    def subprocess_env(self) -> dict[str, str]:
+class SettingsResource(dg.ConfigurableResource):
+    """A resource whose fields carry settings: built from them, and handing them on by name."""
+
+    @classmethod
+    def carried_settings(cls) -> dict[str, Setting]:
+        """Field name -> the setting it carries."""
         return {
-            "CDR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-            "CDR_RAW_TOPIC": self.raw_cdrs_topic,
-            "CDR_ERROR_TOPIC": self.error_cdrs_topic,
-            "CDR_TOPIC_PARTITIONS": str(self.topic_partitions),
+            name: SETTINGS_BY_NAME[info.json_schema_extra["setting"]]
+            for name, info in cls.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and "setting" in info.json_schema_extra
         }
 
+    @classmethod
+    def for_settings(cls, settings: Settings, secrets_required: bool = False, **fields: Any):
+        """The resource with the values of `settings`; a secret as an EnvVar when set (always, when
+        `secrets_required`: production fails at launch without it rather than run without it)."""
+        values: dict[str, Any] = {}
+        for field_name, declared in cls.carried_settings().items():
+            value = value_in(settings, declared)
+            if declared.secret and (value or secrets_required):
+                values[field_name] = dg.EnvVar(declared.name)
+            elif isinstance(value, (str, int, float, bool)):
+                values[field_name] = value
+            else:  # a path or nothing: a Dagster config field holds text
+                values[field_name] = declared.type.format(value)
+        return cls(**values, **fields)
 
-class WarehouseResource(dg.ConfigurableResource):
+    def subprocess_env(self) -> dict[str, str]:
+        """The settings this resource carries, as a child process reads them (a secret only when set:
+        in the child's environment, never its command line or the UI)."""
+        env = {}
+        for field_name, declared in self.carried_settings().items():
+            value = getattr(self, field_name)
+            if declared.secret and not value:
+                continue
+            env[declared.name] = declared.type.format(value)
+        return env
+
+
+class KafkaResource(SettingsResource):
+    """Where the CDR topics live."""
+
+    bootstrap_servers: str = from_setting("CDR_KAFKA_BOOTSTRAP_SERVERS")
+    raw_cdrs_topic: str = from_setting("CDR_RAW_TOPIC")
+    error_cdrs_topic: str = from_setting("CDR_ERROR_TOPIC")
+    topic_partitions: int = from_setting("CDR_TOPIC_PARTITIONS")
+    max_message_bytes: int = from_setting("CDR_TOPIC_MAX_MESSAGE_BYTES")
+
+
+class WarehouseResource(SettingsResource):
     """The warehouse: PostgreSQL locally, SQL Server in production (kind), and its schemas."""
 
-    kind: str = "postgres"
-    host: str
-    port: int
-    database: str
-    user: str
-    password: str = ""
-    trust_server_certificate: bool = False  # SQL Server: a development server's self-signed certificate
-    mediation_schema: str = "mediation"
-    rating_schema: str = "rating"
-    tariff_schema: str = "tariffs"
-    billing_schema: str = "billing"
-    marts_schema: str = "marts"
-    bi_role: str = "cdr_bi"
+    kind: str = from_setting("CDR_WAREHOUSE_KIND")
+    host: str = from_setting("CDR_WAREHOUSE_HOST")
+    port: int = from_setting("CDR_WAREHOUSE_PORT")
+    database: str = from_setting("CDR_WAREHOUSE_DB")
+    user: str = from_setting("CDR_WAREHOUSE_USER")
+    password: str = from_setting("CDR_WAREHOUSE_PASSWORD")
+    trust_server_certificate: bool = from_setting("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE")
+    mediation_schema: str = from_setting("CDR_MEDIATION_SCHEMA")
+    rating_schema: str = from_setting("CDR_RATING_SCHEMA")
+    tariff_schema: str = from_setting("CDR_TARIFF_SCHEMA")
+    billing_schema: str = from_setting("CDR_BILLING_SCHEMA")
+    marts_schema: str = from_setting("CDR_MARTS_SCHEMA")
+    bi_role: str = from_setting("CDR_BI_ROLE")
 
     @property
     def settings(self) -> WarehouseSettings:
@@ -82,6 +126,10 @@ class WarehouseResource(dg.ConfigurableResource):
         return WarehouseSettings(
             self.host, self.port, self.database, self.user, self.password, self.kind, self.trust_server_certificate
         )
+
+    @property
+    def dialect(self):
+        return DIALECTS[self.kind]
 
     def connect(self):
         """A psycopg connection (PostgreSQL) or a DB-API session over mssql-python (SQL Server)."""
@@ -107,50 +155,27 @@ class WarehouseResource(dg.ConfigurableResource):
         return RatingTables(self.rating_schema, DIALECTS[self.kind], self.tariff_schema)
 
     def dbt_vars(self) -> dict[str, str]:
-        """The schemas dbt's sources, seeds and models use, and the BI role (dbt --vars)."""
+        """The schemas dbt's sources, seeds and models use, and the BI role (dbt --vars): the
+        settings declared with a dbt var."""
         return {
-            "mediation_schema": self.mediation_schema,
-            "rating_schema": self.rating_schema,
-            "tariff_schema": self.tariff_schema,
-            "billing_schema": self.billing_schema,
-            "marts_schema": self.marts_schema,
-            "bi_role": self.bi_role,
+            declared.dbt_var: getattr(self, field_name)
+            for field_name, declared in self.carried_settings().items()
+            if declared.dbt_var
         }
 
-    def subprocess_env(self) -> dict[str, str]:
-        env = {
-            "CDR_WAREHOUSE_KIND": self.kind,
-            "CDR_WAREHOUSE_HOST": self.host,
-            "CDR_WAREHOUSE_PORT": str(self.port),
-            "CDR_WAREHOUSE_DB": self.database,
-            "CDR_WAREHOUSE_USER": self.user,
-            "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE": str(self.trust_server_certificate).lower(),
-            "CDR_MEDIATION_SCHEMA": self.mediation_schema,
-            "CDR_RATING_SCHEMA": self.rating_schema,
-            "CDR_TARIFF_SCHEMA": self.tariff_schema,
-            "CDR_BILLING_SCHEMA": self.billing_schema,
-            "CDR_MARTS_SCHEMA": self.marts_schema,
-        }
-        if self.password:  # the child's environment only, never its command line or the UI
-            env["CDR_WAREHOUSE_PASSWORD"] = self.password
-        return env
 
-
-class TariffResource(dg.ConfigurableResource):
+class TariffResource(SettingsResource):
     """How the tariff is applied: the operator's time zone (time bands, rating days, billing
     months) and CGRateS's rounding of each increment."""
 
-    timezone: str = DEFAULT_TARIFF_TIMEZONE
-    rounding_decimals: int = 5
+    timezone: str = from_setting("CDR_TARIFF_TIMEZONE")
+    rounding_decimals: int = from_setting("CDR_RATING_ROUNDING_DECIMALS")
 
     def clock(self) -> TariffClock:
         return TariffClock(self.timezone)
 
     def engine(self, plan: TariffPlan) -> RatingEngine:
         return RatingEngine(plan, rounding_decimals=self.rounding_decimals, clock=self.clock())
-
-    def subprocess_env(self) -> dict[str, str]:
-        return {"CDR_TARIFF_TIMEZONE": self.timezone, "CDR_RATING_ROUNDING_DECIMALS": str(self.rounding_decimals)}
 
 
 class SparkResource(LazyPySparkResource):
@@ -159,6 +184,8 @@ class SparkResource(LazyPySparkResource):
     The jobs' drivers run out of process through Dagster Pipes, so this resource never starts a
     session in the Dagster process (it is the lazy one): it hands its configuration to them.
     """
+
+    project_dir: str = from_setting("CDR_PROJECT_DIR")  # the drivers' working folder
 
     def run_job(self, context, pipes_client: dg.PipesSubprocessClient, args: list[str], env: dict[str, str]):
         """`cdr <args>` as a Pipes subprocess; returns its results. A driver that fails writes its
@@ -177,7 +204,7 @@ class SparkResource(LazyPySparkResource):
                         "CDR_RUN_ID": context.run.run_id,
                         FAILURE_FILE_ENV: str(failure_file),
                     },
-                    cwd=str(REPO_ROOT),
+                    cwd=str(self.project_dir),
                 ).get_results()
             except Exception as exc:
                 if failure_file.is_file() and failure_file.read_text().strip():
@@ -185,29 +212,31 @@ class SparkResource(LazyPySparkResource):
                 raise
 
     def subprocess_env(self) -> dict[str, str]:
-        conf = dict(self.spark_config)
-        env = {"CDR_SPARK_CONF": json.dumps({k: str(v) for k, v in conf.items() if k != "spark.master"})}
-        if conf.get("spark.master"):
-            env["CDR_SPARK_MASTER"] = str(conf["spark.master"])
+        """The Spark configuration as the drivers read it: CDR_SPARK_MASTER and CDR_SPARK_CONF."""
+        conf = {k: str(v) for k, v in dict(self.spark_config).items()}
+        env = {"CDR_SPARK_CONF": SETTINGS_BY_NAME["CDR_SPARK_CONF"].type.format(conf)}
+        if "spark.master" in conf:
+            env["CDR_SPARK_MASTER"] = conf.pop("spark.master")
+            env["CDR_SPARK_CONF"] = SETTINGS_BY_NAME["CDR_SPARK_CONF"].type.format(conf)
         return env
 
 
-class FilesResource(dg.ConfigurableResource):
+class FilesResource(SettingsResource):
     """Where the platform writes files (the subscribers CSV...), and the local stack's logs."""
 
-    data_dir: str
-    logs_dir: str = ""  # the local stack's logs (.stack/logs): what housekeeping rotates
-    run_retention_days: float = 7.0  # finished Dagster runs older than this are pruned
+    data_dir: str = from_setting("CDR_DATA_DIR")
+    logs_dir: str = ""  # the local stack's logs (CDR_STACK_DIR/logs): what housekeeping rotates
+    run_retention_days: float = from_setting("CDR_RUN_RETENTION_DAYS")
 
     def path(self, *parts: str) -> Path:
         return Path(self.data_dir, *parts)
 
 
-class ReferenceFilesResource(dg.ConfigurableResource):
+class ReferenceFilesResource(SettingsResource):
     """The operator's own reference files (CDR_REFERENCE_DIR): numbering_plan.csv, cells.csv and
     subscribers.csv. Unset, or a file missing from the folder: that dataset's generated data."""
 
-    directory: str = ""  # empty: no folder, the generated data
+    directory: str = from_setting("CDR_REFERENCE_DIR")  # empty: no folder, the generated data
 
     def file(self, file_name: str) -> tuple[Path | None, str]:
         """The operator's file `file_name` if there is one, else None; and where the data comes from,
@@ -223,24 +252,15 @@ class ReferenceFilesResource(dg.ConfigurableResource):
         return path, f"file {path}"
 
 
-POWERBI_SETTINGS = (
-    "CDR_POWERBI_WORKSPACE_ID",
-    "CDR_POWERBI_DATASET_ID",
-    "CDR_POWERBI_TENANT_ID",
-    "CDR_POWERBI_CLIENT_ID",
-    "CDR_POWERBI_CLIENT_SECRET",
-)
-
-
-class PowerBIResource(dg.ConfigurableResource):
+class PowerBIResource(SettingsResource):
     """The Power BI service workspace the semantic model is published to, if any (dagster-powerbi,
     a service principal). Unconfigured, nothing calls Power BI and the asset says so."""
 
-    workspace_id: str = ""
-    dataset_id: str = ""
-    tenant_id: str = ""
-    client_id: str = ""
-    client_secret: str = ""
+    workspace_id: str = from_setting("CDR_POWERBI_WORKSPACE_ID")
+    dataset_id: str = from_setting("CDR_POWERBI_DATASET_ID")
+    tenant_id: str = from_setting("CDR_POWERBI_TENANT_ID")
+    client_id: str = from_setting("CDR_POWERBI_CLIENT_ID")
+    client_secret: str = from_setting("CDR_POWERBI_CLIENT_SECRET")
 
     @property
     def configured(self) -> bool:
@@ -249,7 +269,8 @@ class PowerBIResource(dg.ConfigurableResource):
     def refresh_semantic_model(self, context) -> str:
         """Refresh the published semantic model and wait for it; what happened, in one line."""
         if not self.configured:
-            message = f"refresh not configured: set {', '.join(POWERBI_SETTINGS)} to refresh it in the Power BI service"
+            names = ", ".join(declared.name for declared in self.carried_settings().values())
+            message = f"refresh not configured: set {names} to refresh it in the Power BI service"
             context.log.info(message)
             return message
         from dagster_powerbi import PowerBIServicePrincipal, PowerBIWorkspace
@@ -264,21 +285,21 @@ class PowerBIResource(dg.ConfigurableResource):
         return f"refreshed semantic model {self.dataset_id} in workspace {self.workspace_id}"
 
 
-class MediationResource(dg.ConfigurableResource):
+class MediationResource(SettingsResource):
     """How much a micro-batch takes, the limits a record must keep, and when the share of rejects is
     worth a warning. The mediation driver gets them as environment (`subprocess_env`); a replay of
     the reject store, which runs in the Dagster process, as `limits()`."""
 
-    max_offsets_per_trigger: int = 250_000  # bounds a micro-batch, and so the driver's memory
-    max_rejection_rate: float = 0.10
-    max_attempts: int = 3  # runs the sensor launches for the same new data before it gives up
-    retry_backoff_s: int = 60  # wait after a failed run; doubled after each further failure
-    max_payload_bytes: int = 65_536  # PAYLOAD_TOO_LARGE above it
-    max_batch_bytes: int = 32 * 1024 * 1024  # a task's Arrow batches at most
-    reject_echo_bytes: int = 4096  # of the payload, in the error-cdrs message
-    max_duration_s: int = 86_400
-    max_volume_bytes: int = 10**12
-    late_arrival_days: int = 60
+    max_offsets_per_trigger: int = from_setting("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER")
+    max_rejection_rate: float = from_setting("CDR_MAX_REJECTION_RATE")
+    max_attempts: int = from_setting("CDR_MEDIATION_MAX_ATTEMPTS")
+    retry_backoff_s: int = from_setting("CDR_MEDIATION_RETRY_BACKOFF_S")
+    max_payload_bytes: int = from_setting("CDR_MEDIATION_MAX_PAYLOAD_BYTES")
+    max_batch_bytes: int = from_setting("CDR_MEDIATION_MAX_BATCH_BYTES")
+    reject_echo_bytes: int = from_setting("CDR_REJECT_ECHO_BYTES")
+    max_duration_s: int = from_setting("CDR_MAX_DURATION_S")
+    max_volume_bytes: int = from_setting("CDR_MAX_DATA_VOLUME_BYTES")
+    late_arrival_days: int = from_setting("CDR_LATE_ARRIVAL_DAYS")
 
     def limits(self, known_cells: frozenset[str] | None = None) -> Limits:
         return Limits(
@@ -289,75 +310,23 @@ class MediationResource(dg.ConfigurableResource):
             **({"known_cells": known_cells} if known_cells else {}),
         )
 
-    def subprocess_env(self) -> dict[str, str]:
-        return {
-            "CDR_MEDIATION_MAX_PAYLOAD_BYTES": str(self.max_payload_bytes),
-            "CDR_MEDIATION_MAX_BATCH_BYTES": str(self.max_batch_bytes),
-            "CDR_REJECT_ECHO_BYTES": str(self.reject_echo_bytes),
-            "CDR_MAX_DURATION_S": str(self.max_duration_s),
-            "CDR_MAX_DATA_VOLUME_BYTES": str(self.max_volume_bytes),
-            "CDR_LATE_ARRIVAL_DAYS": str(self.late_arrival_days),
-        }
-
 
 def resources_for(settings: Settings, environment: Environment) -> dict[str, object]:
-    """The resources of an environment. PROD requires the warehouse password from the
-    environment (as an EnvVar, so its value never shows in the UI)."""
-    wh = settings.warehouse
-    password: object = wh.password
-    if environment is Environment.PROD or wh.password:
-        password = dg.EnvVar("CDR_WAREHOUSE_PASSWORD")
+    """The resources of an environment, from `settings`. PROD requires the warehouse password from
+    the environment (an EnvVar, so its value never shows in the UI)."""
+    prod = environment is Environment.PROD
     return {
-        "kafka": KafkaResource(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
-            raw_cdrs_topic=settings.kafka.raw_cdrs_topic,
-            error_cdrs_topic=settings.kafka.error_cdrs_topic,
-            topic_partitions=settings.kafka.topic_partitions,
+        "kafka": KafkaResource.for_settings(settings),
+        "warehouse": WarehouseResource.for_settings(settings, secrets_required=prod),
+        "tariff": TariffResource.for_settings(settings),
+        "spark": SparkResource(
+            spark_config={"spark.master": settings.spark_master, **settings.spark_conf},
+            project_dir=str(settings.project_dir),
         ),
-        "warehouse": WarehouseResource(
-            kind=wh.kind,
-            host=wh.host,
-            port=wh.port,
-            database=wh.database,
-            user=wh.user,
-            password=password,
-            trust_server_certificate=wh.trust_server_certificate,
-            mediation_schema=settings.mediation_schema,
-            rating_schema=settings.rating_schema,
-            tariff_schema=settings.tariff_schema,
-            billing_schema=settings.billing_schema,
-            marts_schema=settings.marts_schema,
-            bi_role=settings.bi_role,
-        ),
-        "tariff": TariffResource(
-            timezone=settings.tariff_timezone, rounding_decimals=settings.rating_rounding_decimals
-        ),
-        "spark": SparkResource(spark_config={"spark.master": settings.spark_master, **settings.spark_conf}),
-        "files": FilesResource(
-            data_dir=str(settings.data_dir),
-            logs_dir=str(settings.stack.directory / "logs"),
-            run_retention_days=run_retention_days(),
-        ),
-        "reference_files": ReferenceFilesResource(directory=str(settings.reference_dir or "")),
-        "mediation_settings": MediationResource(
-            max_offsets_per_trigger=settings.mediation_max_offsets_per_trigger,
-            max_rejection_rate=settings.max_rejection_rate,
-            max_attempts=settings.mediation_max_attempts,
-            retry_backoff_s=settings.mediation_retry_backoff_s,
-            max_payload_bytes=settings.mediation_max_payload_bytes,
-            max_batch_bytes=settings.mediation_max_batch_bytes,
-            reject_echo_bytes=settings.reject_echo_bytes,
-            max_duration_s=settings.max_duration_s,
-            max_volume_bytes=settings.max_volume_bytes,
-            late_arrival_days=settings.late_arrival_days,
-        ),
-        "powerbi": PowerBIResource(
-            workspace_id=settings.powerbi_workspace_id,
-            dataset_id=settings.powerbi_dataset_id,
-            tenant_id=settings.powerbi_tenant_id,
-            client_id=settings.powerbi_client_id,
-            client_secret=dg.EnvVar("CDR_POWERBI_CLIENT_SECRET") if os.environ.get("CDR_POWERBI_CLIENT_SECRET") else "",
-        ),
+        "files": FilesResource.for_settings(settings, logs_dir=str(settings.stack.logs_dir)),
+        "reference_files": ReferenceFilesResource.for_settings(settings),
+        "mediation_settings": MediationResource.for_settings(settings),
+        "powerbi": PowerBIResource.for_settings(settings),
         # Spark drivers run as subprocesses that speak Dagster Pipes.
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }

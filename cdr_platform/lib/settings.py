@@ -1,43 +1,672 @@
-"""Settings of the platform, read from environment variables with working local defaults.
+"""Every setting of the platform, declared once: its environment variable, type, working local
+default and meaning.
 
-Every service address, name and size that more than one module needs lives here, so the
-local stack, the Dagster resources, the Spark jobs and the tests agree on one value.
-Nothing is read at import time: call `load_settings()` where the value is needed.
+`SETTINGS` is the one declaration. From it derive: `load_settings()` (the `Settings` the jobs,
+the CLI and the tests read), the Dagster resources' fields and their `EnvVar`s, the dbt vars and
+the environment of the Spark drivers (`cdr_platform.defs.resources`), and the README's settings
+table (`cdr settings`, checked by a test). No other module reads `os.environ`
+(`cdr_platform_tests/unit/test_settings_declared_once.py` enforces it): a value that is invalid
+fails when the settings load, naming its variable.
+
+Nothing is read at import time: call `load_settings()` or `setting(NAME)` where the value is needed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# -- where the project's files are, and where it writes ----------------------------------------
 
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # cdr_platform/
 
 
-def _env_number(name: str, default, kind=int):
-    raw = _env(name, str(default))
-    try:
-        return kind(raw)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from None
+def checkout_root() -> Path | None:
+    """The git checkout the package runs from (an editable install), if it does."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "dbt_project" / "dbt_project.yml").is_file() else None
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = _env(name, "true" if default else "false").lower()
-    if raw not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"environment variable {name} must be true or false, got {raw!r}")
-    return raw in ("true", "1", "yes")
+# The checkout, for the tests and benchmarks that live in it (None once installed from a wheel)
+REPO_ROOT = checkout_root() or PACKAGE_DIR.parent
 
 
-def _env_int(name: str, default: int) -> int:
-    return _env_number(name, default, int)
+class SettingError(ValueError):
+    """A setting's value is invalid; the message names its environment variable."""
+
+
+@dataclass(frozen=True)
+class SettingType:
+    """How a setting's text becomes its value (and back, for a child process's environment)."""
+
+    describe: str  # for the README: "integer >= 1", "one of: local, prod"
+    parse: Callable[[str], Any]  # raises ValueError with what was expected
+
+    def format(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict):
+            return json.dumps(value)
+        return "" if value is None else str(value)
+
+
+def text() -> SettingType:
+    return SettingType("text", str)
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> SettingType:
+    return _number(int, "integer", minimum, maximum)
+
+
+def number(minimum: float | None = None, maximum: float | None = None, above: float | None = None) -> SettingType:
+    return _number(float, "number", minimum, maximum, above)
+
+
+def _number(kind, word: str, minimum=None, maximum=None, above=None) -> SettingType:
+    bounds = [f">= {minimum}"] if minimum is not None else []
+    bounds += [f"> {above}"] if above is not None else []
+    bounds += [f"<= {maximum}"] if maximum is not None else []
+
+    def parse(raw: str):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"must be {'an' if word == 'integer' else 'a'} {word}") from None
+        if (
+            (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+            or (above is not None and value <= above)
+        ):
+            raise ValueError(f"must be {' and '.join(bounds)}")
+        return value
+
+    return SettingType(" ".join([word, *bounds]), parse)
+
+
+def flag() -> SettingType:
+    def parse(raw: str) -> bool:
+        lowered = raw.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("must be true or false")
+        return lowered in ("true", "1", "yes")
+
+    return SettingType("true or false", parse)
+
+
+def choice(*options: str) -> SettingType:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(o or '(empty)' for o in options)}")
+        return raw
+
+    return SettingType(f"one of: {', '.join(o or '(empty)' for o in options)}", parse)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def identifier() -> SettingType:
+    """A schema or role name: written into SQL as it is, so it must be a plain identifier."""
+
+    def parse(raw: str) -> str:
+        if not _IDENTIFIER.fullmatch(raw):
+            raise ValueError("must be an SQL identifier (letters, digits, _; not starting with a digit)")
+        return raw
+
+    return SettingType("SQL identifier", parse)
+
+
+def timezone() -> SettingType:
+    def parse(raw: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Africa/Casablanca or UTC") from None
+        return raw
+
+    return SettingType("IANA time zone", parse)
+
+
+def folder() -> SettingType:
+    return SettingType("path", lambda raw: Path(raw).expanduser())
+
+
+def json_object() -> SettingType:
+    def parse(raw: str) -> dict[str, str]:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object of Spark settings")
+        return {str(k): str(v) for k, v in value.items()}
+
+    return SettingType("JSON object", parse)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. `default` is the working local value, or a function of the values declared
+    before it. `into`: where `Settings` keeps it ("kafka.bootstrap_servers"); `secret`: reached
+    through `EnvVar` in Dagster, never shown; `dbt_var`: the dbt var it becomes. A Dagster
+    resource field that carries it names it (`cdr_platform.defs.resources.from_setting`)."""
+
+    name: str
+    type: SettingType
+    default: Any
+    doc: str
+    into: tuple[str, ...] = ()
+    secret: bool = False
+    dbt_var: str = ""
+    default_doc: str = ""  # the default in words, where it is computed
+
+    def shown_default(self) -> str:
+        if self.default_doc:
+            return self.default_doc
+        value = self.type.format(self.default)
+        return "empty" if value == "" else f"`{value}`"
+
+
+def work_dir() -> Path:
+    """Where the local stack, the data and the Dagster instance live by default: the checkout, or
+    the current folder when the package is installed."""
+    return checkout_root() or Path.cwd()
+
+
+def _bundled_or_checkout() -> Path:
+    """The project's files (dbt project, Power BI project, stack files): the checkout, else the
+    copy the wheel carries inside the package."""
+    return checkout_root() or PACKAGE_DIR / "project"
+
+
+WAREHOUSE_KINDS = ("postgres", "sqlserver")
+ENVIRONMENTS = ("local", "prod")
+DEFAULT_TARIFF_TIMEZONE = "Africa/Casablanca"  # the demo operator's (Morocco)
+# Where a job run by Dagster writes its one-line cause of failure (set by the Spark resource)
+FAILURE_FILE_ENV = "CDR_FAILURE_FILE"
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- environment and files
+    Setting(
+        "CDR_ENV",
+        choice(*ENVIRONMENTS),
+        "local",
+        "`local` or `prod`: which resources, which warehouse engine and dbt target",
+        into=("environment",),
+    ),
+    Setting(
+        "CDR_PROJECT_DIR",
+        folder(),
+        lambda v: _bundled_or_checkout(),
+        "the project's files (dbt project, Power BI project, stack files); an installed package carries its own copy",
+        into=("project_dir",),
+        default_doc="the checkout, or the installed package's copy",
+    ),
+    Setting(
+        "CDR_STACK_DIR",
+        folder(),
+        lambda v: work_dir() / ".stack",
+        "the local stack's files: broker and database data, jars, logs, checkpoints",
+        into=("stack.directory",),
+        default_doc="`.stack/` of the checkout (installed: of the current folder)",
+    ),
+    Setting(
+        "CDR_DATA_DIR",
+        folder(),
+        lambda v: work_dir() / "data",
+        "files the platform writes (generated subscribers, dashboard)",
+        into=("data_dir",),
+        default_doc="`data/` of the checkout (installed: of the current folder)",
+    ),
+    Setting(
+        "CDR_REFERENCE_DIR",
+        folder(),
+        None,
+        "a folder of the operator's reference files, `numbering_plan.csv`, `cells.csv`, `subscribers.csv` "
+        "(each optional); empty: the generated data",
+        into=("reference_dir",),
+    ),
+    Setting(
+        "CDR_CONFORMANCE_DIR",
+        folder(),
+        lambda v: v["CDR_PROJECT_DIR"].parent / "shared" / "conformance" / "cgrates",
+        "the CGRateS conformance cases; with `CI` set, a missing folder fails the tests instead of skipping them",
+        into=("conformance_dir",),
+        default_doc="`../shared/conformance/cgrates`",
+    ),
+    # -- Kafka
+    Setting("CDR_KAFKA_PORT", integer(1, 65535), 19092, "the local broker's port", into=("stack.kafka_port",)),
+    Setting(
+        "CDR_KAFKA_CONTROLLER_PORT",
+        integer(1, 65535),
+        lambda v: v["CDR_KAFKA_PORT"] + 1,
+        "the local broker's KRaft controller port",
+        into=("stack.kafka_controller_port",),
+        default_doc="`CDR_KAFKA_PORT` + 1",
+    ),
+    Setting("CDR_KAFKA_HEAP", text(), "1g", "the local broker's JVM heap", into=("stack.kafka_heap",)),
+    Setting(
+        "CDR_KAFKA_BOOTSTRAP_SERVERS",
+        text(),
+        lambda v: f"127.0.0.1:{v['CDR_KAFKA_PORT']}",
+        "the brokers",
+        into=("kafka.bootstrap_servers",),
+        default_doc="`127.0.0.1:19092`",
+    ),
+    Setting("CDR_RAW_TOPIC", text(), "raw-cdrs", "the CDRs to mediate", into=("kafka.raw_cdrs_topic",)),
+    Setting("CDR_ERROR_TOPIC", text(), "error-cdrs", "the rejects with their reason", into=("kafka.error_cdrs_topic",)),
+    Setting(
+        "CDR_TOPIC_PARTITIONS",
+        integer(1),
+        4,
+        "partitions of `raw-cdrs` / `error-cdrs` when created; keep it a multiple of the Spark cores "
+        "(mediation runs one task per partition)",
+        into=("kafka.topic_partitions",),
+    ),
+    Setting(
+        "CDR_TOPIC_MAX_MESSAGE_BYTES",
+        integer(1024),
+        1_048_576,
+        "`max.message.bytes` of `raw-cdrs` and `error-cdrs` when created, and the rejects' `max.request.size`",
+        into=("kafka.max_message_bytes",),
+    ),
+    # -- warehouse
+    Setting(
+        "CDR_WAREHOUSE_KIND",
+        choice(*WAREHOUSE_KINDS),
+        lambda v: "sqlserver" if v["CDR_ENV"] == "prod" else "postgres",
+        "the warehouse engine: every asset, check and Spark job follows it",
+        into=("warehouse.kind",),
+        default_doc="`postgres` (`sqlserver` when `CDR_ENV=prod`)",
+    ),
+    Setting("CDR_WAREHOUSE_HOST", text(), "127.0.0.1", "", into=("warehouse.host",)),
+    Setting(
+        "CDR_WAREHOUSE_PORT",
+        integer(1, 65535),
+        15432,
+        "the warehouse's port (the local PostgreSQL's too)",
+        into=("warehouse.port", "stack.postgres_port"),
+    ),
+    Setting("CDR_WAREHOUSE_DB", text(), "cdr_warehouse", "", into=("warehouse.database",)),
+    Setting("CDR_WAREHOUSE_USER", text(), "cdr", "", into=("warehouse.user",)),
+    Setting(
+        "CDR_WAREHOUSE_PASSWORD",
+        text(),
+        "",
+        "never in git; Dagster reads it as an `EnvVar`",
+        into=("warehouse.password",),
+        secret=True,
+    ),
+    Setting(
+        "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE",
+        flag(),
+        False,
+        "SQL Server's TLS certificate is verified; `true` trusts a development server's self-signed one "
+        "(JDBC, mssql-python and dbt alike)",
+        into=("warehouse.trust_server_certificate",),
+    ),
+    Setting(
+        "CDR_MEDIATION_SCHEMA",
+        identifier(),
+        "mediation",
+        "clean CDRs, the ledger, the reject store",
+        into=("mediation_schema",),
+        dbt_var="mediation_schema",
+    ),
+    Setting(
+        "CDR_RATING_SCHEMA",
+        identifier(),
+        "rating",
+        "rated CDRs and suspense",
+        into=("rating_schema",),
+        dbt_var="rating_schema",
+    ),
+    Setting(
+        "CDR_TARIFF_SCHEMA",
+        identifier(),
+        "tariffs",
+        "where dbt seeds the tariff plan",
+        into=("tariff_schema",),
+        dbt_var="tariff_schema",
+    ),
+    Setting(
+        "CDR_BILLING_SCHEMA",
+        identifier(),
+        "billing",
+        "dbt's bills and plan catalogue",
+        into=("billing_schema",),
+        dbt_var="billing_schema",
+    ),
+    Setting(
+        "CDR_MARTS_SCHEMA",
+        identifier(),
+        "marts",
+        "dbt's marts, what the BI tools read",
+        into=("marts_schema",),
+        dbt_var="marts_schema",
+    ),
+    Setting(
+        "CDR_BI_ROLE",
+        identifier(),
+        "cdr_bi",
+        "the BI tool's role: it may select the marts and nothing else",
+        into=("bi_role",),
+        dbt_var="bi_role",
+    ),
+    Setting(
+        "CDR_DBT_TARGET",
+        choice("", *WAREHOUSE_KINDS),
+        "",
+        "the dbt target; empty: the warehouse kind",
+        into=("dbt_target",),
+    ),
+    # -- tariff and rating
+    Setting(
+        "CDR_TARIFF_TIMEZONE",
+        timezone(),
+        DEFAULT_TARIFF_TIMEZONE,
+        "the operator's time zone: tariff time bands, weekdays, rating days and billing months",
+        into=("tariff_timezone",),
+    ),
+    Setting(
+        "CDR_RATING_ROUNDING_DECIMALS",
+        integer(0, 12),
+        5,
+        "CGRateS' rounding of each increment's cost",
+        into=("rating_rounding_decimals",),
+    ),
+    Setting(
+        "CDR_RATING_IO",
+        choice("", "copy", "jdbc"),
+        "",
+        "how rating reads and writes the warehouse: `copy` (PostgreSQL), `jdbc` (any); empty: by engine",
+        into=("rating_io",),
+    ),
+    # -- mediation
+    Setting(
+        "CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER",
+        integer(1),
+        250_000,
+        "messages per micro-batch at most (the driver's memory)",
+        into=("mediation_max_offsets_per_trigger",),
+    ),
+    Setting(
+        "CDR_MAX_REJECTION_RATE",
+        number(0.0, 1.0),
+        0.10,
+        "the `rejection_rate` check warns above it",
+        into=("max_rejection_rate",),
+    ),
+    Setting(
+        "CDR_MEDIATION_MAX_ATTEMPTS",
+        integer(1),
+        3,
+        "runs the sensor launches for the same new data before it gives up",
+        into=("mediation_max_attempts",),
+    ),
+    Setting(
+        "CDR_MEDIATION_RETRY_BACKOFF_S",
+        integer(0),
+        60,
+        "wait after a failed mediation run, doubled after each further failure",
+        into=("mediation_retry_backoff_s",),
+    ),
+    Setting(
+        "CDR_MEDIATION_MAX_PAYLOAD_BYTES",
+        integer(1),
+        65_536,
+        "longer messages are rejected as `PAYLOAD_TOO_LARGE`, never parsed",
+        into=("mediation_max_payload_bytes",),
+    ),
+    Setting(
+        "CDR_MEDIATION_MAX_BATCH_BYTES",
+        integer(1024),
+        32 * 1024 * 1024,
+        "bytes of the Arrow batches a mediation task works on (with 20,000 messages at most)",
+        into=("mediation_max_batch_bytes",),
+    ),
+    Setting(
+        "CDR_REJECT_ECHO_BYTES",
+        integer(0),
+        4096,
+        "bytes of the payload a reject on `error-cdrs` echoes (the reject store keeps it whole)",
+        into=("reject_echo_bytes",),
+    ),
+    Setting(
+        "CDR_MAX_DURATION_S",
+        integer(1),
+        86_400,
+        "longer calls and sessions are rejected as `VALUE_OUT_OF_RANGE`",
+        into=("max_duration_s",),
+    ),
+    Setting(
+        "CDR_MAX_DATA_VOLUME_BYTES",
+        integer(1),
+        10**12,
+        "bigger data volumes are rejected as `VALUE_OUT_OF_RANGE`",
+        into=("max_volume_bytes",),
+    ),
+    Setting(
+        "CDR_LATE_ARRIVAL_DAYS",
+        integer(0),
+        60,
+        "CDRs that started longer ago are rejected as `STALE_TIMESTAMP`",
+        into=("late_arrival_days",),
+    ),
+    Setting(
+        "CDR_MEDIATION_STAGING",
+        choice("", "direct", "jdbc"),
+        "",
+        "how mediation stores clean rows: `direct` (tasks COPY into PostgreSQL) or `jdbc` (Spark's JDBC writer "
+        "stages them, one transaction merges: the SQL Server path); empty: by engine",
+        into=("mediation_staging",),
+    ),
+    Setting(
+        "CDR_MEDIATION_CHECKPOINT",
+        folder(),
+        lambda v: v["CDR_STACK_DIR"] / "checkpoints" / v["CDR_ENV"] / "mediation",
+        "the mediation stream's checkpoint",
+        into=("mediation_checkpoint",),
+        default_doc="`.stack/checkpoints/<CDR_ENV>/mediation`",
+    ),
+    Setting(
+        "CDR_MEDIATION_MIN_PARTITIONS",
+        integer(0),
+        0,
+        "splits Kafka partitions over more Spark tasks; 0: one task per partition",
+        into=("mediation_min_partitions",),
+    ),
+    Setting(
+        "CDR_MEDIATION_CRASH_AT",
+        text(),
+        "",
+        "fault injection for the crash tests: `after_stage:2` kills the driver at that point of batch 2",
+        into=("mediation_crash_at",),
+    ),
+    # -- Spark
+    Setting(
+        "CDR_SPARK_MASTER",
+        text(),
+        "local[2]",
+        "any Spark master URL (`spark://host:7077`: a standalone cluster)",
+        into=("spark_master",),
+    ),
+    Setting(
+        "CDR_SPARK_CONF",
+        json_object(),
+        {},
+        "JSON object of extra Spark settings for every job (the Dagster `spark` resource passes its own)",
+        into=("spark_conf",),
+    ),
+    Setting(
+        "CDR_SPARK_CORES",
+        integer(1),
+        8,
+        "cores of a Spark cluster (a `local[N]` master says its own)",
+        into=("spark_cores",),
+    ),
+    Setting("CDR_SPARK_DRIVER_MEMORY", text(), "2g", "the Spark driver's memory", into=("spark_driver_memory",)),
+    Setting(
+        "CDR_SPARK_SHUFFLE_PARTITIONS",
+        integer(1),
+        4,
+        "`spark.sql.shuffle.partitions`",
+        into=("spark_shuffle_partitions",),
+    ),
+    Setting("CDR_SPARK_UI", flag(), False, "the Spark UI of each driver", into=("spark_ui",)),
+    Setting(
+        "CDR_SPARK_LOG_LEVEL",
+        choice("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"),
+        "WARN",
+        "Spark's log level",
+        into=("spark_log_level",),
+    ),
+    Setting(
+        "CDR_SPARK_CDS",
+        choice("auto", "off"),
+        "auto",
+        "`auto`: Spark drivers map the class-data archive `make setup` records (`.stack/spark-cds/`), "
+        "starting about 2 s sooner; `off`",
+        into=("spark_cds",),
+    ),
+    Setting(
+        "CDR_SPARK_JIT",
+        choice("auto", "full"),
+        "auto",
+        "`auto`: bounded runs stop the driver's JIT at C1, which they cannot amortise; `full` keeps C2",
+        into=("spark_jit",),
+    ),
+    Setting(
+        "JAVA_HOME",
+        folder(),
+        None,
+        "the Java that runs Kafka and Spark; empty: `java` on the PATH",
+        into=("java_home",),
+    ),
+    # -- Power BI
+    Setting(
+        "CDR_POWERBI_WORKSPACE_ID",
+        text(),
+        "",
+        "the Power BI service workspace of the semantic model",
+        into=("powerbi_workspace_id",),
+    ),
+    Setting("CDR_POWERBI_DATASET_ID", text(), "", "its published semantic model", into=("powerbi_dataset_id",)),
+    Setting("CDR_POWERBI_TENANT_ID", text(), "", "the service principal's tenant", into=("powerbi_tenant_id",)),
+    Setting("CDR_POWERBI_CLIENT_ID", text(), "", "the service principal", into=("powerbi_client_id",)),
+    Setting(
+        "CDR_POWERBI_CLIENT_SECRET",
+        text(),
+        "",
+        "its secret: all five set, the semantic model asset refreshes the published dataset",
+        into=("powerbi_client_secret",),
+        secret=True,
+    ),
+    # -- operations
+    Setting(
+        "CDR_SENSOR_INTERVAL_S", integer(1), 30, "how often the sensors look for new work", into=("sensor_interval_s",)
+    ),
+    Setting(
+        "CDR_RUN_WATCHDOG",
+        flag(),
+        True,
+        "`dead_runs_sensor` marks failed (to be re-executed) the runs whose worker process died",
+        into=("run_watchdog",),
+    ),
+    Setting(
+        "CDR_RUN_RETENTION_DAYS",
+        number(above=0.0),
+        7.0,
+        "finished Dagster runs older than this are pruned by the nightly `housekeeping`",
+        into=("run_retention_days",),
+    ),
+    Setting(
+        "DAGSTER_HOME",
+        folder(),
+        None,
+        "the Dagster instance (`make` sets `.dagster_home/`); empty: none, as Dagster's own default",
+        into=("dagster_home",),
+    ),
+    Setting(
+        "CDR_RUN_ID",
+        text(),
+        "",
+        "set by Dagster's Spark resource for its drivers: the run they belong to",
+        into=("run_id",),
+    ),
+    Setting(
+        FAILURE_FILE_ENV,
+        folder(),
+        None,
+        "set by Dagster's Spark resource for its drivers: where a failed driver writes its cause",
+        into=("failure_file",),
+    ),
+    # -- the demo
+    Setting("DEMO_CDR_COUNT", integer(1), 100_000, "CDRs `make demo` generates", into=("demo_cdr_count",)),
+    Setting("DEMO_SEED", integer(0), 42, "the demo generator's seed", into=("demo_seed",)),
+    Setting(
+        "DEMO_PRODUCER",
+        choice("kafka-python", "confluent"),
+        "kafka-python",
+        "the demo's producer",
+        into=("demo_producer",),
+    ),
+)
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every setting's value, parsed and checked, in declaration order (a computed default sees
+    the values before it). An empty variable counts as unset. An invalid one raises SettingError
+    naming it."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = environ.get(s.name, "")
+        raw = raw if s.secret else raw.strip()
+        if raw == "":
+            values[s.name] = s.default(values) if callable(s.default) else s.default
+            continue
+        try:
+            values[s.name] = s.type.parse(raw)
+        except ValueError as exc:
+            shown = "(hidden)" if s.secret else repr(raw)
+            raise SettingError(f"environment variable {s.name} {exc}, got {shown}") from None
+    return values
+
+
+def setting(name: str) -> Any:
+    """One setting's value (all are read and checked: an invalid one anywhere fails here too)."""
+    return read_settings()[name]
+
+
+def process_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with `overrides`: what a child process (a Spark driver, Kafka,
+    dagster dev) is started with."""
+    return {**os.environ, **overrides}
+
+
+def set_process_default(name: str, value: str) -> str:
+    """Set an environment variable for this process and its children unless it is set; its value."""
+    return os.environ.setdefault(name, value)
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), from SETTINGS."""
+    lines = ["| variable | default | type | what it sets |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        lines.append(f"| `{s.name}` | {s.shown_default()} | {s.type.describe} | {s.doc} |")
+    return "\n".join(lines)
+
+
+# -- what the platform reads: built from SETTINGS by load_settings() ---------------------------
 
 
 @dataclass(frozen=True)
@@ -46,12 +675,7 @@ class KafkaSettings:
     raw_cdrs_topic: str
     error_cdrs_topic: str
     topic_partitions: int
-    # max.message.bytes of raw-cdrs and error-cdrs when created, and the rejects' producer
-    # max.request.size: Kafka's own default (1 MiB), stated, not assumed
-    max_message_bytes: int = 1_048_576
-
-
-WAREHOUSE_KINDS = ("postgres", "sqlserver")
+    max_message_bytes: int
 
 
 @dataclass(frozen=True)
@@ -60,12 +684,9 @@ class WarehouseSettings:
     port: int
     database: str
     user: str
-    # Empty for the local cluster (trust on loopback); set CDR_WAREHOUSE_PASSWORD elsewhere.
-    password: str
+    password: str = field(repr=False)  # never printed
     kind: str = "postgres"  # postgres (local) or sqlserver (production)
-    # SQL Server's TLS certificate is verified unless this says to trust it as it is: only for a
-    # development server with a self-signed certificate (CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE)
-    trust_server_certificate: bool = False
+    trust_server_certificate: bool = False  # SQL Server: a development server's self-signed certificate
 
     def conninfo(self, database: str | None = None) -> str:
         parts = [
@@ -132,182 +753,99 @@ class StackSettings:
         """The Spark driver's class-data archive (cdr_platform.lib.spark.startup_archive)."""
         return self.directory / "spark-cds"
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.directory / "logs"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    environment: str  # "local" or "prod"
+    """The values of SETTINGS, grouped as the code reads them (each field's meaning: SETTINGS)."""
+
     kafka: KafkaSettings
     warehouse: WarehouseSettings
     stack: StackSettings
-    spark_master: str
+    environment: str
+    project_dir: Path
     data_dir: Path
+    reference_dir: Path | None
+    conformance_dir: Path
     mediation_schema: str
     rating_schema: str
-    tariff_schema: str  # where dbt seeds the tariff plan
-    rating_rounding_decimals: int  # CGRateS' rounding of each increment's cost
-    mediation_max_offsets_per_trigger: int  # bounds a micro-batch, and so the driver's memory
-    max_rejection_rate: float  # above it, the rejection_rate check warns
-    mediation_max_attempts: int  # runs the sensor launches for the same new data before it gives up
-    mediation_retry_backoff_s: int  # wait after a failed run, doubled after each further failure
-    max_duration_s: int = 86_400  # mediation rejects longer calls and sessions (VALUE_OUT_OF_RANGE)
-    max_volume_bytes: int = 10**12  # ... and bigger data records
-    late_arrival_days: int = 60  # ... and CDRs that started longer ago (STALE_TIMESTAMP)
-    # a message longer than this is rejected as PAYLOAD_TOO_LARGE on its length, never parsed
-    mediation_max_payload_bytes: int = 65_536
-    # the Arrow batches a mediation task works on hold at most this many bytes (and at most 20,000
-    # messages): a task's memory stays flat whatever the mix of message sizes
-    mediation_max_batch_bytes: int = 32 * 1024 * 1024
-    # a reject in error-cdrs echoes at most this many bytes of the payload (the whole payload is in
-    # the reject store), with its length and SHA-256
-    reject_echo_bytes: int = 4096
-    # the operator's time zone: tariff time bands, weekdays, rating days and billing months
-    tariff_timezone: str = "Africa/Casablanca"
-    billing_schema: str = "billing"  # dbt's bills and plan catalogue
-    marts_schema: str = "marts"  # dbt's marts, what the BI tool reads
-    bi_role: str = "cdr_bi"  # the BI tool's read-only role: select on the marts, nothing else
-    # the Power BI service (all empty: not configured; the client secret is read by Dagster, never here)
-    powerbi_workspace_id: str = ""
-    powerbi_dataset_id: str = ""
-    powerbi_tenant_id: str = ""
-    powerbi_client_id: str = ""
-    # the operator's own reference files (numbering_plan.csv, cells.csv, subscribers.csv); None:
-    # the generated reference data
-    reference_dir: Path | None = None
-    spark_conf: dict[str, str] = field(default_factory=dict)  # extra Spark configuration for every job
+    tariff_schema: str
+    billing_schema: str
+    marts_schema: str
+    bi_role: str
+    dbt_target: str
+    tariff_timezone: str
+    rating_rounding_decimals: int
+    rating_io: str
+    mediation_max_offsets_per_trigger: int
+    max_rejection_rate: float
+    mediation_max_attempts: int
+    mediation_retry_backoff_s: int
+    mediation_max_payload_bytes: int
+    mediation_max_batch_bytes: int
+    reject_echo_bytes: int
+    max_duration_s: int
+    max_volume_bytes: int
+    late_arrival_days: int
+    mediation_staging: str
+    mediation_checkpoint: Path
+    mediation_min_partitions: int
+    mediation_crash_at: str
+    spark_master: str
+    spark_conf: dict[str, str]
+    spark_cores: int
+    spark_driver_memory: str
+    spark_shuffle_partitions: int
+    spark_ui: bool
+    spark_log_level: str
+    spark_cds: str
+    spark_jit: str
+    java_home: Path | None
+    powerbi_workspace_id: str
+    powerbi_dataset_id: str
+    powerbi_tenant_id: str
+    powerbi_client_id: str
+    powerbi_client_secret: str = field(repr=False)
+    sensor_interval_s: int
+    run_watchdog: bool
+    run_retention_days: float
+    dagster_home: Path | None
+    run_id: str
+    failure_file: Path | None
+    demo_cdr_count: int
+    demo_seed: int
+    demo_producer: str
+
+    @property
+    def dbt_target_name(self) -> str:
+        """The dbt target: CDR_DBT_TARGET, else the warehouse kind (postgres / sqlserver)."""
+        return self.dbt_target or self.warehouse.kind
 
 
-ENVIRONMENTS = ("local", "prod")
-# Where a job run by Dagster writes its one-line cause of failure (set by the Spark resource)
-FAILURE_FILE_ENV = "CDR_FAILURE_FILE"
+SECTIONS = {"kafka": KafkaSettings, "warehouse": WarehouseSettings, "stack": StackSettings}
 
 
-def _env_float(name: str, default: float) -> float:
-    return _env_number(name, default, float)
+def value_in(settings: Settings, declared: Setting) -> Any:
+    """The value of `declared` in `settings` (where load_settings put it)."""
+    value: Any = settings
+    for part in declared.into[0].split("."):
+        value = getattr(value, part)
+    return value
 
 
-def _spark_conf() -> dict[str, str]:
-    raw = _env("CDR_SPARK_CONF", "{}")
-    try:
-        conf = json.loads(raw)
-    except json.JSONDecodeError:
-        conf = None
-    if not isinstance(conf, dict):
-        raise ValueError(f"CDR_SPARK_CONF must be a JSON object of Spark settings, got {raw!r}")
-    return {str(k): str(v) for k, v in conf.items()}
-
-
-DEFAULT_TARIFF_TIMEZONE = "Africa/Casablanca"  # the demo operator's (Morocco)
-
-
-def tariff_timezone() -> str:
-    """CDR_TARIFF_TIMEZONE, an IANA zone name, checked against the zone database (tzdata).
-
-    Read on its own as well as in load_settings(): the daily and monthly partitions of the Dagster
-    code location are defined in this zone when it loads.
-    """
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    name = _env("CDR_TARIFF_TIMEZONE", DEFAULT_TARIFF_TIMEZONE)
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"CDR_TARIFF_TIMEZONE must be an IANA time zone such as Africa/Casablanca or UTC, got {name!r}"
-        ) from None
-    return name
-
-
-def sensor_interval_s() -> int:
-    """CDR_SENSOR_INTERVAL_S: how often the sensors look for new work (default 30 s). Read on its
-    own, like the time zone: a sensor's interval is part of its definition when the code loads."""
-    interval = _env_int("CDR_SENSOR_INTERVAL_S", 30)
-    if interval < 1:
-        raise ValueError(f"CDR_SENSOR_INTERVAL_S must be at least 1, got {interval}")
-    return interval
-
-
-def run_watchdog() -> bool:
-    """CDR_RUN_WATCHDOG (default on): the sensor that marks failed the runs whose worker process died.
-    Off where run workers are not processes of the machine the sensors run on."""
-    return _env_bool("CDR_RUN_WATCHDOG", True)
-
-
-def run_retention_days() -> float:
-    """CDR_RUN_RETENTION_DAYS (default 7): finished Dagster runs older than this are pruned nightly."""
-    days = _env_float("CDR_RUN_RETENTION_DAYS", 7.0)
-    if days <= 0:
-        raise ValueError(f"CDR_RUN_RETENTION_DAYS must be positive, got {days}")
-    return days
-
-
-def load_settings() -> Settings:
-    stack_dir = Path(_env("CDR_STACK_DIR", str(REPO_ROOT / ".stack")))
-    kafka_port = _env_int("CDR_KAFKA_PORT", 19092)
-    postgres_port = _env_int("CDR_WAREHOUSE_PORT", 15432)
-    # A multiple of the local Spark cores (2): mediation runs one task per Kafka partition, and
-    # 3 partitions on 2 cores left a core idle for a third of every micro-batch.
-    partitions = _env_int("CDR_TOPIC_PARTITIONS", 4)
-    environment = _env("CDR_ENV", "local").lower()
-    if environment not in ENVIRONMENTS:
-        raise ValueError(f"CDR_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
-    # production's warehouse is SQL Server unless told otherwise
-    warehouse_kind = _env("CDR_WAREHOUSE_KIND", "sqlserver" if environment == "prod" else "postgres")
-    if warehouse_kind not in WAREHOUSE_KINDS:
-        raise ValueError(f"CDR_WAREHOUSE_KIND must be one of {WAREHOUSE_KINDS}, got {warehouse_kind!r}")
-    if partitions < 1:
-        raise ValueError(f"CDR_TOPIC_PARTITIONS must be at least 1, got {partitions}")
-    return Settings(
-        environment=environment,
-        kafka=KafkaSettings(
-            bootstrap_servers=_env("CDR_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}"),
-            raw_cdrs_topic=_env("CDR_RAW_TOPIC", "raw-cdrs"),
-            error_cdrs_topic=_env("CDR_ERROR_TOPIC", "error-cdrs"),
-            topic_partitions=partitions,
-            max_message_bytes=_env_int("CDR_TOPIC_MAX_MESSAGE_BYTES", 1_048_576),
-        ),
-        warehouse=WarehouseSettings(
-            host=_env("CDR_WAREHOUSE_HOST", "127.0.0.1"),
-            port=postgres_port,
-            database=_env("CDR_WAREHOUSE_DB", "cdr_warehouse"),
-            user=_env("CDR_WAREHOUSE_USER", "cdr"),
-            password=os.environ.get("CDR_WAREHOUSE_PASSWORD", ""),
-            kind=warehouse_kind,
-            trust_server_certificate=_env_bool("CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE", False),
-        ),
-        stack=StackSettings(
-            directory=stack_dir,
-            kafka_port=kafka_port,
-            kafka_controller_port=_env_int("CDR_KAFKA_CONTROLLER_PORT", kafka_port + 1),
-            kafka_heap=_env("CDR_KAFKA_HEAP", "1g"),
-            postgres_port=postgres_port,
-        ),
-        spark_master=_env("CDR_SPARK_MASTER", "local[2]"),
-        data_dir=Path(_env("CDR_DATA_DIR", str(REPO_ROOT / "data"))),
-        mediation_schema=_env("CDR_MEDIATION_SCHEMA", "mediation"),
-        rating_schema=_env("CDR_RATING_SCHEMA", "rating"),
-        tariff_schema=_env("CDR_TARIFF_SCHEMA", "tariffs"),
-        rating_rounding_decimals=_env_int("CDR_RATING_ROUNDING_DECIMALS", 5),
-        mediation_max_offsets_per_trigger=_env_int("CDR_MEDIATION_MAX_OFFSETS_PER_TRIGGER", 250_000),
-        max_rejection_rate=_env_float("CDR_MAX_REJECTION_RATE", 0.10),
-        mediation_max_attempts=_env_int("CDR_MEDIATION_MAX_ATTEMPTS", 3),
-        mediation_retry_backoff_s=_env_int("CDR_MEDIATION_RETRY_BACKOFF_S", 60),
-        max_duration_s=_env_int("CDR_MAX_DURATION_S", 86_400),
-        max_volume_bytes=_env_int("CDR_MAX_DATA_VOLUME_BYTES", 10**12),
-        late_arrival_days=_env_int("CDR_LATE_ARRIVAL_DAYS", 60),
-        mediation_max_payload_bytes=_env_int("CDR_MEDIATION_MAX_PAYLOAD_BYTES", 65_536),
-        mediation_max_batch_bytes=_env_int("CDR_MEDIATION_MAX_BATCH_BYTES", 32 * 1024 * 1024),
-        reject_echo_bytes=_env_int("CDR_REJECT_ECHO_BYTES", 4096),
-        tariff_timezone=tariff_timezone(),
-        billing_schema=_env("CDR_BILLING_SCHEMA", "billing"),
-        marts_schema=_env("CDR_MARTS_SCHEMA", "marts"),
-        bi_role=_env("CDR_BI_ROLE", "cdr_bi"),
-        powerbi_workspace_id=_env("CDR_POWERBI_WORKSPACE_ID", ""),
-        powerbi_dataset_id=_env("CDR_POWERBI_DATASET_ID", ""),
-        powerbi_tenant_id=_env("CDR_POWERBI_TENANT_ID", ""),
-        powerbi_client_id=_env("CDR_POWERBI_CLIENT_ID", ""),
-        reference_dir=Path(_env("CDR_REFERENCE_DIR", "")) if _env("CDR_REFERENCE_DIR", "") else None,
-        spark_conf=_spark_conf(),
-    )
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The platform's settings from the environment (or `environ`), each checked (SettingError)."""
+    values = read_settings(environ)
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in ("", *SECTIONS)}
+    for s in SETTINGS:
+        for path in s.into:
+            section, _, attribute = path.rpartition(".")
+            grouped[section][attribute] = values[s.name]
+    sections = {name: cls(**grouped[name]) for name, cls in SECTIONS.items()}
+    return Settings(**sections, **grouped[""])
 
 
 # Warehouse schemas the pipeline writes, in dependency order. One list, used by the local

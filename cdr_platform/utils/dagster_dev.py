@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.settings import load_settings, process_environment
 from cdr_platform.utils import dagster_instance
 from cdr_platform.utils.signals import default_signals_in_child
 
@@ -38,8 +38,8 @@ class DagsterDev:
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
             + ["-w", "workspace.yaml"],
-            cwd=REPO_ROOT,
-            env={**(env or os.environ), "DAGSTER_HOME": str(dagster_home)},
+            cwd=load_settings().project_dir,
+            env={**(env or process_environment()), "DAGSTER_HOME": str(dagster_home)},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -7,7 +7,6 @@ environment. `CDR_ENV` chooses; `CDR_DBT_TARGET` overrides the dbt target alone.
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 
 from cdr_platform.lib.settings import load_settings
@@ -24,4 +23,4 @@ def get_environment() -> Environment:
 
 def get_dbt_target() -> str:
     """The dbt target: the warehouse kind of the environment (postgres / sqlserver)."""
-    return os.environ.get("CDR_DBT_TARGET") or load_settings().warehouse.kind
+    return load_settings().dbt_target_name

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cdr_platform.lib.settings import Settings
+from cdr_platform.lib.settings import Settings, process_environment
 
 RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId jobName status } } } }"
 IN_QUEUE = ("QUEUED", "NOT_STARTED")
@@ -159,7 +159,6 @@ class Soak:
     def prepare_warehouse(self, seed_command: list[str]) -> None:
         """The reference data the pipeline reads, and the tariff seeded into the soak's schema by
         `seed_command` (defs.dbt.project.dbt_command("seed", ...): the caller's, utils know no defs)."""
-        import os
 
         import psycopg
 
@@ -179,18 +178,17 @@ class Soak:
         subprocess.run(
             seed_command,
             check=True,
-            env={**os.environ, **self.env},
+            env=process_environment(**self.env),
             timeout=300,
             capture_output=True,
         )
         self.report.disk_start_mb = self._disk_mb()
 
     def start_dagster(self, log_name: str = "dagster-dev.log"):
-        import os
 
         from cdr_platform.utils.dagster_dev import DagsterDev
 
-        self.dev = DagsterDev(self.dagster_home, self.work_dir / log_name, env={**os.environ, **self.env})
+        self.dev = DagsterDev(self.dagster_home, self.work_dir / log_name, env=process_environment(**self.env))
         loaded = self.dev.wait_until_loaded()
         if loaded.get("__typename") != "RepositoryLocation":
             raise RuntimeError(f"the code location did not load: {loaded}")

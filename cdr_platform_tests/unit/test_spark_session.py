@@ -7,18 +7,19 @@ import pytest
 from cdr_platform.lib.spark.session import driver_java_options
 
 
-def test_bounded_runs_stop_at_c1_and_continuous_runs_keep_c2(monkeypatch):
-    monkeypatch.delenv("CDR_SPARK_JIT", raising=False)
+def test_bounded_runs_stop_at_c1_and_continuous_runs_keep_c2():
     assert driver_java_options(bounded=True).split() == ["-Duser.timezone=UTC", "-XX:TieredStopAtLevel=1"]
     assert driver_java_options(bounded=False).split() == ["-Duser.timezone=UTC"]
 
 
 def test_the_full_jit_can_be_asked_for_and_a_wrong_value_is_refused(monkeypatch):
+    from cdr_platform.lib.settings import load_settings
+
     monkeypatch.setenv("CDR_SPARK_JIT", "full")
-    assert driver_java_options(bounded=True).split() == ["-Duser.timezone=UTC"]
+    assert driver_java_options(bounded=True, jit=load_settings().spark_jit).split() == ["-Duser.timezone=UTC"]
     monkeypatch.setenv("CDR_SPARK_JIT", "c1")
     with pytest.raises(ValueError, match="CDR_SPARK_JIT"):
-        driver_java_options(bounded=True)
+        load_settings()
 
 
 # -- the class-data archive (cdr_platform.lib.spark.startup_archive) -------------------------
@@ -57,6 +58,7 @@ def stack_in(tmp_path, monkeypatch):
 
 
 def test_an_archive_is_used_only_when_recorded_for_this_jvm_and_wanted(stack_in, monkeypatch):
+    from cdr_platform.lib.settings import load_settings
     from cdr_platform.lib.spark.startup_archive import archive_path, usable_archive
 
     assert usable_archive(stack_in) is None  # not recorded yet
@@ -66,10 +68,10 @@ def test_an_archive_is_used_only_when_recorded_for_this_jvm_and_wanted(stack_in,
     path.write_bytes(b"archive")
     assert usable_archive(stack_in) == path
     monkeypatch.setenv("CDR_SPARK_CDS", "off")
-    assert usable_archive(stack_in) is None
+    assert usable_archive(load_settings()) is None
     monkeypatch.setenv("CDR_SPARK_CDS", "yes")
     with pytest.raises(ValueError, match="CDR_SPARK_CDS"):
-        usable_archive(stack_in)
+        load_settings()
 
 
 def test_recording_keeps_an_existing_archive_and_a_failed_recording_leaves_nothing(stack_in):

@@ -17,11 +17,13 @@ from cdr_platform.defs.dbt.assets import run_dbt_build
 from cdr_platform.defs.dbt.project import dbt_project
 from cdr_platform.defs.dbt.translator import BILLING_GROUP, BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
-from cdr_platform.lib.settings import tariff_timezone
+from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 # the current month is a partition too (end_offset=1): it is billed as it goes, then closed
-BILLING_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
+BILLING_MONTHS = dg.MonthlyPartitionsDefinition(
+    start_date="2026-01-01", end_offset=1, timezone=setting("CDR_TARIFF_TIMEZONE")
+)
 
 
 def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:

@@ -16,7 +16,7 @@ import json
 import dagster as dg
 
 from cdr_platform.defs.dbt.assets import MARTS_GROUP, build_marts_job, warehouse_dbt_assets
-from cdr_platform.lib.settings import sensor_interval_s
+from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 # the dbt model's key (the translator's billing prefix); not imported from defs/billing, which
@@ -42,7 +42,7 @@ def marts_inputs() -> list[dg.AssetKey]:
 
 @dg.sensor(
     job=build_marts_job,
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds all the marts in one dbt run (job build_marts) once anything they read has a new "
     "materialization and no billing run or marts build is queued or in progress.",

@@ -21,7 +21,7 @@ from cdr_platform.defs.mediation.assets import mediation_job
 from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
 from cdr_platform.lib.kafka_io import BrokerUnavailableError, beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.mediation.store import consumed_offsets
-from cdr_platform.lib.settings import sensor_interval_s
+from cdr_platform.lib.settings import setting
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -80,7 +80,7 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
 
 @dg.sensor(
     job=mediation_job,
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Compares raw-cdrs end offsets with what the mediation ledger consumed and launches a "
     "bounded mediation run when there is new data; retries a failed run with a back-off, a bounded "

@@ -18,7 +18,7 @@ import time
 import dagster as dg
 from dagster._core.events import JobFailureData, RunFailureReason
 
-from cdr_platform.lib.settings import run_watchdog, sensor_interval_s
+from cdr_platform.lib.settings import setting
 from cdr_platform.utils.processes import process_alive
 
 WATCHED = [dg.DagsterRunStatus.STARTED]
@@ -46,13 +46,13 @@ def dead_runs(instance: dg.DagsterInstance) -> list[tuple[dg.DagsterRun, int]]:
 
 
 @dg.sensor(
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Marks failed (as an unexpected termination, so the instance re-executes them) the STARTED runs "
     "whose worker process is gone: dagster dev or the daemon stopped, or a crash.",
 )
 def dead_runs_sensor(context: dg.SensorEvaluationContext):
-    if not run_watchdog():
+    if not setting("CDR_RUN_WATCHDOG"):
         return dg.SkipReason("CDR_RUN_WATCHDOG is off")
     if type(context.instance.run_launcher).__name__ != "DefaultRunLauncher":
         return dg.SkipReason("run workers are not processes of this machine: Dagster's run monitoring applies")

@@ -5,7 +5,7 @@ import dagster as dg
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
 from cdr_platform.defs.resources import SparkResource, TariffResource, WarehouseResource
 from cdr_platform.lib.rating.plan import SEED_FILES
-from cdr_platform.lib.settings import tariff_timezone
+from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "rating"
@@ -15,7 +15,9 @@ TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in S
 # Days by call start, in the operator's time zone (CDR_TARIFF_TIMEZONE, read when the code
 # location loads: a partition's day is structure, not a run's setting). The generator's
 # default traffic is yesterday's.
-RATING_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone=tariff_timezone())
+RATING_DAYS = dg.DailyPartitionsDefinition(
+    start_date="2026-01-01", end_offset=1, timezone=setting("CDR_TARIFF_TIMEZONE")
+)
 
 
 @dg.multi_asset(

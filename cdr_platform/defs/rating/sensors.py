@@ -16,7 +16,7 @@ import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
 from cdr_platform.defs.rating.assets import RATING_DAYS, rate_cdrs_job
-from cdr_platform.lib.settings import sensor_interval_s
+from cdr_platform.lib.settings import setting
 
 BATCH = 50  # materializations read per tick; the rest wait for the next one
 # a run in these states has not read the day's clean CDRs yet: a new request for the day adds nothing
@@ -38,7 +38,7 @@ def days_to_rate(metadata) -> list[str]:
 
 @dg.sensor(
     job=rate_cdrs_job,
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=setting("CDR_SENSOR_INTERVAL_S"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After each mediation run, rates exactly the local days whose clean CDRs it stored "
     "(the clean_by_day metadata of clean_cdrs): one rate_cdrs run per day.",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 from pathlib import Path
 
-from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.settings import Settings, load_settings, setting
 
 
 def spark_jar_paths(settings: Settings | None = None) -> list[str]:
@@ -18,7 +17,7 @@ def spark_jar_paths(settings: Settings | None = None) -> list[str]:
 
 def java_executable() -> str:
     """The java that runs Kafka here and that spark-submit launches (JAVA_HOME first, then PATH)."""
-    java_home = os.environ.get("JAVA_HOME")
+    java_home = setting("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java:
         raise RuntimeError("java is not installed (OpenJDK 17 or newer runs Kafka and Spark)")

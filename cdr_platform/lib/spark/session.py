@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from cdr_platform.lib.settings import Settings, load_settings
+from cdr_platform.lib.settings import Settings, load_settings, set_process_default
 
 
 def arrow_schema_from_ddl(ddl: str):
@@ -68,7 +67,7 @@ def count_rows(batches):
     yield pa.RecordBatch.from_pydict({"rows": [rows]})
 
 
-def driver_java_options(bounded: bool, startup_archive: Path | None = None) -> str:
+def driver_java_options(bounded: bool, startup_archive: Path | None = None, jit: str = "auto") -> str:
     """JVM options of the driver (in local mode, also the executor).
 
     A bounded run (minutes, then exit) spends a large share of its CPU in the JIT's optimising
@@ -77,9 +76,6 @@ def driver_java_options(bounded: bool, startup_archive: Path | None = None) -> s
     therefore stop at C1 unless CDR_SPARK_JIT=full; continuous mode keeps C2, which pays back
     over a long run. `startup_archive`: the class-data archive to map (see startup_archive).
     """
-    jit = os.environ.get("CDR_SPARK_JIT", "auto")
-    if jit not in ("auto", "full"):
-        raise ValueError(f"CDR_SPARK_JIT must be auto or full, got {jit!r}")
     # JDBC binds timestamps in the JVM's zone: keep it UTC like the warehouse columns
     options = ["-Duser.timezone=UTC"]
     if bounded and jit == "auto":
@@ -103,24 +99,26 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
             f"no Spark jars in {settings.stack.spark_jars_dir}: run `make setup` (or `cdr stack setup`) first"
         )
     # Executors must run the same Python as the driver (the project's venv).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    set_process_default("PYSPARK_PYTHON", sys.executable)
     # Spark binds its driver and block manager to loopback unless told otherwise (a cluster
     # deployment sets SPARK_LOCAL_IP, or spark.driver.host, to a routable address).
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    local_ip = set_process_default("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
         .config("spark.jars", ",".join(jars))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", driver_java_options(bounded, usable_archive(settings)))
+        .config(
+            "spark.driver.extraJavaOptions", driver_java_options(bounded, usable_archive(settings), settings.spark_jit)
+        )
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.driver.memory", os.environ.get("CDR_SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.shuffle.partitions", os.environ.get("CDR_SPARK_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
-        .config("spark.ui.enabled", os.environ.get("CDR_SPARK_UI", "false"))
+        .config("spark.ui.enabled", "true" if settings.spark_ui else "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
-        .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
+        .config("spark.driver.host", local_ip)
+        .config("spark.driver.bindAddress", local_ip)
         .config(
             "spark.sql.streaming.stateStore.providerClass",
             "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
@@ -129,5 +127,5 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
     for key, value in {**settings.spark_conf, **extra_conf}.items():  # the Spark resource's, then the job's
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("CDR_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(settings.spark_log_level)
     return spark

@@ -26,16 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, Settings, load_settings
-
-MODES = ("auto", "off")
-
-
-def _mode() -> str:
-    mode = os.environ.get("CDR_SPARK_CDS", "auto")
-    if mode not in MODES:
-        raise ValueError(f"CDR_SPARK_CDS must be one of {MODES}, got {mode!r}")
-    return mode
+from cdr_platform.lib.settings import Settings, load_settings, process_environment
 
 
 def fingerprint(java: str, pyspark_version: str, jars: list[str]) -> str:
@@ -61,7 +52,7 @@ def archive_path(settings: Settings) -> Path:
 
 def usable_archive(settings: Settings) -> Path | None:
     """The recorded archive for this JVM and class path, if there is one and it is wanted."""
-    if _mode() == "off":
+    if settings.spark_cds == "off":
         return None
     try:
         path = archive_path(settings)
@@ -73,7 +64,7 @@ def usable_archive(settings: Settings) -> Path | None:
 def record(settings: Settings | None = None, say=print) -> Path | None:
     """Record the archive unless it exists; a failure only costs the speed-up, never the run."""
     settings = settings or load_settings()
-    if _mode() == "off":
+    if settings.spark_cds == "off":
         say("[spark] class-data archive: off (CDR_SPARK_CDS=off)")
         return None
     log = settings.stack.directory / "logs" / "spark-cds.log"
@@ -94,8 +85,8 @@ def record(settings: Settings | None = None, say=print) -> Path | None:
         with log.open("w") as out:
             result = subprocess.run(
                 [sys.executable, "-m", "cdr_platform.lib.spark.archive_recording", str(partial)],
-                cwd=REPO_ROOT,
-                env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+                cwd=settings.project_dir,
+                env=process_environment(PYSPARK_PYTHON=sys.executable),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=900,
