@@ -18,6 +18,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from cdr_platform.lib import asset_keys
+from cdr_platform.lib.asset_keys import user_string
 from cdr_platform.lib.settings import load_settings, set_process_default, work_dir
 
 # what the stages log as they go, read back from the run's event log
@@ -162,13 +164,13 @@ def _summarise(result, term: Terminal) -> None:
                 f"{meta['records']:,} CDRs to topic {meta['topic']} ({meta['valid_records']:,} valid, "
                 f"{meta['injected_errors']:,} injected errors) at {meta['records_per_second']:,.0f}/s"
             )
-        elif key == "clean_cdrs":
+        elif key == user_string(asset_keys.CLEAN_CDRS):
             summary = (
                 f"{meta['rows_in']:,} consumed from raw-cdrs in {meta['batches']} batch(es): {meta['clean']:,} clean "
                 f"into {meta['table']}, {meta['rejected']:,} rejected, {meta['duplicates']:,} duplicates, "
                 f"at {meta['rows_per_second']:,.0f} rows/s"
             )
-        elif key == "error_cdrs":
+        elif key == user_string(asset_keys.ERROR_CDRS):
             summary = f"{meta['rejected'] + meta['duplicates']:,} rejects and duplicates published to {meta['topic']}"
         elif "dagster/row_count" in meta and "table" in meta:
             summary = f"{meta['dagster/row_count']:,} rows in {meta['table']}"
@@ -183,7 +185,7 @@ def _summarise(result, term: Terminal) -> None:
 def _rating_lines(run, day: str, term: Terminal) -> None:
     for event in run.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        if mat.asset_key.to_user_string() != "rating_cdrs":
+        if mat.asset_key.to_user_string() != user_string(asset_keys.RATING_CDRS):
             continue
         meta = {k: v.value for k, v in mat.metadata.items()}
         term.line(
@@ -233,7 +235,7 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
 
         from cdr_platform.definitions import defs
 
-        ops = {"raw_cdrs": {"config": {"count": count, "seed": seed, "producer": producer}}}
+        ops = {asset_keys.RAW_CDRS[-1]: {"config": {"count": count, "seed": seed, "producer": producer}}}
         with dg.DagsterInstance.get() as instance:
             term.line("stage cdr_pipeline: reference data, tariff seeds, CDRs into raw-cdrs, mediation")
             result = _run_with_progress(

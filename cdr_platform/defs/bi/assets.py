@@ -9,6 +9,7 @@ raw-cdrs to the report, and a table added to the model shows up in the lineage b
 import dagster as dg
 
 from cdr_platform.defs.resources import FilesResource, PowerBIResource, WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.bi import dashboard
 from cdr_platform.lib.bi.model_checks import best_practice_violations, unresolved_references
 from cdr_platform.lib.bi.pbir import report_problems
@@ -17,10 +18,9 @@ from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "bi"
-MARTS_PREFIX = "marts"  # the dbt marts' asset keys: [marts, <table>]
-DASHBOARD_KEY = dg.AssetKey(["bi", "dashboard"])
-SEMANTIC_MODEL_KEY = dg.AssetKey(["powerbi", "semantic_model"])
-REPORT_KEY = dg.AssetKey(["powerbi", "report"])
+DASHBOARD_KEY = dg.AssetKey(asset_keys.DASHBOARD)
+SEMANTIC_MODEL_KEY = dg.AssetKey(asset_keys.SEMANTIC_MODEL)
+REPORT_KEY = dg.AssetKey(asset_keys.POWERBI_REPORT)
 # rebuilt when the marts change, once they all exist
 ON_CHANGE = dg.AutomationCondition.eager()
 
@@ -28,12 +28,12 @@ ON_CHANGE = dg.AutomationCondition.eager()
 def semantic_model_deps() -> list[dg.AssetKey]:
     """The mart of every table the semantic model imports (its M partitions)."""
     model = load_semantic_model()
-    return sorted({dg.AssetKey([MARTS_PREFIX, t.source[1]]) for t in model.tables if t.source}, key=str)
+    return sorted({dg.AssetKey(asset_keys.mart(t.source[1])) for t in model.tables if t.source}, key=str)
 
 
 @dg.asset(
     key=DASHBOARD_KEY,
-    deps=[dg.AssetKey([MARTS_PREFIX, table]) for table in sorted(dashboard.tables_read())],
+    deps=[dg.AssetKey(asset_keys.mart(table)) for table in sorted(dashboard.tables_read())],
     group_name=GROUP,
     kinds={"html", "plotly"},
     automation_condition=ON_CHANGE,

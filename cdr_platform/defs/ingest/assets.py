@@ -16,6 +16,7 @@ from cdr_platform.defs.resources import (
     TariffResource,
     WarehouseResource,
 )
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.ingest.generator import GeneratorConfig, default_start_time, parse_error_classes
 from cdr_platform.lib.ingest.produce import produce_cdrs
 from cdr_platform.lib.ingest.producers import PRODUCER_KINDS, make_producer
@@ -32,7 +33,7 @@ from cdr_platform.lib.reference.subscribers import (
 from cdr_platform.lib.warehouse.dialects import DIALECTS
 
 GROUP = "ingest"
-RAW_CDRS_KEY = dg.AssetKey("raw_cdrs")
+RAW_CDRS_KEY = dg.AssetKey(asset_keys.RAW_CDRS)
 
 
 def refusal_message(exc: ReferenceFileError) -> str:
@@ -93,6 +94,7 @@ def _reference_metadata(result: LoadResult, origin: str, table) -> dict:
 
 
 @dg.asset(
+    key=asset_keys.NUMBERING_PLAN,
     group_name=GROUP,
     kinds={"python", "postgres"},
     description="The national numbering plan (prefix -> country, operator, zone), as table "
@@ -106,6 +108,7 @@ def numbering_plan(
 
 
 @dg.asset(
+    key=asset_keys.CELL_CATALOGUE,
     group_name=GROUP,
     kinds={"python", "postgres"},
     description="The cell catalogue of the national operators (CGI -> operator, region), as table "
@@ -126,6 +129,7 @@ class SubscribersConfig(dg.Config):
 
 
 @dg.asset(
+    key=asset_keys.SUBSCRIBERS,
     group_name=GROUP,
     kinds={"python", "csv", "postgres"},
     deps=[numbering_plan, cell_catalogue],

@@ -4,14 +4,15 @@ import dagster as dg
 
 from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
 from cdr_platform.defs.resources import KafkaResource, MediationResource, SparkResource, WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "mediation"
-CLEAN_CDRS_KEY = dg.AssetKey("clean_cdrs")
-ERROR_CDRS_KEY = dg.AssetKey("error_cdrs")
-MEDIATION_LEDGER_KEY = dg.AssetKey("mediation_ledger")
-LEDGER_REASONS_KEY = dg.AssetKey("mediation_ledger_reasons")
-REJECT_STORE_KEY = dg.AssetKey("reject_store")
+CLEAN_CDRS_KEY = dg.AssetKey(asset_keys.CLEAN_CDRS)
+ERROR_CDRS_KEY = dg.AssetKey(asset_keys.ERROR_CDRS)
+MEDIATION_LEDGER_KEY = dg.AssetKey(asset_keys.MEDIATION_LEDGER)
+LEDGER_REASONS_KEY = dg.AssetKey(asset_keys.LEDGER_REASONS)
+REJECT_STORE_KEY = dg.AssetKey(asset_keys.REJECT_STORE)
 
 
 @dg.multi_asset(

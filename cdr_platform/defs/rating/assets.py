@@ -4,14 +4,15 @@ import dagster as dg
 
 from cdr_platform.defs.mediation.assets import CLEAN_CDRS_KEY
 from cdr_platform.defs.resources import SparkResource, TariffResource, WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.rating.plan import SEED_FILES
 from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "rating"
-RATING_CDRS_KEY = dg.AssetKey("rating_cdrs")
-RATING_SUSPENSE_KEY = dg.AssetKey("rating_suspense")
-TARIFF_KEYS = [dg.AssetKey(["tariffs", seed.removesuffix(".csv")]) for seed in SEED_FILES]
+RATING_CDRS_KEY = dg.AssetKey(asset_keys.RATING_CDRS)
+RATING_SUSPENSE_KEY = dg.AssetKey(asset_keys.RATING_SUSPENSE)
+TARIFF_KEYS = [dg.AssetKey(asset_keys.tariff_seed(seed.removesuffix(".csv"))) for seed in SEED_FILES]
 # Days by call start, in the operator's time zone (CDR_TARIFF_TIMEZONE, read when the code
 # location loads: a partition's day is structure, not a run's setting). The generator's
 # default traffic is yesterday's.
