@@ -1,5 +1,3 @@
-{{ config(pre_hook="{{ replace_billing_window() }}") }}
-
 -- Per subscriber and billing month, the included national minutes consumed and their credit (the
 -- allowance rule, int_allowance_calls). A table of its own, not a step inside billing_cdrs: the
 -- bill then reads the month's rated CDRs once. PostgreSQL materialises a CTE that a query reads

@@ -1,5 +1,3 @@
-{{ config(pre_hook="{{ replace_billing_window() }}") }}
-
 -- One bill per subscriber per billing month: everyone with rated usage that month, and every
 -- postpaid or business subscriber (the monthly fee) in each month being billed, traffic or not.
 -- Amounts in the plan's currency (MAD): each usage line is its exact rated total rounded half up

@@ -1,5 +1,3 @@
-{{ config(pre_hook="{{ replace_billing_window() }}") }}
-
 -- The lines of each bill, numbered in a fixed order: usage per type (when used), the allowance as
 -- a negative line and the monthly fee (invoices only), VAT. A bill's total is the sum of its lines;
 -- on a VAT-inclusive bill (a prepaid statement) line 6 says how much VAT the amounts include
