@@ -206,8 +206,8 @@ def _billing_lines(settings, months: list[str], term: Terminal) -> None:
             bills, invoices, before_tax, vat, total = conn.execute(
                 "select count(*), sum(case when document_type = 'invoice' then 1 else 0 end),"
                 " sum(amount_before_tax), sum(vat_amount), sum(total_amount)"
-                f" from {settings.billing_schema}.billing_cdrs where billing_month = %s",
-                (month,),
+                f" from {settings.billing_schema}.billing_cdrs where billing_month = %(month)s",
+                {"month": month},
             ).fetchone()
             term.line(
                 f"  {'billing_cdrs ' + month[:7]:26} {bills:,} bills ({invoices or 0:,} invoices): "

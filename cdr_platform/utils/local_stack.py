@@ -24,17 +24,24 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, WAREHOUSE_SCHEMAS, Settings
+from cdr_platform.lib.settings import WAREHOUSE_SCHEMAS, Settings
 from cdr_platform.lib.spark.jars import java_executable
 from cdr_platform.utils.signals import default_signals_in_child
 
-MAVEN_DIR = REPO_ROOT / "stack" / "maven"
-KAFKA_LOG4J = REPO_ROOT / "stack" / "kafka" / "log4j2.properties"
 HEALTH_TIMEOUT_S = 90
 
 
 class StackError(RuntimeError):
     """A service could not be started or checked; the message says which and where to look."""
+
+
+def _maven_dir(settings: Settings) -> Path:
+    """The Maven poms of the jars: `stack/maven/` of the project's files (CDR_PROJECT_DIR)."""
+    return settings.project_dir / "stack" / "maven"
+
+
+def _kafka_log4j(settings: Settings) -> Path:
+    return settings.project_dir / "stack" / "kafka" / "log4j2.properties"
 
 
 def _say(message: str) -> None:
@@ -67,14 +74,14 @@ def fetch_jars(settings: Settings) -> None:
     marker = jars / "kafka" / ".complete"
     if not marker.exists():
         _say("fetching the Kafka broker jars from Maven Central")
-        _maven_copy(MAVEN_DIR / "kafka-broker.pom.xml", jars / "kafka", ["-DincludeScope=runtime"])
+        _maven_copy(_maven_dir(settings) / "kafka-broker.pom.xml", jars / "kafka", ["-DincludeScope=runtime"])
         marker.touch()
     spark_version = installed_pyspark_version()
     spark_marker = jars / "spark" / f".complete-{spark_version}"
     if not spark_marker.exists():
         _say(f"fetching Spark's Kafka connector {spark_version} and the JDBC drivers")
         shutil.rmtree(jars / "spark", ignore_errors=True)
-        _maven_copy(MAVEN_DIR / "spark-jars.pom.xml", jars / "spark", [f"-Dspark.version={spark_version}"])
+        _maven_copy(_maven_dir(settings) / "spark-jars.pom.xml", jars / "spark", [f"-Dspark.version={spark_version}"])
         spark_marker.touch()
 
 
@@ -184,6 +191,7 @@ def start_kafka(settings: Settings) -> None:
     props = d / "kafka" / "server.properties"
     props.write_text(_kafka_properties(settings))
     classpath = str(settings.stack.jars_dir / "kafka" / "*")
+    log4j = _kafka_log4j(settings)
     java = java_executable()
     if not (d / "kafka" / "data" / "meta.properties").exists():
         cluster_id = _kafka_cluster_id()
@@ -193,7 +201,7 @@ def start_kafka(settings: Settings) -> None:
                 java,
                 "-cp",
                 classpath,
-                f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                f"-Dlog4j2.configurationFile={log4j}",
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
@@ -215,7 +223,7 @@ def start_kafka(settings: Settings) -> None:
                 "-Xms256m",
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                f"-Dlog4j2.configurationFile={log4j}",
                 "-cp",
                 classpath,
                 "kafka.Kafka",
@@ -403,22 +411,25 @@ def start_postgres(settings: Settings) -> None:
 
 
 def _ensure_database(settings: Settings) -> None:
-    import psycopg
+    """The warehouse database and its schemas in the local PostgreSQL (the stack's own server)."""
+    from cdr_platform.lib.warehouse import postgres
 
     wh = settings.warehouse
     deadline = time.monotonic() + 30
     while True:
         try:
-            with psycopg.connect(wh.conninfo("postgres"), autocommit=True) as conn:
-                exists = conn.execute("select 1 from pg_database where datname = %s", (wh.database,)).fetchone()
+            with postgres.connect(wh.conninfo("postgres"), autocommit=True) as conn:
+                exists = conn.execute(
+                    "select 1 from pg_database where datname = %(name)s", {"name": wh.database}
+                ).fetchone()
                 if not exists:
                     conn.execute(f'create database "{wh.database}"')
             break
-        except psycopg.OperationalError:
+        except RuntimeError:  # not accepting connections yet
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.5)
-    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+    with postgres.connect(wh.conninfo(), autocommit=True) as conn:
         for schema in WAREHOUSE_SCHEMAS:
             conn.execute(f"create schema if not exists {schema}")
 

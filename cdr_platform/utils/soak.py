@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cdr_platform.lib.settings import Settings, process_environment
+from cdr_platform.lib.warehouse import postgres
 
 RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId jobName status } } } }"
 IN_QUEUE = ("QUEUED", "NOT_STARTED")
@@ -160,8 +161,6 @@ class Soak:
         """The reference data the pipeline reads, and the tariff seeded into the soak's schema by
         `seed_command` (defs.dbt.project.dbt_command("seed", ...): the caller's, utils know no defs)."""
 
-        import psycopg
-
         from cdr_platform.lib.reference.subscribers import generate_subscribers
         from cdr_platform.lib.reference.tables import (
             NUMBERING_PLAN_TABLE,
@@ -171,8 +170,7 @@ class Soak:
         )
         from cdr_platform.lib.warehouse import replace_table
 
-        with psycopg.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
-            conn.execute("create schema if not exists reference")
+        with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
             replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
         subprocess.run(
@@ -257,10 +255,8 @@ class Soak:
 
     def marts_counts(self) -> tuple[int, int] | None:
         """(CDRs the marts hold - rated or in suspense -, CDRs billed), None before the marts exist."""
-        import psycopg
-
         marts = self.schemas["CDR_MARTS_SCHEMA"]
-        with psycopg.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
+        with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             if conn.execute("select to_regclass(%s)", (f"{marts}.fct_revenue_assurance_daily",)).fetchone()[0] is None:
                 return None
             held, billed = conn.execute(
@@ -319,9 +315,7 @@ class Soak:
         return False
 
     def _disk_mb(self) -> float:
-        import psycopg
-
-        with psycopg.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
+        with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             database = conn.execute("select pg_database_size(current_database())").fetchone()[0] / 2**20
         return database + _du_mb(self.dagster_home, self.checkpoint)
 
@@ -335,12 +329,11 @@ class Soak:
         return self.report
 
     def cleanup(self) -> None:
-        import psycopg
         from kafka import KafkaAdminClient
 
         if self.dev:
             self.stop_dagster()
-        with psycopg.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
+        with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             for schema in self.schemas.values():
                 conn.execute(f"drop schema if exists {schema} cascade")
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)

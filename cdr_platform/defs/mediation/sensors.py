@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass
 
 import dagster as dg
-import psycopg
 
 from cdr_platform.defs.mediation.assets import mediation_job
 from cdr_platform.defs.resources import KafkaResource, MediationResource, WarehouseResource
 from cdr_platform.lib.kafka_io import BrokerUnavailableError, beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.mediation.store import consumed_offsets
 from cdr_platform.lib.settings import setting
+from cdr_platform.lib.warehouse import driver_errors, is_undefined_table
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -104,10 +104,10 @@ def raw_cdrs_sensor(
     try:
         with warehouse.connect() as conn:
             consumed = consumed_offsets(conn, warehouse.mediation_tables(), kafka.raw_cdrs_topic)
-    except psycopg.errors.UndefinedTable:
+    except (*driver_errors(), RuntimeError) as exc:
+        if not is_undefined_table(exc):
+            return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
         consumed = {}  # no ledger yet: everything is new
-    except (psycopg.Error, RuntimeError) as exc:
-        return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
     try:
         problems = offset_problems(beginning_offsets(kafka.bootstrap_servers, kafka.raw_cdrs_topic), end, consumed)
     except (BrokerUnavailableError, RuntimeError) as exc:

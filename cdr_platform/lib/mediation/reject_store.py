@@ -46,6 +46,7 @@ from cdr_platform.lib.mediation.store import (
     MediationTables,
 )
 from cdr_platform.lib.tariff_clock import TariffClock
+from cdr_platform.lib.warehouse import execute_many
 
 REPLAYED, RECOVERED, DISCARDED = "replayed", "recovered", "discarded"
 STATUSES = (OPEN_STATUS, REPLAYED, RECOVERED, DISCARDED, DUPLICATE_STATUS)
@@ -353,17 +354,6 @@ def _replay_chunk(conn, tables: MediationTables, rows, outcome: ReplayOutcome, l
         )
     outcome.selected += len(rows)
     outcome.chunks += 1
-
-
-def execute_many(conn, sql: str, rows: list[dict]) -> None:
-    """One statement over many parameter sets, on psycopg or the DB-API session."""
-    if not rows:
-        return
-    if hasattr(conn, "executemany"):
-        conn.executemany(sql, rows)
-        return
-    with conn.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
 def balance(conn, tables: MediationTables) -> dict:

@@ -32,7 +32,7 @@ from cdr_platform.lib.mediation.store import (
 from cdr_platform.lib.schema import CLEAN_CDRS_COLUMNS
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
 from cdr_platform.lib.tariff_clock import UTC_CLOCK, TariffClock
-from cdr_platform.lib.warehouse import copy_arrow_binary
+from cdr_platform.lib.warehouse import postgres
 from cdr_platform.lib.warehouse.columns import Column, spark_ddl
 
 # What a mediation task hands back to the driver: one row per reject (duplicates included on
@@ -91,10 +91,8 @@ class _DirectWriter:
     returns_rows = False
 
     def __init__(self, conninfo: str, tables: MediationTables, query_id: str, batch_id: int):
-        import psycopg
-
         self.tables, self.query_id, self.batch_id = tables, query_id, batch_id
-        self.conn = psycopg.connect(conninfo)
+        self.conn = postgres.connect(conninfo)
         self.seen: set[str] = set()  # record ids this task stored or found stored as its own
         self.columns = tables.direct_copy_columns()
 
@@ -102,8 +100,6 @@ class _DirectWriter:
         """Store what is new of an Arrow table of CLEAN_COLUMN_NAMES (or None) and the reject store
         rows `rejects`; `duplicate_rejects(positions)` gives the store rows of the duplicates found.
         Returns (positions of the duplicate rows, number of clean rows)."""
-        import psycopg
-
         for attempt in range(5):
             try:
                 with self.conn.transaction():
@@ -114,7 +110,7 @@ class _DirectWriter:
                             cursor.executemany(self.tables.insert_reject_direct_sql(), stored)
                 self.seen |= seen_now  # only once committed
                 return duplicates, clean
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            except postgres.CONFLICT_ERRORS:
                 # Another task stored (or is storing) one of these ids: PostgreSQL rolled this
                 # transaction back; look again, and that id is now a duplicate.
                 if attempt == 4:
@@ -151,7 +147,7 @@ class _DirectWriter:
                 .append_column("batch_id", pa.repeat(pa.scalar(self.batch_id, pa.int64()), table.num_rows))
                 .append_column("mediated_at", pa.repeat(pa.scalar(mediated_at, pa.timestamp("us")), table.num_rows))
             )
-            copy_arrow_binary(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
+            postgres.copy_arrow_binary(self.conn.cursor(), self.tables.clean, table.select(list(self.columns)))
         return duplicates, len(ids) - len(duplicates), seen_now
 
     def close(self) -> None:

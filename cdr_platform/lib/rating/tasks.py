@@ -21,7 +21,7 @@ from cdr_platform.lib.rating.store import CARRIED_CLEAN_COLUMNS, RATED_COLUMNS, 
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
 from cdr_platform.lib.schema import CLEAN_RECORD, MEDIATION_BATCH
 from cdr_platform.lib.spark.session import arrow_schema_from_ddl
-from cdr_platform.lib.warehouse import copy_arrow_csv
+from cdr_platform.lib.warehouse import postgres
 from cdr_platform.lib.warehouse.columns import names, spark_ddl
 
 # what the bulk rater reads, plus what the rated rows keep of the clean record and it does not read
@@ -104,9 +104,8 @@ def read_slice(cursor, query: str, schema) -> Iterator:
     import pyarrow.csv as pacsv
 
     buffer = io.BytesIO()
-    with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:
-        for chunk in copy:
-            buffer.write(chunk)
+    for chunk in postgres.copy_query_csv(cursor, query):
+        buffer.write(chunk)
     if not buffer.tell():
         return  # no clean CDR of the day in this slice of the table
     buffer.seek(0)
@@ -136,7 +135,6 @@ def rate_and_load(
     """mapInArrow body (PostgreSQL), one task per slice of clean_cdrs: read the slice, rate it in
     bulk, COPY the rows into the day's work tables; yields the slice's summary.
     """
-    import psycopg
     import pyarrow as pa
 
     # Spark reuses its Python workers from task to task: so do the rater (the routes and band
@@ -148,7 +146,7 @@ def rate_and_load(
         for slice_id in ids.column(0).to_pylist():
             conn = _WORKER_STATE.get("conn")
             if conn is None or conn.closed:
-                conn = _WORKER_STATE["conn"] = psycopg.connect(conninfo)
+                conn = _WORKER_STATE["conn"] = postgres.connect(conninfo)
             try:
                 summary = load_slice(conn, _WORKER_STATE["rater"], load, slice_id, queries[slice_id])
             except BaseException:
@@ -174,8 +172,8 @@ def load_slice(conn, rater: BulkRater, load: DayLoad, slice_id: int, query: str)
             rated, suspense = rated_tables(batch, rater.rate(batch))
             merge_summary(summary, _summary_of(rated, suspense))
             t2 = time.perf_counter()
-            copy_arrow_csv(cursor, load.work_rated, rated)
-            copy_arrow_csv(cursor, load.work_suspense, suspense)
+            postgres.copy_arrow_csv(cursor, load.work_rated, rated)
+            postgres.copy_arrow_csv(cursor, load.work_suspense, suspense)
             t3 = time.perf_counter()
             timings["read_s"] += t1 - t0
             timings["rate_s"] += t2 - t1

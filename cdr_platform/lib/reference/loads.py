@@ -17,8 +17,8 @@ warehouse. Loading the unchanged file again re-picks those rows for its day (a p
 started or ended since) and writes them only if they differ.
 
 Every statement is plain SQL PostgreSQL and SQL Server both run, what differs from a Dialect;
-the rows go in by COPY on PostgreSQL (as lib.warehouse.replace_table does), by a batched insert
-on SQL Server. Two loads of one dataset at once cannot both take a version: the primary key
+the rows go in by the engine's bulk path (lib.warehouse.bulk_insert: COPY on PostgreSQL, array-bound
+executemany batches on SQL Server). Two loads of one dataset at once cannot both take a version: the primary key
 (dataset, version) fails the second, which changes nothing.
 """
 
@@ -49,7 +49,7 @@ from cdr_platform.lib.reference.tables import (
     SUBSCRIBER_PERIODS_TABLE,
     SUBSCRIBERS_TABLE,
 )
-from cdr_platform.lib.warehouse import COLUMNS_SQL, TableSpec, add_missing_columns
+from cdr_platform.lib.warehouse import COLUMNS_SQL, TableSpec, add_missing_columns, bulk_insert, sqlserver
 from cdr_platform.lib.warehouse.dialects import POSTGRES, Dialect
 
 SCHEMA = "reference"
@@ -139,8 +139,8 @@ class ReferenceStore:
         return f"delete from {table.qualified}"
 
     def insert_sql(self, table: TableSpec) -> str:
-        names = table.column_names
-        return f"insert into {table.qualified} ({', '.join(names)}) values ({', '.join(f'%({c})s' for c in names)})"
+        """The bulk insert's statement on SQL Server (PostgreSQL's COPY has none to check)."""
+        return sqlserver.insert_statement(table.qualified, table.column_names)
 
     def operator_names_sql(self) -> str:
         return (
@@ -181,13 +181,7 @@ def _prepare(conn, store: ReferenceStore) -> None:
 
 
 def _insert(conn, store: ReferenceStore, table: TableSpec, rows: Sequence[tuple]) -> int:
-    if store.dialect.name == "postgres":
-        with conn.cursor().copy(f"copy {table.qualified} ({', '.join(table.column_names)}) from stdin") as copy:
-            for row in rows:
-                copy.write_row(row)
-    elif rows:
-        conn.executemany(store.insert_sql(table), [dict(zip(table.column_names, r, strict=True)) for r in rows])
-    return len(rows)
+    return bulk_insert(conn, store.dialect, table, rows)
 
 
 def _replace(conn, store: ReferenceStore, table: TableSpec, rows: Sequence[tuple]) -> int:

@@ -1,0 +1,99 @@
+"""The PostgreSQL engine's driver calls (psycopg): connections, COPY in and out, its errors.
+
+Only this module and `cdr_platform.lib.warehouse.sqlserver` call a database driver; everything
+else reaches the warehouse through `cdr_platform.lib.warehouse` and spells its SQL through a
+`Dialect`. The COPY paths are PostgreSQL's fast lanes (mediation's direct path, rating's copy IO);
+SQL Server's counterparts are Spark's JDBC writer and mssql-python's array-bound executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import psycopg
+
+
+def connect(conninfo: str, *, autocommit: bool = False, where: str = ""):
+    """A psycopg connection; one that cannot be made says where it tried and what to do."""
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(
+            f"warehouse PostgreSQL {where or ''} is not reachable: {exc}. Is the local stack up? Run `make up`."
+        ) from exc
+
+
+# Errors a concurrent writer of the same rows causes: the transaction was rolled back and a retry
+# sees the other writer's rows (mediation tasks storing the same record id).
+CONFLICT_ERRORS: tuple[type[Exception], ...] = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
+DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+
+
+def is_undefined_table(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.errors.UndefinedTable)
+
+
+def copy_rows(conn, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Rows into `table` by COPY (text format, one round trip); their count."""
+    count = 0
+    with conn.cursor().copy(f"copy {table} ({', '.join(columns)}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def _utc_wall_time(rows):
+    """The Arrow table with its timestamps as zoneless UTC wall time, as the warehouse stores them."""
+    import pyarrow as pa
+
+    return rows.cast(
+        pa.schema(
+            [pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f for f in rows.schema]
+        )
+    )
+
+
+def copy_arrow_binary(cursor, table: str, rows) -> None:
+    """An Arrow table into a PostgreSQL table by binary COPY (pgpq encodes it, no per-row Python).
+
+    PostgreSQL reads the binary format with a fraction of the CPU its CSV parser costs (measured
+    on clean_cdrs: 1.5 against 2.1 backend CPU-seconds per 200,000 rows). The Arrow types must
+    match the columns: string for varchar, int16/int32/int64 for smallint/int/bigint, timestamp
+    for timestamp (written as UTC wall time; the warehouse's timestamp columns have no zone).
+    """
+    import pgpq
+
+    if not rows.num_rows:
+        return
+    rows = _utc_wall_time(rows)
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(rows.schema)
+    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format binary)") as copy:
+        copy.write(encoder.write_header())
+        for batch in rows.to_batches():
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+
+
+def copy_arrow_csv(cursor, table: str, rows) -> None:
+    """An Arrow table into a PostgreSQL table by COPY of the CSV Arrow writes (no per-row Python).
+
+    NULL is an unquoted empty field and every string is quoted, so "" stays an empty string;
+    timestamps are written as UTC (the warehouse's timestamp columns have no zone).
+    """
+    import io
+
+    import pyarrow.csv as pacsv
+
+    if not rows.num_rows:
+        return
+    buffer = io.BytesIO()
+    pacsv.write_csv(_utc_wall_time(rows), buffer, pacsv.WriteOptions(include_header=False))
+    with cursor.copy(f"copy {table} ({', '.join(rows.column_names)}) from stdin (format csv)") as copy:
+        copy.write(buffer.getbuffer())
+
+
+def copy_query_csv(cursor, query: str) -> Iterator[bytes]:
+    """A query's rows as CSV chunks, by COPY ... TO STDOUT (rating's copy IO reads its slices so)."""
+    with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:
+        yield from copy
