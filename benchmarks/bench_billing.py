@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from benchmarks.synthetic_warehouse import (
     quiet_warehouse,
     record_ledger,
 )
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import REPO_ROOT, load_settings, process_environment
 
 MONTH_START, MONTH_END = date(2026, 11, 1), date(2026, 12, 1)
 GENERATED_DAYS = 3  # the rating job rates these; the copies move them along the month
@@ -81,7 +80,7 @@ def main() -> int:
         "CDR_BILLING_SCHEMA": f"bench_billing_{tag}",
         "CDR_MARTS_SCHEMA": f"bench_marts_{tag}",
     }
-    env = {**os.environ, **schemas, "PYSPARK_PYTHON": sys.executable}
+    env = {**process_environment(), **schemas, "PYSPARK_PYTHON": sys.executable}
     clock = TariffClock(settings.tariff_timezone)
     mediation = MediationTables(schemas["CDR_MEDIATION_SCHEMA"])
     rating = RatingTables(schemas["CDR_RATING_SCHEMA"])

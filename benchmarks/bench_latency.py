@@ -12,7 +12,6 @@ of the batch's ledger transaction). Reports p50, p95, p99 and max.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import REPO_ROOT, load_settings, process_environment
 
 
 def main() -> int:
@@ -47,7 +46,7 @@ def main() -> int:
     count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         env = {
-            **os.environ,
+            **process_environment(),
             "CDR_RAW_TOPIC": raw,
             "CDR_ERROR_TOPIC": errors,
             "CDR_MEDIATION_SCHEMA": schema,

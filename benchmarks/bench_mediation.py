@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import REPO_ROOT, load_settings, process_environment
 
 
 def _peak_rss_mb(root_pid: int, stop: threading.Event, out: dict) -> None:
@@ -168,7 +167,7 @@ def main() -> int:
             ensure_topics(settings.kafka.bootstrap_servers, [errors], settings.kafka.topic_partitions)
             with tempfile.TemporaryDirectory() as tmp:
                 env = {
-                    **os.environ,
+                    **process_environment(),
                     "CDR_RAW_TOPIC": raw,
                     "CDR_ERROR_TOPIC": errors,
                     "CDR_MEDIATION_SCHEMA": schema,
@@ -220,7 +219,7 @@ def main() -> int:
             for kind, what in FLOOR_KINDS.items():  # interleaved, so both see the same machine
                 proc = subprocess.run(
                     [sys.executable, "-m", "benchmarks.bench_mediation", "--floor-child", raw, "--floor-kind", kind],
-                    env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+                    env={**process_environment(), "PYSPARK_PYTHON": sys.executable},
                     cwd=REPO_ROOT,
                     capture_output=True,
                     text=True,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import uuid
 from datetime import date
 
 from benchmarks.synthetic_warehouse import CLEAN_LOAD_COLUMNS, fan_out, fill_clean_cdrs, quiet_warehouse
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import REPO_ROOT, load_settings, process_environment
 
 
 def main() -> int:
@@ -81,7 +80,7 @@ def main() -> int:
     try:
         for run in range(args.runs):
             env = {
-                **os.environ,
+                **process_environment(),
                 "CDR_MEDIATION_SCHEMA": clean_schema,
                 "CDR_RATING_SCHEMA": rating_schema,
                 "PYSPARK_PYTHON": sys.executable,

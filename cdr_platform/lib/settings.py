@@ -68,9 +68,12 @@ def number(minimum: float | None = None, maximum: float | None = None, above: fl
 
 
 def _number(kind, word: str, minimum=None, maximum=None, above=None) -> SettingType:
-    bounds = [f">= {minimum}"] if minimum is not None else []
+    if minimum is not None and maximum is not None:
+        bounds = [f"from {minimum} to {maximum}"]
+    else:
+        bounds = [f">= {minimum}"] if minimum is not None else []
+        bounds += [f"<= {maximum}"] if maximum is not None else []
     bounds += [f"> {above}"] if above is not None else []
-    bounds += [f"<= {maximum}"] if maximum is not None else []
 
     def parse(raw: str):
         try:
@@ -82,7 +85,7 @@ def _number(kind, word: str, minimum=None, maximum=None, above=None) -> SettingT
             or (maximum is not None and value > maximum)
             or (above is not None and value <= above)
         ):
-            raise ValueError(f"must be {' and '.join(bounds)}")
+            raise ValueError(f"must be {word} {' and '.join(bounds)}")
         return value
 
     return SettingType(" ".join([word, *bounds]), parse)
@@ -286,7 +289,7 @@ SETTINGS: tuple[Setting, ...] = (
         into=("warehouse.kind",),
         default_doc="`postgres` (`sqlserver` when `CDR_ENV=prod`)",
     ),
-    Setting("CDR_WAREHOUSE_HOST", text(), "127.0.0.1", "", into=("warehouse.host",)),
+    Setting("CDR_WAREHOUSE_HOST", text(), "127.0.0.1", "the warehouse's host", into=("warehouse.host",)),
     Setting(
         "CDR_WAREHOUSE_PORT",
         integer(1, 65535),
@@ -294,8 +297,8 @@ SETTINGS: tuple[Setting, ...] = (
         "the warehouse's port (the local PostgreSQL's too)",
         into=("warehouse.port", "stack.postgres_port"),
     ),
-    Setting("CDR_WAREHOUSE_DB", text(), "cdr_warehouse", "", into=("warehouse.database",)),
-    Setting("CDR_WAREHOUSE_USER", text(), "cdr", "", into=("warehouse.user",)),
+    Setting("CDR_WAREHOUSE_DB", text(), "cdr_warehouse", "the warehouse database", into=("warehouse.database",)),
+    Setting("CDR_WAREHOUSE_USER", text(), "cdr", "the application's login", into=("warehouse.user",)),
     Setting(
         "CDR_WAREHOUSE_PASSWORD",
         text(),
@@ -622,13 +625,15 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every setting's value, parsed and checked, in declaration order (a computed default sees
-    the values before it). An empty variable counts as unset. An invalid one raises SettingError
-    naming it."""
+def read_settings(environ: Mapping[str, str] | None = None, until: str | None = None) -> dict[str, Any]:
+    """Every setting's value (up to `until`), parsed and checked, in declaration order (a computed
+    default sees the values before it). An empty variable counts as unset. An invalid one raises
+    SettingError naming it."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for s in SETTINGS:
+        if until is not None and until in values:
+            break
         raw = environ.get(s.name, "")
         raw = raw if s.secret else raw.strip()
         if raw == "":
@@ -643,8 +648,10 @@ def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def setting(name: str) -> Any:
-    """One setting's value (all are read and checked: an invalid one anywhere fails here too)."""
-    return read_settings()[name]
+    """One setting's value (read with those declared before it, which its default may need)."""
+    if name not in SETTINGS_BY_NAME:
+        raise KeyError(f"{name} is not a declared setting (cdr_platform.lib.settings.SETTINGS)")
+    return read_settings(until=name)[name]
 
 
 def process_environment(**overrides: str) -> dict[str, str]:
