@@ -10,12 +10,26 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cdr_platform.lib.settings import REPO_ROOT, load_settings
+from cdr_platform.lib.settings import load_settings
 from cdr_platform.utils import headless_browser
 from cdr_platform.utils.dagster_dev import DagsterDev
 
-DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
 GRAPH_PAGE = "/asset-groups"  # the global asset lineage
+
+
+def default_out() -> Path:
+    """The README's pictures, `docs/screenshots/` of the project; an installed package, which
+    carries no docs, writes them under CDR_DATA_DIR instead."""
+    settings = load_settings()
+    docs = settings.project_dir / "docs"
+    return docs / "screenshots" if docs.is_dir() else settings.data_dir / "screenshots"
+
+
+def __getattr__(name: str) -> Path:
+    """DEFAULT_OUT (the CLI's name) resolved when used, not when this module is imported."""
+    if name == "DEFAULT_OUT":
+        return default_out()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def asset_graph(path: Path) -> Path:
@@ -42,5 +56,6 @@ def dashboard(path: Path) -> Path:
         return headless_browser.screenshot(page.as_uri(), path, size=(1400, 1450))
 
 
-def take_all(out: Path = DEFAULT_OUT) -> list[Path]:
+def take_all(out: Path | None = None) -> list[Path]:
+    out = out or default_out()
     return [asset_graph(out / "asset-graph.png"), dashboard(out / "dashboard.png")]

@@ -13,7 +13,7 @@ from cdr_platform.lib import asset_keys
 from cdr_platform.lib.bi import dashboard
 from cdr_platform.lib.bi.model_checks import best_practice_violations, unresolved_references
 from cdr_platform.lib.bi.pbir import report_problems
-from cdr_platform.lib.bi.powerbi_model import REPORT_DIR, SEMANTIC_MODEL_DIR, load_semantic_model
+from cdr_platform.lib.bi.powerbi_model import load_semantic_model, report_dir
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
@@ -66,7 +66,7 @@ def local_dashboard(warehouse: WarehouseResource, files: FilesResource) -> dg.Ma
     "(references, best-practice rules); refreshed in the Power BI service when a workspace is configured.",
 )
 def semantic_model(context: dg.AssetExecutionContext, powerbi: PowerBIResource) -> dg.MaterializeResult:
-    model = load_semantic_model(SEMANTIC_MODEL_DIR)
+    model = load_semantic_model()
     problems = unresolved_references(model) + best_practice_violations(model)
     if problems:
         raise dg.Failure("the semantic model does not pass its offline checks", metadata={"problems": problems})
@@ -93,12 +93,13 @@ def semantic_model(context: dg.AssetExecutionContext, powerbi: PowerBIResource) 
     "against the semantic model they are bound to.",
 )
 def report() -> dg.MaterializeResult:
-    model = load_semantic_model(SEMANTIC_MODEL_DIR)
-    problems = report_problems(REPORT_DIR, model)
+    model = load_semantic_model()
+    folder = report_dir()
+    problems = report_problems(folder, model)
     if problems:
         raise dg.Failure("the report does not pass its offline checks", metadata={"problems": problems})
-    pages = sorted(p.name for p in (REPORT_DIR / "definition" / "pages").iterdir() if p.is_dir())
-    visuals = sum(1 for _ in (REPORT_DIR / "definition" / "pages").glob("*/visuals/*/visual.json"))
+    pages = sorted(p.name for p in (folder / "definition" / "pages").iterdir() if p.is_dir())
+    visuals = sum(1 for _ in (folder / "definition" / "pages").glob("*/visuals/*/visual.json"))
     return dg.MaterializeResult(metadata={"pages": ", ".join(pages), "visuals": visuals})
 
 

@@ -6,12 +6,13 @@ resource's schemas as vars, and report row counts and column types to the UI.
 """
 
 import json
+import uuid
 from functools import cache
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from cdr_platform.defs.dbt.project import dbt_executable, dbt_project
+from cdr_platform.defs.dbt.project import dbt_executable, dbt_project, dbt_target_dir
 from cdr_platform.defs.dbt.translator import BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
 from cdr_platform.utils.dagster_instance import STAGE_TAG
@@ -23,9 +24,12 @@ MARTS_GROUP = "marts"
 def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict, full_refresh: bool = False):
     """`dbt build` of the selected nodes, streamed as materializations and check results.
     `full_refresh`: seeds are recreated, not truncated (a seed whose columns changed, a plan
-    attribute added, loads instead of failing); the marts are tables, rebuilt whole anyway."""
+    attribute added, loads instead of failing); the marts are tables, rebuilt whole anyway.
+    Its artifacts and logs go to a folder of its own under dbt_target_dir(), named as dagster-dbt
+    names them (its default, `target/` of the project folder, is inside an installed package)."""
     args = ["build", "--vars", json.dumps(dbt_vars, sort_keys=True)] + (["--full-refresh"] if full_refresh else [])
-    invocation = dbt.cli(args, context=context)
+    own = f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    invocation = dbt.cli(args, context=context, target_path=dbt_target_dir() / own)
     # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
     yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
 

@@ -20,12 +20,34 @@ from pbipinspect.parse.tmdl import get_tmdl_relationship, get_tmdl_table
 
 from cdr_platform.lib.bi.dax import Dax, DaxSyntaxError, parse_dax, require_asserts
 from cdr_platform.lib.bi.tmdl import Node, TmdlError, read_tmdl, split_column_reference
-from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.settings import load_settings
 
-POWERBI_DIR = REPO_ROOT / "powerbi"
 PROJECT_NAME = "CdrPlatform"
-SEMANTIC_MODEL_DIR = POWERBI_DIR / f"{PROJECT_NAME}.SemanticModel"
-REPORT_DIR = POWERBI_DIR / f"{PROJECT_NAME}.Report"
+
+
+def powerbi_dir() -> Path:
+    """The Power BI project: `powerbi/` of the project's files (CDR_PROJECT_DIR: the checkout, or
+    the installed package's copy)."""
+    return load_settings().project_dir / "powerbi"
+
+
+def semantic_model_dir() -> Path:
+    return powerbi_dir() / f"{PROJECT_NAME}.SemanticModel"
+
+
+def report_dir() -> Path:
+    return powerbi_dir() / f"{PROJECT_NAME}.Report"
+
+
+_FOLDERS = {"POWERBI_DIR": powerbi_dir, "SEMANTIC_MODEL_DIR": semantic_model_dir, "REPORT_DIR": report_dir}
+
+
+def __getattr__(name: str) -> Path:
+    """POWERBI_DIR, SEMANTIC_MODEL_DIR, REPORT_DIR (the tests' names) resolved when imported, not
+    when this module is: the settings are read where a value is needed."""
+    if name in _FOLDERS:
+        return _FOLDERS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ModelReadError(ValueError):
@@ -410,9 +432,10 @@ def _single(path: Path, kind: str, problems: list[str]) -> Node | None:
     return found[0]
 
 
-def load_semantic_model(semantic_model_dir: Path = SEMANTIC_MODEL_DIR) -> SemanticModel:
-    """Read the TMDL definition of a PBIP semantic model, or raise ModelReadError listing every problem."""
-    definition = semantic_model_dir / "definition"
+def load_semantic_model(folder: Path | None = None) -> SemanticModel:
+    """Read the TMDL definition of a PBIP semantic model (default: the project's), or raise
+    ModelReadError listing every problem."""
+    definition = (folder or semantic_model_dir()) / "definition"
     problems: list[str] = []
     if not definition.is_dir():
         raise ModelReadError([f"{definition}: no TMDL definition folder"])

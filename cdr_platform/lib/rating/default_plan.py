@@ -24,9 +24,8 @@ from pathlib import Path
 
 from cdr_platform.lib.rating.plan import SEED_FILES
 from cdr_platform.lib.reference.numbering_plan import FOREIGN_COUNTRIES, NATIONAL_OPERATORS, NUMBERING_PLAN
-from cdr_platform.lib.settings import REPO_ROOT
+from cdr_platform.lib.settings import load_settings
 
-SEEDS_DIR = REPO_ROOT / "dbt_project" / "seeds" / "tariff"
 CURRENCY = "MAD"
 
 ZONES = sorted({c.zone for c in FOREIGN_COUNTRIES})
@@ -148,7 +147,21 @@ def build_seed_rows() -> dict[str, list[list[str]]]:
     }
 
 
-def write_seeds(folder: Path = SEEDS_DIR) -> list[Path]:
+def seeds_dir() -> Path:
+    """The tariff seeds of the dbt project (CDR_PROJECT_DIR: the checkout, or the installed package's copy)."""
+    return load_settings().project_dir / "dbt_project" / "seeds" / "tariff"
+
+
+def __getattr__(name: str) -> Path:
+    """SEEDS_DIR (the tests' name) resolved when imported, not when this module is."""
+    if name == "SEEDS_DIR":
+        return seeds_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def write_seeds(folder: Path | None = None) -> list[Path]:
+    """The plan as seed CSV files in `folder` (default: the dbt project's tariff seeds)."""
+    folder = folder or seeds_dir()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in build_seed_rows().items():
