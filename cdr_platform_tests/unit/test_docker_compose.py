@@ -54,3 +54,32 @@ def test_no_secret_is_written_in_the_file():
                 assert match, f"{name}.{key} must come from the environment, not be written here"
                 assert f"{match.group(1)}=" in env_example, f"{match.group(1)} missing from .env.example"
     assert not re.search(r"^\w*(PASSWORD|SECRET)\w*=\S+", env_example, re.M), "no value in .env.example"
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """deploy/Dockerfile as (instruction, arguments), continuation lines joined, comments dropped."""
+    text = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+
+
+def test_the_image_installs_the_package_as_a_user_does_and_keeps_no_source_beside_it():
+    steps = _dockerfile_instructions()
+    runs = [args for kind, args in steps if kind == "RUN"]
+    installs = [r for r in runs if re.search(r"pip install [^&]*\"/tmp/cdr_platform\[fast\]\"", r)]
+    assert len(installs) == 1, "one `pip install` of the package's source, copied to /tmp/cdr_platform"
+    install = installs[0]
+    assert not re.search(r"\s(-e|--editable)\s", install)  # `pip install .`, not editable
+    assert "rm -rf /tmp/cdr_platform" in install  # the source goes once installed
+    # the working folder, where the compose services start, receives no project folder: the
+    # installed package must find its own copy (and no CDR_PROJECT_DIR points elsewhere)
+    workdir = next(i for i, (kind, _) in enumerate(steps) if kind == "WORKDIR")
+    copied_after = [args.split()[0] for kind, args in steps[workdir:] if kind == "COPY"]
+    assert not {"cdr_platform", "dbt_project", "powerbi", "stack", "."} & set(copied_after)
+    assert "workspace.yaml" in copied_after  # the compose commands' `-w workspace.yaml`
+    assert not any("CDR_PROJECT_DIR" in args for kind, args in steps if kind in ("ENV", "ARG"))
+    for service in ("dagster-webserver", "dagster-daemon"):
+        assert "CDR_PROJECT_DIR" not in COMPOSE["services"][service]["environment"]
+    # the build loads the installed code location: a wheel missing a file fails the build
+    assert any("from cdr_platform.definitions import defs" in r for r in runs[runs.index(install) :])
