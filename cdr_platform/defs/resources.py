@@ -35,6 +35,7 @@ from cdr_platform.lib.settings import (
     WarehouseSettings,
     load_settings,
     value_in,
+    work_dir,
 )
 from cdr_platform.lib.tariff_clock import TariffClock
 from cdr_platform.lib.warehouse import connect
@@ -185,8 +186,6 @@ class SparkResource(LazyPySparkResource):
     session in the Dagster process (it is the lazy one): it hands its configuration to them.
     """
 
-    project_dir: str = from_setting("CDR_PROJECT_DIR")  # the drivers' working folder
-
     def run_job(self, context, pipes_client: dg.PipesSubprocessClient, args: list[str], env: dict[str, str]):
         """`cdr <args>` as a Pipes subprocess; returns its results. A driver that fails writes its
         one-line cause to a file (CDR_FAILURE_FILE): it becomes the step's failure, so the run
@@ -204,7 +203,7 @@ class SparkResource(LazyPySparkResource):
                         "CDR_RUN_ID": context.run.run_id,
                         FAILURE_FILE_ENV: str(failure_file),
                     },
-                    cwd=str(self.project_dir),
+                    cwd=str(work_dir()),  # never the installed package: Spark may write scratch there
                 ).get_results()
             except Exception as exc:
                 if failure_file.is_file() and failure_file.read_text().strip():
@@ -321,7 +320,6 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
         "tariff": TariffResource.for_settings(settings),
         "spark": SparkResource(
             spark_config={"spark.master": settings.spark_master, **settings.spark_conf},
-            project_dir=str(settings.project_dir),
         ),
         "files": FilesResource.for_settings(settings, logs_dir=str(settings.stack.logs_dir)),
         "reference_files": ReferenceFilesResource.for_settings(settings),

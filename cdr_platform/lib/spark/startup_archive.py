@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from cdr_platform.lib.settings import Settings, load_settings, process_environment
+from cdr_platform.lib.settings import Settings, load_settings, process_environment, work_dir
 
 
 def fingerprint(java: str, pyspark_version: str, jars: list[str]) -> str:
@@ -85,7 +85,7 @@ def record(settings: Settings | None = None, say=print) -> Path | None:
         with log.open("w") as out:
             result = subprocess.run(
                 [sys.executable, "-m", "cdr_platform.lib.spark.archive_recording", str(partial)],
-                cwd=settings.project_dir,
+                cwd=work_dir(),
                 env=process_environment(PYSPARK_PYTHON=sys.executable),
                 stdout=out,
                 stderr=subprocess.STDOUT,
