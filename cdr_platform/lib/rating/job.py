@@ -140,15 +140,13 @@ def rate_day(
     run_id: str | None = None,
     progress=log.info,
 ) -> dict:
+    """Rate one local day of clean CDRs into work tables and swap them in whole as the day's rows."""
     from cdr_platform.lib.spark.session import build_spark_session
     from cdr_platform.lib.warehouse import connect
 
     settings = settings or load_settings()
     tables = tables or RatingTables.for_settings(settings)
-    dialect = tables.dialect
-    io = os.environ.get("CDR_RATING_IO") or ("copy" if dialect.name == "postgres" else "jdbc")
-    if io not in ("copy", "jdbc") or (io == "copy" and dialect.name != "postgres"):
-        raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
+    io = _rating_io(tables.dialect)
     clean_table = f"{settings.mediation_schema}.{CLEAN_CDRS_TABLE}"
     load = tables.day_load(day, uuid.uuid4().hex[:12])
     clock = TariffClock(settings.tariff_timezone)
@@ -163,32 +161,9 @@ def rate_day(
                 rounding_decimals=settings.rating_rounding_decimals,
                 clock=clock,
             )
-            if tables.partitioned:
-                _replace_unpartitioned(conn, tables, progress)
-            for statement in tables.ddl():
-                conn.execute(statement)
-            _carry_clean_columns(conn, tables, clean_table, progress)
-            for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
-                progress(f"dropping {stale}, left by a rating run of {day} that did not finish")
-                conn.execute(f"drop table {stale}")
-            rated_at = datetime.now(UTC).replace(tzinfo=None)
-            constants = {
-                "rated_at": rated_at.isoformat(sep=" "),
-                "suspended_at": rated_at.isoformat(sep=" "),
-                "currency": CURRENCY,
-            }
-            for statement in load.create_work_sql(constants):
-                conn.execute(statement)
-            conn.commit()
-            slices = (
-                _read_slices(conn, clean_table, bounds, _cores(settings), "c")
-                if io == "copy"
-                else [
-                    f"c.src_partition = {p}"
-                    for (p,) in conn.execute(f"select distinct src_partition from {clean_table}").fetchall()
-                ]
-                or ["1 = 1"]
-            )
+            _upgrade_tables(conn, tables, clean_table, progress)
+            _create_work_tables(conn, load, day, progress)
+            slices = _plan_slices(conn, clean_table, bounds, io, settings)
 
         spark = build_spark_session("cdr-rating", settings, bounded=True)
         progress(
@@ -199,16 +174,7 @@ def rate_day(
         try:
             queries = slice_queries(clean_table, bounds, slices)
             if io == "copy":
-                body = functools.partial(
-                    rate_and_load, engine=engine, load=load, conninfo=settings.warehouse.conninfo(), queries=queries
-                )
-                # one task per slice: each reads its slice from the warehouse, rates it and loads it
-                parts = [
-                    json.loads(r.summary)
-                    for r in spark.range(len(queries), numPartitions=len(queries))
-                    .mapInArrow(body, SUMMARY_DDL)
-                    .collect()
-                ]
+                parts = _rate_through_copy(spark, settings.warehouse, engine, load, queries)
             else:
                 parts = [_rate_through_jdbc(spark, settings.warehouse, engine, load, queries)]
         finally:
@@ -216,34 +182,109 @@ def rate_day(
         rated_seconds = time.perf_counter() - started
         progress(f"rated and loaded into the work tables after {rated_seconds:.1f} s")
 
-        summary = new_summary()
-        for part in parts:
-            merge_summary(summary, part)
-            summary["plain_engine_rows"] += part["plain_engine_rows"]
-        summary["slices"] = len(parts)
-        served_by = [part["served_by"] for part in parts if "served_by" in part]
-        if served_by:  # the COPY path's tasks report them
-            summary["python_workers"] = len({worker for worker, _ in served_by})
-            summary["warehouse_connections"] = len({backend for _, backend in served_by})
+        summary = _merge_parts(parts)
         with connect(settings.warehouse) as conn:
-            attached = (
-                {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
-                if tables.partitioned
-                else set()
-            )
-            conn.commit()  # ends the select's implicit transaction: the swap's below is a real one
-            # not while the month is being billed: its bills and their tests read one version of it
-            lock_conn.execute(tables.month_lock_sql(day))
-            try:
-                with conn.transaction():  # the day is replaced whole, or not at all
-                    for statement in load.swap_sql(attached):
-                        conn.execute(statement)
-            finally:
-                lock_conn.execute(tables.month_lock_sql(day, release=True))
+            _swap_in(conn, lock_conn, tables, load, day)
         progress(f"swapped in as the {day} rows after {time.perf_counter() - started:.1f} s")
         lock_conn.execute(tables.lock_sql(day, release=True))
 
-    seconds = time.perf_counter() - started
+    _complete_summary(summary, day, run_id, time.perf_counter() - started, rated_seconds)
+    progress(
+        f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
+        f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
+        f"{summary['rows_per_second']:,.0f} rows/s ({summary['plain_engine_rows']:,} by the plain engine)"
+    )
+    return summary
+
+
+def _rating_io(dialect) -> str:
+    """How the tasks read and write the warehouse: COPY (PostgreSQL's fast path) or JDBC (any warehouse)."""
+    io = os.environ.get("CDR_RATING_IO") or ("copy" if dialect.name == "postgres" else "jdbc")
+    if io not in ("copy", "jdbc") or (io == "copy" and dialect.name != "postgres"):
+        raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
+    return io
+
+
+def _upgrade_tables(conn, tables: RatingTables, clean_table: str, progress) -> None:
+    """Bring rating tables made by an earlier version to this one's shape (committed with the work tables)."""
+    if tables.partitioned:
+        _replace_unpartitioned(conn, tables, progress)
+    for statement in tables.ddl():
+        conn.execute(statement)
+    _carry_clean_columns(conn, tables, clean_table, progress)
+
+
+def _create_work_tables(conn, load: DayLoad, day: date, progress) -> None:
+    """Fresh work tables for the day's rows (dropping those of a run that did not finish), committed."""
+    for (stale,) in conn.execute(load.stale_work_sql()).fetchall():
+        progress(f"dropping {stale}, left by a rating run of {day} that did not finish")
+        conn.execute(f"drop table {stale}")
+    rated_at = datetime.now(UTC).replace(tzinfo=None)
+    constants = {
+        "rated_at": rated_at.isoformat(sep=" "),
+        "suspended_at": rated_at.isoformat(sep=" "),
+        "currency": CURRENCY,
+    }
+    for statement in load.create_work_sql(constants):
+        conn.execute(statement)
+    conn.commit()
+
+
+def _plan_slices(conn, clean_table: str, bounds: tuple[datetime, datetime], io: str, settings: Settings) -> list[str]:
+    """One predicate per Spark task: block ranges of the day (COPY), or one per Kafka partition (JDBC)."""
+    return (
+        _read_slices(conn, clean_table, bounds, _cores(settings), "c")
+        if io == "copy"
+        else [
+            f"c.src_partition = {p}"
+            for (p,) in conn.execute(f"select distinct src_partition from {clean_table}").fetchall()
+        ]
+        or ["1 = 1"]
+    )
+
+
+def _rate_through_copy(spark, warehouse, engine: RatingEngine, load: DayLoad, queries: list[str]) -> list[dict]:
+    """The PostgreSQL path: each task reads its slice, rates it and COPYs it into the work tables itself."""
+    body = functools.partial(rate_and_load, engine=engine, load=load, conninfo=warehouse.conninfo(), queries=queries)
+    # one task per slice: each reads its slice from the warehouse, rates it and loads it
+    return [
+        json.loads(r.summary)
+        for r in spark.range(len(queries), numPartitions=len(queries)).mapInArrow(body, SUMMARY_DDL).collect()
+    ]
+
+
+def _merge_parts(parts: list[dict]) -> dict:
+    """One summary of the day from the tasks' (COPY) or the job's (JDBC) partial ones."""
+    summary = new_summary()
+    for part in parts:
+        merge_summary(summary, part)
+        summary["plain_engine_rows"] += part["plain_engine_rows"]
+    summary["slices"] = len(parts)
+    served_by = [part["served_by"] for part in parts if "served_by" in part]
+    if served_by:  # the COPY path's tasks report them
+        summary["python_workers"] = len({worker for worker, _ in served_by})
+        summary["warehouse_connections"] = len({backend for _, backend in served_by})
+    return summary
+
+
+def _swap_in(conn, lock_conn, tables: RatingTables, load: DayLoad, day: date) -> None:
+    """Replace the day's partitions with the work tables in one transaction, under the month's billing lock."""
+    attached = (
+        {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()} if tables.partitioned else set()
+    )
+    conn.commit()  # ends the select's implicit transaction: the swap's below is a real one
+    # not while the month is being billed: its bills and their tests read one version of it
+    lock_conn.execute(tables.month_lock_sql(day))
+    try:
+        with conn.transaction():  # the day is replaced whole, or not at all
+            for statement in load.swap_sql(attached):
+                conn.execute(statement)
+    finally:
+        lock_conn.execute(tables.month_lock_sql(day, release=True))
+
+
+def _complete_summary(summary: dict, day: date, run_id: str | None, seconds: float, rated_seconds: float) -> None:
+    """Add the run's identity, totals and timings to the merged summary, as `cdr rate` reports it."""
     revenue_total = sum((Decimal(v) for v in summary["revenue_by_type"].values()), Decimal(0))
     summary.update(
         {
@@ -258,12 +299,6 @@ def rate_day(
             "rating_seconds": round(rated_seconds, 2),
         }
     )
-    progress(
-        f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
-        f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
-        f"{summary['rows_per_second']:,.0f} rows/s ({summary['plain_engine_rows']:,} by the plain engine)"
-    )
-    return summary
 
 
 def _rate_through_jdbc(spark, warehouse, engine: RatingEngine, load: DayLoad, queries: list[str]) -> dict:
