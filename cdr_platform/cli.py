@@ -333,16 +333,18 @@ def mediate(
     with _dagster_pipes() as pipes:
         try:
             summary = job.run(
-                continuous=continuous,
-                interval=interval,
-                max_offsets_per_trigger=max_offsets_per_trigger,
-                schema=schema,
-                raw_topic=raw_topic,
-                error_topic=error_topic,
-                checkpoint=checkpoint,
-                run_id=os.environ.get("CDR_RUN_ID"),
-                settings=settings,
-                progress=pipes.log.info if pipes else None,
+                job.MediationOptions(
+                    continuous=continuous,
+                    interval=interval,
+                    max_offsets_per_trigger=max_offsets_per_trigger,
+                    schema=schema,
+                    raw_topic=raw_topic,
+                    error_topic=error_topic,
+                    checkpoint=checkpoint,
+                    run_id=os.environ.get("CDR_RUN_ID"),
+                    settings=settings,
+                    progress=pipes.log.info if pipes else None,
+                )
             )
         except Exception as exc:  # one clear line for the operator, the trace in the log above
             log.exception("mediation failed")

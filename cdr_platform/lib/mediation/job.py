@@ -31,6 +31,8 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +63,76 @@ SUMMARY_PREFIX = "MEDIATION_SUMMARY "
 
 
 STAGING_VIA = ("direct", "jdbc")
+
+
+@dataclass(frozen=True)
+class MediationOptions:
+    """The arguments of one `run()`; a field left None takes the settings' value (`settings`: the environment's)."""
+
+    continuous: bool = False  # a micro-batch every `interval` until stopped; else bounded (availableNow)
+    interval: str = "1 second"
+    max_offsets_per_trigger: int | None = None
+    schema: str | None = None
+    raw_topic: str | None = None
+    error_topic: str | None = None
+    checkpoint: str | None = None
+    run_id: str | None = None
+    on_batch: Callable[[BatchOutcome], None] | None = None  # called with each committed batch's outcome
+    settings: Settings | None = None
+    progress: Callable[[str], None] | None = None  # the operator's log (Dagster Pipes), else the module's
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """What the tasks' rows of counts add up to for one micro-batch: the ledger entry's figures."""
+
+    offsets: list[dict]  # per Kafka partition: topic, kafka_partition, from_offset, until_offset, messages
+    clean: int
+    rejected: int
+    duplicates: int
+    by_reason: Counter
+    days: Counter  # clean records stored per local day
+
+    @classmethod
+    def from_counts(cls, counts: list, topic: str) -> BatchTotals:
+        """Add up the tasks' rows of counts (`kind` "counts") of a micro-batch of `topic`."""
+        # one row per (task, Kafka partition): Spark may give a partition's range to several tasks
+        by_partition: dict[int, dict] = {}
+        for r in counts:
+            o = by_partition.setdefault(
+                r["part"],
+                {
+                    "topic": topic,
+                    "kafka_partition": r["part"],
+                    "from_offset": r["first_offset"],
+                    "until_offset": r["last_offset"] + 1,
+                    "messages": 0,
+                },
+            )
+            o["from_offset"] = min(o["from_offset"], r["first_offset"])
+            o["until_offset"] = max(o["until_offset"], r["last_offset"] + 1)
+            o["messages"] += r["messages"]
+        by_reason: Counter = Counter()
+        days: Counter = Counter()
+        for r in counts:
+            by_reason.update(json.loads(r["reasons"]))
+            days.update(json.loads(r["days"]))
+        return cls(
+            offsets=[by_partition[p] for p in sorted(by_partition)],
+            clean=sum(r["clean"] for r in counts),
+            rejected=sum(r["rejected"] for r in counts),
+            duplicates=sum(r["duplicates"] for r in counts),
+            by_reason=by_reason,
+            days=days,
+        )
+
+
+def _settle_outcome(outcome: BatchOutcome, batch_id: int) -> None:
+    """Count the duplicates among the rejection reasons, and fail a batch whose rows do not add up."""
+    if outcome.duplicates:
+        outcome.rejected_by_reason = {**outcome.rejected_by_reason, Reason.DUPLICATE.value: outcome.duplicates}
+    if not outcome.balanced:
+        raise RuntimeError(f"batch {batch_id} does not balance: {outcome}")
 
 
 class MediationRun:
@@ -124,7 +196,7 @@ class MediationRun:
         return {"url": wh.jdbc_url, "batchsize": "10000", **wh.jdbc_options()}
 
     def process_batch(self, batch_df, batch_id: int) -> None:
-        from pyspark import StorageLevel
+        """foreachBatch body: mediate one micro-batch in the tasks, record it in the ledger, publish its rejects."""
         from pyspark.sql import functions as F
 
         started = time.perf_counter()
@@ -133,10 +205,44 @@ class MediationRun:
         key = {"query_id": query_id, "batch_id": batch_id}
         staged = self.staging_via == "jdbc"
         if staged:
-            with self._connect() as conn:  # what a crashed earlier run of this batch staged
-                for sql in self.tables.clear_staging_sql():
-                    conn.execute(sql, key)
-                conn.commit()
+            self._clear_staging(key)  # what a crashed earlier run of this batch staged
+        out = self._mediate_in_tasks(batch_df, batch_id, query_id, rejected_at)
+        try:
+            counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
+            if not counts:
+                return  # an empty micro-batch: nothing consumed, nothing to record
+            totals = BatchTotals.from_counts(counts, self.raw_topic)
+            if staged:
+                self._stage_rows(out, query_id, batch_id, rejected_at)
+            timings = {"validate+store": time.perf_counter() - started}
+            _fault_point("after_stage", batch_id)
+
+            outcome = self._record_in_ledger(totals, query_id, batch_id, rejected_at)
+            _fault_point("after_commit", batch_id)
+            timings["ledger"] = time.perf_counter() - started - sum(timings.values())
+            _settle_outcome(outcome, batch_id)
+
+            self._publish_rejects(out, outcome, key, rejected_at)
+            timings["publish"] = time.perf_counter() - started - sum(timings.values())
+            if staged:
+                self._clear_staging(key)
+        finally:
+            out.unpersist()
+        self.outcomes.append(outcome)
+        self.days.update(totals.days)  # counted once the batch is committed
+        self._log_batch(batch_id, outcome, time.perf_counter() - started, timings)
+
+    def _clear_staging(self, key: dict) -> None:
+        """Empty the staging tables of this batch, so a batch replayed after a crash starts clean."""
+        with self._connect() as conn:
+            for sql in self.tables.clear_staging_sql():
+                conn.execute(sql, key)
+            conn.commit()
+
+    def _mediate_in_tasks(self, batch_df, batch_id: int, query_id: str, rejected_at: datetime):
+        """The tasks' output (counts, rejects, staged clean rows), kept so its several reads run the tasks once."""
+        from pyspark import StorageLevel
+
         fn = functools.partial(
             mediate_and_stage,
             topic=self.raw_topic,
@@ -150,152 +256,123 @@ class MediationRun:
             clock=self.clock,
             echo_bytes=self.settings.reject_echo_bytes,
         )
-        out = (
+        return (
             batch_df.select("key", "value", "partition", "offset", "timestamp")
             .mapInArrow(fn, OUTPUT_DDL)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        try:
-            counts = out.filter(F.col("kind") == "counts").collect()  # runs every task
-            if not counts:
-                return  # an empty micro-batch: nothing consumed, nothing to record
-            # one row per (task, Kafka partition): Spark may give a partition's range to several tasks
-            by_partition: dict[int, dict] = {}
-            for r in counts:
-                o = by_partition.setdefault(
-                    r["part"],
-                    {
-                        "topic": self.raw_topic,
-                        "kafka_partition": r["part"],
-                        "from_offset": r["first_offset"],
-                        "until_offset": r["last_offset"] + 1,
-                        "messages": 0,
-                    },
-                )
-                o["from_offset"] = min(o["from_offset"], r["first_offset"])
-                o["until_offset"] = max(o["until_offset"], r["last_offset"] + 1)
-                o["messages"] += r["messages"]
-            offsets = [by_partition[p] for p in sorted(by_partition)]
-            rejected = sum(r["rejected"] for r in counts)
-            by_reason: Counter = Counter()
-            days: Counter = Counter()
-            for r in counts:
-                by_reason.update(json.loads(r["reasons"]))
-                days.update(json.loads(r["days"]))
-            if staged:
-                (
-                    out.filter(F.col("kind") == "clean")
-                    .select(
-                        *CLEAN_COLUMN_NAMES,
-                        F.lit(query_id).alias("query_id"),
-                        F.lit(batch_id).cast("long").alias("batch_id"),
-                        "raw_key",
-                        "raw_value",
-                    )
-                    .write.format("jdbc")
-                    .options(dbtable=self.tables.staging, **self._jdbc_options())
-                    .mode("append")
-                    .save()
-                )
-                # the rejects with their whole payload, merged into the reject store by the commit
-                (
-                    out.filter(F.col("kind") == "reject")
-                    .select(
-                        F.lit(query_id).alias("query_id"),
-                        F.lit(batch_id).cast("long").alias("batch_id"),
-                        F.lit(self.raw_topic).alias("source_topic"),
-                        *(F.col(task).alias(store) for store, task in STAGED_REJECT_COLUMNS.items()),
-                        # aware: Spark reads a naive datetime in the driver's local zone
-                        F.lit(rejected_at).alias("rejected_at"),
-                        F.lit(self.clock.local_date(rejected_at)).alias("rejected_day"),
-                        F.lit(0).alias("attempts"),
-                    )
-                    .write.format("jdbc")
-                    .options(dbtable=self.tables.rejects_staging, **self._jdbc_options())
-                    .mode("append")
-                    .save()
-                )
-            timings = {"validate+store": time.perf_counter() - started}
-            _fault_point("after_stage", batch_id)
 
-            with self._connect() as conn:
-                if staged:
-                    outcome = commit_batch(
-                        conn,
-                        self.tables,
-                        query_id=query_id,
-                        batch_id=batch_id,
-                        run_id=self.run_id,
-                        rejected=rejected,
-                        rejected_by_reason=dict(by_reason),
-                        offsets=offsets,
-                        committed_day=self.clock.local_date(datetime.now(UTC)),
-                        topic=self.raw_topic,
-                        rejected_at=rejected_at,
-                        rejected_day=self.clock.local_date(rejected_at),
-                    )
-                else:
-                    outcome = record_batch(
-                        conn,
-                        self.tables,
-                        query_id=query_id,
-                        batch_id=batch_id,
-                        run_id=self.run_id,
-                        clean=sum(r["clean"] for r in counts),
-                        rejected=rejected,
-                        duplicates=sum(r["duplicates"] for r in counts),
-                        rejected_by_reason=dict(by_reason),
-                        offsets=offsets,
-                        committed_day=self.clock.local_date(datetime.now(UTC)),
-                    )
-            _fault_point("after_commit", batch_id)
-            timings["ledger"] = time.perf_counter() - started - sum(timings.values())
-            if outcome.duplicates:
-                outcome.rejected_by_reason = {**outcome.rejected_by_reason, Reason.DUPLICATE.value: outcome.duplicates}
-            if not outcome.balanced:
-                raise RuntimeError(f"batch {batch_id} does not balance: {outcome}")
+    def _stage_rows(self, out, query_id: str, batch_id: int, rejected_at: datetime) -> None:
+        """Staged path: Spark's JDBC writer puts the clean rows and the rejects in the staging tables."""
+        from pyspark.sql import functions as F
 
-            rejects = out.filter(F.col("kind") == "reject").select("key", "value")
-            if staged and outcome.duplicates:
-                duplicates = (
-                    self.spark.read.format("jdbc")
-                    .options(**self._jdbc_options())
-                    .option("query", self.tables.duplicates_sql().format(**key))
-                    .load()
-                    .mapInArrow(
-                        functools.partial(
-                            duplicate_rejects_arrow,
-                            topic=self.raw_topic,
-                            batch_id=batch_id,
-                            query_id=query_id,
-                            rejected_at=rejected_at,
-                            echo_bytes=self.settings.reject_echo_bytes,
-                        ),
-                        "key string, value binary",
-                    )
+        (
+            out.filter(F.col("kind") == "clean")
+            .select(
+                *CLEAN_COLUMN_NAMES,
+                F.lit(query_id).alias("query_id"),
+                F.lit(batch_id).cast("long").alias("batch_id"),
+                "raw_key",
+                "raw_value",
+            )
+            .write.format("jdbc")
+            .options(dbtable=self.tables.staging, **self._jdbc_options())
+            .mode("append")
+            .save()
+        )
+        # the rejects with their whole payload, merged into the reject store by the commit
+        (
+            out.filter(F.col("kind") == "reject")
+            .select(
+                F.lit(query_id).alias("query_id"),
+                F.lit(batch_id).cast("long").alias("batch_id"),
+                F.lit(self.raw_topic).alias("source_topic"),
+                *(F.col(task).alias(store) for store, task in STAGED_REJECT_COLUMNS.items()),
+                # aware: Spark reads a naive datetime in the driver's local zone
+                F.lit(rejected_at).alias("rejected_at"),
+                F.lit(self.clock.local_date(rejected_at)).alias("rejected_day"),
+                F.lit(0).alias("attempts"),
+            )
+            .write.format("jdbc")
+            .options(dbtable=self.tables.rejects_staging, **self._jdbc_options())
+            .mode("append")
+            .save()
+        )
+
+    def _record_in_ledger(
+        self, totals: BatchTotals, query_id: str, batch_id: int, rejected_at: datetime
+    ) -> BatchOutcome:
+        """The batch's ledger entry, in one warehouse transaction (the staged path merges its staged rows in it)."""
+        with self._connect() as conn:
+            if self.staging_via == "jdbc":
+                return commit_batch(
+                    conn,
+                    self.tables,
+                    query_id=query_id,
+                    batch_id=batch_id,
+                    run_id=self.run_id,
+                    rejected=totals.rejected,
+                    rejected_by_reason=dict(totals.by_reason),
+                    offsets=totals.offsets,
+                    committed_day=self.clock.local_date(datetime.now(UTC)),
+                    topic=self.raw_topic,
+                    rejected_at=rejected_at,
+                    rejected_day=self.clock.local_date(rejected_at),
                 )
-                rejects = rejects.unionByName(duplicates)
-            if outcome.rejected or outcome.duplicates:
-                (
-                    rejects.write.format("kafka")
-                    .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
-                    .option("kafka.acks", "all")
-                    # stated, not assumed: every reject is built to fit under it (rejects.max_reject_bytes)
-                    .option("kafka.max.request.size", str(self.settings.kafka.max_message_bytes))
-                    .option("topic", self.error_topic)
-                    .save()
-                )
-            timings["publish"] = time.perf_counter() - started - sum(timings.values())
-            if staged:
-                with self._connect() as conn:
-                    for sql in self.tables.clear_staging_sql():
-                        conn.execute(sql, key)
-                    conn.commit()
-        finally:
-            out.unpersist()
-        self.outcomes.append(outcome)
-        self.days.update(days)  # counted once the batch is committed
-        seconds = time.perf_counter() - started
+            return record_batch(
+                conn,
+                self.tables,
+                query_id=query_id,
+                batch_id=batch_id,
+                run_id=self.run_id,
+                clean=totals.clean,
+                rejected=totals.rejected,
+                duplicates=totals.duplicates,
+                rejected_by_reason=dict(totals.by_reason),
+                offsets=totals.offsets,
+                committed_day=self.clock.local_date(datetime.now(UTC)),
+            )
+
+    def _publish_rejects(self, out, outcome: BatchOutcome, key: dict, rejected_at: datetime) -> None:
+        """Send the batch's rejects and duplicates to error-cdrs, once the ledger has counted them."""
+        from pyspark.sql import functions as F
+
+        rejects = out.filter(F.col("kind") == "reject").select("key", "value")
+        if self.staging_via == "jdbc" and outcome.duplicates:
+            rejects = rejects.unionByName(self._staged_duplicate_rejects(key, rejected_at))
+        if outcome.rejected or outcome.duplicates:
+            (
+                rejects.write.format("kafka")
+                .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
+                .option("kafka.acks", "all")
+                # stated, not assumed: every reject is built to fit under it (rejects.max_reject_bytes)
+                .option("kafka.max.request.size", str(self.settings.kafka.max_message_bytes))
+                .option("topic", self.error_topic)
+                .save()
+            )
+
+    def _staged_duplicate_rejects(self, key: dict, rejected_at: datetime):
+        """Staged path: the duplicates are found by the warehouse's merge, so their messages are built from it."""
+        return (
+            self.spark.read.format("jdbc")
+            .options(**self._jdbc_options())
+            .option("query", self.tables.duplicates_sql().format(**key))
+            .load()
+            .mapInArrow(
+                functools.partial(
+                    duplicate_rejects_arrow,
+                    topic=self.raw_topic,
+                    batch_id=key["batch_id"],
+                    query_id=key["query_id"],
+                    rejected_at=rejected_at,
+                    echo_bytes=self.settings.reject_echo_bytes,
+                ),
+                "key string, value binary",
+            )
+        )
+
+    def _log_batch(self, batch_id: int, outcome: BatchOutcome, seconds: float, timings: dict[str, float]) -> None:
+        """One line per batch for the operator: its counts, its rate and where the time went."""
         rate = outcome.rows_in / max(seconds, 1e-9)
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
         self.log(
@@ -437,30 +514,20 @@ def default_checkpoint(settings: Settings) -> str:
     )
 
 
-def run(
-    *,
-    continuous: bool = False,
-    interval: str = "1 second",
-    max_offsets_per_trigger: int | None = None,
-    schema: str | None = None,
-    raw_topic: str | None = None,
-    error_topic: str | None = None,
-    checkpoint: str | None = None,
-    run_id: str | None = None,
-    on_batch=None,
-    settings: Settings | None = None,
-    progress=None,
-) -> dict:
-    """Run the streaming query; bounded (availableNow) unless `continuous`. Returns the summary."""
+def run(options: MediationOptions | None = None) -> dict:
+    """Run the streaming query; bounded (availableNow) unless `options.continuous`. Returns the summary."""
     from cdr_platform.lib.kafka_io import ensure_topics, raw_topic_problems, topic_size_config, wait_for_broker
     from cdr_platform.lib.spark.session import build_spark_session
 
-    settings = settings or load_settings()
-    raw_topic = raw_topic or settings.kafka.raw_cdrs_topic
-    error_topic = error_topic or settings.kafka.error_cdrs_topic
-    checkpoint = checkpoint or default_checkpoint(settings)
-    schema = schema or settings.mediation_schema
-    max_offsets = max_offsets_per_trigger or settings.mediation_max_offsets_per_trigger
+    options = options or MediationOptions()
+    continuous, interval, run_id = options.continuous, options.interval, options.run_id
+    on_batch, progress = options.on_batch, options.progress
+    settings = options.settings or load_settings()
+    raw_topic = options.raw_topic or settings.kafka.raw_cdrs_topic
+    error_topic = options.error_topic or settings.kafka.error_cdrs_topic
+    checkpoint = options.checkpoint or default_checkpoint(settings)
+    schema = options.schema or settings.mediation_schema
+    max_offsets = options.max_offsets_per_trigger or settings.mediation_max_offsets_per_trigger
     tables = MediationTables(schema, DIALECTS[settings.warehouse.kind])
 
     check_message_bounds(settings)
