@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import click
 
+from cdr_platform.lib import asset_keys
+from cdr_platform.lib.asset_keys import user_string
 from cdr_platform.utils.signals import restore_default_interrupts
 
 log = logging.getLogger("cdr_platform.cli")
@@ -46,21 +47,31 @@ def _configure_logging(verbose: bool = False) -> None:
 def _fail(message: str) -> None:
     """One line for the operator on stderr (the trace is in the log above it), exit code 1; also
     into the failure file a Dagster run gave (it becomes the run's error)."""
-    from cdr_platform.lib.settings import FAILURE_FILE_ENV
+    from cdr_platform.lib.settings import FAILURE_FILE_ENV, setting
 
     line = message.splitlines()[0][:2000]
     click.echo(line, err=True)
-    if os.environ.get(FAILURE_FILE_ENV):
-        Path(os.environ[FAILURE_FILE_ENV]).write_text(line + "\n")
+    try:
+        failure_file = setting(FAILURE_FILE_ENV)
+    except ValueError:  # an invalid setting is what is being reported
+        failure_file = None
+    if failure_file:
+        failure_file.write_text(line + "\n")
     sys.exit(1)
+
+
+def _setting(name: str):
+    from cdr_platform.lib.settings import setting
+
+    return setting(name)
 
 
 @contextlib.contextmanager
 def _dagster_pipes():
     """The Dagster Pipes context when a Dagster asset launched this process, else None."""
-    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-    if DAGSTER_PIPES_CONTEXT_ENV_VAR not in os.environ:
+    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
         yield None
         return
     with open_dagster_pipes() as pipes:
@@ -100,10 +111,11 @@ def up(only: str | None) -> None:
     from cdr_platform.utils import local_stack
 
     _stack_call(lambda: local_stack.up(load_settings(), (only,) if only else ("postgres", "kafka")))
-    if os.environ.get("DAGSTER_HOME"):  # make sets it: `make dev` then runs the local instance
+    settings = load_settings()
+    if settings.dagster_home:  # make sets it: `make dev` then runs the local instance
         from cdr_platform.utils import dagster_instance
 
-        dagster_instance.prepare(Path(os.environ["DAGSTER_HOME"]))
+        dagster_instance.prepare(settings.dagster_home)
 
 
 @stack.command()
@@ -145,21 +157,21 @@ def setup() -> None:
 @click.option(
     "--count",
     type=int,
-    default=lambda: int(os.environ.get("DEMO_CDR_COUNT", 100_000)),
+    default=lambda: _setting("DEMO_CDR_COUNT"),
     show_default="100000 (DEMO_CDR_COUNT)",
     help="CDRs to generate.",
 )
 @click.option(
     "--seed",
     type=int,
-    default=lambda: int(os.environ.get("DEMO_SEED", 42)),
+    default=lambda: _setting("DEMO_SEED"),
     show_default="42 (DEMO_SEED)",
     help="Generator seed (the same seed sends the same record ids).",
 )
 @click.option(
     "--producer",
     type=click.Choice(["kafka-python", "confluent"]),
-    default=lambda: os.environ.get("DEMO_PRODUCER", "kafka-python"),
+    default=lambda: _setting("DEMO_PRODUCER"),
     show_default="kafka-python",
 )
 def demo(count: int, seed: int, producer: str) -> None:
@@ -257,7 +269,7 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
         "balanced": summary["balanced"],
     }
     return {
-        "clean_cdrs": {
+        user_string(asset_keys.CLEAN_CDRS): {
             **common,
             "clean": summary["clean"],
             "rejected": summary["rejected"],
@@ -268,25 +280,25 @@ def _mediation_metadata(summary: dict, error_topic: str) -> dict[str, dict]:
             "clean_by_day": {"raw_value": summary["clean_by_day"], "type": "json"},
             "table": summary["table"],
         },
-        "mediation_ledger": {
+        user_string(asset_keys.MEDIATION_LEDGER): {
             **common,
             "clean": summary["clean"],
             "rejected": summary["rejected"],
             "duplicates": summary["duplicates"],
             "dagster/row_count": summary["batches"],
         },
-        "mediation_ledger_reasons": {
+        user_string(asset_keys.LEDGER_REASONS): {
             **common,
             "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
         },
-        "error_cdrs": {
+        user_string(asset_keys.ERROR_CDRS): {
             **common,
             "rejected": summary["rejected"],
             "duplicates": summary["duplicates"],
             "rejected_by_reason": {"raw_value": markdown_table(reasons), "type": "md"},
             "topic": error_topic,
         },
-        "reject_store": {
+        user_string(asset_keys.REJECT_STORE): {
             **common,
             "stored_rejects": summary["rejected"],
             "stored_duplicates": summary["duplicates"],
@@ -341,7 +353,7 @@ def mediate(
                     raw_topic=raw_topic,
                     error_topic=error_topic,
                     checkpoint=checkpoint,
-                    run_id=os.environ.get("CDR_RUN_ID"),
+                    run_id=settings.run_id or None,
                     settings=settings,
                     progress=pipes.log.info if pipes else None,
                 )
@@ -394,7 +406,7 @@ def rate(day: datetime) -> None:
         try:
             summary = job.rate_day(
                 date(day.year, day.month, day.day),
-                run_id=os.environ.get("CDR_RUN_ID"),
+                run_id=_setting("CDR_RUN_ID") or None,
                 progress=pipes.log.info if pipes else log.info,
             )
         except Exception as exc:
@@ -405,9 +417,9 @@ def rate(day: datetime) -> None:
         click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
         if pipes:
             metadata = _rating_metadata(summary)
-            pipes.report_asset_materialization(asset_key="rating_cdrs", metadata=metadata)
+            pipes.report_asset_materialization(asset_key=user_string(asset_keys.RATING_CDRS), metadata=metadata)
             pipes.report_asset_materialization(
-                asset_key="rating_suspense",
+                asset_key=user_string(asset_keys.RATING_SUSPENSE),
                 metadata={
                     "dagster/row_count": {"raw_value": summary["suspended"], "type": "int"},
                     "suspended": summary["suspended"],
@@ -592,8 +604,10 @@ def rejects_replay(reason: str, since: datetime | None, dry_run: bool) -> None:
 def _report_replay_to_dagster(summary: dict) -> bool:
     """A replay by hand tells the Dagster instance (DAGSTER_HOME) what it stored, as the replay job
     does: a materialization of clean_cdrs with clean_by_day, which the rating sensor follows."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home or not Path(home).is_dir():  # no Dagster instance here (make sets the variable anyway)
+    from cdr_platform.lib.settings import setting
+
+    home = setting("DAGSTER_HOME")
+    if not home or not home.is_dir():  # no Dagster instance here (make sets the variable anyway)
         return False
     import dagster as dg
 
@@ -601,7 +615,7 @@ def _report_replay_to_dagster(summary: dict) -> bool:
         with dg.DagsterInstance.get() as instance:
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(
-                    "clean_cdrs",
+                    asset_keys.CLEAN_CDRS,
                     description=f"cdr rejects replay {summary['replay_id']}",
                     metadata={
                         "recovered_by_replay": summary["recovered"],
@@ -745,6 +759,22 @@ def reference_export(dataset: str, file: Path, count: int, seed: int) -> None:
     file.write_bytes(data)
     rows = data.count(b"\n") - 1  # one line per row after the header
     click.echo(f"{dataset}: {rows:,} rows written to {file}")
+
+
+@cdr.command("settings")
+@click.option("--check", is_flag=True, help="Load the settings from the environment; exit 1 naming an invalid one.")
+def settings_command(check: bool) -> None:
+    """Every setting (environment variable, default, type, meaning) as the README's Markdown table."""
+    from cdr_platform.lib.settings import SettingError, load_settings, settings_table
+
+    if check:
+        try:
+            load_settings()
+        except SettingError as exc:
+            _fail(str(exc))
+        click.echo("settings: all valid")
+        return
+    click.echo(settings_table())
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
 from cdr_platform.lib.settings import REPO_ROOT, load_settings
 from cdr_platform.lib.tariff_clock import TariffClock
-from cdr_platform.lib.warehouse import replace_table
+from cdr_platform.lib.warehouse import postgres, replace_table
 from cdr_platform.lib.warehouse.columns import names
 from cdr_platform.utils.environment_helpers import Environment
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
@@ -258,7 +258,7 @@ def test_a_rating_table_from_before_the_carried_columns_gets_them_from_clean_cdr
             " '+212661000001', 'IAM', 'outgoing', 'on_net', '4G', null, null, 0, 'q1', 9, 1, 'sms', 'IAM', 'sms',"
             " '*any', 'RP', 'D', 0.2, 0)"
         )
-        attached = {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()}
+        attached = postgres.attached_partitions(conn, tables.schema)
         with conn.transaction():
             for statement in load.swap_sql(attached):
                 conn.execute(statement)

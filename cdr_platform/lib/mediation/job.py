@@ -164,7 +164,7 @@ class MediationRun:
         # "direct": tasks COPY clean rows into PostgreSQL; "jdbc": Spark's JDBC writer stages
         # them and one transaction merges (the SQL Server path; also runs against PostgreSQL)
         default = "jdbc" if settings.warehouse.kind == "sqlserver" else "direct"
-        self.staging_via = os.environ.get("CDR_MEDIATION_STAGING", default)
+        self.staging_via = settings.mediation_staging or default
         if self.staging_via == "direct" and settings.warehouse.kind != "postgres":
             raise ValueError("the direct (COPY) path needs PostgreSQL; SQL Server stages through JDBC bulk copy")
         if self.staging_via not in STAGING_VIA:
@@ -215,10 +215,10 @@ class MediationRun:
             if staged:
                 self._stage_rows(out, query_id, batch_id, rejected_at)
             timings = {"validate+store": time.perf_counter() - started}
-            _fault_point("after_stage", batch_id)
+            _fault_point(self.settings.mediation_crash_at, "after_stage", batch_id)
 
             outcome = self._record_in_ledger(totals, query_id, batch_id, rejected_at)
-            _fault_point("after_commit", batch_id)
+            _fault_point(self.settings.mediation_crash_at, "after_commit", batch_id)
             timings["ledger"] = time.perf_counter() - started - sum(timings.values())
             _settle_outcome(outcome, batch_id)
 
@@ -437,10 +437,9 @@ def _offset_ranges(batch_df) -> str:
     return ", ".join(f"partition {p} offsets {lo}-{hi}" for p, lo, hi in rows) or "no messages"
 
 
-def _fault_point(name: str, batch_id: int) -> None:
-    """Crash injection for the fault tests: CDR_MEDIATION_CRASH_AT=after_stage:2 makes the
-    driver SIGKILL its own process group (Python and the JVM) at that point of batch 2."""
-    target = os.environ.get("CDR_MEDIATION_CRASH_AT")
+def _fault_point(target: str, name: str, batch_id: int) -> None:
+    """Crash injection for the fault tests: CDR_MEDIATION_CRASH_AT=after_stage:2 (`target`) makes
+    the driver SIGKILL its own process group (Python and the JVM) at that point of batch 2."""
     if target and target == f"{name}:{batch_id}":
         log.warning("crash injection: SIGKILL at %s of batch %d", name, batch_id)
         os.killpg(os.getpgid(0), signal.SIGKILL)
@@ -509,9 +508,8 @@ def load_known_cells(conn) -> frozenset[str] | None:
 
 
 def default_checkpoint(settings: Settings) -> str:
-    return os.environ.get("CDR_MEDIATION_CHECKPOINT") or str(
-        settings.stack.directory / "checkpoints" / settings.environment / "mediation"
-    )
+    """CDR_MEDIATION_CHECKPOINT (by default under the stack folder, per environment)."""
+    return str(settings.mediation_checkpoint)
 
 
 def run(options: MediationOptions | None = None) -> dict:
@@ -585,8 +583,8 @@ def run(options: MediationOptions | None = None) -> dict:
         .option("failOnDataLoss", "true")  # a record that expired unread is an error
         .option("maxOffsetsPerTrigger", str(max_offsets))
     )
-    if os.environ.get("CDR_MEDIATION_MIN_PARTITIONS"):  # split Kafka partitions over more tasks
-        source = source.option("minPartitions", os.environ["CDR_MEDIATION_MIN_PARTITIONS"])
+    if settings.mediation_min_partitions:  # split Kafka partitions over more tasks
+        source = source.option("minPartitions", str(settings.mediation_min_partitions))
     source = source.load()
     writer = (
         source.writeStream.queryName("cdr_mediation")

@@ -48,6 +48,7 @@ from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
 from cdr_platform.lib.schema import CLEAN_CDRS_TABLE
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.lib.tariff_clock import TariffClock
+from cdr_platform.lib.warehouse import postgres
 from cdr_platform.lib.warehouse.columns import names
 
 log = logging.getLogger("cdr_platform.rating")
@@ -66,22 +67,15 @@ def _day_block_range(conn, clean_table: str, bounds: tuple[datetime, datetime]) 
     table and finding it would cost a scan: the whole table is read instead. (clean_cdrs is
     insert-only, so a row's ctid stays put between this planning and the tasks' reads.)
     """
-    blocks, total = conn.execute(
-        "select pg_relation_size(oid) / current_setting('block_size')::int, reltuples"
-        " from pg_class where oid = %s::regclass",
-        (clean_table,),
-    ).fetchone()
+    blocks, total = postgres.table_blocks(conn, clean_table)
     in_day = "start_time >= %(start)s and start_time < %(end)s"
     bounds = {"start": bounds[0], "end": bounds[1]}
-    plan = conn.execute(f"explain (format json) select 1 from {clean_table} where {in_day}", bounds).fetchone()[0]
-    if total > 0 and plan[0]["Plan"]["Plan Rows"] > total / 2:
+    if total > 0 and postgres.planned_rows(conn, f"select 1 from {clean_table} where {in_day}", bounds) > total / 2:
         return (0, blocks, True) if blocks else None
-    first, last = conn.execute(
-        f"select min(ctid)::text, max(ctid)::text from {clean_table} where {in_day}", bounds
-    ).fetchone()
-    if first is None:
+    span = postgres.block_span(conn, clean_table, in_day, bounds)
+    if span is None:
         return None
-    first_block, last_block = (int(tid.strip("()").split(",")[0]) for tid in (first, last))  # "(block,offset)"
+    first_block, last_block = span
     return first_block, last_block + 1, last_block + 1 >= blocks
 
 
@@ -95,8 +89,7 @@ def _read_slices(conn, clean_table: str, bounds: tuple[datetime, datetime], core
     step = -(-blocks // max(SLICES_PER_CORE * cores, -(-blocks // SLICE_BLOCKS)))
     # the last slice of a band that ends the table stays open, as the whole-table slicing did
     return [
-        f"{alias}.ctid >= '({lo},0)'::tid"
-        + (f" and {alias}.ctid < '({min(lo + step, end)},0)'::tid" if lo + step < end or not to_table_end else "")
+        postgres.block_range_predicate(alias, lo, min(lo + step, end) if lo + step < end or not to_table_end else None)
         for lo in range(first, end, step)
     ]
 
@@ -110,10 +103,11 @@ def days_with_clean_cdrs(conn, clean_table: str, clock: TariffClock) -> list[dat
     day, days = clock.local_date(first.replace(tzinfo=UTC)), []
     while day <= clock.local_date(last.replace(tzinfo=UTC)):
         start, end = clock.day_bounds_naive(day)
-        if conn.execute(
-            f"select 1 from {clean_table} where start_time >= %s and start_time < %s fetch first 1 rows only",
-            (start, end),
-        ).fetchone():
+        if conn.execute(  # exists: stops at the first row, on either engine
+            f"select case when exists (select 1 from {clean_table} where start_time >= %(start)s"
+            " and start_time < %(end)s) then 1 else 0 end",
+            {"start": start, "end": end},
+        ).fetchone()[0]:
             days.append(day)
         day += timedelta(days=1)
     return days
@@ -146,7 +140,7 @@ def rate_day(
 
     settings = settings or load_settings()
     tables = tables or RatingTables.for_settings(settings)
-    io = _rating_io(tables.dialect)
+    io = _rating_io(tables.dialect, settings.rating_io)
     clean_table = f"{settings.mediation_schema}.{CLEAN_CDRS_TABLE}"
     load = tables.day_load(day, uuid.uuid4().hex[:12])
     clock = TariffClock(settings.tariff_timezone)
@@ -197,9 +191,10 @@ def rate_day(
     return summary
 
 
-def _rating_io(dialect) -> str:
-    """How the tasks read and write the warehouse: COPY (PostgreSQL's fast path) or JDBC (any warehouse)."""
-    io = os.environ.get("CDR_RATING_IO") or ("copy" if dialect.name == "postgres" else "jdbc")
+def _rating_io(dialect, chosen: str) -> str:
+    """How the tasks read and write the warehouse: COPY (PostgreSQL's fast path) or JDBC (any
+    warehouse); `chosen`: CDR_RATING_IO, empty for the engine's own."""
+    io = chosen or ("copy" if dialect.name == "postgres" else "jdbc")
     if io not in ("copy", "jdbc") or (io == "copy" and dialect.name != "postgres"):
         raise ValueError(f"CDR_RATING_IO={io!r}: 'copy' (PostgreSQL) or 'jdbc' (any warehouse)")
     return io
@@ -269,9 +264,7 @@ def _merge_parts(parts: list[dict]) -> dict:
 
 def _swap_in(conn, lock_conn, tables: RatingTables, load: DayLoad, day: date) -> None:
     """Replace the day's partitions with the work tables in one transaction, under the month's billing lock."""
-    attached = (
-        {r[0] for r in conn.execute(tables.attached_partitions_sql()).fetchall()} if tables.partitioned else set()
-    )
+    attached = postgres.attached_partitions(conn, tables.schema) if tables.partitioned else set()
     conn.commit()  # ends the select's implicit transaction: the swap's below is a real one
     # not while the month is being billed: its bills and their tests read one version of it
     lock_conn.execute(tables.month_lock_sql(day))
@@ -355,7 +348,7 @@ def _cores(settings: Settings) -> int:
     if master.startswith("local["):
         inner = master[len("local[") :].rstrip("]").split(",")[0]
         return os.cpu_count() or 2 if inner == "*" else int(inner)
-    return int(os.environ.get("CDR_SPARK_CORES", "8"))
+    return settings.spark_cores
 
 
 def _carry_clean_columns(conn, tables: RatingTables, clean_table: str, progress) -> None:
@@ -373,12 +366,7 @@ def _replace_unpartitioned(conn, tables: RatingTables, progress) -> None:
     """Tables made by an earlier version were not partitioned by day: rated data is derived, so
     they are dropped (with a message) and the days re-rated on demand."""
     for table in (tables.rated, tables.suspense):
-        kind = conn.execute(
-            "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-            " where n.nspname || '.' || c.relname = %s",
-            (table,),
-        ).fetchone()
-        if kind and kind[0] == "r":
+        if postgres.relation_kind(conn, table) == "r":
             progress(
                 f"{table} was made by an earlier version (not partitioned by day): dropping it; "
                 "re-rate the days you need"

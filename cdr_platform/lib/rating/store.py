@@ -147,13 +147,7 @@ class RatingTables:
         # PostgreSQL adds a column to a partitioned table's every partition
         out = [d.add_column_if_missing(self.rated, c.name, c.sql_type(d)) for c in missing]
         assignments = ", ".join(f"{c.name} = c.{c.name}" for c in missing)
-        if d.name == "sqlserver":
-            out.append(
-                f"update r set {assignments} from {self.rated} r"
-                f" inner join {clean_table} c on c.record_id = r.record_id"
-            )
-        else:
-            out.append(f"update {self.rated} r set {assignments} from {clean_table} c where c.record_id = r.record_id")
+        out.append(d.update_from(self.rated, clean_table, assignments, "c.record_id = r.record_id"))
         return out
 
     def lock_sql(self, day: date, release: bool = False) -> str:
@@ -168,13 +162,6 @@ class RatingTables:
 
     def month_lock_sql(self, day: date, release: bool = False) -> str:
         return self.dialect.session_lock_sql(self.month_lock_name(day), release)
-
-    def attached_partitions_sql(self) -> str:
-        """PostgreSQL: the partitions attached to this schema's partitioned tables."""
-        return (
-            "select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-            f" join pg_namespace n on n.oid = c.relnamespace where n.nspname = '{self.schema}'"
-        )
 
     def day_load(self, day: date, load_id: str) -> DayLoad:
         return DayLoad(self, day, load_id)

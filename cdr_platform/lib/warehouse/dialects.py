@@ -17,6 +17,9 @@ class Dialect:
     utc_now: str
     binary: str
     utc_clock: str  # the wall clock now, not the transaction's start
+    # an ordering that shuffles rows: a random sample is `order by <it> offset 0 rows fetch next
+    # N rows only` (written the same on both engines)
+    random_order: str
     # refresh planner statistics of a table just bulk-loaded (SQL Server does it by itself)
     analyze: str | None = None
 
@@ -51,6 +54,12 @@ class Dialect:
             f"create index if not exists brin_{name.removeprefix('ix_')} on {qualified} using brin ({column})",
         ]
 
+    def update_from(self, target: str, source: str, assignments: str, join: str) -> str:
+        """Update `target` (aliased r) from the rows of `source` (aliased c) that `join` matches."""
+        if self.name == "sqlserver":
+            return f"update r set {assignments} from {target} r inner join {source} c on {join}"
+        return f"update {target} r set {assignments} from {source} c where {join}"
+
     def add_column_if_missing(self, qualified: str, column: str, sql_type: str) -> str:
         if self.name == "sqlserver":
             return f"if col_length(N'{qualified}', N'{column}') is null alter table {qualified} add {column} {sql_type}"
@@ -80,6 +89,7 @@ POSTGRES = Dialect(
     utc_now="(current_timestamp at time zone 'UTC')",
     binary="bytea",
     utc_clock="(clock_timestamp() at time zone 'UTC')",
+    random_order="random()",
     analyze="analyze {table}",
 )
 SQLSERVER = Dialect(
@@ -89,5 +99,6 @@ SQLSERVER = Dialect(
     utc_now="sysutcdatetime()",
     binary="varbinary(max)",
     utc_clock="sysutcdatetime()",
+    random_order="newid()",
 )
 DIALECTS = {d.name: d for d in (POSTGRES, SQLSERVER)}

@@ -97,3 +97,57 @@ def copy_query_csv(cursor, query: str) -> Iterator[bytes]:
     """A query's rows as CSV chunks, by COPY ... TO STDOUT (rating's copy IO reads its slices so)."""
     with cursor.copy(f"copy ({query}) to stdout (format csv)") as copy:
         yield from copy
+
+
+# -- the physical layout PostgreSQL's fast paths plan with (rating reads a day by block ranges) ----
+
+
+def table_blocks(conn, table: str) -> tuple[int, float]:
+    """The table's size in blocks and the planner's estimate of its rows."""
+    blocks, rows = conn.execute(
+        "select pg_relation_size(oid) / current_setting('block_size')::int, reltuples"
+        " from pg_class where oid = %(table)s::regclass",
+        {"table": table},
+    ).fetchone()
+    return int(blocks), float(rows)
+
+
+def planned_rows(conn, query: str, params: dict) -> float:
+    """The rows the planner expects `query` to return."""
+    plan = conn.execute(f"explain (format json) {query}", params).fetchone()[0]
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def block_span(conn, table: str, where: str, params: dict) -> tuple[int, int] | None:
+    """The first and last block of `table` holding rows that match `where`; None if none does."""
+    first, last = conn.execute(f"select min(ctid)::text, max(ctid)::text from {table} where {where}", params).fetchone()
+    if first is None:
+        return None
+    return tuple(int(tid.strip("()").split(",")[0]) for tid in (first, last))  # "(block,offset)"
+
+
+def block_range_predicate(alias: str, first: int, end: int | None) -> str:
+    """Rows of blocks [first, end) of the table aliased `alias` (end None: to the table's end): a
+    TID range scan reads just those blocks."""
+    predicate = f"{alias}.ctid >= '({first},0)'::tid"
+    return predicate + (f" and {alias}.ctid < '({end},0)'::tid" if end is not None else "")
+
+
+def relation_kind(conn, table: str) -> str | None:
+    """pg_class.relkind of `table` (schema.name): 'r' a plain table, 'p' a partitioned one."""
+    row = conn.execute(
+        "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %(schema)s and c.relname = %(name)s",
+        dict(zip(("schema", "name"), table.split(".", 1))),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def attached_partitions(conn, schema: str) -> set[str]:
+    """schema.name of the partitions attached to the partitioned tables of `schema`."""
+    rows = conn.execute(
+        "select n.nspname || '.' || c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " join pg_namespace n on n.oid = c.relnamespace where n.nspname = %(schema)s",
+        {"schema": schema},
+    ).fetchall()
+    return {r[0] for r in rows}
