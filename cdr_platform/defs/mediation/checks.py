@@ -9,7 +9,7 @@ from cdr_platform.defs.resources import KafkaResource, MediationResource, Wareho
 from cdr_platform.lib.kafka_io import beginning_offsets, end_offsets, offset_problems
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.mediation import reject_store
-from cdr_platform.lib.mediation.store import batches_of_run, consumed_offsets
+from cdr_platform.lib.mediation.store import MediationTables, batches_of_run, consumed_offsets
 from cdr_platform.lib.schema import CLEAN_RECORD, CLEAN_REQUIRED_BY_TYPE, RECORD_TYPES, TECHNOLOGIES
 
 
@@ -18,38 +18,70 @@ def _latest_run_id(context) -> str | None:
     return event.run_id if event else None
 
 
+def previous_offset_sql(tables: MediationTables) -> str:
+    """Where the batch before `batch_id` stopped consuming a partition (the ledger's primary key
+    finds it: no scan of the ledger's history)."""
+    return (
+        f"select until_offset from {tables.ledger_offsets} where query_id = %(query_id)s"
+        f" and topic = %(topic)s and kafka_partition = %(partition)s and batch_id < %(batch_id)s"
+        f" order by batch_id desc offset 0 rows fetch next 1 rows only"
+    )
+
+
+def offset_gaps(conn, tables: MediationTables, run_id: str | None) -> list[dict]:
+    """Where the offsets the last run's batches consumed do not follow on from the batch before
+    (per query, topic and partition): messages never consumed. Reads the run's own ledger rows and,
+    per partition, the one row before them (no run: every row)."""
+    scope, params = batches_of_run(conn, tables, run_id)
+    ranges = conn.execute(
+        f"select query_id, topic, kafka_partition, batch_id, from_offset, until_offset from {tables.ledger_offsets}"
+        f" where {scope} order by query_id, topic, kafka_partition, from_offset",
+        params,
+    ).fetchall()
+    gaps = []
+    previous: dict[tuple, int] = {}
+    for query_id, topic, partition, batch_id, start, until in ranges:
+        key = (query_id, topic, partition)
+        if key not in previous and run_id is not None:  # the run's first range: the batch before it
+            before = conn.execute(
+                previous_offset_sql(tables),
+                {"query_id": query_id, "topic": topic, "partition": partition, "batch_id": batch_id},
+            ).fetchone()
+            if before is not None:
+                previous[key] = int(before[0])
+        if key in previous and start != previous[key]:
+            gaps.append({"partition": partition, "expected_from": previous[key], "ledger_from": start})
+        previous[key] = until
+    return gaps
+
+
 @dg.asset_check(
     asset=CLEAN_CDRS_KEY,
-    description="Every record consumed is clean, rejected or a "
-    "duplicate - for the last run and in total; the ledger's offsets leave no gap; "
-    "clean_cdrs holds exactly the rows the ledger counts as clean plus the rejects recovered by replays; "
-    "the reject store holds every reject and duplicate once, each in one state.",
+    blocking=True,
+    description="Every record consumed is clean, rejected or a duplicate - for the last run and in total; the "
+    "last run's offsets follow on from the batches before (no gap); clean_cdrs holds exactly the rows the ledger "
+    "counts as clean plus the rejects recovered by replays; the reject store holds every reject and duplicate "
+    "once, each in one state. Blocking: a failure stops rating, billing, the marts and BI until it passes again.",
 )
 def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     run_id = _latest_run_id(context)
     tables = warehouse.mediation_tables()
+    sums = (
+        "coalesce(sum(rows_in), 0), coalesce(sum(clean), 0), coalesce(sum(rejected), 0),"
+        " coalesce(sum(duplicates), 0), count(*)"
+    )
     with warehouse.connect() as conn:
-        sums = (
-            "coalesce(sum(rows_in), 0), coalesce(sum(clean), 0), coalesce(sum(rejected), 0),"
-            " coalesce(sum(duplicates), 0), count(*)"
-        )
-        # sums come back as numeric: make them ints for the comparison and the metadata
+        # sums come back as numeric: make them ints for the comparison and the metadata (the
+        # ledger holds a row per micro-batch: its totals are the balance "in total")
         total = [int(v) for v in conn.execute(f"select {sums} from {tables.ledger}").fetchone()]
         this_run = [
-            int(v) for v in conn.execute(f"select {sums} from {tables.ledger} where run_id = %s", (run_id,)).fetchone()
+            int(v)
+            for v in conn.execute(
+                f"select {sums} from {tables.ledger} where run_id = %(run_id)s", {"run_id": run_id}
+            ).fetchone()
         ]
         rejects = reject_store.balance(conn, tables)
-        ranges = conn.execute(
-            f"select query_id, topic, kafka_partition, from_offset, until_offset from {tables.ledger_offsets}"
-            " order by query_id, topic, kafka_partition, from_offset"
-        ).fetchall()
-    gaps = []
-    previous: dict[tuple, int] = {}
-    for query_id, topic, partition, start, until in ranges:
-        key = (query_id, topic, partition)
-        if key in previous and start != previous[key]:
-            gaps.append({"partition": partition, "expected_from": previous[key], "ledger_from": start})
-        previous[key] = until
+        gaps = offset_gaps(conn, tables, run_id)
 
     def balanced(row) -> bool:
         return row[0] == row[1] + row[2] + row[3]
@@ -66,14 +98,37 @@ def mediation_balances(context: dg.AssetCheckExecutionContext, warehouse: Wareho
         }
         for scope, r in (("last run", this_run), ("total", total))
     ]
+    problems = [
+        f"{row['scope']}: {row['consumed']} consumed, {row['clean']} clean + {row['rejected']} rejected +"
+        f" {row['duplicates']} duplicates"
+        for row in rows
+        if not row["balanced"]
+    ]
+    recovered = rejects["by_status"]["recovered"]
+    if rejects["clean_cdrs_rows"] != rejects["ledger_clean"] + recovered:
+        problems.append(
+            f"clean_cdrs holds {rejects['clean_cdrs_rows']} rows, the ledger counts {rejects['ledger_clean']} clean"
+            f" and replays recovered {recovered}"
+        )
+    if rejects["stored_rejects"] != rejects["ledger_rejected_and_duplicates"]:
+        problems.append(
+            f"the reject store holds {rejects['stored_rejects']} rejects and duplicates, the ledger counts"
+            f" {rejects['ledger_rejected_and_duplicates']}"
+        )
+    if gaps:
+        problems.append(f"{len(gaps)} offset gap(s) in the last run's batches (messages never consumed)")
     passed = balanced(total) and balanced(this_run) and not gaps and rejects["balanced"]
     return dg.AssetCheckResult(
         passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems)
+        if problems
+        else f"in = clean + rejected + duplicates: {total[0]} consumed in total, {this_run[0]} by the last run",
         metadata={
             "balance": dg.MetadataValue.md(markdown_table(rows)),
             "clean_cdrs_rows": rejects["clean_cdrs_rows"],
             "ledger_clean": int(total[1]),
-            "recovered_by_replay": rejects["by_status"]["recovered"],
+            "recovered_by_replay": recovered,
             "reject_store": dg.MetadataValue.md(
                 markdown_table([{"status": k, "records": v} for k, v in rejects["by_status"].items()])
             ),
@@ -169,13 +224,14 @@ def rejection_rate(
         rows_in, rejected = (
             int(v)
             for v in conn.execute(
-                f"select coalesce(sum(rows_in), 0), coalesce(sum(rejected), 0) from {tables.ledger} where run_id = %s",
-                (run_id,),
+                f"select coalesce(sum(rows_in), 0), coalesce(sum(rejected), 0) from {tables.ledger}"
+                f" where run_id = %(run_id)s",
+                {"run_id": run_id},
             ).fetchone()
         )
         by_reason: dict[str, int] = {}
         for (text,) in conn.execute(
-            f"select rejected_by_reason from {tables.ledger} where run_id = %s", (run_id,)
+            f"select rejected_by_reason from {tables.ledger} where run_id = %(run_id)s", {"run_id": run_id}
         ).fetchall():
             for k, v in json.loads(text).items():
                 by_reason[k] = by_reason.get(k, 0) + v
