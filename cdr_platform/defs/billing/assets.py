@@ -35,6 +35,18 @@ def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"billing_month_start": f"{window.start:%Y-%m-%d}", "billing_month_end": f"{window.end:%Y-%m-%d}"}
 
 
+@contextlib.contextmanager
+def billing_locks(warehouse: WarehouseResource, months: list[date]):
+    """Hold what a billing build holds: the billing lock (one billing at a time), then each of its
+    months' lock (no rating day of them swapped in meanwhile). The reconciliation check takes the
+    same, so it reads the bills and the rating of one version of the months."""
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"))
+        for month in months:
+            locks.enter_context(warehouse.exclusive(warehouse.rating_tables().month_lock_name(month)))
+        yield
+
+
 def billing_months_of(context: dg.AssetExecutionContext) -> list[date]:
     """The first days of the run's months (none for a run of the checks alone)."""
     if not context.has_partition_key_range:
@@ -63,10 +75,7 @@ def billing_dbt_assets() -> dg.AssetsDefinition:
         # one billing run at a time: two months launched together would both create the tables on
         # a first run (and dbt's incremental build is not safe against that); and no rating day of
         # its months swapped in meanwhile, so the bills and their tests read one version of them
-        with contextlib.ExitStack() as locks:
-            locks.enter_context(warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"))
-            for month in billing_months_of(context):
-                locks.enter_context(warehouse.exclusive(warehouse.rating_tables().month_lock_name(month)))
+        with billing_locks(warehouse, billing_months_of(context)):
             yield from run_dbt_build(context, dbt, {**warehouse.dbt_vars(), **window})
 
     return billing_dbt

@@ -11,13 +11,24 @@ were rated after the month was billed.
 """
 
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
 
+from cdr_platform.defs.billing.assets import BILLING_MONTHS, billing_locks
+from cdr_platform.defs.blocking_checks import PARTITION_TAG, partition_metadata, run_partition_keys
 from cdr_platform.defs.resources import WarehouseResource
 from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.utils.dagster_instance import STAGE_TAG
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 BILLING_CDRS_KEY = dg.AssetKey(["billing", "billing_cdrs"])
 USAGE_LINES = {"usage_voice": "voice", "usage_sms": "sms", "usage_data": "data"}
@@ -79,37 +90,121 @@ def reconcile(rated_by_day, billed_lines, bills_took_in=()) -> list[dict]:
     ]
 
 
+def _current_context() -> dg.AssetCheckExecutionContext | None:
+    """The check's execution context; None when the function is called directly (a test, or a
+    person at a prompt): it then checks every billed month."""
+    try:
+        return dg.AssetCheckExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
+def months_checked(context: dg.AssetCheckExecutionContext | None) -> list[date] | None:
+    """The billing months of the check's run (first days); None: every billed month (a run of the
+    checks alone, or a direct call)."""
+    keys = run_partition_keys(context.run.tags, BILLING_MONTHS) if context is not None else None
+    return None if keys is None else sorted(date.fromisoformat(key) for key in keys)
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def rating_changed_meanwhile(context: dg.AssetCheckExecutionContext, months: list[date]) -> list[str]:
+    """The days of `months` that a rating run may have swapped in since this billing run started
+    (a rating run of them in progress, or finished since): their bills are due again, and a
+    break they cause is the next billing run's to mend, not this one's."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record and record.start_time else None
+    if started is None:
+        return []
+    rating = {STAGE_TAG: "rating"}
+    runs = [
+        *context.instance.get_runs(filters=dg.RunsFilter(tags=rating, statuses=IN_PROGRESS)),
+        *context.instance.get_runs(
+            filters=dg.RunsFilter(tags=rating, updated_after=datetime.fromtimestamp(started, UTC))
+        ),
+    ]
+    days = {run.tags.get(PARTITION_TAG) for run in runs} - {None}
+    return sorted(day for day in days if date.fromisoformat(day).replace(day=1) in months)
+
+
 @dg.asset_check(
     asset=BILLING_CDRS_KEY,
-    description="Per billing month, the rated total of rating_cdrs against the usage lines billed: every rated "
-    "subscriber and usage type is billed at its rated total rounded to the cent, nothing else is billed, and "
-    "every bill took in exactly the rated CDRs its subscriber and month have now (no stale or partial bill).",
+    blocking=True,
+    description="Per billing month (the run's month; every billed month in a run of the checks alone), the rated "
+    "total of rating_cdrs against the usage lines billed: every rated subscriber and usage type is billed at its "
+    "rated total rounded to the cent, nothing else is billed, and every bill took in exactly the rated CDRs its "
+    "subscriber and month have now (no stale or partial bill). Blocking: a failure stops the marts and BI until it "
+    "passes again; a break that a rating run of the month since the billing started explains only warns (the month "
+    "is billed again).",
 )
 def billing_reconciles_with_rating(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as conn:
-        billed_lines = conn.execute(
-            f"select billing_month, msisdn, line_type, amount from {warehouse.billing_schema}.invoice_lines"
-            " where line_type in ('usage_voice', 'usage_sms', 'usage_data')"
-        ).fetchall()
-        months = [
-            m for (m,) in conn.execute(f"select distinct billing_month from {warehouse.billing_schema}.billing_cdrs")
-        ]
-        rated = conn.execute(
-            "select rating_day, served_msisdn, record_type, sum(cost), count(*)"
-            f" from {warehouse.rating_schema}.rating_cdrs group by rating_day, served_msisdn, record_type"
-        ).fetchall()
-        took_in = conn.execute(
-            f"select billing_month, msisdn, rated_cdrs, rated_cost from {warehouse.billing_schema}.billing_cdrs"
-        ).fetchall()
+    context = _current_context()
+    months = months_checked(context)
+    window = {"start": months[0], "end": _next_month(months[-1])} if months else None
+    in_months = " and billing_month >= %(start)s and billing_month < %(end)s" if months else ""
+    in_days = "where rating_day >= %(start)s and rating_day < %(end)s" if months else ""
+    billing = warehouse.billing_schema
+    # the bills and the rating of one version of the months: no billing build and no rating swap
+    # of them while the check reads (the same locks as a billing build)
+    with billing_locks(warehouse, months or []):
+        rerated = rating_changed_meanwhile(context, months) if context is not None and months else []
+        with warehouse.connect() as conn:
+            billed_lines = conn.execute(
+                f"select billing_month, msisdn, line_type, amount from {billing}.invoice_lines"
+                f" where line_type in ('usage_voice', 'usage_sms', 'usage_data'){in_months}",
+                window,
+            ).fetchall()
+            billed_months = [
+                m
+                for (m,) in conn.execute(
+                    f"select distinct billing_month from {billing}.billing_cdrs where 1 = 1{in_months}", window
+                )
+            ]
+            rated = conn.execute(
+                "select rating_day, served_msisdn, record_type, sum(cost), count(*)"
+                f" from {warehouse.rating_schema}.rating_cdrs {in_days}"
+                " group by rating_day, served_msisdn, record_type",
+                window,
+            ).fetchall()
+            took_in = conn.execute(
+                f"select billing_month, msisdn, rated_cdrs, rated_cost from {billing}.billing_cdrs"
+                f" where 1 = 1{in_months}",
+                window,
+            ).fetchall()
     # the months that have been billed: a month rated but not billed yet is not a break
-    billed_months = {f"{month:%Y-%m}" for month in months}
-    table = [row for row in reconcile(rated, billed_lines, took_in) if row["month"] in billed_months]
-    breaks = sum(r["rated, not billed"] + r["billed, not rated"] + r["lines off"] + r["stale bills"] for r in table)
+    billed = {f"{month:%Y-%m}" for month in billed_months}
+    table = [row for row in reconcile(rated, billed_lines, took_in) if row["month"] in billed]
+    for row in table:
+        row["breaks"] = row["rated, not billed"] + row["billed, not rated"] + row["lines off"] + row["stale bills"]
+    breaks = sum(r["breaks"] for r in table)
+    checked = [f"{m:%Y-%m-%d}" for m in months] if months else [f"{m:%Y-%m-%d}" for m in billed_months]
+    failed = [f"{row['month']}-01" for row in table if row["breaks"]]
+    if not table:
+        failed, description = checked, "no bill for " + (", ".join(checked) or "any month")
+    elif breaks:
+        description = "; ".join(
+            f"{r['month']}: {r['rated, not billed']} rated not billed, {r['billed, not rated']} billed not rated,"
+            f" {r['lines off']} lines off, {r['stale bills']} stale bills"
+            for r in table
+            if r["breaks"]
+        )
+        if rerated:
+            description += f" (rating changed {', '.join(rerated)} while it was billed: the month is due again)"
+    else:
+        description = "every month's usage lines are its rated totals to the cent: " + ", ".join(
+            f"{r['month']} {r['billed usage']}" for r in table
+        )
     return dg.AssetCheckResult(
         passed=bool(table) and breaks == 0,
+        severity=dg.AssetCheckSeverity.WARN if rerated else dg.AssetCheckSeverity.ERROR,
+        description=description,
         metadata={
             "months": dg.MetadataValue.md(markdown_table(table)),
             "breaks": breaks,
             "stale_bills": sum(r["stale bills"] for r in table),
+            "rating_changed_meanwhile": ", ".join(rerated) or "-",
+            **partition_metadata(checked, failed),
         },
     )
