@@ -1,4 +1,5 @@
 import dagster as dg
+from dagster._core.events import StepMaterializationData
 
 from cdr_platform.definitions import defs
 
@@ -31,6 +32,11 @@ def test_definitions_load_with_the_expected_asset_graph():
         "rating_rerate_sample_matches",
         "tariff_plan_is_consistent",
     } <= checks
+    # the checks that stop what reads their asset: mediation's balance, rating's coverage, the
+    # bills' reconciliation (and dbt's error-severity tests, which dagster-dbt makes blocking)
+    blocking = {k.name for k in graph.asset_check_keys if graph.get(k).blocking}
+    assert {"mediation_balances", "rating_covers_every_clean_cdr", "billing_reconciles_with_rating"} <= blocking
+    assert not {"rejection_rate", "rating_no_negative_cost", "rating_rerate_sample_matches"} & blocking
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"generate_cdrs", "mediate_cdrs", "rate_cdrs", "cdr_pipeline"} <= jobs
     assert {s.name for s in defs.sensors} >= {"raw_cdrs_sensor", "clean_cdrs_days_sensor"}
@@ -197,3 +203,79 @@ def test_the_marts_are_rebuilt_together_after_a_change_once_a_month_is_billed_an
         assert "nothing the marts read has changed" in evaluate(result.cursor).skip_message
         materialized("rating_suspense", "2026-11-24")
         assert len(evaluate(result.cursor).run_requests) == 1
+
+
+def test_a_failed_blocking_check_holds_rating_and_the_marts_back_until_it_passes_again():
+    """The sensors read the latest evaluation of the blocking checks upstream of what they
+    request: they skip naming the check, keep their cursor, and go on once it passes again."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from cdr_platform.defs.dbt.sensors import marts_sensor
+    from cdr_platform.defs.rating.sensors import clean_cdrs_days_sensor
+
+    clean_cdrs, rating_cdrs = dg.AssetKey("clean_cdrs"), dg.AssetKey("rating_cdrs")
+    with dg.instance_for_test() as instance:
+
+        def evaluate(sensor, cursor=None):
+            return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        def evaluated(asset_key, check, passed, **metadata):
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=asset_key, check_name=check, passed=passed, description="why", metadata=metadata
+                )
+            )
+
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(clean_cdrs, metadata={"clean_by_day": dg.MetadataValue.json({"2026-11-24": 3})})
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(dg.AssetKey(["billing", "billing_cdrs"]), partition="2026-11-01")
+        )
+        evaluated(clean_cdrs, "mediation_balances", passed=False)
+        for sensor in (clean_cdrs_days_sensor, marts_sensor):
+            skipped = evaluate(sensor)
+            assert isinstance(skipped, dg.SkipReason), skipped
+            assert skipped.skip_message.startswith(
+                "stopped by the blocking check mediation_balances on clean_cdrs (reported outside a run): why"
+            )
+        evaluated(clean_cdrs, "mediation_balances", passed=True)  # after a fix
+        rated = evaluate(clean_cdrs_days_sensor)
+        assert [r.partition_key for r in rated.run_requests] == ["2026-11-24"]  # the days waited, none lost
+        assert len(evaluate(marts_sensor).run_requests) == 1
+
+        # a day whose coverage failed holds back the marts (they read every day), not rating
+        evaluated(
+            rating_cdrs,
+            "rating_covers_every_clean_cdr",
+            passed=False,
+            checked_partitions=dg.MetadataValue.json(["2026-11-24"]),
+            failed_partitions=dg.MetadataValue.json(["2026-11-24"]),
+        )
+        held = evaluate(marts_sensor)
+        assert "the blocking check rating_covers_every_clean_cdr on rating_cdrs for 2026-11-24" in held.skip_message
+
+        # a mediation run still evaluating its checks: its days wait for it to finish
+        instance.add_run(DagsterRun(job_name="mediate_cdrs", run_id="m-2", status=dg.DagsterRunStatus.STARTED))
+        instance.store_event(
+            dg.EventLogEntry(
+                error_info=None,
+                level="debug",
+                user_message="",
+                run_id="m-2",
+                timestamp=1e9,
+                dagster_event=dg.DagsterEvent(
+                    dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+                    "mediate_cdrs",
+                    event_specific_data=StepMaterializationData(
+                        dg.AssetMaterialization(
+                            clean_cdrs, metadata={"clean_by_day": dg.MetadataValue.json({"2026-11-25": 2})}
+                        )
+                    ),
+                ),
+            )
+        )
+        waiting = evaluate(clean_cdrs_days_sensor, rated.cursor)
+        assert waiting.skip_message == "waiting for mediation run m-2 to finish (its checks)"
+        instance.report_run_failed(instance.get_run_by_id("m-2"))  # finished (its checks evaluated)
+        assert [r.partition_key for r in evaluate(clean_cdrs_days_sensor, rated.cursor).run_requests] == ["2026-11-25"]

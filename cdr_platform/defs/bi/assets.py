@@ -4,10 +4,14 @@ Their dependencies are read, not typed: the dashboard's from the tables its SQL 
 semantic model's from the M partitions of its TMDL (each imports one mart); the report is bound
 to the semantic model by its definition.pbir (which its check verifies). So the graph runs from
 raw-cdrs to the report, and a table added to the model shows up in the lineage by itself.
+
+None of them is refreshed while the latest evaluation of a blocking check upstream (mediation's
+balance, a day's rating coverage, a month's reconciliation) has failed: the run fails naming it.
 """
 
 import dagster as dg
 
+from cdr_platform.defs.blocking_checks import stop_if_upstream_checks_failed
 from cdr_platform.defs.resources import FilesResource, PowerBIResource, WarehouseResource
 from cdr_platform.lib import asset_keys
 from cdr_platform.lib.bi import dashboard
@@ -41,7 +45,10 @@ def semantic_model_deps() -> list[dg.AssetKey]:
     "twins; revenue by day and operator, top customers, call distribution, average call duration, rejections, "
     "revenue assurance). Opens from disk with no network.",
 )
-def local_dashboard(warehouse: WarehouseResource, files: FilesResource) -> dg.MaterializeResult:
+def local_dashboard(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesResource
+) -> dg.MaterializeResult:
+    stop_if_upstream_checks_failed(context)
     with warehouse.connect() as conn:
         data = dashboard.collect(conn, warehouse.marts_schema)
     path = dashboard.render(data, files.path("dashboard", "cdr_dashboard.html"))
@@ -66,6 +73,7 @@ def local_dashboard(warehouse: WarehouseResource, files: FilesResource) -> dg.Ma
     "(references, best-practice rules); refreshed in the Power BI service when a workspace is configured.",
 )
 def semantic_model(context: dg.AssetExecutionContext, powerbi: PowerBIResource) -> dg.MaterializeResult:
+    stop_if_upstream_checks_failed(context)  # no refresh from data a blocking check failed on
     model = load_semantic_model()
     problems = unresolved_references(model) + best_practice_violations(model)
     if problems:
@@ -92,7 +100,8 @@ def semantic_model(context: dg.AssetExecutionContext, powerbi: PowerBIResource) 
     description="The Power BI report (powerbi/CdrPlatform.Report, PBIR): its pages and visuals, checked offline "
     "against the semantic model they are bound to.",
 )
-def report() -> dg.MaterializeResult:
+def report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    stop_if_upstream_checks_failed(context)
     model = load_semantic_model()
     folder = report_dir()
     problems = report_problems(folder, model)

@@ -13,6 +13,7 @@ from functools import cache
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from cdr_platform.defs.blocking_checks import stop_if_upstream_checks_failed
 from cdr_platform.defs.dbt.assets import run_dbt_build
 from cdr_platform.defs.dbt.project import dbt_project
 from cdr_platform.defs.dbt.translator import BILLING_GROUP, BILLING_TAG, TRANSLATOR
@@ -70,6 +71,9 @@ def billing_dbt_assets() -> dg.AssetsDefinition:
     )
     def billing_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """`dbt build` of the billing models for the run's months, their tests as checks."""
+        # a month whose mediation does not balance, or a day of it not fully rated (the latest
+        # evaluation of an upstream blocking check failed), is not billed: the run fails saying which
+        stop_if_upstream_checks_failed(context)
         window = billing_window_vars(context)
         context.log.info(f"billing window {window or 'every month (no partition: checks alone)'}")
         # one billing run at a time: two months launched together would both create the tables on

@@ -12,6 +12,7 @@ from functools import cache
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from cdr_platform.defs.blocking_checks import stop_if_upstream_checks_failed
 from cdr_platform.defs.dbt.project import dbt_executable, dbt_project, dbt_target_dir
 from cdr_platform.defs.dbt.translator import BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
@@ -50,6 +51,8 @@ def warehouse_dbt_assets() -> dg.AssetsDefinition:
     def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """Seeds and marts: `dbt build` of everything but the billing months (never full-refreshed:
         they are incremental, month by month)."""
+        # the marts are not built from data an upstream blocking check failed on (seeds read none)
+        stop_if_upstream_checks_failed(context)
         yield from run_dbt_build(context, dbt, warehouse.dbt_vars(), full_refresh=True)
 
     return warehouse_dbt

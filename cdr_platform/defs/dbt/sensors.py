@@ -6,15 +6,19 @@ fact built before its dimension exists fails. This sensor watches every asset th
 (mediation, rating, billing, the reference data and seeds); when one has a new materialization
 it requests build_marts once, unless a billing run or a marts build is queued or running: the
 bills are about to change, and the marts wait for them rather than show a month's rating against
-its older bills. Other runs (mediation, rating) do not hold the marts back: under live traffic one
-nearly always runs, and waiting for a quiet pipeline starved the marts. Until a first month is
-billed there is nothing to show (the marts read the bills), and it says so.
+its older bills; or unless the latest evaluation of a blocking check upstream (mediation's
+balance, a day's rating coverage, a month's reconciliation) failed: it skips naming the check,
+and builds once that check passes again. Other runs (mediation, rating) do not hold the marts
+back: under live traffic one nearly always runs, and waiting for a quiet pipeline starved the
+marts. Until a first month is billed there is nothing to show (the marts read the bills), and it
+says so.
 """
 
 import json
 
 import dagster as dg
 
+from cdr_platform.defs.blocking_checks import sensor_stop_reason
 from cdr_platform.defs.dbt.assets import MARTS_GROUP, build_marts_job, warehouse_dbt_assets
 from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
@@ -33,10 +37,15 @@ IN_PROGRESS = [
 MARTS_WAIT_FOR_STAGES = ("billing", "marts")
 
 
+def marts_keys() -> set[dg.AssetKey]:
+    """The marts' asset keys."""
+    return {spec.key for spec in warehouse_dbt_assets().specs if spec.group_name == MARTS_GROUP}
+
+
 def marts_inputs() -> list[dg.AssetKey]:
     """Every asset the marts read that is not a mart, from the dbt project's graph."""
     assets = warehouse_dbt_assets()
-    marts = {spec.key for spec in assets.specs if spec.group_name == MARTS_GROUP}
+    marts = marts_keys()
     return sorted({dep.asset_key for spec in assets.specs if spec.key in marts for dep in spec.deps} - marts, key=str)
 
 
@@ -66,6 +75,12 @@ def marts_sensor(context: dg.SensorEvaluationContext):
         )
         if running:
             return dg.SkipReason(f"waiting for run {running[0].run_id} ({stage}: {running[0].job_name}) to finish")
+    # every day and month the marts read must have passed the blocking checks upstream (mediation's
+    # balance, each day's rating coverage, each month's reconciliation): the cursor stays, so they
+    # are rebuilt once the failed check passes again
+    stopped = sensor_stop_reason(context, marts_keys())
+    if stopped:
+        return dg.SkipReason(stopped)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
