@@ -17,8 +17,8 @@ from cdr_platform.lib.settings import (
     REPO_ROOT,
     SECTIONS,
     SETTINGS,
-    Settings,
     SettingError,
+    Settings,
     load_settings,
     settings_table,
 )

@@ -19,6 +19,7 @@ import dagster as dg
 from cdr_platform.defs.billing.assets import BILLING_MONTHS, billing_locks
 from cdr_platform.defs.blocking_checks import PARTITION_TAG, partition_metadata, run_partition_keys
 from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
@@ -30,7 +31,7 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.CANCELING,
 ]
 
-BILLING_CDRS_KEY = dg.AssetKey(["billing", "billing_cdrs"])
+BILLING_CDRS_KEY = dg.AssetKey(asset_keys.BILLING_CDRS)
 USAGE_LINES = {"usage_voice": "voice", "usage_sms": "sms", "usage_data": "data"}
 CENT = Decimal("0.01")
 

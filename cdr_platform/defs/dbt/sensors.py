@@ -20,12 +20,11 @@ import dagster as dg
 
 from cdr_platform.defs.blocking_checks import sensor_stop_reason
 from cdr_platform.defs.dbt.assets import MARTS_GROUP, build_marts_job, warehouse_dbt_assets
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
-# the dbt model's key (the translator's billing prefix); not imported from defs/billing, which
-# imports defs/dbt
-BILLING_CDRS_KEY = dg.AssetKey(["billing", "billing_cdrs"])
+BILLING_CDRS_KEY = dg.AssetKey(asset_keys.BILLING_CDRS)
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

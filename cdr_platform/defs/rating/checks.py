@@ -8,6 +8,7 @@ import dagster as dg
 from cdr_platform.defs.blocking_checks import partition_metadata, run_partition_keys
 from cdr_platform.defs.rating.assets import RATING_CDRS_KEY, RATING_DAYS
 from cdr_platform.defs.resources import TariffResource, WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.cdr import rate_cdr
@@ -232,7 +233,7 @@ def rating_rerate_sample_matches(
 
 
 @dg.asset_check(
-    asset=dg.AssetKey(["tariffs", "tp_rating_profiles"]),
+    asset=dg.AssetKey(asset_keys.tariff_seed("tp_rating_profiles")),
     description="The seeded tariff loads as "
     "one consistent plan: no broken reference, malformed duration or true ambiguity.",
 )
