@@ -28,6 +28,18 @@ def as_tsql(sql: str) -> str:
     return NAMED_PARAMETER.sub(r"@\1", sql)
 
 
+def tsql_problems(sql: str) -> list[str]:
+    """Why `sql` would not run on SQL Server: a PostgreSQL-only construct, or no T-SQL parse."""
+    problems = postgres_only_constructs(sql)
+    try:
+        parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
+        if not parsed or any(p is None for p in parsed):
+            problems.append("parses to nothing")
+    except sqlglot.errors.SqlglotError as exc:
+        problems.append(f"not T-SQL: {str(exc).splitlines()[0]}")
+    return problems
+
+
 @dataclass
 class Statement:
     sql: str
@@ -65,19 +77,12 @@ class RecordingServer:
         found = []
         for s in self.statements:
             where = f"[{s.caller}] {s.sql[:160]!r}"
-            for construct in postgres_only_constructs(s.sql):
-                found.append(f"{where}: {construct}")
+            found += [f"{where}: {problem}" for problem in tsql_problems(s.sql)]
             if re.search(r"(?<!%)%s", s.sql):
                 found.append(f"{where}: positional %s parameter (bind %(name)s with a dict)")
             names = set(NAMED_PARAMETER.findall(s.sql))
             if names and not (isinstance(s.params, dict) and names <= set(s.params)):
                 found.append(f"{where}: parameters {sorted(names)} not all supplied by {s.params!r:.80}")
-            try:
-                parsed = sqlglot.parse(as_tsql(s.sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
-                if not parsed or any(p is None for p in parsed):
-                    found.append(f"{where}: parses to nothing")
-            except sqlglot.errors.SqlglotError as exc:
-                found.append(f"{where}: not T-SQL: {str(exc).splitlines()[0]}")
         return found
 
     def sent_by(self, step: str) -> list[str]:

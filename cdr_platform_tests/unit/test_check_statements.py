@@ -5,14 +5,13 @@ import re
 from pathlib import Path
 
 import pytest
-import sqlglot
 
 from cdr_platform.defs.mediation.checks import previous_offset_sql, violations_sql
 from cdr_platform.defs.rating.checks import day_clean_sql, day_counts_sql, every_rated_day_sql, sample_sql
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.store import RatingTables
 from cdr_platform.lib.warehouse.dialects import POSTGRES, SQLSERVER
-from cdr_platform.lib.warehouse.sql_lint import postgres_only_constructs
+from cdr_platform_tests.sqlserver_recorder import tsql_problems
 
 DEFS = Path(__file__).resolve().parents[2] / "cdr_platform" / "defs"
 
@@ -29,15 +28,9 @@ def statements(dialect) -> list[str]:
     ]
 
 
-def as_tsql(sql: str) -> str:
-    return re.sub(r"%\((\w+)\)s", r"@\1", sql)  # pyformat parameters as T-SQL variables
-
-
 @pytest.mark.parametrize("sql", statements(SQLSERVER))
 def test_every_check_statement_parses_as_tsql_and_is_portable(sql):
-    assert postgres_only_constructs(sql) == [], sql
-    parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
-    assert parsed and all(p is not None for p in parsed)
+    assert tsql_problems(sql) == [], sql
 
 
 def test_no_check_binds_positional_parameters():

@@ -1,14 +1,12 @@
 """The SQL Server path cannot run here: check the SQL it would send, as T-SQL."""
 
-import re
-
 import pytest
-import sqlglot
 
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.settings import WarehouseSettings
 from cdr_platform.lib.warehouse.dialects import POSTGRES, SQLSERVER
 from cdr_platform.lib.warehouse.sql_lint import postgres_only_constructs
+from cdr_platform_tests.sqlserver_recorder import tsql_problems
 
 
 def statements(dialect) -> list[str]:
@@ -27,15 +25,9 @@ def statements(dialect) -> list[str]:
     ]
 
 
-def as_tsql(sql: str) -> str:
-    return re.sub(r"%\((\w+)\)s", r"@\1", sql)  # pyformat parameters as T-SQL variables
-
-
 @pytest.mark.parametrize("sql", statements(SQLSERVER))
 def test_every_mediation_statement_parses_as_tsql_and_is_portable(sql):
-    assert postgres_only_constructs(sql) == [], sql
-    parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
-    assert parsed and all(p is not None for p in parsed)
+    assert tsql_problems(sql) == [], sql
 
 
 def test_the_lint_catches_what_postgres_alone_accepts():
@@ -111,9 +103,7 @@ def rating_statements() -> list[str]:
 
 @pytest.mark.parametrize("sql", rating_statements())
 def test_every_rating_day_replace_statement_parses_as_tsql_and_is_portable(sql):
-    assert postgres_only_constructs(sql) == [], sql
-    parsed = sqlglot.parse(as_tsql(sql), read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
-    assert parsed and all(p is not None for p in parsed)
+    assert tsql_problems(sql) == [], sql
 
 
 def test_on_sqlserver_a_day_is_replaced_by_delete_and_insert_in_one_transaction():
