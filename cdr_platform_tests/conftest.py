@@ -7,6 +7,7 @@ running; if the session started it, the session stops it again at the end.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,11 +16,28 @@ import pytest
 from cdr_platform.lib.settings import Settings, load_settings
 from cdr_platform.utils.signals import restore_default_interrupts
 
+EXIT_STATUS = pytest.StashKey[int]()  # the session's exit status, kept for pytest_unconfigure
+
 
 def pytest_configure(config):
     # run from a background shell (CI), the session would otherwise ignore SIGINT, then SIGTERM
     # once a test runs a Dagster job, and pass the ignore on to every service it starts
     restore_default_interrupts()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """A session that hosted .NET (Microsoft's TMDL library through pythonnet, in the unit tests)
+    ends without the interpreter's finalisation: CoreCLR's shutdown can crash it (a general
+    protection fault in its doublemapper, seen once in a CI rehearsal, turning a green session's
+    exit status into a signal). Everything is reported by now; pytest's own status is kept."""
+    if "clr" in sys.modules and EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[EXIT_STATUS])
 
 
 @pytest.fixture(scope="session")
