@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cdr_platform.lib.settings import WarehouseSettings
 from cdr_platform.lib.warehouse import postgres, sqlserver
 from cdr_platform.lib.warehouse.columns import Column, table_body
-from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
+from cdr_platform.lib.warehouse.dialects import POSTGRES, Dialect
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,3 @@ def replace_table(conn, table: TableSpec, rows: Iterable[Sequence], dialect: Dia
         add_missing_columns(conn, table, dialect)
         conn.execute(f"delete from {table.qualified}")
         return bulk_insert(conn, dialect, table, rows)
-
-
-def dialect_of(settings: WarehouseSettings) -> Dialect:
-    return DIALECTS[settings.kind]
