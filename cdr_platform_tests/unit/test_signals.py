@@ -45,3 +45,14 @@ def _grandchild_ignores_sigterm(mode: str) -> bool:
 def test_after_a_dagster_run_children_ignore_sigterm_unless_the_defaults_are_restored():
     assert _grandchild_ignores_sigterm("as_inherited")  # the trap: Dagster copies SIGINT's ignore
     assert not _grandchild_ignores_sigterm("restore")
+
+
+def test_a_subprocess_ended_by_sigterm_is_named_as_interrupted_and_an_exit_code_is_not():
+    from cdr_platform.defs.dbt.assets import signal_that_ended
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child.send_signal(signal.SIGTERM)
+    assert signal_that_ended(child.wait(10)) == "SIGTERM"
+    failed = subprocess.run([sys.executable, "-c", "raise SystemExit(2)"])
+    assert signal_that_ended(failed.returncode) is None
+    assert signal_that_ended(None) is None

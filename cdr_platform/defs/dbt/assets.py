@@ -6,11 +6,13 @@ resource's schemas as vars, and report row counts and column types to the UI.
 """
 
 import json
+import signal
 import uuid
 from functools import cache
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from cdr_platform.defs.blocking_checks import stop_if_upstream_checks_failed
 from cdr_platform.defs.dbt.project import dbt_executable, dbt_project, dbt_target_dir
@@ -31,8 +33,30 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, dbt_va
     args = ["build", "--vars", json.dumps(dbt_vars, sort_keys=True)] + (["--full-refresh"] if full_refresh else [])
     own = f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
     invocation = dbt.cli(args, context=context, target_path=dbt_target_dir() / own)
-    # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
-    yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+    try:
+        # column types in the UI; no column lineage (it cannot follow the ephemeral staging CTEs)
+        yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+    except DagsterDbtCliRuntimeError as error:
+        stopped_by = signal_that_ended(invocation.process.returncode)
+        if stopped_by is None:
+            raise
+        # a stop of the whole process group (Ctrl-C, `dagster dev` or the container stopped) can reach
+        # dbt before the run worker: say it was interrupted, not that the models failed
+        raise dg.Failure(
+            f"dbt was interrupted by {stopped_by} before it finished (the run was stopped, not a model "
+            "failed); a billing month is swapped in whole or not at all, so re-running is safe",
+            metadata={"dbt command": invocation.dbt_command},
+        ) from error
+
+
+def signal_that_ended(returncode: int | None) -> str | None:
+    """The signal's name when a subprocess ended by one (a negative return code), else None."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 @cache
