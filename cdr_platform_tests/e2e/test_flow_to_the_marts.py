@@ -101,7 +101,7 @@ def test_a_short_soak_under_dagster_dev_reaches_the_marts_and_survives_dagster_d
                     for e in events
                     if e["__typename"] in ("RunFailureEvent", "ExecutionStepFailureEvent")
                 ]
-                failures.append((run["runId"], run["jobName"], [w[:300] for w in why]))
+                failures.append((run["runId"], run["jobName"], [w[:900] for w in why]))
         assert caught_up, (summary_line(report), by_job, failures)
         assert report.marts_held == report.billed == report.produced == RATE * SECONDS, summary_line(report)
         assert killed is not None, ("no billing run was seen in progress", by_job)
