@@ -190,6 +190,8 @@ def _bundled_or_checkout() -> Path:
 
 
 WAREHOUSE_KINDS = ("postgres", "sqlserver")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENVIRONMENTS = ("local", "prod")
 DEFAULT_TARIFF_TIMEZONE = "Africa/Casablanca"  # the demo operator's (Morocco)
 # Where a job run by Dagster writes its one-line cause of failure (set by the Spark resource)
@@ -263,6 +265,76 @@ SETTINGS: tuple[Setting, ...] = (
         into=("kafka.bootstrap_servers",),
         default_doc="`127.0.0.1:19092`",
     ),
+    Setting(
+        "CDR_KAFKA_SECURITY_PROTOCOL",
+        choice(*KAFKA_SECURITY_PROTOCOLS),
+        lambda v: "SASL_SSL" if v["CDR_ENV"] == "prod" else "PLAINTEXT",
+        "how every client reaches the brokers: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` "
+        "(producers, admin and offset readers, Spark's Kafka source and sink alike)",
+        into=("kafka.security_protocol",),
+        default_doc="`PLAINTEXT` (`SASL_SSL` when `CDR_ENV=prod`)",
+    ),
+    Setting(
+        "CDR_KAFKA_SASL_MECHANISM",
+        choice(*KAFKA_SASL_MECHANISMS),
+        "SCRAM-SHA-512",
+        "the SASL mechanism (`SASL_*` protocols): `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+        into=("kafka.sasl_mechanism",),
+    ),
+    Setting("CDR_KAFKA_SASL_USERNAME", text(), "", "the SASL user", into=("kafka.sasl_username",)),
+    Setting(
+        "CDR_KAFKA_SASL_PASSWORD",
+        text(),
+        "",
+        "its password; never in git, Dagster reads it as an `EnvVar`",
+        into=("kafka.sasl_password",),
+        secret=True,
+    ),
+    Setting(
+        "CDR_KAFKA_SSL_CA_FILE",
+        folder(),
+        None,
+        "PEM file of the CA(s) the brokers' certificates are verified against (`SSL`, `SASL_SSL`); "
+        "empty: the system's trust store",
+        into=("kafka.ssl_ca_file",),
+    ),
+    Setting(
+        "CDR_KAFKA_SSL_CERT_FILE",
+        folder(),
+        None,
+        "PEM file of the client's certificate chain, for brokers that require client certificates (mutual TLS)",
+        into=("kafka.ssl_cert_file",),
+    ),
+    Setting(
+        "CDR_KAFKA_SSL_KEY_FILE",
+        folder(),
+        None,
+        "PEM file of the client certificate's private key (PKCS#8)",
+        into=("kafka.ssl_key_file",),
+    ),
+    Setting(
+        "CDR_KAFKA_SSL_KEY_PASSWORD",
+        text(),
+        "",
+        "the private key's password, if it is encrypted",
+        into=("kafka.ssl_key_password",),
+        secret=True,
+    ),
+    Setting(
+        "CDR_KAFKA_SSL_CHECK_HOSTNAME",
+        flag(),
+        True,
+        "the broker's certificate must name the host the client connects to; `false` only for a test broker",
+        into=("kafka.ssl_check_hostname",),
+    ),
+    Setting(
+        "CDR_KAFKA_SASL_SSL_PORT",
+        integer(1, 65535),
+        lambda v: v["CDR_KAFKA_PORT"] + 2,
+        "the local broker's `SASL_SSL` listener (SCRAM users, a CA of its own in `.stack/kafka/tls/`)",
+        into=("stack.kafka_sasl_ssl_port",),
+        default_doc="`CDR_KAFKA_PORT` + 2",
+    ),
     Setting("CDR_RAW_TOPIC", text(), "raw-cdrs", "the CDRs to mediate", into=("kafka.raw_cdrs_topic",)),
     Setting("CDR_ERROR_TOPIC", text(), "error-cdrs", "the rejects with their reason", into=("kafka.error_cdrs_topic",)),
     Setting(
@@ -272,6 +344,21 @@ SETTINGS: tuple[Setting, ...] = (
         "partitions of `raw-cdrs` / `error-cdrs` when created; keep it a multiple of the Spark cores "
         "(mediation runs one task per partition)",
         into=("kafka.topic_partitions",),
+    ),
+    Setting(
+        "CDR_TOPIC_REPLICATION_FACTOR",
+        integer(1),
+        1,
+        "replicas of `raw-cdrs` / `error-cdrs` when created (a cluster: 3)",
+        into=("kafka.replication_factor",),
+    ),
+    Setting(
+        "CDR_TOPIC_MIN_INSYNC_REPLICAS",
+        integer(1),
+        1,
+        "`min.insync.replicas` of the CDR topics when created: replicas that must have a write before it is "
+        "acknowledged (a cluster of 3: 2)",
+        into=("kafka.min_insync_replicas",),
     ),
     Setting(
         "CDR_TOPIC_MAX_MESSAGE_BYTES",
@@ -678,11 +765,25 @@ def settings_table() -> str:
 
 @dataclass(frozen=True)
 class KafkaSettings:
+    """The brokers, how to reach them (cdr_platform.lib.kafka_clients turns this into each client's
+    options) and the CDR topics."""
+
     bootstrap_servers: str
     raw_cdrs_topic: str
     error_cdrs_topic: str
     topic_partitions: int
     max_message_bytes: int
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)  # never printed
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password: str = field(default="", repr=False)
+    ssl_check_hostname: bool = True
 
 
 @dataclass(frozen=True)
@@ -746,6 +847,7 @@ class StackSettings:
     kafka_controller_port: int
     kafka_heap: str
     postgres_port: int
+    kafka_sasl_ssl_port: int = 19094
 
     @property
     def jars_dir(self) -> Path:
