@@ -1,16 +1,20 @@
-"""Asset checks of the ingest domain."""
+"""Asset checks of the ingest domain. Production has no `raw_cdrs_offsets_account_for_every_record`:
+it checks what the synthetic generator recorded, and production's raw-cdrs is the network's
+(an external asset, assets.py); hence the `@dg.definitions` function that picks them."""
 
 import dagster as dg
 
-from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY, subscribers
+from cdr_platform.defs.ingest.assets import RAW_CDRS_KEY
 from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib import asset_keys
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.reference import numbering_plan
 from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE
+from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 
 @dg.asset_check(
-    asset=subscribers,
+    asset=dg.AssetKey(asset_keys.SUBSCRIBERS),
     description="Every subscriber MSISDN is unique, valid E.164, "
     "and carries the operator the numbering plan gives its number.",
 )
@@ -57,3 +61,12 @@ def raw_cdrs_offsets_account_for_every_record(context: dg.AssetCheckExecutionCon
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"records_produced": produced, "offsets_advanced": advanced},
     )
+
+
+@dg.definitions
+def ingest_checks() -> dg.Definitions:
+    """The subscribers' check everywhere; the generator's offsets check where the generator is (local)."""
+    checks = [subscribers_match_numbering_plan]
+    if get_environment() is Environment.LOCAL:
+        checks.append(raw_cdrs_offsets_account_for_every_record)
+    return dg.Definitions(asset_checks=checks)
