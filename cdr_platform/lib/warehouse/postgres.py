@@ -23,6 +23,12 @@ def connect(conninfo: str, *, autocommit: bool = False, where: str = ""):
         ) from exc
 
 
+def scram_verifier(conn, role: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of `password` for `role`, computed by libpq on this side: an
+    `alter role ... password` sends it, never the password itself (nor does the server log it)."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+
+
 # Errors a concurrent writer of the same rows causes: the transaction was rolled back and a retry
 # sees the other writer's rows (mediation tasks storing the same record id).
 CONFLICT_ERRORS: tuple[type[Exception], ...] = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
