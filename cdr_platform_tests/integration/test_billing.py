@@ -9,6 +9,7 @@ connect as the BI role.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -534,7 +535,7 @@ def test_the_bi_role_reads_the_marts_and_nothing_else(pipeline):
     run = pipeline
     settings = load_settings()
     role = settings.bi_role
-    conninfo = settings.warehouse.conninfo().replace(f"user={settings.warehouse.user}", f"user={role}")
+    conninfo = dataclasses.replace(settings.warehouse, user=role, password=settings.bi_password).conninfo()
     with psycopg.connect(conninfo, autocommit=True) as bi:
         assert bi.execute(f"select count(*) from {run.marts}.fct_revenue_daily").fetchone()[0] > 0
         assert bi.execute(f"select count(*) from {run.marts}.dim_subscriber").fetchone()[0] == 300

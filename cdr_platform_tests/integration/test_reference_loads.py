@@ -58,10 +58,12 @@ SUBSCRIBERS = (
 def warehouse(local_stack, monkeypatch):
     """Settings pointing at a database created for the test (CDR_WAREHOUSE_DB too: the CLI and
     the code location's resources read it); dropped afterwards."""
+    from cdr_platform.utils.local_postgres import admin_conninfo
+
     name = f"cdr_reftest_{uuid.uuid4().hex[:10]}"
-    admin = local_stack.warehouse.conninfo()
+    admin = admin_conninfo(local_stack, "postgres")  # the application's role may not create databases
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
+        conn.execute(f'create database {name} owner "{local_stack.warehouse.user}"')
     monkeypatch.setenv("CDR_WAREHOUSE_DB", name)
     yield dataclasses.replace(local_stack, warehouse=dataclasses.replace(local_stack.warehouse, database=name))
     with psycopg.connect(admin, autocommit=True) as conn:

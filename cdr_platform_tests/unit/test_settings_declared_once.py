@@ -84,10 +84,14 @@ def test_each_resource_field_that_carries_a_setting_has_its_type_and_default():
     assert len(carried) == len(set(carried)), "two resource fields carry the same setting"
 
 
-def test_the_resources_hand_the_drivers_the_settings_they_carry_by_name(monkeypatch):
+def test_the_resources_hand_the_drivers_the_settings_they_carry_by_name(monkeypatch, tmp_path):
     from cdr_platform.defs.resources import resources_for
     from cdr_platform.utils.environment_helpers import Environment
 
+    # no password at first (not the environment's, not the local stack's file): an unresolved
+    # EnvVar cannot be read outside a Dagster run, and subprocess_env reads every field
+    monkeypatch.delenv("CDR_WAREHOUSE_PASSWORD", raising=False)
+    monkeypatch.setenv("CDR_STACK_DIR", str(tmp_path))
     monkeypatch.setenv("CDR_MEDIATION_SCHEMA", "med_test")
     monkeypatch.setenv("CDR_MAX_DURATION_S", "3600")
     resources = resources_for(load_settings(), Environment.LOCAL)
