@@ -32,17 +32,16 @@ def main() -> int:
     args = parser.parse_args()
 
     import psycopg
-    from kafka import KafkaAdminClient
 
     from cdr_platform.lib.ingest.generator import GeneratorConfig
     from cdr_platform.lib.ingest.produce import produce_cdrs
     from cdr_platform.lib.ingest.producers import make_producer
-    from cdr_platform.lib.kafka_io import ensure_topics
+    from cdr_platform.lib.kafka_io import admin_client, ensure_topics
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
     raw, errors, schema = f"bench-lat-raw-{tag}", f"bench-lat-err-{tag}", f"bench_lat_{tag}"
-    ensure_topics(settings.kafka.bootstrap_servers, [raw, errors], settings.kafka.topic_partitions)
+    ensure_topics(settings.kafka, [raw, errors], settings.kafka.topic_partitions)
     count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -69,12 +68,10 @@ def main() -> int:
                 time.sleep(0.5)
             time.sleep(3)
             print(f"producing {count:,} CDRs at {args.rate:,.0f}/s", flush=True)
-            producer = make_producer("confluent", settings.kafka.bootstrap_servers)
+            producer = make_producer("confluent", settings.kafka)
             now = datetime.now(UTC)
             config = GeneratorConfig(count=count, seed=3, error_rate=0.0, start_time=now - timedelta(days=1))
-            report = produce_cdrs(
-                config, producer, settings.kafka.bootstrap_servers, raw, rate_limit=args.rate, progress=lambda _: None
-            )
+            report = produce_cdrs(config, producer, settings.kafka, raw, rate_limit=args.rate, progress=lambda _: None)
             producer.close()
             print(f"produced at {report.records_per_second:,.0f}/s; waiting for mediation", flush=True)
             with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
@@ -100,7 +97,7 @@ def main() -> int:
                 job.wait(60)
             except subprocess.TimeoutExpired:
                 job.kill()
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+            admin = admin_client(settings.kafka)
             admin.delete_topics([raw, errors])
             admin.close()
     p50, p95, p99, worst, rows = row

@@ -79,7 +79,8 @@ def _read_floor(topic: str, kind: str) -> None:
     """Child process of a floor run (see FLOOR_KINDS), timed from the Spark session being up."""
     from pyspark.sql import functions as F
 
-    from cdr_platform.lib.schema import FIELD_TYPES
+    from cdr_platform.lib.kafka_clients import SPARK, client_options
+    from cdr_platform.lib.schema import FIELD_TYPES  # noqa: F811
     from cdr_platform.lib.spark.session import COUNT_ROWS_SCHEMA, build_spark_session, count_rows
 
     settings = load_settings()
@@ -90,7 +91,7 @@ def _read_floor(topic: str, kind: str) -> None:
     def source():
         return (
             spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+            .options(**client_options(settings.kafka, SPARK))
             .option("subscribe", topic)
             .option("startingOffsets", "earliest")
             .option("endingOffsets", "latest")
@@ -139,21 +140,20 @@ def main() -> int:
         return 0
 
     import psycopg
-    from kafka import KafkaAdminClient
 
     from cdr_platform.lib.ingest.generator import GeneratorConfig
     from cdr_platform.lib.ingest.produce import produce_cdrs
     from cdr_platform.lib.ingest.producers import make_producer
-    from cdr_platform.lib.kafka_io import BROKER_CLOCK, ensure_topics
+    from cdr_platform.lib.kafka_io import BROKER_CLOCK, admin_client, ensure_topics
     from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
 
     settings = load_settings()
     tag = uuid.uuid4().hex[:6]
     raw = f"bench-med-raw-{tag}"
-    ensure_topics(settings.kafka.bootstrap_servers, [raw], settings.kafka.topic_partitions, {raw: BROKER_CLOCK})
-    producer = make_producer("confluent", settings.kafka.bootstrap_servers)
+    ensure_topics(settings.kafka, [raw], settings.kafka.topic_partitions, {raw: BROKER_CLOCK})
+    producer = make_producer("confluent", settings.kafka)
     config = GeneratorConfig(count=args.count, seed=2, error_rate=0.05, start_time=datetime(2026, 11, 1, tzinfo=UTC))
-    produce_cdrs(config, producer, settings.kafka.bootstrap_servers, raw, progress=lambda _: None)
+    produce_cdrs(config, producer, settings.kafka, raw, progress=lambda _: None)
     producer.close()
     print(f"{args.count:,} CDRs in {raw}", flush=True)
 
@@ -164,7 +164,7 @@ def main() -> int:
             errors, schema = f"bench-med-err-{tag}-{run}", f"bench_med_{tag}_{run}"
             topics.append(errors)
             schemas.append(schema)
-            ensure_topics(settings.kafka.bootstrap_servers, [errors], settings.kafka.topic_partitions)
+            ensure_topics(settings.kafka, [errors], settings.kafka.topic_partitions)
             with tempfile.TemporaryDirectory() as tmp:
                 env = {
                     **process_environment(),
@@ -234,7 +234,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        admin = admin_client(settings.kafka)
         admin.delete_topics(topics)
         admin.close()
         with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:

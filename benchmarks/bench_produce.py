@@ -32,9 +32,9 @@ def one_run(kind: str, count: int, topic: str) -> dict:
         from cdr_platform.lib.ingest.produce import produce_cdrs
         from cdr_platform.lib.ingest.producers import make_producer
 
-        bootstrap = load_settings().kafka.bootstrap_servers
-        producer = make_producer(kind, bootstrap)
-        report = produce_cdrs(config, producer, bootstrap, topic, progress=lambda _: None)
+        kafka = load_settings().kafka
+        producer = make_producer(kind, kafka)
+        report = produce_cdrs(config, producer, kafka, topic, progress=lambda _: None)
         producer.close()
         n = report.records
     seconds = time.perf_counter() - started
@@ -59,14 +59,12 @@ def main() -> int:
         print(json.dumps(one_run(kind, int(count), topic)))
         return 0
 
-    from kafka import KafkaAdminClient
-
-    from cdr_platform.lib.kafka_io import ensure_topics
+    from cdr_platform.lib.kafka_io import admin_client, ensure_topics
     from cdr_platform.lib.settings import load_settings
 
     settings = load_settings()
     topic = f"bench-raw-cdrs-{uuid.uuid4().hex[:6]}"
-    ensure_topics(settings.kafka.bootstrap_servers, [topic], settings.kafka.topic_partitions)
+    ensure_topics(settings.kafka, [topic], settings.kafka.topic_partitions)
     rows = []
     try:
         for kind in args.producers:
@@ -89,7 +87,7 @@ def main() -> int:
                 (kind, statistics.median(r["records_per_s"] for r in runs), max(r["peak_rss_mb"] for r in runs))
             )
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        admin = admin_client(settings.kafka)
         admin.delete_topics([topic])
         admin.close()
     print(f"\n{args.count:,} CDRs, median of {args.runs} runs")

@@ -30,6 +30,7 @@ from cdr_platform.lib.settings import (
     FAILURE_FILE_ENV,
     SETTINGS_BY_NAME,
     WAREHOUSE_KINDS,
+    KafkaSettings,
     Setting,
     Settings,
     WarehouseSettings,
@@ -45,13 +46,17 @@ from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 def from_setting(name: str) -> Any:
     """A resource field that carries the setting `name`: its default (where fixed) and meaning come
-    from the declaration; a computed default leaves the field to be filled by `resources_for`."""
+    from the declaration; a computed default leaves the field to be filled by `resources_for`. A
+    secret's field is left out of the resource's repr and str (pydantic's `repr=False`), so a log
+    line or an error that shows the resource never shows the secret."""
     declared = SETTINGS_BY_NAME[name]
-    extra = {"setting": name}
+    common = {"description": declared.doc or name, "json_schema_extra": {"setting": name}}
+    if declared.secret:
+        common["repr"] = False
     if callable(declared.default):
-        return Field(description=declared.doc or name, json_schema_extra=extra)
+        return Field(**common)
     default = declared.type.format(declared.default) if declared.default is None else declared.default
-    return Field(default=default, description=declared.doc or name, json_schema_extra=extra)
+    return Field(default=default, **common)
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -79,7 +84,7 @@ class SettingsResource(dg.ConfigurableResource):
                 values[field_name] = value
             else:  # a path or nothing: a Dagster config field holds text
                 values[field_name] = declared.type.format(value)
-        return cls(**values, **fields)
+        return cls(**{**values, **fields})
 
     def subprocess_env(self) -> dict[str, str]:
         """The settings this resource carries, as a child process reads them (a secret only when set:
@@ -94,13 +99,44 @@ class SettingsResource(dg.ConfigurableResource):
 
 
 class KafkaResource(SettingsResource):
-    """Where the CDR topics live."""
+    """Where the CDR topics live, and how every client reaches them (TLS, SASL)."""
 
     bootstrap_servers: str = from_setting("CDR_KAFKA_BOOTSTRAP_SERVERS")
     raw_cdrs_topic: str = from_setting("CDR_RAW_TOPIC")
     error_cdrs_topic: str = from_setting("CDR_ERROR_TOPIC")
     topic_partitions: int = from_setting("CDR_TOPIC_PARTITIONS")
     max_message_bytes: int = from_setting("CDR_TOPIC_MAX_MESSAGE_BYTES")
+    replication_factor: int = from_setting("CDR_TOPIC_REPLICATION_FACTOR")
+    min_insync_replicas: int = from_setting("CDR_TOPIC_MIN_INSYNC_REPLICAS")
+    security_protocol: str = from_setting("CDR_KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: str = from_setting("CDR_KAFKA_SASL_MECHANISM")
+    sasl_username: str = from_setting("CDR_KAFKA_SASL_USERNAME")
+    sasl_password: str = from_setting("CDR_KAFKA_SASL_PASSWORD")
+    ssl_ca_file: str = from_setting("CDR_KAFKA_SSL_CA_FILE")
+    ssl_cert_file: str = from_setting("CDR_KAFKA_SSL_CERT_FILE")
+    ssl_key_file: str = from_setting("CDR_KAFKA_SSL_KEY_FILE")
+    ssl_key_password: str = from_setting("CDR_KAFKA_SSL_KEY_PASSWORD")
+    ssl_check_hostname: bool = from_setting("CDR_KAFKA_SSL_CHECK_HOSTNAME")
+
+    @property
+    def settings(self) -> KafkaSettings:
+        """What the Kafka helpers and clients take (cdr_platform.lib.kafka_io, kafka_clients)."""
+        return KafkaSettings(
+            **{name: getattr(self, name) for name in ("bootstrap_servers", "raw_cdrs_topic", "error_cdrs_topic")},
+            topic_partitions=self.topic_partitions,
+            max_message_bytes=self.max_message_bytes,
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password,
+            ssl_ca_file=Path(self.ssl_ca_file) if self.ssl_ca_file else None,
+            ssl_cert_file=Path(self.ssl_cert_file) if self.ssl_cert_file else None,
+            ssl_key_file=Path(self.ssl_key_file) if self.ssl_key_file else None,
+            ssl_key_password=self.ssl_key_password,
+            ssl_check_hostname=self.ssl_check_hostname,
+        )
 
 
 class WarehouseResource(SettingsResource):

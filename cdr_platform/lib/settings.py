@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,11 @@ def json_object() -> SettingType:
 class Setting:
     """One setting. `default` is the working local value, or a function of the values declared
     before it. `into`: where `Settings` keeps it ("kafka.bootstrap_servers"); `secret`: reached
-    through `EnvVar` in Dagster, never shown; `dbt_var`: the dbt var it becomes. A Dagster
-    resource field that carries it names it (`cdr_platform.defs.resources.from_setting`)."""
+    through `EnvVar` in Dagster, never shown, and also read from the file `<NAME>_FILE` names (the
+    Docker secrets convention); `default_file`: a function of the values declared before it giving
+    the file a secret is read from when neither variable is set (the local stack's generated
+    password), None for none; `dbt_var`: the dbt var it becomes. A Dagster resource field that
+    carries it names it (`cdr_platform.defs.resources.from_setting`)."""
 
     name: str
     type: SettingType
@@ -167,6 +170,7 @@ class Setting:
     doc: str
     into: tuple[str, ...] = ()
     secret: bool = False
+    default_file: Callable[[dict[str, Any]], Path | None] | None = None
     dbt_var: str = ""
     default_doc: str = ""  # the default in words, where it is computed
 
@@ -187,6 +191,38 @@ def _bundled_or_checkout() -> Path:
     """The project's files (dbt project, Power BI project, stack files): the checkout, else the
     copy the wheel carries inside the package."""
     return checkout_root() or PACKAGE_DIR / "project"
+
+
+def local_password_file(stack_dir: Path, role: str) -> Path:
+    """Where the local stack keeps the generated password of the PostgreSQL role `role` (mode 0600,
+    under CDR_STACK_DIR, which git ignores): written by `cdr stack up`, read by the settings."""
+    return stack_dir / "postgres" / "secrets" / f"{role}.password"
+
+
+def _local_stack_password(role_setting: str) -> Callable[[dict[str, Any]], Path | None]:
+    """The default file of a warehouse password: the local stack's generated one for the role
+    that `role_setting` names, when the warehouse is the local stack's PostgreSQL."""
+
+    def default_file(values: dict[str, Any]) -> Path | None:
+        if values["CDR_ENV"] != "local" or values["CDR_WAREHOUSE_KIND"] != "postgres":
+            return None
+        return local_password_file(values["CDR_STACK_DIR"], values[role_setting])
+
+    return default_file
+
+
+def local_kafka_password_file(stack_dir: Path, user: str) -> Path:
+    """Where the local stack keeps the generated SCRAM password of the Kafka user `user` (mode 0600):
+    written by `cdr stack up`, read by the settings."""
+    return stack_dir / "kafka" / "secrets" / f"{user}.password"
+
+
+def _local_kafka_password(values: dict[str, Any]) -> Path | None:
+    """The default file of the SASL password: the local broker's generated one for the user, when
+    the environment is local and the protocol logs in."""
+    if values["CDR_ENV"] != "local" or not values["CDR_KAFKA_SECURITY_PROTOCOL"].startswith("SASL_"):
+        return None
+    return local_kafka_password_file(values["CDR_STACK_DIR"], values["CDR_KAFKA_SASL_USERNAME"] or "-")
 
 
 WAREHOUSE_KINDS = ("postgres", "sqlserver")
@@ -286,9 +322,12 @@ SETTINGS: tuple[Setting, ...] = (
         "CDR_KAFKA_SASL_PASSWORD",
         text(),
         "",
-        "its password; never in git, Dagster reads it as an `EnvVar`",
+        "its password: never in git, Dagster reads it as an `EnvVar`; or a file `CDR_KAFKA_SASL_PASSWORD_FILE` "
+        "names; neither set with `CDR_ENV=local` and a `SASL_*` protocol: the local broker's generated one",
         into=("kafka.sasl_password",),
         secret=True,
+        default_file=_local_kafka_password,
+        default_doc="empty (local: `.stack/kafka/secrets/<user>.password`)",
     ),
     Setting(
         "CDR_KAFKA_SSL_CA_FILE",
@@ -390,9 +429,12 @@ SETTINGS: tuple[Setting, ...] = (
         "CDR_WAREHOUSE_PASSWORD",
         text(),
         "",
-        "never in git; Dagster reads it as an `EnvVar`",
+        "the application's password: never in git, Dagster reads it as an `EnvVar`; or a file "
+        "`CDR_WAREHOUSE_PASSWORD_FILE` names; neither set with `CDR_ENV=local`: the local stack's generated one",
         into=("warehouse.password",),
         secret=True,
+        default_file=_local_stack_password("CDR_WAREHOUSE_USER"),
+        default_doc="empty (local: `.stack/postgres/secrets/<user>.password`)",
     ),
     Setting(
         "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE",
@@ -449,6 +491,17 @@ SETTINGS: tuple[Setting, ...] = (
         "the BI tool's role: it may select the marts and nothing else",
         into=("bi_role",),
         dbt_var="bi_role",
+    ),
+    Setting(
+        "CDR_BI_PASSWORD",
+        text(),
+        "",
+        "the BI role's password (Power BI's data source credentials), never in git; or a file "
+        "`CDR_BI_PASSWORD_FILE` names; neither set with `CDR_ENV=local`: the local stack's generated one",
+        into=("bi_password",),
+        secret=True,
+        default_file=_local_stack_password("CDR_BI_ROLE"),
+        default_doc="empty (local: `.stack/postgres/secrets/<BI role>.password`)",
     ),
     Setting(
         "CDR_DBT_TARGET",
@@ -714,8 +767,9 @@ SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 def read_settings(environ: Mapping[str, str] | None = None, until: str | None = None) -> dict[str, Any]:
     """Every setting's value (up to `until`), parsed and checked, in declaration order (a computed
-    default sees the values before it). An empty variable counts as unset. An invalid one raises
-    SettingError naming it."""
+    default sees the values before it). An empty variable counts as unset. An unset secret is read
+    from a file if it has one (`secret_file`). An invalid value raises SettingError naming its
+    variable."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for s in SETTINGS:
@@ -723,6 +777,8 @@ def read_settings(environ: Mapping[str, str] | None = None, until: str | None = 
             break
         raw = environ.get(s.name, "")
         raw = raw if s.secret else raw.strip()
+        if raw == "" and s.secret:
+            raw = _read_secret_file(s, secret_file(s, values, environ))
         if raw == "":
             values[s.name] = s.default(values) if callable(s.default) else s.default
             continue
@@ -732,6 +788,45 @@ def read_settings(environ: Mapping[str, str] | None = None, until: str | None = 
             shown = "(hidden)" if s.secret else repr(raw)
             raise SettingError(f"environment variable {s.name} {exc}, got {shown}") from None
     return values
+
+
+def secret_file(declared: Setting, values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
+    """The file an unset secret is read from: the one `<NAME>_FILE` names (the Docker secrets
+    convention: the variable itself, when set, wins), else its default file if that exists; None."""
+    named = environ.get(f"{declared.name}_FILE", "").strip()
+    if named:
+        return Path(named).expanduser()
+    path = declared.default_file(dict(values)) if declared.default_file else None
+    return path if path is not None and path.is_file() else None
+
+
+def _read_secret_file(declared: Setting, path: Path | None) -> str:
+    """The secret a file holds, without the line end an editor or `echo` adds; "" without a file."""
+    if path is None:
+        return ""
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise SettingError(f"{declared.name}: cannot read the file {path} ({exc.strerror})") from None
+
+
+def export_file_secrets(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Set each secret read from a file (`secret_file`) as its variable, where it is unset, in this
+    process's environment (or `environ`): Dagster reads secrets as `EnvVar(NAME)`, and child
+    processes (dagster dev's code servers and run workers, dbt, the Spark drivers) inherit them.
+    Called where a process starts (the `cdr` command, the code location, the tests, the
+    benchmarks). The names it set (never the values)."""
+    environ = os.environ if environ is None else environ
+    try:
+        values = read_settings(environ)
+    except SettingError:  # reported, naming its variable, where the process loads its settings
+        return []
+    exported = []
+    for s in SETTINGS:
+        if s.secret and not environ.get(s.name) and values[s.name]:
+            environ[s.name] = s.type.format(values[s.name])
+            exported.append(s.name)
+    return exported
 
 
 def setting(name: str) -> Any:
@@ -786,6 +881,14 @@ class KafkaSettings:
     ssl_check_hostname: bool = True
 
 
+def _libpq_value(value: str) -> str:
+    """A value of a libpq connection string: quoted when it is empty or holds a space, a quote or a
+    backslash (a password may)."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
     host: str
@@ -797,15 +900,16 @@ class WarehouseSettings:
     trust_server_certificate: bool = False  # SQL Server: a development server's self-signed certificate
 
     def conninfo(self, database: str | None = None) -> str:
+        """libpq's keyword/value string (a value with a space, a quote or a backslash quoted)."""
         parts = [
-            f"host={self.host}",
+            f"host={_libpq_value(self.host)}",
             f"port={self.port}",
-            f"dbname={database or self.database}",
-            f"user={self.user}",
+            f"dbname={_libpq_value(database or self.database)}",
+            f"user={_libpq_value(self.user)}",
             "connect_timeout=5",
         ]
         if self.password:
-            parts.append(f"password={self.password}")
+            parts.append(f"password={_libpq_value(self.password)}")
         return " ".join(parts)
 
     @property
@@ -885,6 +989,7 @@ class Settings:
     billing_schema: str
     marts_schema: str
     bi_role: str
+    bi_password: str = field(repr=False)
     dbt_target: str
     tariff_timezone: str
     rating_rounding_decimals: int
@@ -955,6 +1060,40 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             grouped[section][attribute] = values[s.name]
     sections = {name: cls(**grouped[name]) for name, cls in SECTIONS.items()}
     return Settings(**sections, **grouped[""])
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes `settings` unsafe for production, one line per problem, each naming its variable
+    (a secret's value is never shown): empty if none. Production (CDR_ENV=prod) refuses to load the
+    code location or run a `cdr` command while this lists anything
+    (`cdr_platform.utils.environment_helpers.require_safe_production`)."""
+    problems = []
+    warehouse, kafka = settings.warehouse, settings.kafka
+    if not warehouse.password.strip():
+        problems.append("CDR_WAREHOUSE_PASSWORD is empty: the warehouse login needs a password")
+    if warehouse.user.strip().lower() == "sa":
+        problems.append(
+            "CDR_WAREHOUSE_USER is SQL Server's administrator login `sa`: use a login of the platform's own, "
+            "with the rights it needs only"
+        )
+    if warehouse.trust_server_certificate:
+        problems.append(
+            "CDR_WAREHOUSE_TRUST_SERVER_CERTIFICATE is true: the warehouse's TLS certificate would not be "
+            "verified, so anyone on the way could pose as the warehouse"
+        )
+    protocol = kafka.security_protocol
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        in_clear = "CDRs" if protocol == "PLAINTEXT" else "the SASL credentials and the CDRs"
+        problems.append(
+            f"CDR_KAFKA_SECURITY_PROTOCOL is {protocol}: {in_clear} would cross the network in clear "
+            "(use SSL or SASL_SSL)"
+        )
+    if protocol.startswith("SASL_"):
+        if not kafka.sasl_username.strip():
+            problems.append(f"CDR_KAFKA_SASL_USERNAME is empty: {protocol} needs the SASL user")
+        if not kafka.sasl_password.strip():
+            problems.append(f"CDR_KAFKA_SASL_PASSWORD is empty: {protocol} needs the SASL user's password")
+    return problems
 
 
 # Warehouse schemas the pipeline writes, in dependency order. One list, used by the local

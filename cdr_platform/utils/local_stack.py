@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdr_platform.lib.settings import WAREHOUSE_SCHEMAS, Settings
+from cdr_platform.lib.settings import Settings, local_kafka_password_file
 from cdr_platform.lib.spark.jars import java_executable
 from cdr_platform.utils.signals import default_signals_in_child
 
@@ -144,17 +144,28 @@ def _log_tail(path: Path, lines: int = 25) -> str:
 def _kafka_properties(settings: Settings) -> str:
     s = settings.stack
     data = s.directory / "kafka" / "data"
+    tls = kafka_tls_dir(settings)
+    scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     return "\n".join(
         [
             "# written by cdr_platform.utils.local_stack; edits are overwritten on `up`",
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            # PLAINTEXT for the default local clients; SASL_SSL (SCRAM users, the stack's own CA)
+            # for the secured path and its tests. The controller and the broker itself stay on loopback.
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port},"
+            f"SASL_SSL://127.0.0.1:{s.kafka_sasl_ssl_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},SASL_SSL://127.0.0.1:{s.kafka_sasl_ssl_port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram_login}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_login}",
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={tls / BROKER_KEYSTORE}",
+            "listener.name.sasl_ssl.ssl.client.auth=none",
             f"log.dirs={data}",
             f"num.partitions={settings.kafka.topic_partitions}",
             "auto.create.topics.enable=false",
@@ -189,6 +200,7 @@ def start_kafka(settings: Settings) -> None:
     (d / "run").mkdir(parents=True, exist_ok=True)
     (d / "logs").mkdir(parents=True, exist_ok=True)
     props = d / "kafka" / "server.properties"
+    make_kafka_tls(settings)
     props.write_text(_kafka_properties(settings))
     classpath = str(settings.stack.jars_dir / "kafka" / "*")
     log4j = _kafka_log4j(settings)
@@ -250,9 +262,10 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
                 f"see {svc.log_file}:\n{_log_tail(svc.log_file)}"
             )
         try:
-            wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=1)
+            wait_for_broker(settings.kafka, timeout_s=1)
             problems = ensure_cdr_topics(settings.kafka)
-            _say("kafka is up")
+            ensure_scram_user(settings)
+            _say(f"kafka is up (SASL_SSL listener on 127.0.0.1:{settings.stack.kafka_sasl_ssl_port})")
             for problem in problems:
                 _say(f"WARNING: {problem}")
             return
@@ -267,6 +280,166 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
                 f"{HEALTH_TIMEOUT_S} s; see {svc.log_file}:\n{_log_tail(svc.log_file)}"
             )
         time.sleep(0.5)
+
+
+# -- Kafka's SASL_SSL listener: a CA of the stack's own, SCRAM users ------------------------
+
+BROKER_KEYSTORE = "broker-keystore.pem"  # the broker's PKCS#8 key and certificate chain, one PEM file
+LOCAL_KAFKA_USER = "cdr"  # the SCRAM user the platform logs in as on the SASL_SSL listener
+
+
+def kafka_tls_dir(settings: Settings) -> Path:
+    return settings.stack.directory / "kafka" / "tls"
+
+
+def kafka_secrets_dir(settings: Settings) -> Path:
+    return settings.stack.directory / "kafka" / "secrets"
+
+
+def _openssl(*args: str) -> None:
+    if shutil.which("openssl") is None:
+        raise StackError("openssl is not installed; it makes the local broker's CA and certificate")
+    result = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"openssl {args[0]} failed: {result.stderr.strip()[-2000:]}")
+
+
+def _private(path: Path) -> Path:
+    """A file only its owner reads: keys and passwords."""
+    path.chmod(0o600)
+    return path
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """Write a file created readable by its owner only (never readable by others, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    return _private(path)
+
+
+def make_certificate_authority(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA in `directory` (ca.pem, ca.key); kept if it is there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_pem, ca_key = directory / "ca.pem", directory / "ca.key"
+    if not (ca_pem.exists() and ca_key.exists()):
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+            "-subj", f"/CN={name}", "-keyout", str(ca_key), "-out", str(ca_pem),
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+        _private(ca_key)
+    return ca_pem, ca_key
+
+
+def issue_certificate(ca: tuple[Path, Path], directory: Path, name: str, subject_alt_names: str) -> tuple[Path, Path]:
+    """A server certificate signed by `ca` for `subject_alt_names` ("IP:127.0.0.1"): (name.pem, name.key);
+    the key is PKCS#8, unencrypted, readable by its owner only."""
+    ca_pem, ca_key = ca
+    pem, key, request = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
+    _private(key)
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={subject_alt_names}\nextendedKeyUsage=serverAuth\n")
+    _openssl(
+        "x509", "-req", "-in", str(request), "-CA", str(ca_pem), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-sha256", "-days", "825", "-extfile", str(extensions), "-out", str(pem),
+    )  # fmt: skip
+    request.unlink()
+    extensions.unlink()
+    return pem, key
+
+
+def make_kafka_tls(settings: Settings) -> Path:
+    """The local broker's TLS material in .stack/kafka/tls/, made once: a CA of the stack's own
+    (ca.pem is what clients trust) and a broker certificate for 127.0.0.1 only, so a client that
+    connects by another name fails host name verification. Returns the CA file."""
+    tls = kafka_tls_dir(settings)
+    keystore = tls / BROKER_KEYSTORE
+    ca = make_certificate_authority(tls, "cdr-platform local Kafka CA")
+    if not keystore.exists():
+        _say(f"making the local broker's CA and certificate in {tls}")
+        pem, key = issue_certificate(ca, tls, "broker", "IP:127.0.0.1")
+        _write_private(keystore, key.read_text() + pem.read_text())
+    return ca[0]
+
+
+def local_kafka_password(settings: Settings) -> str:
+    """The SCRAM password of LOCAL_KAFKA_USER, generated once into .stack/kafka/secrets/ (mode 0600)."""
+    import secrets
+
+    path = local_kafka_password_file(settings.stack.directory, LOCAL_KAFKA_USER)
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(24))
+        path.parent.chmod(0o700)
+    return _private(path).read_text().strip()
+
+
+def local_sasl_ssl_environment(settings: Settings, with_password: bool = True) -> dict[str, str]:
+    """The settings (as environment variables) of a client of the local broker's SASL_SSL listener,
+    the certificate verified: for the tests and `cdr stack env --sasl-ssl`. Without the password,
+    the settings find it in its file (CDR_KAFKA_SASL_PASSWORD's local default)."""
+    environment = {
+        "CDR_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.stack.kafka_sasl_ssl_port}",
+        "CDR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CDR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CDR_KAFKA_SASL_USERNAME": LOCAL_KAFKA_USER,
+        "CDR_KAFKA_SSL_CA_FILE": str(kafka_tls_dir(settings) / "ca.pem"),
+        "CDR_KAFKA_SSL_CHECK_HOSTNAME": "true",
+    }
+    if with_password:
+        environment["CDR_KAFKA_SASL_PASSWORD"] = local_kafka_password(settings)
+    return environment
+
+
+def ensure_scram_user(settings: Settings) -> None:
+    """LOCAL_KAFKA_USER's SCRAM-SHA-256 and -512 credentials, set with the broker's own tool
+    (kafka-configs' ConfigCommand, over the PLAINTEXT listener) once per Kafka storage: a marker
+    holding the storage's cluster id says it was done."""
+    meta = settings.stack.directory / "kafka" / "data" / "meta.properties"
+    cluster_id = next(
+        (line.split("=", 1)[1].strip() for line in meta.read_text().splitlines() if line.startswith("cluster.id=")),
+        "",
+    )
+    marker = kafka_secrets_dir(settings) / f"{LOCAL_KAFKA_USER}.scram"
+    if marker.exists() and marker.read_text().strip() == cluster_id:
+        return
+    password = local_kafka_password(settings)
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):  # one per request: the broker refuses two
+        _set_scram_credential(settings, mechanism, password)
+    marker.write_text(cluster_id)
+    _say(f"kafka SCRAM user {LOCAL_KAFKA_USER} ready (password in {kafka_secrets_dir(settings)}, mode 0600)")
+
+
+def _set_scram_credential(settings: Settings, mechanism: str, password: str) -> None:
+    # a file, not the command line: no password in the process list
+    config = _write_private(kafka_secrets_dir(settings) / "scram.properties", f"{mechanism}=password={password}\n")
+    try:
+        result = subprocess.run(
+            [
+                java_executable(),
+                "-cp",
+                str(settings.stack.jars_dir / "kafka" / "*"),
+                f"-Dlog4j2.configurationFile={_kafka_log4j(settings)}",
+                "kafka.admin.ConfigCommand",
+                "--bootstrap-server",
+                f"127.0.0.1:{settings.stack.kafka_port}",
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                LOCAL_KAFKA_USER,
+                "--add-config-file",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        config.unlink(missing_ok=True)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).replace(password, "(password)")  # never in a log
+        raise StackError(f"creating the Kafka SCRAM user {LOCAL_KAFKA_USER} failed:\n{output[-3000:]}")
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -342,6 +515,8 @@ def start_postgres(settings: Settings) -> None:
         _say(f"postgres already running (pid {svc.pid()}) on {svc.address}")
         _ensure_database(settings)
         return
+    from cdr_platform.utils import local_postgres
+
     bindir = _pg_bindir()
     root = postgres_root(settings)
     data, sockets = root / "data", root / "run"
@@ -353,25 +528,31 @@ def start_postgres(settings: Settings) -> None:
     _chown_for_postgres(root, sockets, svc.log_file)
     if not (data / "PG_VERSION").exists():
         _say(f"initialising a PostgreSQL cluster in {data}")
-        # Trust on loopback only: a developer's throwaway cluster, listening on 127.0.0.1.
-        result = subprocess.run(
-            _as_postgres_user(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    settings.warehouse.user,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-instructions",
-                ]
-            ),
-            capture_output=True,
-            text=True,
-        )
+        # The bootstrap superuser is the stack's admin role, with a generated password; the
+        # application's role is created without privileges by _ensure_database (local_postgres).
+        with local_postgres.initdb_password_file(settings, root, _chown_for_postgres) as pwfile:
+            result = subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        local_postgres.ADMIN_ROLE,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--no-instructions",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+            )
         if result.returncode != 0:
             raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        local_postgres.write_hba(settings, data)
+    elif local_postgres.hba_is_ours(data):
+        local_postgres.write_hba(settings, data)  # a cluster from before keeps its own until upgraded
     _say(f"starting postgres on {svc.address} (log: {svc.log_file})")
     # Durable (fsync, synchronous commit), tuned for bulk loads: a day of rating_cdrs is
     # gigabytes of WAL, so checkpoints are spaced by 8 GB rather than forced mid-load.
@@ -411,27 +592,15 @@ def start_postgres(settings: Settings) -> None:
 
 
 def _ensure_database(settings: Settings) -> None:
-    """The warehouse database and its schemas in the local PostgreSQL (the stack's own server)."""
-    from cdr_platform.lib.warehouse import postgres
+    """The warehouse database, its schemas, the roles and their passwords, and password
+    authentication in the local PostgreSQL (the stack's own server); a cluster from before the
+    passwords is upgraded in place (cdr_platform.utils.local_postgres)."""
+    from cdr_platform.utils import local_postgres
 
-    wh = settings.warehouse
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with postgres.connect(wh.conninfo("postgres"), autocommit=True) as conn:
-                exists = conn.execute(
-                    "select 1 from pg_database where datname = %(name)s", {"name": wh.database}
-                ).fetchone()
-                if not exists:
-                    conn.execute(f'create database "{wh.database}"')
-            break
-        except RuntimeError:  # not accepting connections yet
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)
-    with postgres.connect(wh.conninfo(), autocommit=True) as conn:
-        for schema in WAREHOUSE_SCHEMAS:
-            conn.execute(f"create schema if not exists {schema}")
+    try:
+        local_postgres.secure(settings, postgres_root(settings) / "data")
+    except (local_postgres.SecurityError, RuntimeError) as exc:
+        raise StackError(f"{exc}\nsee {_services(settings)['postgres'].log_file}") from exc
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -510,6 +679,6 @@ def status(settings: Settings) -> dict[str, bool]:
         from cdr_platform.lib.kafka_io import topic_partitions
 
         topics = [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic]
-        for topic, parts in topic_partitions(settings.kafka.bootstrap_servers, topics).items():
+        for topic, parts in topic_partitions(settings.kafka, topics).items():
             _say(f"topic {topic}: {parts} partition(s)")
     return out

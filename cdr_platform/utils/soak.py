@@ -149,7 +149,7 @@ class Soak:
         self._produce_error: BaseException | None = None
         self.produce_ended_at: float | None = None
         ensure_topics(
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             [self.raw_topic, self.error_topic],
             settings.kafka.topic_partitions,
             {self.raw_topic: {**BROKER_CLOCK, **topic_size_config(settings.kafka)}},
@@ -216,7 +216,7 @@ class Soak:
         config = GeneratorConfig(
             count=count, seed=self.seed, error_rate=0.0, start_time=start_time, span_hours=span_hours
         )
-        producer = make_producer("confluent", self.settings.kafka.bootstrap_servers)
+        producer = make_producer("confluent", self.settings.kafka)
         try:
             started = window = time.monotonic()
             for chunk in CdrGenerator(config).chunks():
@@ -329,14 +329,14 @@ class Soak:
         return self.report
 
     def cleanup(self) -> None:
-        from kafka import KafkaAdminClient
+        from cdr_platform.lib.kafka_io import admin_client
 
         if self.dev:
             self.stop_dagster()
         with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             for schema in self.schemas.values():
                 conn.execute(f"drop schema if exists {schema} cascade")
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        admin = admin_client(self.settings.kafka)
         try:
             admin.delete_topics([self.raw_topic, self.error_topic])
         except Exception:  # already gone: nothing to clean

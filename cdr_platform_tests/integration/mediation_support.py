@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 
 import orjson
 import psycopg
-from kafka import KafkaAdminClient, KafkaConsumer
 
 from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
 from cdr_platform.lib.ingest.produce import produce_cdrs
 from cdr_platform.lib.ingest.producers import make_producer
-from cdr_platform.lib.kafka_io import BROKER_CLOCK, ensure_topics
+from cdr_platform.lib.kafka_clients import CONFLUENT, client_options
+from cdr_platform.lib.kafka_io import BROKER_CLOCK, admin_client, consumer, ensure_topics
 from cdr_platform.lib.mediation.job import SUMMARY_PREFIX
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.settings import REPO_ROOT, Settings
@@ -40,9 +40,7 @@ class MediationSandbox:
         tag = uuid.uuid4().hex[:8]
         box = cls(settings, f"raw-{tag}", f"err-{tag}", f"med_{tag}", str(tmp_path / "checkpoint"))
         # as the stack creates raw-cdrs: on the broker's clock
-        ensure_topics(
-            settings.kafka.bootstrap_servers, [box.raw_topic, box.error_topic], 3, {box.raw_topic: BROKER_CLOCK}
-        )
+        ensure_topics(settings.kafka, [box.raw_topic, box.error_topic], 3, {box.raw_topic: BROKER_CLOCK})
         return box
 
     @property
@@ -84,7 +82,7 @@ class MediationSandbox:
 
     def recreate_raw_topic(self) -> None:
         """Delete raw-cdrs and create it again, empty (as an operator's mistake would)."""
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        admin = admin_client(self.settings.kafka)
         try:
             admin.delete_topics([self.raw_topic])
         finally:
@@ -92,12 +90,10 @@ class MediationSandbox:
         deadline = time.monotonic() + 30
         while True:  # the broker deletes asynchronously: creating too soon fails
             try:
-                ensure_topics(
-                    self.settings.kafka.bootstrap_servers, [self.raw_topic], 3, {self.raw_topic: BROKER_CLOCK}
-                )
+                ensure_topics(self.settings.kafka, [self.raw_topic], 3, {self.raw_topic: BROKER_CLOCK})
                 from cdr_platform.lib.kafka_io import end_offsets
 
-                if sum(end_offsets(self.settings.kafka.bootstrap_servers, self.raw_topic).values()) == 0:
+                if sum(end_offsets(self.settings.kafka, self.raw_topic).values()) == 0:
                     return
             except Exception:
                 if time.monotonic() > deadline:
@@ -105,12 +101,12 @@ class MediationSandbox:
             time.sleep(0.5)
 
     def produce(self, config: GeneratorConfig, producer: str = "confluent", rate_limit: float | None = None):
-        p = make_producer(producer, self.settings.kafka.bootstrap_servers)
+        p = make_producer(producer, self.settings.kafka)
         try:
             return produce_cdrs(
                 config,
                 p,
-                self.settings.kafka.bootstrap_servers,
+                self.settings.kafka,
                 self.raw_topic,
                 rate_limit=rate_limit,
                 progress=lambda _: None,
@@ -121,9 +117,7 @@ class MediationSandbox:
     def produce_raw(self, messages: list[tuple[bytes | None, bytes | None]]) -> None:
         from confluent_kafka import Producer
 
-        p = Producer(
-            {"bootstrap.servers": self.settings.kafka.bootstrap_servers, "acks": "all", "message.max.bytes": 2_000_000}
-        )
+        p = Producer({**client_options(self.settings.kafka, CONFLUENT), "acks": "all", "message.max.bytes": 2_000_000})
         for key, value in messages:
             p.produce(self.raw_topic, key=key, value=value)
             p.poll(0)
@@ -137,9 +131,9 @@ class MediationSandbox:
             return conn.execute(sql, params).fetchall()
 
     def consume(self, topic: str, expected: int | None = None, idle_ms: int = 5000) -> list:
-        consumer = KafkaConsumer(
+        reader = consumer(
+            self.settings.kafka,
             topic,
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
@@ -149,13 +143,13 @@ class MediationSandbox:
         )
         try:
             out = []
-            for m in consumer:
+            for m in reader:
                 out.append(m)
                 if expected is not None and len(out) >= expected:
                     break
             return out
         finally:
-            consumer.close()
+            reader.close()
 
     def rejects(self) -> dict[str, dict]:
         """error-cdrs by reject key, repeats (from replays) folded as a consumer does."""
@@ -194,7 +188,7 @@ class MediationSandbox:
     def drop(self) -> None:
         with self.connect() as conn:
             conn.execute(f"drop schema if exists {self.schema} cascade")
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        admin = admin_client(self.settings.kafka)
         try:
             admin.delete_topics([self.raw_topic, self.error_topic])
         finally:

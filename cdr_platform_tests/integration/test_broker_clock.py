@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 
-from cdr_platform.lib.kafka_io import TIMESTAMP_TYPE, ensure_cdr_topics, raw_topic_problems, topic_config
+from cdr_platform.lib.kafka_clients import CONFLUENT, client_options
+from cdr_platform.lib.kafka_io import TIMESTAMP_TYPE, admin_client, ensure_cdr_topics, raw_topic_problems, topic_config
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 from cdr_platform_tests.unit.test_mediation_bulk import GOOD
 
@@ -22,13 +22,13 @@ def test_the_cdr_topics_are_created_on_the_brokers_clock_and_an_existing_create_
     kafka = replace(local_stack.kafka, raw_cdrs_topic=f"raw-{tag}", error_cdrs_topic=f"err-{tag}")
     try:
         assert ensure_cdr_topics(kafka) == []
-        assert topic_config(kafka.bootstrap_servers, kafka.raw_cdrs_topic, TIMESTAMP_TYPE) == "LogAppendTime"
+        assert topic_config(kafka, kafka.raw_cdrs_topic, TIMESTAMP_TYPE) == "LogAppendTime"
         # fresh_topic was made without it, as topics of earlier versions were: reported, not changed
-        problems = raw_topic_problems(kafka.bootstrap_servers, fresh_topic)
+        problems = raw_topic_problems(kafka, fresh_topic)
         assert len(problems) == 1 and fresh_topic in problems[0] and "CreateTime" in problems[0]
-        assert topic_config(kafka.bootstrap_servers, fresh_topic, TIMESTAMP_TYPE) == "CreateTime"
+        assert topic_config(kafka, fresh_topic, TIMESTAMP_TYPE) == "CreateTime"
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        admin = admin_client(kafka)
         try:
             admin.delete_topics([kafka.raw_cdrs_topic, kafka.error_cdrs_topic])
         finally:
@@ -42,7 +42,7 @@ def test_a_cdr_from_the_future_is_rejected_even_when_its_producers_clock_agrees(
     try:
         future = datetime(2031, 1, 1, 12, tzinfo=UTC)
         doc = {**GOOD, "record_id": "from-2031", "start_time": "2031-01-01T12:00:00.000Z"}
-        producer = Producer({"bootstrap.servers": local_stack.kafka.bootstrap_servers, "acks": "all"})
+        producer = Producer({**client_options(local_stack.kafka, CONFLUENT), "acks": "all"})
         # the producer's clock says 2031 too: CreateTime would have made this look current
         producer.produce(box.raw_topic, key=b"k", value=orjson.dumps(doc), timestamp=int(future.timestamp() * 1000))
         assert producer.flush(30) == 0

@@ -2,6 +2,7 @@
 
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,9 +17,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("kind", ["kafka-python", "confluent"])
-def test_a_broker_that_is_down_fails_within_10_seconds_naming_the_address(kind):
+def test_a_broker_that_is_down_fails_within_10_seconds_naming_the_address(kind, settings):
     address = f"127.0.0.1:{_free_port()}"
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match=address):
-        make_producer(kind, address)
+        make_producer(kind, replace(settings.kafka, bootstrap_servers=address))
     assert time.monotonic() - started < 11

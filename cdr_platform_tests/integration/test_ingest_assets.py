@@ -15,11 +15,7 @@ from cdr_platform.utils.environment_helpers import Environment
 def resources(settings, topic):
     """The code location's own resources, with the test's topic as raw-cdrs."""
     out = resources_for(settings, Environment.LOCAL)
-    out["kafka"] = KafkaResource(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        raw_cdrs_topic=topic,
-        error_cdrs_topic=settings.kafka.error_cdrs_topic,
-    )
+    out["kafka"] = KafkaResource.for_settings(settings, raw_cdrs_topic=topic)
     return out
 
 
@@ -59,7 +55,7 @@ def test_generate_cdrs_materializes_reference_tables_and_raw_cdrs(local_stack, f
     assert "duplicate_record" in meta["raw_cdrs"]["by_injected_error"].value
     assert meta["raw_cdrs"]["traffic_by_hour"].value.count("\n") == 25  # a bar per hour
     assert meta["subscribers"]["dagster/row_count"].value == 300
-    assert sum(end_offsets(local_stack.kafka.bootstrap_servers, fresh_topic).values()) == 10_000
+    assert sum(end_offsets(local_stack.kafka, fresh_topic).values()) == 10_000
     assert all(c.passed for c in result.get_asset_check_evaluations())
     with resources_for(local_stack, Environment.LOCAL)["warehouse"].connect() as conn:
         assert conn.execute("select count(*) from reference.subscribers").fetchone()[0] == 300
@@ -67,7 +63,7 @@ def test_generate_cdrs_materializes_reference_tables_and_raw_cdrs(local_stack, f
 
 
 def test_bad_run_config_fails_before_anything_is_produced(local_stack, fresh_topic):
-    before = end_offsets(local_stack.kafka.bootstrap_servers, fresh_topic)
+    before = end_offsets(local_stack.kafka, fresh_topic)
     result = dg.materialize(
         [raw_cdrs],
         resources=resources(local_stack, fresh_topic),
@@ -77,4 +73,4 @@ def test_bad_run_config_fails_before_anything_is_produced(local_stack, fresh_top
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "error_rate must be between 0 and 1" in str(failure.cause.message if failure.cause else failure.message)
-    assert end_offsets(local_stack.kafka.bootstrap_servers, fresh_topic) == before
+    assert end_offsets(local_stack.kafka, fresh_topic) == before

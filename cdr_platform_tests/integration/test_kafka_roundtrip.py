@@ -4,19 +4,19 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from kafka import KafkaConsumer
 
 from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
 from cdr_platform.lib.ingest.produce import produce_cdrs
 from cdr_platform.lib.ingest.producers import make_producer
+from cdr_platform.lib.kafka_io import consumer
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def consume_all(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(
+def consume_all(kafka, topic: str, expected: int) -> list:
+    reader = consumer(
+        kafka,
         topic,
-        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -24,13 +24,13 @@ def consume_all(bootstrap: str, topic: str, expected: int) -> list:
     )
     try:
         messages = []
-        for message in consumer:
+        for message in reader:
             messages.append(message)
             if len(messages) >= expected:
                 break
         return messages
     finally:
-        consumer.close()
+        reader.close()
 
 
 @pytest.mark.parametrize("producer_kind, count", [("kafka-python", 10_000), ("confluent", 10_000)])
@@ -45,16 +45,15 @@ def test_every_record_key_and_header_arrives_as_sent(local_stack, fresh_topic, p
             sent[(chunk.keys[i], chunk.values[i], tuple(chunk.headers(i)))] += 1
             by_key_order.setdefault(chunk.keys[i], []).append(chunk.values[i])
 
-    bootstrap = local_stack.kafka.bootstrap_servers
-    producer = make_producer(producer_kind, bootstrap)
+    producer = make_producer(producer_kind, local_stack.kafka)
     try:
-        report = produce_cdrs(config, producer, bootstrap, fresh_topic)
+        report = produce_cdrs(config, producer, local_stack.kafka, fresh_topic)
     finally:
         producer.close()
     assert report.records == count
     assert sum(row["messages"] for row in report.offsets_table()) == count
 
-    messages = consume_all(bootstrap, fresh_topic, count)
+    messages = consume_all(local_stack.kafka, fresh_topic, count)
     received = Counter((m.key, m.value, tuple((k, v) for k, v in m.headers)) for m in messages)
     assert len(messages) == count
     assert received == sent

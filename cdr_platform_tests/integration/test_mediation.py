@@ -46,7 +46,7 @@ def assert_exactly_once(box: MediationSandbox, expected: dict) -> None:
     assert totals["clean"] == expected["clean"]
     assert totals["duplicates"] == expected["duplicates"]
     assert totals["rejected"] == expected["rejected"]
-    box.assert_offsets_contiguous(end_offsets(box.settings.kafka.bootstrap_servers, box.raw_topic))
+    box.assert_offsets_contiguous(end_offsets(box.settings.kafka, box.raw_topic))
     rejects = box.rejects()
     assert len(rejects) == expected["rejected"] + expected["duplicates"]
     assert_reject_store_holds_each_reject_once(box, expected["rejected"], expected["duplicates"])

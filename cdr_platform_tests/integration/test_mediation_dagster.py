@@ -34,12 +34,30 @@ def sandbox(local_stack, tmp_path, monkeypatch):
     box.drop()
 
 
+@pytest.fixture
+def sasl_ssl_sandbox(sasl_ssl_stack, sasl_ssl_environment, tmp_path, monkeypatch):
+    """The sandbox with every Kafka client - the sensor's, the producer's, Spark's source and sink,
+    the checks' - on the broker's SASL_SSL listener."""
+    for key, value in sasl_ssl_environment.items():
+        monkeypatch.setenv(key, value)
+    box = MediationSandbox.create(sasl_ssl_stack, tmp_path)
+    for key, value in box.env().items():
+        if key.startswith("CDR_"):
+            monkeypatch.setenv(key, value)
+    yield box
+    box.drop()
+
+
 def resources() -> dict:
     """The code location's own resources, built from the sandbox's environment."""
     return resources_for(load_settings(), Environment.LOCAL)
 
 
-def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_checks(sandbox):
+def test_over_sasl_ssl_the_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_checks(
+    sasl_ssl_sandbox,
+):
+    sandbox = sasl_ssl_sandbox
+    assert resources()["kafka"].security_protocol == "SASL_SSL"
     config = GeneratorConfig(count=6_000, seed=41, error_rate=0.05, start_time=START)
     sandbox.produce(config)
     expected = expected_outcome(config)
@@ -64,6 +82,10 @@ def test_sensor_requests_a_run_for_new_data_and_pipes_mediation_passes_its_check
         assert meta["clean_cdrs"]["duplicates"].value == expected["duplicates"]
         assert meta["error_cdrs"]["rejected"].value == expected["rejected"]
         assert "UNKNOWN_CELL" in meta["error_cdrs"]["rejected_by_reason"].value
+        # error-cdrs, read back over SASL_SSL: one reject per rejected CDR or duplicate, with its reason
+        rejects = sandbox.rejects()
+        assert len(rejects) == expected["rejected"] + expected["duplicates"]
+        assert all(r["reason_codes"] for r in rejects.values())
         # the reject store holds every reject and duplicate, whole
         assert meta["reject_store"]["dagster/row_count"].value == expected["rejected"] + expected["duplicates"]
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}

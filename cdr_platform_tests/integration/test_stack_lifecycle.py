@@ -19,7 +19,7 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(local_stack):
 
     from cdr_platform.lib.kafka_io import topic_partitions
 
-    topics_before = topic_partitions(settings.kafka.bootstrap_servers, [settings.kafka.raw_cdrs_topic])
+    topics_before = topic_partitions(settings.kafka, [settings.kafka.raw_cdrs_topic])
     assert topics_before[settings.kafka.raw_cdrs_topic] >= 1
     stack.up(settings)  # already up: nothing restarts
     assert {name: svc.pid() for name, svc in services.items()} == pids
@@ -35,7 +35,7 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(local_stack):
     assert stack.status(settings) == {"kafka": True, "postgres": True}
     # the broker's storage survived the restart: the topic is there as it was (a stack made
     # before a change of CDR_TOPIC_PARTITIONS keeps its topics' partition count)
-    assert topic_partitions(settings.kafka.bootstrap_servers, [settings.kafka.raw_cdrs_topic]) == topics_before
+    assert topic_partitions(settings.kafka, [settings.kafka.raw_cdrs_topic]) == topics_before
 
 
 def test_kafka_listens_on_loopback_only(local_stack):

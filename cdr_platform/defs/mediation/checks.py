@@ -260,8 +260,8 @@ def mediation_source_offsets_consistent(kafka: KafkaResource, warehouse: Warehou
     topic = kafka.raw_cdrs_topic
     with warehouse.connect() as conn:
         consumed = consumed_offsets(conn, warehouse.mediation_tables(), topic)
-    beginning = beginning_offsets(kafka.bootstrap_servers, topic)
-    end = end_offsets(kafka.bootstrap_servers, topic)
+    beginning = beginning_offsets(kafka.settings, topic)
+    end = end_offsets(kafka.settings, topic)
     problems = offset_problems(beginning, end, consumed)
     rows = [
         {"partition": p, "oldest held": beginning.get(p), "end": end.get(p), "consumed up to": consumed.get(p)}

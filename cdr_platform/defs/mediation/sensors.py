@@ -98,7 +98,7 @@ def raw_cdrs_sensor(
     if running:
         return dg.SkipReason(f"mediation run {running[0].run_id} is still in progress")
     try:
-        end = end_offsets(kafka.bootstrap_servers, kafka.raw_cdrs_topic)
+        end = end_offsets(kafka.settings, kafka.raw_cdrs_topic)
     except (BrokerUnavailableError, RuntimeError) as exc:
         return dg.SkipReason(f"cannot read {kafka.raw_cdrs_topic} offsets: {exc}")
     try:
@@ -109,7 +109,7 @@ def raw_cdrs_sensor(
             return dg.SkipReason(f"cannot read the mediation ledger: {exc}")
         consumed = {}  # no ledger yet: everything is new
     try:
-        problems = offset_problems(beginning_offsets(kafka.bootstrap_servers, kafka.raw_cdrs_topic), end, consumed)
+        problems = offset_problems(beginning_offsets(kafka.settings, kafka.raw_cdrs_topic), end, consumed)
     except (BrokerUnavailableError, RuntimeError) as exc:
         return dg.SkipReason(f"cannot read {kafka.raw_cdrs_topic} offsets: {exc}")
     if problems:

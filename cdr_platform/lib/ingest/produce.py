@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
 from cdr_platform.lib.ingest.producers import CdrProducer
 from cdr_platform.lib.kafka_io import end_offsets
+from cdr_platform.lib.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ProduceReport:
 def produce_cdrs(
     config: GeneratorConfig,
     producer: CdrProducer,
-    bootstrap_servers: str,
+    kafka: KafkaSettings,
     topic: str,
     rate_limit: float | None = None,
     progress: Callable[[str], None] = log.info,
@@ -73,7 +74,7 @@ def produce_cdrs(
     for feeding the continuous mediation mode at a steady pace. `progress` gets a line every
     few seconds; `on_records`, the number of records sent after every chunk (progress bars).
     """
-    report = ProduceReport(topic=topic, offsets_before=end_offsets(bootstrap_servers, topic))
+    report = ProduceReport(topic=topic, offsets_before=end_offsets(kafka, topic))
     generator = CdrGenerator(config)
     started = time.perf_counter()
     last_progress = started
@@ -103,7 +104,7 @@ def produce_cdrs(
     stats = producer.stats
     if stats.failed:
         raise RuntimeError(f"{stats.failed} of {stats.sent} CDRs were not delivered to {topic}: {stats.first_error}")
-    report.offsets_after = end_offsets(bootstrap_servers, topic)
+    report.offsets_after = end_offsets(kafka, topic)
     progress(
         f"produced {report.records:,} CDRs to {topic} in {report.seconds:.1f} s ({report.records_per_second:,.0f}/s)"
     )

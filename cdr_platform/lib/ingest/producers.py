@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
-from cdr_platform.lib.kafka_io import wait_for_broker
+from cdr_platform.lib.kafka_clients import CONFLUENT, KAFKA_PYTHON, client_options
+from cdr_platform.lib.kafka_io import access_errors_explained, wait_for_broker
+from cdr_platform.lib.settings import KafkaSettings
 
 PRODUCER_KINDS = ("kafka-python", "confluent")
 
@@ -46,12 +48,18 @@ class CdrProducer:
 
 class KafkaPythonProducer(CdrProducer):
     def __init__(
-        self, bootstrap_servers: str, linger_ms: int = 20, batch_size: int = 256 * 1024, compression: str = "lz4"
+        self, kafka: KafkaSettings, linger_ms: int = 20, batch_size: int = 256 * 1024, compression: str = "lz4"
     ) -> None:
-        wait_for_broker(bootstrap_servers)
+        wait_for_broker(kafka)
         self.stats = DeliveryStats()
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+        with access_errors_explained(kafka):
+            self._producer = self._connect(kafka, linger_ms, batch_size, compression)
+        self._on_error: Callable = self.stats.failure
+
+    @staticmethod
+    def _connect(kafka: KafkaSettings, linger_ms: int, batch_size: int, compression: str) -> KafkaProducer:
+        return KafkaProducer(
+            **client_options(kafka, KAFKA_PYTHON),
             client_id="cdr-generator",
             acks="all",
             enable_idempotence=True,
@@ -63,7 +71,6 @@ class KafkaPythonProducer(CdrProducer):
             request_timeout_ms=15_000,
             delivery_timeout_ms=60_000,
         )
-        self._on_error: Callable = self.stats.failure
 
     def send(self, topic, key, value, headers) -> None:
         # Only failures need a callback: what was written is read back from the end offsets.
@@ -78,14 +85,14 @@ class KafkaPythonProducer(CdrProducer):
 
 
 class ConfluentProducer(CdrProducer):
-    def __init__(self, bootstrap_servers: str, linger_ms: int = 20) -> None:
+    def __init__(self, kafka: KafkaSettings, linger_ms: int = 20) -> None:
         from confluent_kafka import Producer  # optional fast path
 
-        wait_for_broker(bootstrap_servers)
+        wait_for_broker(kafka)
         self.stats = DeliveryStats()
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **client_options(kafka, CONFLUENT),
                 "client.id": "cdr-generator",
                 "acks": "all",
                 "enable.idempotence": True,
@@ -123,9 +130,10 @@ class ConfluentProducer(CdrProducer):
         self.flush()
 
 
-def make_producer(kind: str, bootstrap_servers: str) -> CdrProducer:
+def make_producer(kind: str, kafka: KafkaSettings) -> CdrProducer:
+    """A producer of `kind` to the brokers of `kafka`, over its security settings."""
     if kind == "kafka-python":
-        return KafkaPythonProducer(bootstrap_servers)
+        return KafkaPythonProducer(kafka)
     if kind == "confluent":
-        return ConfluentProducer(bootstrap_servers)
+        return ConfluentProducer(kafka)
     raise ValueError(f"unknown producer {kind!r}; choose one of {PRODUCER_KINDS}")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cdr_platform.lib.kafka_clients import SPARK, client_options
 from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.mediation.rejects import max_reject_bytes
 from cdr_platform.lib.mediation.rules import Limits
@@ -343,7 +344,7 @@ class MediationRun:
         if outcome.rejected or outcome.duplicates:
             (
                 rejects.write.format("kafka")
-                .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
+                .options(**client_options(self.settings.kafka, SPARK))
                 .option("kafka.acks", "all")
                 # stated, not assumed: every reject is built to fit under it (rejects.max_reject_bytes)
                 .option("kafka.max.request.size", str(self.settings.kafka.max_message_bytes))
@@ -420,7 +421,7 @@ def _diagnose(settings: Settings, exc: Exception) -> str:
     except RuntimeError as down:
         return str(down)
     try:
-        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=5)
+        wait_for_broker(settings.kafka, timeout_s=5)
     except BrokerUnavailableError as down:
         return str(down)
     return root_cause(exc)
@@ -531,17 +532,17 @@ def run(options: MediationOptions | None = None) -> dict:
     check_message_bounds(settings)
     lock = _lock_checkpoint(checkpoint)
     # Fail fast, with the address, before Spark starts.
-    wait_for_broker(settings.kafka.bootstrap_servers)
+    wait_for_broker(settings.kafka)
     # The rejects' topic is this job's sink: without it Spark's Kafka writer would wait a
     # minute for metadata and fail with a timeout deep in a task.
     ensure_topics(
-        settings.kafka.bootstrap_servers,
+        settings.kafka,
         [error_topic],
         settings.kafka.topic_partitions,
         {error_topic: topic_size_config(settings.kafka)},
     )
     try:
-        problems = raw_topic_problems(settings.kafka.bootstrap_servers, raw_topic)
+        problems = raw_topic_problems(settings.kafka, raw_topic)
     except Exception:  # no such topic yet: the source reports that itself
         problems = []
     for problem in problems:  # reported, not changed: the topic is the operator's
@@ -577,7 +578,7 @@ def run(options: MediationOptions | None = None) -> dict:
 
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .options(**client_options(settings.kafka, SPARK))
         .option("subscribe", raw_topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "true")  # a record that expired unread is an error

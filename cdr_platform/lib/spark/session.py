@@ -7,6 +7,9 @@ from pathlib import Path
 
 from cdr_platform.lib.settings import Settings, load_settings, set_process_default
 
+# Option and configuration values Spark hides in its UI, logs and plans (key or value matching)
+SPARK_REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|keystore[.]key|jaas|PRIVATE KEY"
+
 
 def arrow_schema_from_ddl(ddl: str):
     """A Spark DDL schema ("a string, b long, c decimal(18,6)") as an Arrow schema.
@@ -117,6 +120,8 @@ def build_spark_session(app_name: str, settings: Settings | None = None, *, boun
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
         .config("spark.ui.enabled", "true" if settings.spark_ui else "false")
         .config("spark.ui.showConsoleProgress", "false")
+        # Spark's own list, plus the Kafka client's private key and JAAS line (cdr_platform.lib.kafka_clients)
+        .config("spark.redaction.regex", SPARK_REDACTION_REGEX)
         .config("spark.driver.host", local_ip)
         .config("spark.driver.bindAddress", local_ip)
         .config(
