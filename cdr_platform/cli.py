@@ -13,6 +13,10 @@
 `cdr mediate` and `cdr rate` are also what the Dagster assets launch, through Dagster Pipes:
 run that way they report their materializations to the Dagster run; run by hand they print a
 summary. Settings come from the environment (README, "Settings").
+
+With CDR_ENV=prod, `cdr demo` and `cdr generate` refuse to run (production's raw-cdrs carries the
+network's CDRs only), and every other command refuses unsafe settings, listing every problem
+(utils/environment_helpers.require_safe_production); `cdr settings` alone, the documentation, runs.
 """
 
 from __future__ import annotations
@@ -78,9 +82,53 @@ def _dagster_pipes():
         yield pipes
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cdr() -> None:
+_HELP_OPTIONS = ("-h", "--help")
+# they refuse production themselves (synthetic CDRs), whatever its settings; `settings` checks them
+_NO_PRODUCTION_CHECK = ("demo", "generate", "settings")
+
+
+def _refuse_unsafe_production() -> None:
+    """With CDR_ENV=prod and unsafe settings: every problem on stderr (and in a Dagster run's failure
+    file), exit code 1. An invalid setting is left to the command, which names it."""
+    from cdr_platform.lib.settings import SettingError, load_settings
+    from cdr_platform.utils.environment_helpers import require_safe_production
+
+    try:
+        settings = load_settings()
+    except SettingError:
+        return
+    try:
+        require_safe_production(settings)
+    except SettingError as exc:
+        click.echo(str(exc), err=True)
+        if settings.failure_file:
+            settings.failure_file.write_text(str(exc) + "\n")
+        sys.exit(1)
+
+
+def _refuse_synthetic_traffic(command: str) -> None:
+    """`command` writes synthetic CDRs: with CDR_ENV=prod, one line on stderr and exit code 1."""
+    from cdr_platform.utils.environment_helpers import synthetic_traffic_refusal
+
+    refusal = synthetic_traffic_refusal(command)
+    if refusal:
+        _fail(refusal)
+
+
+class _CdrGroup(click.Group):
+    """Notes whether the command line asks for help: help is shown whatever the settings."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        ctx.meta["cdr.asks_help"] = any(arg in _HELP_OPTIONS for arg in args)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_CdrGroup, context_settings={"help_option_names": list(_HELP_OPTIONS)})
+@click.pass_context
+def cdr(ctx: click.Context) -> None:
     """The telecom CDR platform: Kafka, Spark mediation and rating, dbt, Dagster."""
+    if ctx.invoked_subcommand not in _NO_PRODUCTION_CHECK and not ctx.meta.get("cdr.asks_help"):
+        _refuse_unsafe_production()
 
 
 # -- the local stack --------------------------------------------------------------------------
@@ -138,6 +186,23 @@ def status() -> None:
         sys.exit(3)
 
 
+@stack.command("env")
+@click.option("--sasl-ssl", is_flag=True, required=True, help="Clients of the local broker's SASL_SSL listener.")
+def stack_env(sasl_ssl: bool) -> None:
+    """Print the settings (`export` lines) that put every Kafka client on the local broker's SASL_SSL
+    listener: SCRAM-SHA-512 as the stack's user, its CA verified. The password stays in its file.
+
+        eval "$(cdr stack env --sasl-ssl)"
+    """
+    import shlex
+
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.utils import local_stack
+
+    for name, value in local_stack.local_sasl_ssl_environment(load_settings(), with_password=False).items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
 @stack.command()
 def setup() -> None:
     """Fetch the jars (Kafka, Spark's connector, JDBC drivers) and record Spark's class-data archive."""
@@ -176,7 +241,8 @@ def setup() -> None:
 )
 def demo(count: int, seed: int, producer: str) -> None:
     """Run the main job on the local stack (the stack must be up): one line per stage, a summary,
-    and every log in a file under .stack/logs/."""
+    and every log in a file under .stack/logs/. Refused with CDR_ENV=prod."""
+    _refuse_synthetic_traffic("cdr demo")
     from cdr_platform.demo import run_demo
 
     sys.exit(run_demo(count=count, seed=seed, producer=producer))
@@ -206,7 +272,8 @@ def generate(
     producer: str,
     topic: str | None,
 ) -> None:
-    """Generate synthetic voice, SMS and data CDRs and produce them into raw-cdrs."""
+    """Generate synthetic voice, SMS and data CDRs and produce them into raw-cdrs. Refused with CDR_ENV=prod."""
+    _refuse_synthetic_traffic("cdr generate")
     from cdr_platform.lib.ingest.generator import GeneratorConfig, default_start_time, parse_error_classes
     from cdr_platform.lib.ingest.produce import produce_cdrs
     from cdr_platform.lib.ingest.producers import make_producer
@@ -226,7 +293,7 @@ def generate(
         error_classes=parse_error_classes(error_classes.split(",") if error_classes else None),
     )
     topic = topic or settings.kafka.raw_cdrs_topic
-    client = make_producer(producer, settings.kafka.bootstrap_servers)
+    client = make_producer(producer, settings.kafka)
     try:
         with click.progressbar(length=count, label=f"producing to {topic}", file=sys.stderr) as bar:
             sent = [0]
@@ -238,7 +305,7 @@ def generate(
             report = produce_cdrs(
                 config,
                 client,
-                settings.kafka.bootstrap_servers,
+                settings.kafka,
                 topic,
                 rate_limit=rate_limit or None,
                 progress=log.debug,
@@ -762,7 +829,11 @@ def reference_export(dataset: str, file: Path, count: int, seed: int) -> None:
 
 
 @cdr.command("settings")
-@click.option("--check", is_flag=True, help="Load the settings from the environment; exit 1 naming an invalid one.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Load the settings from the environment; exit 1 naming an invalid one (CDR_ENV=prod: or an unsafe one).",
+)
 def settings_command(check: bool) -> None:
     """Every setting (environment variable, default, type, meaning) as the README's Markdown table."""
     from cdr_platform.lib.settings import SettingError, load_settings, settings_table
@@ -772,6 +843,7 @@ def settings_command(check: bool) -> None:
             load_settings()
         except SettingError as exc:
             _fail(str(exc))
+        _refuse_unsafe_production()
         click.echo("settings: all valid")
         return
     click.echo(settings_table())
@@ -779,6 +851,9 @@ def settings_command(check: bool) -> None:
 
 def main() -> None:
     restore_default_interrupts()  # started in the background, it must still stop on SIGTERM
+    from cdr_platform.lib.settings import export_file_secrets
+
+    export_file_secrets()  # secrets from files, for Dagster's EnvVar and every child process
     cdr(prog_name="cdr")
 
 

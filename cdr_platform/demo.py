@@ -4,6 +4,9 @@ The job runs in-process against DAGSTER_HOME (default .dagster_home/), so `make 
 runs in the UI. The terminal gets one line per stage as it starts and finishes, a progress bar
 for the long ones (producing, mediating, rating) and the summary; everything else - Dagster's
 event log, Kafka's and Spark's output - goes to a log file under .stack/logs/ that the demo names.
+
+The demo produces synthetic CDRs: with CDR_ENV=prod it refuses to run (one line, exit code 1),
+before it touches anything; the production code location has no `cdr_pipeline` anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from cdr_platform.lib import asset_keys
 from cdr_platform.lib.asset_keys import user_string
 from cdr_platform.lib.settings import load_settings, set_process_default, work_dir
+from cdr_platform.utils.environment_helpers import synthetic_traffic_refusal
 
 # what the stages log as they go, read back from the run's event log
 _PRODUCED = re.compile(r"produced ([\d,]+)/([\d,]+) CDRs")
@@ -216,6 +220,10 @@ def _billing_lines(settings, months: list[str], term: Terminal) -> None:
 
 
 def run_demo(*, count: int, seed: int, producer: str) -> int:
+    refusal = synthetic_traffic_refusal("cdr demo")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 1
     settings = load_settings()
     dagster_home = Path(set_process_default("DAGSTER_HOME", str(work_dir() / ".dagster_home")))
     dagster_home.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from cdr_platform.lib.settings import (
     REPO_ROOT,
     SECTIONS,
     SETTINGS,
+    SETTINGS_BY_NAME,
     SettingError,
     Settings,
     load_settings,
@@ -133,7 +134,7 @@ def test_an_invalid_value_fails_at_load_naming_its_variable(monkeypatch, variabl
 def test_a_secret_is_taken_as_it_is_and_never_repeated_in_an_error(monkeypatch):
     monkeypatch.setenv("CDR_WAREHOUSE_PASSWORD", "  spaced secret  ")
     assert load_settings().warehouse.password == "  spaced secret  "  # not stripped
-    secret = next(s for s in SETTINGS if s.secret)
+    secret = SETTINGS_BY_NAME["CDR_WAREHOUSE_PASSWORD"]
     refusing = dataclasses.replace(secret, type=dataclasses.replace(secret.type, parse=_refuse))
     monkeypatch.setattr(settings_module, "SETTINGS", tuple(refusing if s is secret else s for s in SETTINGS))
     with pytest.raises(SettingError) as refused:

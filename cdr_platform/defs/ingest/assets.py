@@ -1,8 +1,20 @@
-"""Ingest: reference data (numbering plan, cells, subscribers) and CDR generation into raw-cdrs.
+"""Ingest: reference data (numbering plan, cells, subscribers) and the CDRs' topic, raw-cdrs.
 
-The reference data is the operator's own files when CDR_REFERENCE_DIR names a folder
-(`reference_files` resource; numbering_plan.csv, cells.csv, subscribers.csv, each optional), else
-the generated data; either way each dataset is loaded as a version (lib/reference/loads.py).
+What this module puts in the code location depends on the environment (CDR_ENV), which is why it
+hands Dagster one `@dg.definitions` function (`ingest_definitions`) rather than module-level assets:
+
+* local: the reference data is the operator's own files when CDR_REFERENCE_DIR names a folder
+  (`reference_files` resource; numbering_plan.csv, cells.csv, subscribers.csv, each optional),
+  else the generated data; `raw_cdrs` is the synthetic CDR producer, launched by the job
+  `generate_cdrs` (and `cdr_pipeline`, defs/pipeline.py).
+* prod: no synthetic traffic. The reference assets load the operator's files only: a file missing
+  from CDR_REFERENCE_DIR fails its asset, naming it (never generated data in its place). `raw_cdrs`
+  is an external asset (`RAW_CDRS_SOURCE`, an AssetSpec of the same key) fed by the network: not
+  materializable, yet mediation still depends on it, so the lineage from raw-cdrs to the Power BI
+  tables is the same in both environments.
+
+The module-level assets below are the local ones (the tests materialize them directly); either way
+each dataset is loaded as a version (lib/reference/loads.py).
 """
 
 from datetime import UTC, datetime
@@ -31,9 +43,19 @@ from cdr_platform.lib.reference.subscribers import (
     write_subscribers_csv,
 )
 from cdr_platform.lib.warehouse.dialects import DIALECTS
+from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 GROUP = "ingest"
 RAW_CDRS_KEY = dg.AssetKey(asset_keys.RAW_CDRS)
+
+# raw-cdrs in production: the network's switches and gateways write it, Dagster never does
+RAW_CDRS_SOURCE = dg.AssetSpec(
+    RAW_CDRS_KEY,
+    group_name=GROUP,
+    kinds={"kafka"},
+    description="Kafka topic raw-cdrs (CDR_RAW_TOPIC): the voice, SMS and data CDRs of the network, written by "
+    "its switches and gateways. An external asset: Dagster never writes it; mediation consumes it.",
+)
 
 
 def refusal_message(exc: ReferenceFileError) -> str:
@@ -47,27 +69,43 @@ def refusal_message(exc: ReferenceFileError) -> str:
     )
 
 
+class SubscribersConfig(dg.Config):
+    """The generated subscribers (locally, when the operator gives no subscribers.csv)."""
+
+    count: int = DEFAULT_SUBSCRIBER_COUNT
+    seed: int = DEFAULT_SUBSCRIBER_SEED
+
+
+def operator_file_missing(directory: str, file_name: str) -> str:
+    """Why production cannot load a dataset whose operator file is not there: naming the variable."""
+    where = f"no {file_name} in CDR_REFERENCE_DIR ({directory})" if directory else "CDR_REFERENCE_DIR is not set"
+    return (
+        f"{where}: production loads the operator's {file_name}, never generated data; "
+        f"put the file there and materialize this asset again"
+    )
+
+
 def _load_reference(
     context: dg.AssetExecutionContext,
     dataset: str,
     warehouse: WarehouseResource,
     reference_files: ReferenceFilesResource,
-    **generated,
+    *,
+    generated: SubscribersConfig | None,
+    day=None,
 ) -> tuple[LoadResult, str]:
-    """Load the operator's file of `dataset`, else its generated data; the result, and where from."""
-    path, origin = reference_files.file(FORMATS[dataset].file_name)
+    """Load the operator's file of `dataset`, else its generated data, made with `generated` (local);
+    the result, and where from. Without `generated` (production) a missing file fails the asset."""
+    file_name = FORMATS[dataset].file_name
+    path, origin = reference_files.file(file_name)
+    if path is None and generated is None:
+        raise dg.Failure(description=operator_file_missing(reference_files.directory, file_name))
     common = {"source": f"dagster run {context.run.run_id}", "dialect": DIALECTS[warehouse.kind]}
-    day = generated.pop("day", None)
     with warehouse.connect() as conn:
         try:
             if path is None:
                 result = load_generated(
-                    conn,
-                    dataset,
-                    day=day,
-                    subscriber_count=generated.get("count", DEFAULT_SUBSCRIBER_COUNT),
-                    seed=generated.get("seed", DEFAULT_SUBSCRIBER_SEED),
-                    **common,
+                    conn, dataset, day=day, subscriber_count=generated.count, seed=generated.seed, **common
                 )
             else:
                 result = load(conn, dataset, path.read_bytes(), str(path), day=day, **common)
@@ -93,63 +131,90 @@ def _reference_metadata(result: LoadResult, origin: str, table) -> dict:
     }
 
 
-@dg.asset(
-    key=asset_keys.NUMBERING_PLAN,
-    group_name=GROUP,
-    kinds={"python", "postgres"},
-    description="The national numbering plan (prefix -> country, operator, zone), as table "
-    "reference.numbering_plan: the operator's numbering_plan.csv (CDR_REFERENCE_DIR), else generated.",
-)
-def numbering_plan(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
-) -> dg.MaterializeResult:
-    result, origin = _load_reference(context, "numbering-plan", warehouse, reference_files)
-    return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.NUMBERING_PLAN_TABLE))
+def reference_assets(*, generated: bool) -> list[dg.AssetsDefinition]:
+    """numbering_plan, cell_catalogue and subscribers. `generated` (local): a dataset whose file the
+    operator does not give loads the generated data (subscribers: their count and seed as run config);
+    not `generated` (production): the operator's file is required, its absence fails the asset."""
+    if generated:
+        source = "the operator's {} (CDR_REFERENCE_DIR), else generated"
+    else:
+        source = "the operator's {} (CDR_REFERENCE_DIR), required: never generated data"
+
+    @dg.asset(
+        key=asset_keys.NUMBERING_PLAN,
+        group_name=GROUP,
+        kinds={"python", "postgres"},
+        description="The national numbering plan (prefix -> country, operator, zone), as table "
+        f"reference.numbering_plan: {source.format('numbering_plan.csv')}.",
+    )
+    def numbering_plan(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
+    ) -> dg.MaterializeResult:
+        stand_in = SubscribersConfig() if generated else None
+        result, origin = _load_reference(context, "numbering-plan", warehouse, reference_files, generated=stand_in)
+        return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.NUMBERING_PLAN_TABLE))
+
+    @dg.asset(
+        key=asset_keys.CELL_CATALOGUE,
+        group_name=GROUP,
+        kinds={"python", "postgres"},
+        description="The cell catalogue of the national operators (CGI -> operator, region), as table "
+        f"reference.cell_catalogue: {source.format('cells.csv')}.",
+    )
+    def cell_catalogue(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
+    ) -> dg.MaterializeResult:
+        stand_in = SubscribersConfig() if generated else None
+        result, origin = _load_reference(context, "cells", warehouse, reference_files, generated=stand_in)
+        return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.CELL_CATALOGUE_TABLE))
+
+    subscribers_asset = dg.asset(
+        key=asset_keys.SUBSCRIBERS,
+        group_name=GROUP,
+        kinds={"python", "csv", "postgres"},
+        deps=[numbering_plan, cell_catalogue],
+        description="Subscribers: unique E.164 MSISDNs with operator (from the numbering plan), segment, plan and "
+        f"home cell: {source.format('subscribers.csv')}; dated periods in reference.subscriber_periods, table "
+        "reference.subscribers holds the period in force on the day of the load, and a CSV of it under data/.",
+    )
+    if generated:
+
+        @subscribers_asset
+        def subscribers(
+            context: dg.AssetExecutionContext,
+            config: SubscribersConfig,
+            warehouse: WarehouseResource,
+            files: FilesResource,
+            reference_files: ReferenceFilesResource,
+            tariff: TariffResource,
+        ) -> dg.MaterializeResult:
+            return _load_subscribers(context, warehouse, files, reference_files, tariff, generated=config)
+
+    else:
+
+        @subscribers_asset
+        def subscribers(
+            context: dg.AssetExecutionContext,
+            warehouse: WarehouseResource,
+            files: FilesResource,
+            reference_files: ReferenceFilesResource,
+            tariff: TariffResource,
+        ) -> dg.MaterializeResult:
+            return _load_subscribers(context, warehouse, files, reference_files, tariff, generated=None)
+
+    return [numbering_plan, cell_catalogue, subscribers]
 
 
-@dg.asset(
-    key=asset_keys.CELL_CATALOGUE,
-    group_name=GROUP,
-    kinds={"python", "postgres"},
-    description="The cell catalogue of the national operators (CGI -> operator, region), as table "
-    "reference.cell_catalogue: the operator's cells.csv (CDR_REFERENCE_DIR), else generated.",
-)
-def cell_catalogue(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference_files: ReferenceFilesResource
-) -> dg.MaterializeResult:
-    result, origin = _load_reference(context, "cells", warehouse, reference_files)
-    return dg.MaterializeResult(metadata=_reference_metadata(result, origin, ref.CELL_CATALOGUE_TABLE))
-
-
-class SubscribersConfig(dg.Config):
-    """The generated subscribers (when the operator gives no subscribers.csv)."""
-
-    count: int = DEFAULT_SUBSCRIBER_COUNT
-    seed: int = DEFAULT_SUBSCRIBER_SEED
-
-
-@dg.asset(
-    key=asset_keys.SUBSCRIBERS,
-    group_name=GROUP,
-    kinds={"python", "csv", "postgres"},
-    deps=[numbering_plan, cell_catalogue],
-    description="Subscribers: unique E.164 MSISDNs with operator (from the numbering plan), "
-    "segment, plan and home cell: the operator's subscribers.csv (CDR_REFERENCE_DIR; dated periods in "
-    "reference.subscriber_periods), else generated; table reference.subscribers holds the period in force "
-    "on the day of the load, and a CSV of it under data/.",
-)
-def subscribers(
+def _load_subscribers(
     context: dg.AssetExecutionContext,
-    config: SubscribersConfig,
     warehouse: WarehouseResource,
     files: FilesResource,
     reference_files: ReferenceFilesResource,
     tariff: TariffResource,
+    generated: SubscribersConfig | None,
 ) -> dg.MaterializeResult:
     day = tariff.clock().local_date(datetime.now(UTC))  # the operator's today
-    result, origin = _load_reference(
-        context, "subscribers", warehouse, reference_files, day=day, count=config.count, seed=config.seed
-    )
+    result, origin = _load_reference(context, "subscribers", warehouse, reference_files, generated=generated, day=day)
     with warehouse.connect() as conn:
         subs = [
             Subscriber(*row)
@@ -174,6 +239,10 @@ def subscribers(
             ),
         }
     )
+
+
+# the local reference assets (the generated data stands in for a file the operator does not give)
+numbering_plan, cell_catalogue, subscribers = reference_assets(generated=True)
 
 
 class GenerateCdrsConfig(dg.Config):
@@ -221,12 +290,12 @@ def raw_cdrs(
     context: dg.AssetExecutionContext, config: GenerateCdrsConfig, kafka: KafkaResource
 ) -> dg.MaterializeResult:
     generator_config = config.generator_config()  # bad settings fail here, before producing
-    producer = make_producer(config.producer, kafka.bootstrap_servers)
+    producer = make_producer(config.producer, kafka.settings)
     try:
         report = produce_cdrs(
             generator_config,
             producer,
-            kafka.bootstrap_servers,
+            kafka.settings,
             kafka.raw_cdrs_topic,
             rate_limit=config.rate_limit or None,
             progress=context.log.info,
@@ -262,3 +331,12 @@ generate_cdrs_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(raw_cdrs).upstream(),
     description="Refresh the reference data and produce one run of synthetic CDRs into raw-cdrs.",
 )
+
+
+@dg.definitions
+def ingest_definitions() -> dg.Definitions:
+    """The ingest assets of the environment (module docstring): the generator locally, the network's
+    raw-cdrs and the operator's files in production."""
+    if get_environment() is Environment.PROD:
+        return dg.Definitions(assets=[*reference_assets(generated=False), RAW_CDRS_SOURCE])
+    return dg.Definitions(assets=[numbering_plan, cell_catalogue, subscribers, raw_cdrs], jobs=[generate_cdrs_job])
