@@ -560,3 +560,14 @@ def test_the_image_installs_the_package_as_a_user_does_and_keeps_no_source_besid
         assert "CDR_PROJECT_DIR" not in COMPOSE["services"][service]["environment"]
     # the build loads the installed code location: a wheel missing a file fails the build
     assert any("from cdr_platform.definitions import defs" in r for r in runs[runs.index(install) :])
+
+
+def test_the_dagster_containers_settings_pass_the_production_refusals_and_mount_the_reference_files():
+    from cdr_platform.lib.settings import load_settings, production_problems
+
+    for name in ("dagster-webserver", "dagster-daemon"):
+        service = DEFAULT["services"][name]
+        environment = _environment(service)
+        settings = load_settings(environment)
+        assert settings.environment == "prod" and production_problems(settings) == [], name
+        assert (settings.reference_dir and str(settings.reference_dir)) in [t for _, t in _volume_mounts(service)]
