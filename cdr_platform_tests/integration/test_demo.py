@@ -12,10 +12,14 @@ from cdr_platform_tests.integration.mediation_support import MediationSandbox
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, tmp_path):
+def test_the_demo_runs_every_stage_quietly_over_sasl_ssl_and_its_output_and_log_hold_no_password(
+    sasl_ssl_stack, sasl_ssl_environment, tmp_path
+):
+    local_stack = sasl_ssl_stack  # every Kafka client of the demo on the SASL_SSL listener
     box = MediationSandbox.create(local_stack, tmp_path)
     rating_schema, billing_schema, marts_schema = (f"{box.schema}_{part}" for part in ("rating", "billing", "marts"))
     env = box.env(
+        **sasl_ssl_environment,
         CDR_RATING_SCHEMA=rating_schema,
         CDR_BILLING_SCHEMA=billing_schema,
         CDR_MARTS_SCHEMA=marts_schema,
@@ -54,4 +58,9 @@ def test_the_demo_runs_every_stage_quietly_and_names_its_log_file(local_stack, t
     log_path = Path(re.search(r"logs: (\S+\.log)", out)[1])
     logged = log_path.read_text()
     assert "STEP_START" in logged or "produced 3,000 CDRs" in logged
+    # the passwords the demo ran with (the warehouse's, the Kafka login's) appear nowhere it wrote
+    passwords = [local_stack.warehouse.password, local_stack.kafka.sasl_password]
+    assert all(len(p) >= 16 for p in passwords)
+    for text in (out, result.stderr, logged):
+        assert not any(p in text for p in passwords)
     log_path.unlink()

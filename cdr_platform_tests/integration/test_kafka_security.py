@@ -101,3 +101,38 @@ def test_mediation_with_a_wrong_password_fails_fast_with_the_reason_and_consumes
         assert box.query(f"select to_regclass('{box.schema}.clean_cdrs')") == [(None,)]
     finally:
         box.drop()
+
+
+def test_a_dagster_run_refused_by_the_broker_fails_with_the_reason_and_never_the_password(
+    sasl_ssl_stack, sasl_ssl_environment, tmp_path, monkeypatch
+):
+    import dagster as dg
+
+    from cdr_platform.defs.mediation.assets import mediation
+    from cdr_platform.defs.resources import resources_for
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.utils.environment_helpers import Environment
+
+    wrong = "pw-wrong-for-dagster-0815"
+    box = MediationSandbox.create(sasl_ssl_stack, tmp_path)
+    try:
+        for key, value in {**box.env(**sasl_ssl_environment), "CDR_KAFKA_SASL_PASSWORD": wrong}.items():
+            if key.startswith("CDR_"):
+                monkeypatch.setenv(key, value)
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [mediation],
+                instance=instance,
+                resources=resources_for(load_settings(), Environment.LOCAL),
+                raise_on_error=False,
+            )
+            assert not result.success
+            failure = next(e for e in result.all_events if e.is_step_failure)
+            error = failure.step_failure_data.error.to_string()
+            assert "login as 'cdr' was refused" in error, error[-2000:]
+            logged = "\n".join(
+                str(record.dagster_event or record.user_message) for record in instance.all_logs(result.run_id)
+            )
+            assert wrong not in error and wrong not in logged
+    finally:
+        box.drop()
