@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the local stack needs: PostgreSQL server, a Java runtime (Kafka, Spark),
-# Maven (fetches the Kafka and Spark jars from Maven Central) and Chromium (browser tests).
+# Maven (fetches the Kafka and Spark jars from Maven Central), OpenSSL (the local broker's
+# certificates) and Chromium (browser tests).
 # Installs only what is missing.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v runuser >/dev/null || need+=(util-linux)
+# the local broker's CA and certificate (its SASL_SSL listener)
+command -v openssl >/dev/null || need+=(openssl)
 # headless Chromium: the dashboard's browser test and `make screenshots`
 command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
