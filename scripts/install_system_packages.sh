@@ -12,6 +12,8 @@ command -v mvn >/dev/null || need+=(maven)
 command -v runuser >/dev/null || need+=(util-linux)
 # the local broker's CA and certificate (its SASL_SSL listener)
 command -v openssl >/dev/null || need+=(openssl)
+# pdftotext: the unit tests read the text of the bills' PDF documents (lib/billing/documents.py)
+command -v pdftotext >/dev/null || need+=(poppler-utils)
 # headless Chromium: the dashboard's browser test and `make screenshots`
 command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
