@@ -9,6 +9,7 @@ from cdr_platform.defs.ingest.checks import (
 )
 from cdr_platform.defs.resources import KafkaResource, resources_for
 from cdr_platform.lib.kafka_io import end_offsets
+from cdr_platform.lib.warehouse import connect
 from cdr_platform.utils.environment_helpers import Environment
 
 
@@ -57,7 +58,7 @@ def test_generate_cdrs_materializes_reference_tables_and_raw_cdrs(local_stack, f
     assert meta["subscribers"]["dagster/row_count"].value == 300
     assert sum(end_offsets(local_stack.kafka, fresh_topic).values()) == 10_000
     assert all(c.passed for c in result.get_asset_check_evaluations())
-    with resources_for(local_stack, Environment.LOCAL)["warehouse"].connect() as conn:
+    with connect(local_stack.warehouse) as conn:  # the resource's password is an EnvVar, resolved in runs
         assert conn.execute("select count(*) from reference.subscribers").fetchone()[0] == 300
         assert conn.execute("select count(*) from reference.cell_catalogue").fetchone()[0] == 120
 
