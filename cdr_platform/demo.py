@@ -271,6 +271,18 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
                             defs.resolve_job_def("bill_cdrs"), instance, term, log_file, partition_key=month
                         )
                     )
+            documents = []
+            if all(run.success for run in runs):
+                term.line(f"stage render_bill_documents: {len(months)} month(s) of bills as PDF documents")
+                for month in months:
+                    run = _run_with_progress(
+                        defs.resolve_job_def("render_bill_documents"), instance, term, log_file, partition_key=month
+                    )
+                    runs.append(run)
+                    documents += [
+                        event.event_specific_data.materialization.metadata
+                        for event in run.get_asset_materialization_events()
+                    ]
             if all(run.success for run in runs):
                 term.line("stage build_marts: the marts Power BI reads (dbt)")
                 runs.append(_run_with_progress(defs.resolve_job_def("build_marts"), instance, term, log_file))
@@ -301,6 +313,10 @@ def run_demo(*, count: int, seed: int, producer: str) -> int:
             for run in failed:
                 for event in run.get_step_failure_events():
                     term.line(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+            for metadata in documents:
+                term.line(
+                    f"bill documents (provisional PDFs): {metadata['documents'].value:,} in {metadata['folder'].value}"
+                )
             if dashboard:
                 term.line(f"dashboard: {dashboard} (open it in a browser; it needs no network)")
             term.line(f"logs: {log_path}; the runs are in the Dagster UI: make dev")

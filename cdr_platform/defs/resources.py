@@ -21,6 +21,7 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from cdr_platform.lib.billing.documents import Operator
 from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.engine import RatingEngine
@@ -267,6 +268,17 @@ class FilesResource(SettingsResource):
         return Path(self.data_dir, *parts)
 
 
+class BillDocumentsResource(SettingsResource):
+    """Who issues the bills' documents (they go to bills/<yyyy-mm>/ of the files resource's folder)."""
+
+    issuer_name: str = from_setting("CDR_INVOICE_ISSUER_NAME")
+    issuer_address: str = from_setting("CDR_INVOICE_ISSUER_ADDRESS")
+
+    def operator(self) -> Operator:
+        address = tuple(line.strip() for line in self.issuer_address.split("|") if line.strip())
+        return Operator(name=self.issuer_name, address=address)
+
+
 class ReferenceFilesResource(SettingsResource):
     """The operator's own reference files (CDR_REFERENCE_DIR): numbering_plan.csv, cells.csv and
     subscribers.csv. Unset, or a file missing from the folder: that dataset's generated data."""
@@ -358,6 +370,7 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
             spark_config={"spark.master": settings.spark_master, **settings.spark_conf},
         ),
         "files": FilesResource.for_settings(settings, logs_dir=str(settings.stack.logs_dir)),
+        "bill_documents": BillDocumentsResource.for_settings(settings),
         "reference_files": ReferenceFilesResource.for_settings(settings),
         "mediation_settings": MediationResource.for_settings(settings),
         "powerbi": PowerBIResource.for_settings(settings),

@@ -29,6 +29,8 @@ TARIFFS_PREFIX = "tariffs"
 BILLING_PREFIX = "billing"
 MARTS_PREFIX = "marts"
 BILLING_CDRS: AssetPath = (BILLING_PREFIX, "billing_cdrs")
+INVOICE_LINES: AssetPath = (BILLING_PREFIX, "invoice_lines")
+BILL_DOCUMENTS: AssetPath = (BILLING_PREFIX, "bill_documents")  # the bills as PDF documents
 # BI
 DASHBOARD: AssetPath = ("bi", "dashboard")
 SEMANTIC_MODEL: AssetPath = ("powerbi", "semantic_model")

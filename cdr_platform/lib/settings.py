@@ -510,6 +510,20 @@ SETTINGS: tuple[Setting, ...] = (
         "the dbt target; empty: the warehouse kind",
         into=("dbt_target",),
     ),
+    Setting(
+        "CDR_INVOICE_ISSUER_NAME",
+        text(),
+        "CDR Platform demo operator",
+        "the operator's name on its bills' documents (PDF)",
+        into=("invoice_issuer_name",),
+    ),
+    Setting(
+        "CDR_INVOICE_ISSUER_ADDRESS",
+        text(),
+        "",
+        "its postal address on the documents, lines separated by `|`",
+        into=("invoice_issuer_address",),
+    ),
     # -- tariff and rating
     Setting(
         "CDR_TARIFF_TIMEZONE",
@@ -991,6 +1005,8 @@ class Settings:
     bi_role: str
     bi_password: str = field(repr=False)
     dbt_target: str
+    invoice_issuer_name: str
+    invoice_issuer_address: str
     tariff_timezone: str
     rating_rounding_decimals: int
     rating_io: str

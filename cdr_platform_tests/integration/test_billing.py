@@ -612,3 +612,46 @@ def test_the_dashboard_shows_the_twins_values_and_every_chart_renders_with_data_
     picture = Image.open(screenshot(path.as_uri(), tmp_path / "dashboard.png")).convert("RGB")
     colours = picture.resize((140, 200)).getcolors(maxcolors=140 * 200)
     assert colours is not None and len(colours) > 50, "the screenshot is (nearly) blank"
+
+
+def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipeline, tmp_path, monkeypatch):
+    """Every bill of the month becomes one provisional PDF; pdftotext finds in each its customer, the
+    title, every non-VAT line's amount and the bill's net, VAT and total, to the cent."""
+    import shutil
+
+    from cdr_platform.defs.billing.documents import bill_documents
+
+    if shutil.which("pdftotext") is None:
+        pytest.fail("pdftotext (poppler-utils) is missing: make setup installs it")
+    run = pipeline
+    monkeypatch.setenv("CDR_DATA_DIR", str(tmp_path))
+    result = dg.materialize([bill_documents], instance=run.instance, partition_key=NOVEMBER, resources=run.resources())
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    bills = run.query(
+        f"select msisdn, document_type, amount_before_tax, vat_amount, total_amount, invoice_number"
+        f" from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}'"
+    )
+    folder = tmp_path / "bills" / NOVEMBER[:7]
+    assert metadata["documents"].value == len(bills) == len(list(folder.glob("provisional-*.pdf"))) > 0
+    lines = {}
+    for number, line_type, amount in run.query(
+        f"select invoice_number, line_type, amount from {run.billing}.invoice_lines where billing_month = '{NOVEMBER}'"
+    ):
+        lines.setdefault(number, []).append((line_type, amount))
+    for msisdn, document_type, before_tax, vat, total, number in bills[:25]:
+        pdf = folder / f"provisional-{msisdn.removeprefix('+')}-{NOVEMBER[:7]}.pdf"
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert msisdn in text and "PROVISIONAL" in text
+        assert ("INVOICE" if document_type == "invoice" else "STATEMENT") in text
+        for amount in (before_tax, vat, total):
+            assert f"{amount:,.2f}" in text, (number, amount)
+        for line_type, amount in lines[number]:
+            if line_type not in ("vat", "vat_included"):
+                assert f"{amount:,.2f}" in text, (number, line_type, amount)
+    # rendered again with the same bills: the same documents, nothing removed
+    again = dg.materialize([bill_documents], instance=run.instance, partition_key=NOVEMBER, resources=run.resources())
+    (event,) = again.get_asset_materialization_events()
+    assert event.event_specific_data.materialization.metadata["removed"].value == 0
