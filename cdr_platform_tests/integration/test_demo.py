@@ -51,6 +51,12 @@ def test_the_demo_runs_every_stage_quietly_over_sasl_ssl_and_its_output_and_log_
     assert re.search(r"^  billing_cdrs 20\d\d-\d\d +\d+ bills", out, re.M), out
     dashboard = Path(re.search(r"^dashboard: (\S+\.html)", out, re.M)[1])
     assert dashboard.is_file() and str(dashboard).startswith(str(tmp_path))
+    # the demo months' bills as provisional PDF documents, in the folder it names
+    rendered = re.findall(r"^bill documents \(provisional PDFs\): ([\d,]+) in (\S+)$", out, re.M)
+    assert rendered, out
+    for count, folder in rendered:
+        assert folder.startswith(str(tmp_path / "data" / "bills"))
+        assert len(list(Path(folder).glob("provisional-*.pdf"))) == int(count.replace(",", "")) > 0
     assert re.search(r"^checks: \d+ passed, 0 failed$", out, re.M), out
     assert not re.search(r"DEBUG|INFO|WARN", out), out
     assert len(out.splitlines()) < 70, out  # a line per stage and step, and the summary
