@@ -36,6 +36,7 @@ from cdr_platform.lib.settings import (
     Settings,
     WarehouseSettings,
     load_settings,
+    set_process_default,
     value_in,
     work_dir,
 )
@@ -75,11 +76,16 @@ class SettingsResource(dg.ConfigurableResource):
     @classmethod
     def for_settings(cls, settings: Settings, secrets_required: bool = False, **fields: Any):
         """The resource with the values of `settings`; a secret as an EnvVar when set (always, when
-        `secrets_required`: production fails at launch without it rather than run without it)."""
+        `secrets_required`: production fails at launch without it rather than run without it). A
+        secret the settings read from a file is put into this process's environment first (unless
+        the variable is set), as export_file_secrets does at start-up: the file may have appeared
+        since (the local stack writes its passwords on `up`)."""
         values: dict[str, Any] = {}
         for field_name, declared in cls.carried_settings().items():
             value = value_in(settings, declared)
             if declared.secret and (value or secrets_required):
+                if value:  # read from a file (<NAME>_FILE, the stack's generated password): the EnvVar must resolve
+                    set_process_default(declared.name, declared.type.format(value))
                 values[field_name] = dg.EnvVar(declared.name)
             elif isinstance(value, (str, int, float, bool)):
                 values[field_name] = value

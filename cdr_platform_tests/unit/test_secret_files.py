@@ -109,3 +109,22 @@ def test_the_default_stack_folder_and_so_its_password_files_are_ignored_by_git()
     path = local_password_file(REPO_ROOT / ".stack", "cdr")
     result = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=REPO_ROOT)
     assert result.returncode == 0, f"{path} is not ignored by git"
+
+
+def test_a_resource_built_from_a_secret_read_from_a_file_resolves_it_even_when_the_file_came_later(
+    tmp_path, monkeypatch
+):
+    """The unit tests run beside the integration tests, whose stack writes its password file after
+    this process started (and exported what existed then): the resource still resolves the password."""
+    import dagster as dg
+
+    from cdr_platform.defs.resources import WarehouseResource
+    from cdr_platform.lib.settings import load_settings
+
+    monkeypatch.delenv("CDR_WAREHOUSE_PASSWORD", raising=False)
+    password_file = tmp_path / "warehouse.password"
+    password_file.write_text("from-a-file-later\n")
+    monkeypatch.setenv("CDR_WAREHOUSE_PASSWORD_FILE", str(password_file))
+    resource = WarehouseResource.for_settings(load_settings())
+    with dg.build_resources({"warehouse": resource}) as built:
+        assert built.warehouse.password == "from-a-file-later"
