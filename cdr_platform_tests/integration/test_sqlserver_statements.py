@@ -178,6 +178,19 @@ def test_the_dashboard_and_the_billing_lock_on_sqlserver_in_tsql(sqlserver):
     assert any("sp_getapplock" in s for s in sqlserver.sent_by("billing month lock"))
 
 
+def test_the_bill_documents_read_the_months_bills_on_sqlserver_in_tsql(sqlserver):
+    from cdr_platform.defs.billing.documents import bill_documents
+
+    def render():
+        result = dg.materialize(
+            [bill_documents], resources=_resources(), partition_key="2026-11-01", raise_on_error=False
+        )
+        assert result.success, _failure(result)
+
+    _run_step(sqlserver, "asset billing/bill_documents", render)
+    assert any("invoice_lines" in s for s in sqlserver.sent_by("asset billing/bill_documents"))
+
+
 @pytest.mark.parametrize(
     "command",
     [
