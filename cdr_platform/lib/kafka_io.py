@@ -7,6 +7,7 @@ producers live with ingest (cdr_platform.lib.ingest.producers).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -277,26 +278,45 @@ def check_access(kafka: KafkaSettings, host: str, port: int) -> None:
     where = f"Kafka at {host}:{port} ({kafka.security_protocol})"
     if uses_tls(kafka):
         _tls_handshake(kafka, host, port, where)
-    try:  # past TLS: a Kafka request, which a SASL listener answers only after the login
-        probe = KafkaConsumer(
+    # past TLS: a Kafka request, which a SASL listener answers only after the login. Built in two
+    # steps so that a refused one is cleaned up too: KafkaConsumer starts its IO thread and sockets
+    # before it bootstraps, and raises from __init__ (a sensor checking every tick would leak them).
+    probe = KafkaConsumer.__new__(KafkaConsumer)
+    try:
+        probe.__init__(
             **{**client_options(kafka, KAFKA_PYTHON), "bootstrap_servers": f"{host}:{port}"},
             client_id="cdr-platform-access-check",
             bootstrap_timeout_ms=int(ACCESS_CHECK_TIMEOUT_S * 1000),
         )
     except KafkaTimeoutError:
+        _discard_half_built(probe)
         if uses_sasl(kafka):
             refused = (
-                f"the SASL {kafka.sasl_mechanism} login as {kafka.sasl_username!r} was refused; check "
-                "CDR_KAFKA_SASL_USERNAME, CDR_KAFKA_SASL_PASSWORD and CDR_KAFKA_SASL_MECHANISM"
+                f"the SASL {kafka.sasl_mechanism} login as {kafka.sasl_username!r} was refused (or not answered "
+                f"within {ACCESS_CHECK_TIMEOUT_S:.0f} s); check CDR_KAFKA_SASL_USERNAME, CDR_KAFKA_SASL_PASSWORD "
+                "and CDR_KAFKA_SASL_MECHANISM"
             )
         else:
             refused = (
-                "the broker accepted the TLS handshake but not the client: does the listener require a SASL "
-                "login (CDR_KAFKA_SECURITY_PROTOCOL=SASL_SSL) or a client certificate (CDR_KAFKA_SSL_CERT_FILE)?"
+                f"the broker accepted the TLS handshake but not the client (no answer within "
+                f"{ACCESS_CHECK_TIMEOUT_S:.0f} s): does the listener require a SASL login "
+                "(CDR_KAFKA_SECURITY_PROTOCOL=SASL_SSL) or a client certificate (CDR_KAFKA_SSL_CERT_FILE)?"
             )
         raise KafkaAccessError(f"{where}: {refused}") from None
     probe.close()
     _ACCESS_PROVEN.add(proof)
+
+
+def _discard_half_built(probe: KafkaConsumer) -> None:
+    """Close what a KafkaConsumer whose __init__ raised had opened (kafka-python 3.0: its client's
+    sockets and the IO thread of its network selector)."""
+    client, net = getattr(probe, "_client", None), getattr(probe, "_net", None)
+    with contextlib.suppress(Exception):
+        if client is not None:
+            client.close()
+    with contextlib.suppress(Exception):
+        if net is not None:
+            net.stop()
 
 
 def _tls_handshake(kafka: KafkaSettings, host: str, port: int, where: str) -> None:

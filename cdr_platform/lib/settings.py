@@ -217,6 +217,12 @@ def local_kafka_password_file(stack_dir: Path, user: str) -> Path:
     return stack_dir / "kafka" / "secrets" / f"{user}.password"
 
 
+def _local_kafka_port(values: dict[str, Any]) -> int:
+    """The local broker's listener of the settings' protocol: SASL_SSL's, or the PLAINTEXT one."""
+    secured = values["CDR_ENV"] == "local" and values["CDR_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    return values["CDR_KAFKA_SASL_SSL_PORT"] if secured else values["CDR_KAFKA_PORT"]
+
+
 def _local_kafka_password(values: dict[str, Any]) -> Path | None:
     """The default file of the SASL password: the local broker's generated one for the user, when
     the environment is local and the protocol logs in."""
@@ -294,14 +300,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CDR_KAFKA_HEAP", text(), "1g", "the local broker's JVM heap", into=("stack.kafka_heap",)),
     Setting(
-        "CDR_KAFKA_BOOTSTRAP_SERVERS",
-        text(),
-        lambda v: f"127.0.0.1:{v['CDR_KAFKA_PORT']}",
-        "the brokers",
-        into=("kafka.bootstrap_servers",),
-        default_doc="`127.0.0.1:19092`",
-    ),
-    Setting(
         "CDR_KAFKA_SECURITY_PROTOCOL",
         choice(*KAFKA_SECURITY_PROTOCOLS),
         lambda v: "SASL_SSL" if v["CDR_ENV"] == "prod" else "PLAINTEXT",
@@ -373,6 +371,14 @@ SETTINGS: tuple[Setting, ...] = (
         "the local broker's `SASL_SSL` listener (SCRAM users, a CA of its own in `.stack/kafka/tls/`)",
         into=("stack.kafka_sasl_ssl_port",),
         default_doc="`CDR_KAFKA_PORT` + 2",
+    ),
+    Setting(
+        "CDR_KAFKA_BOOTSTRAP_SERVERS",
+        text(),
+        lambda v: f"127.0.0.1:{_local_kafka_port(v)}",
+        "the brokers",
+        into=("kafka.bootstrap_servers",),
+        default_doc="`127.0.0.1:19092` (local `SASL_SSL`: the local broker's SASL_SSL listener)",
     ),
     Setting("CDR_RAW_TOPIC", text(), "raw-cdrs", "the CDRs to mediate", into=("kafka.raw_cdrs_topic",)),
     Setting("CDR_ERROR_TOPIC", text(), "error-cdrs", "the rejects with their reason", into=("kafka.error_cdrs_topic",)),
@@ -1103,6 +1109,10 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(
             f"CDR_KAFKA_SECURITY_PROTOCOL is {protocol}: {in_clear} would cross the network in clear "
             "(use SSL or SASL_SSL)"
+        )
+    if protocol in ("SSL", "SASL_SSL") and not kafka.ssl_check_hostname:
+        problems.append(
+            "CDR_KAFKA_SSL_CHECK_HOSTNAME is false: any certificate the CA signed could pose as the brokers"
         )
     if protocol.startswith("SASL_"):
         if not kafka.sasl_username.strip():

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,12 +179,25 @@ def _connect(conninfo: str):
     return postgres.connect(conninfo, autocommit=True)
 
 
+# what the server answers a login it refuses (any other error: it is not up, or not yet)
+_LOGIN_REFUSED = ("authentication failed", "does not exist", "no password supplied")
+STARTUP_WAIT_S = 30
+
+
 def _try_connect(conninfo: str):
-    """A connection, or None if this login is refused (or the role does not exist)."""
-    try:
-        return _connect(conninfo)
-    except RuntimeError:
-        return None
+    """A connection, or None if this login is refused (or the role does not exist). A server that
+    is not accepting connections yet (starting up, another `up` racing this one) is waited for,
+    STARTUP_WAIT_S at most: that is no refusal."""
+    deadline = time.monotonic() + STARTUP_WAIT_S
+    while True:
+        try:
+            return _connect(conninfo)
+        except RuntimeError as exc:
+            if any(refused in str(exc) for refused in _LOGIN_REFUSED):
+                return None
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _admin_connection(settings: Settings, passwords: dict[str, str]):

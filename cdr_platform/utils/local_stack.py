@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -262,8 +263,8 @@ def _wait_for_kafka(settings: Settings, svc: Service, proc: subprocess.Popen) ->
                 f"see {svc.log_file}:\n{_log_tail(svc.log_file)}"
             )
         try:
-            wait_for_broker(settings.kafka, timeout_s=1)
-            problems = ensure_cdr_topics(settings.kafka)
+            wait_for_broker(stack_kafka(settings), timeout_s=1)
+            problems = ensure_cdr_topics(stack_kafka(settings))
             ensure_scram_user(settings)
             _say(f"kafka is up (SASL_SSL listener on 127.0.0.1:{settings.stack.kafka_sasl_ssl_port})")
             for problem in problems:
@@ -311,11 +312,25 @@ def _private(path: Path) -> Path:
 
 
 def _write_private(path: Path, text: str) -> Path:
-    """Write a file created readable by its owner only (never readable by others, even briefly)."""
+    """Write a file readable by its owner only, never by others even briefly: a new file is
+    created 0600, an existing one made 0600 before it is truncated and written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.truncate()
         out.write(text)
-    return _private(path)
+    return path
+
+
+def stack_kafka(settings: Settings):
+    """The local broker as the stack tool reaches it: its PLAINTEXT listener, whatever security the
+    shell's clients use (`cdr stack env --sasl-ssl`): the SCRAM user may not exist yet."""
+    import dataclasses
+
+    return dataclasses.replace(
+        settings.kafka, bootstrap_servers=f"127.0.0.1:{settings.stack.kafka_port}", security_protocol="PLAINTEXT"
+    )
 
 
 def make_certificate_authority(directory: Path, name: str) -> tuple[Path, Path]:
@@ -370,8 +385,18 @@ def local_kafka_password(settings: Settings) -> str:
 
     path = local_kafka_password_file(settings.stack.directory, LOCAL_KAFKA_USER)
     if not path.exists():
-        _write_private(path, secrets.token_urlsafe(24))
+        # written aside, then linked into place: two `up` at once end with one password, the first
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
+        handle, aside = tempfile.mkstemp(dir=path.parent, prefix=".password.")  # 0600
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(secrets.token_urlsafe(24))
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(aside)
     return _private(path).read_text().strip()
 
 
@@ -412,8 +437,11 @@ def ensure_scram_user(settings: Settings) -> None:
 
 
 def _set_scram_credential(settings: Settings, mechanism: str, password: str) -> None:
-    # a file, not the command line: no password in the process list
-    config = _write_private(kafka_secrets_dir(settings) / "scram.properties", f"{mechanism}=password={password}\n")
+    # a file, not the command line: no password in the process list; a file of this call's own
+    handle, name = tempfile.mkstemp(dir=kafka_secrets_dir(settings), prefix=".scram.", suffix=".properties")
+    config = Path(name)
+    with os.fdopen(handle, "w") as out:  # 0600, as mkstemp makes it
+        out.write(f"{mechanism}=password={password}\n")
     try:
         result = subprocess.run(
             [
@@ -679,6 +707,6 @@ def status(settings: Settings) -> dict[str, bool]:
         from cdr_platform.lib.kafka_io import topic_partitions
 
         topics = [settings.kafka.raw_cdrs_topic, settings.kafka.error_cdrs_topic]
-        for topic, parts in topic_partitions(settings.kafka, topics).items():
+        for topic, parts in topic_partitions(stack_kafka(settings), topics).items():
             _say(f"topic {topic}: {parts} partition(s)")
     return out

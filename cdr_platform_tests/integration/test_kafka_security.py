@@ -46,10 +46,16 @@ def _refused(kafka, producer_kind: str = "kafka-python") -> tuple[str, float]:
 
 @pytest.mark.parametrize("producer_kind", ["kafka-python", "confluent"])
 def test_a_wrong_password_is_refused_by_the_broker_naming_the_user_and_the_settings(sasl_ssl_stack, producer_kind):
+    import threading
+
+    threads = threading.active_count()
     message, seconds = _refused(replace(sasl_ssl_stack.kafka, sasl_password="not-the-password"), producer_kind)
     assert "SCRAM-SHA-512 login as 'cdr' was refused" in message and "CDR_KAFKA_SASL_PASSWORD" in message
     assert "not-the-password" not in message
     assert seconds < 15
+    # the refused check left no client behind (a sensor re-checks every tick)
+    time.sleep(1)
+    assert threading.active_count() <= threads
 
 
 def test_a_client_without_credentials_is_refused_by_the_broker_and_by_its_own_settings(sasl_ssl_stack):

@@ -337,7 +337,12 @@ def _run_kafka_init(tmp_path, overrides: dict[str, str] | None = None) -> list[l
         stub = tmp_path / tool
         stub.write_text(
             "#!/usr/bin/env python3\nimport json, os, sys\n"
-            f'open({str(calls)!r}, "a").write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")\n'
+            "call = [os.path.basename(sys.argv[0]), *sys.argv[1:]]\n"
+            # a config file's content and mode, read while it exists
+            "if '--add-config-file' in call:\n"
+            "    f = call[call.index('--add-config-file') + 1]\n"
+            "    call += ['#file', open(f).read(), oct(os.stat(f).st_mode & 0o777)]\n"
+            f'open({str(calls)!r}, "a").write(json.dumps(call) + "\\n")\n'
         )
         stub.chmod(0o755)
     env = {"PATH": os.environ["PATH"], **_environment(service)}
@@ -380,8 +385,12 @@ def test_kafka_init_follows_the_topic_settings_and_creates_the_scram_user(tmp_pa
     assert _option_values(raw, "--replication-factor") == ["3"]
     users = [c for c in calls if _option_values(c, "--entity-type") == ["users"]]
     assert len(users) == 1 and _option_values(users[0], "--entity-name") == ["cdr_app"]
-    scram = _option_values(users[0], "--add-config")[0]
-    assert scram == "SCRAM-SHA-512=[iterations=8192,password=stand-in-for-CDR_KAFKA_SASL_PASSWORD]"
+    # the password goes in a file only its owner reads, never on a command line (ps, docker top)
+    content, mode = _option_values(users[0], "#file")[0], users[0][-1]
+    assert content == "SCRAM-SHA-512=password=stand-in-for-CDR_KAFKA_SASL_PASSWORD\n" and mode == "0o600"
+    for call in calls:
+        arguments = call[: call.index("#file")] if "#file" in call else call
+        assert not any("stand-in-for-CDR_KAFKA_SASL_PASSWORD" in arg for arg in arguments), call
 
 
 # -- SQL Server

@@ -150,7 +150,9 @@ CLIENT_BUILDERS = {
     "benchmarks/bench_mediation.py": "Spark's Kafka source of the floor",
     "cdr_platform/lib/spark/archive_recording.py": "a source that is never started (class loading only)",
 }
-CLIENT_CALL = re.compile(r"\b(KafkaConsumer|KafkaProducer|KafkaAdminClient|Producer|AdminClient)\(|format\(\"kafka\"\)")
+CLIENT_CALL = re.compile(
+    r"\b(KafkaConsumer|KafkaProducer|KafkaAdminClient|Producer|Consumer|AdminClient)(\(|\.__new__)|format\([\"']kafka[\"']\)"
+)
 
 
 def test_kafka_clients_are_built_only_where_the_security_options_are_applied():

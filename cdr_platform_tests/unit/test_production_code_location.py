@@ -181,6 +181,7 @@ PROBLEMS = {
     "SASL credentials in clear": ({"CDR_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "CDR_KAFKA_SECURITY_PROTOCOL"),
     "SASL without its user": ({"CDR_KAFKA_SASL_USERNAME": None}, "CDR_KAFKA_SASL_USERNAME"),
     "SASL without its password": ({"CDR_KAFKA_SASL_PASSWORD": None}, "CDR_KAFKA_SASL_PASSWORD"),
+    "brokers' host names unchecked": ({"CDR_KAFKA_SSL_CHECK_HOSTNAME": "false"}, "CDR_KAFKA_SSL_CHECK_HOSTNAME"),
 }
 
 

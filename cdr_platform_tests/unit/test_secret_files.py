@@ -111,7 +111,7 @@ def test_the_default_stack_folder_and_so_its_password_files_are_ignored_by_git()
     assert result.returncode == 0, f"{path} is not ignored by git"
 
 
-def test_a_resource_built_from_a_secret_read_from_a_file_resolves_it_even_when_the_file_came_later(
+def test_a_resource_built_from_a_secret_read_from_a_file_resolves_it_though_its_variable_was_never_exported(
     tmp_path, monkeypatch
 ):
     """The unit tests run beside the integration tests, whose stack writes its password file after
@@ -121,7 +121,9 @@ def test_a_resource_built_from_a_secret_read_from_a_file_resolves_it_even_when_t
     from cdr_platform.defs.resources import WarehouseResource
     from cdr_platform.lib.settings import load_settings
 
-    monkeypatch.delenv("CDR_WAREHOUSE_PASSWORD", raising=False)
+    # set, then removed: monkeypatch restores the environment as it was, whatever the resource exports
+    monkeypatch.setenv("CDR_WAREHOUSE_PASSWORD", "restored-afterwards")
+    monkeypatch.delenv("CDR_WAREHOUSE_PASSWORD")
     password_file = tmp_path / "warehouse.password"
     password_file.write_text("from-a-file-later\n")
     monkeypatch.setenv("CDR_WAREHOUSE_PASSWORD_FILE", str(password_file))
