@@ -119,7 +119,7 @@ def _services(settings: Settings) -> dict[str, Service]:
             "kafka",
             d / "run" / "kafka.pid",
             d / "logs" / "kafka.log",
-            settings.kafka.bootstrap_servers,
+            f"127.0.0.1:{settings.stack.kafka_port}",  # the PLAINTEXT listener (SASL_SSL: CDR_KAFKA_SASL_SSL_PORT)
             str(d / "kafka" / "server.properties"),
         ),
         "postgres": Service(
