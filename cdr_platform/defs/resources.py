@@ -127,23 +127,12 @@ class KafkaResource(SettingsResource):
 
     @property
     def settings(self) -> KafkaSettings:
-        """What the Kafka helpers and clients take (cdr_platform.lib.kafka_io, kafka_clients)."""
-        return KafkaSettings(
-            **{name: getattr(self, name) for name in ("bootstrap_servers", "raw_cdrs_topic", "error_cdrs_topic")},
-            topic_partitions=self.topic_partitions,
-            max_message_bytes=self.max_message_bytes,
-            replication_factor=self.replication_factor,
-            min_insync_replicas=self.min_insync_replicas,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_username=self.sasl_username,
-            sasl_password=self.sasl_password,
-            ssl_ca_file=Path(self.ssl_ca_file) if self.ssl_ca_file else None,
-            ssl_cert_file=Path(self.ssl_cert_file) if self.ssl_cert_file else None,
-            ssl_key_file=Path(self.ssl_key_file) if self.ssl_key_file else None,
-            ssl_key_password=self.ssl_key_password,
-            ssl_check_hostname=self.ssl_check_hostname,
-        )
+        """What the Kafka helpers and clients take (cdr_platform.lib.kafka_io, kafka_clients): each
+        field is the KafkaSettings attribute of the same name (a file path: None when empty)."""
+        values = {name: getattr(self, name) for name in self.carried_settings()}
+        for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+            values[name] = Path(values[name]) if values[name] else None
+        return KafkaSettings(**values)
 
 
 class WarehouseResource(SettingsResource):

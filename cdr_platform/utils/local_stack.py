@@ -380,24 +380,11 @@ def make_kafka_tls(settings: Settings) -> Path:
 
 
 def local_kafka_password(settings: Settings) -> str:
-    """The SCRAM password of LOCAL_KAFKA_USER, generated once into .stack/kafka/secrets/ (mode 0600)."""
-    import secrets
+    """The SCRAM password of LOCAL_KAFKA_USER, generated once into .stack/kafka/secrets/ (mode 0600),
+    the way the PostgreSQL roles' are (two `up` at once agree on one)."""
+    from cdr_platform.utils.local_postgres import ensure_password
 
-    path = local_kafka_password_file(settings.stack.directory, LOCAL_KAFKA_USER)
-    if not path.exists():
-        # written aside, then linked into place: two `up` at once end with one password, the first
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
-        handle, aside = tempfile.mkstemp(dir=path.parent, prefix=".password.")  # 0600
-        try:
-            with os.fdopen(handle, "w") as out:
-                out.write(secrets.token_urlsafe(24))
-            os.link(aside, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(aside)
-    return _private(path).read_text().strip()
+    return ensure_password(local_kafka_password_file(settings.stack.directory, LOCAL_KAFKA_USER))
 
 
 def local_sasl_ssl_environment(settings: Settings, with_password: bool = True) -> dict[str, str]:
