@@ -12,6 +12,13 @@ partitions of rating_cdrs and rating_suspense: re-running a day replaces it, nev
 counts, and readers never see half a day. A record the tariff does not cover goes to
 suspense with the reason, never to a zero cost. Under Dagster Pipes it reports the
 materialization of rating_cdrs.
+
+    cdr rate --from 2026-11-01 --to 2026-11-30
+
+re-rates a range of days (after a tariff correction), in order, in one Spark session. Each day's
+swap reads the day's per-subscriber totals before and after it, under the same locks; the
+re-rating report (lib.rating.rerating) adds them up over the range and is kept in
+rating.rerating_report under the run's id.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from decimal import Decimal
 
 from cdr_platform.lib.rating.cdr import CURRENCY
 from cdr_platform.lib.rating.engine import RatingEngine
+from cdr_platform.lib.rating.rerating import RerateReport, Totals, totals_from_rows
 from cdr_platform.lib.rating.store import (
     RATED_COLUMNS,
     SUSPENSE_COLUMNS,
@@ -55,6 +63,7 @@ log = logging.getLogger("cdr_platform.rating")
 SUMMARY_PREFIX = "RATING_SUMMARY "
 SLICES_PER_CORE = 3  # at least: small enough slices that every core stays busy to the end
 SLICE_BLOCKS = 3000  # at most about 24 MB of clean_cdrs per slice (about 150,000 rows)
+REPORT_TOP = 20  # the largest changes a summary carries (the warehouse table has them all)
 
 
 def _day_block_range(conn, clean_table: str, bounds: tuple[datetime, datetime]) -> tuple[int, int, bool] | None:
@@ -133,8 +142,14 @@ def rate_day(
     tables: RatingTables | None = None,
     run_id: str | None = None,
     progress=log.info,
+    spark=None,
+    report: RerateReport | None = None,
 ) -> dict:
-    """Rate one local day of clean CDRs into work tables and swap them in whole as the day's rows."""
+    """Rate one local day of clean CDRs into work tables and swap them in whole as the day's rows.
+
+    `spark`: a session to rate in (a range's; left running), else one of its own. `report`: the
+    re-rating report the day's totals before and after its swap are added to.
+    """
     from cdr_platform.lib.spark.session import build_spark_session
     from cdr_platform.lib.warehouse import connect
 
@@ -159,7 +174,8 @@ def rate_day(
             _create_work_tables(conn, load, day, progress)
             slices = _plan_slices(conn, clean_table, bounds, io, settings)
 
-        spark = build_spark_session("cdr-rating", settings, bounded=True)
+        own_spark = spark is None
+        spark = spark or build_spark_session("cdr-rating", settings, bounded=True)
         progress(
             f"Spark up after {time.perf_counter() - started:.1f} s; reading {clean_table} for {day}"
             f" ({settings.tariff_timezone}: {bounds[0]:%Y-%m-%d %H:%M} to {bounds[1]:%Y-%m-%d %H:%M} UTC)"
@@ -172,17 +188,20 @@ def rate_day(
             else:
                 parts = [_rate_through_jdbc(spark, settings.warehouse, engine, load, queries)]
         finally:
-            spark.stop()
+            if own_spark:
+                spark.stop()
         rated_seconds = time.perf_counter() - started
         progress(f"rated and loaded into the work tables after {rated_seconds:.1f} s")
 
         summary = _merge_parts(parts)
         with connect(settings.warehouse) as conn:
-            _swap_in(conn, lock_conn, tables, load, day)
+            old, new, first_rating = _swap_in(conn, lock_conn, tables, load, day)
         progress(f"swapped in as the {day} rows after {time.perf_counter() - started:.1f} s")
         lock_conn.execute(tables.lock_sql(day, release=True))
 
+    changed = (report if report is not None else RerateReport()).add_day(day, old, new, first_rating=first_rating)
     _complete_summary(summary, day, run_id, time.perf_counter() - started, rated_seconds)
+    summary.update(first_rating=first_rating, subscribers_changed=len(changed))
     progress(
         f"rated {day}: {summary['input']:,} clean CDRs -> {summary['rated']:,} rated, "
         f"{summary['suspended']:,} in suspense, revenue {summary['revenue_total']} {CURRENCY}, "
@@ -262,18 +281,160 @@ def _merge_parts(parts: list[dict]) -> dict:
     return summary
 
 
-def _swap_in(conn, lock_conn, tables: RatingTables, load: DayLoad, day: date) -> None:
-    """Replace the day's partitions with the work tables in one transaction, under the month's billing lock."""
+def _swap_in(conn, lock_conn, tables: RatingTables, load: DayLoad, day: date) -> tuple[Totals, Totals, bool]:
+    """Replace the day's partitions with the work tables in one transaction, under the month's
+    billing lock; the day's per-subscriber totals before and after, and whether it is the day's
+    first rating (it had no rated nor suspended row)."""
     attached = postgres.attached_partitions(conn, tables.schema) if tables.partitioned else set()
     conn.commit()  # ends the select's implicit transaction: the swap's below is a real one
     # not while the month is being billed: its bills and their tests read one version of it
     lock_conn.execute(tables.month_lock_sql(day))
+    at = {"day": day}
     try:
+        # The totals are read under the day's lock (no other run swaps it) and the month's: the
+        # old ones in the swap's own transaction, the new ones once it has committed (the swap's
+        # exclusive locks are not held for an aggregate).
         with conn.transaction():  # the day is replaced whole, or not at all
+            first_rating = not conn.execute(tables.day_was_rated_sql(), at).fetchone()[0]
+            old = {} if first_rating else totals_from_rows(conn.execute(tables.day_totals_sql(), at).fetchall())
             for statement in load.swap_sql(attached):
                 conn.execute(statement)
+        new = totals_from_rows(conn.execute(tables.day_totals_sql(), at).fetchall())
+        conn.commit()
     finally:
         lock_conn.execute(tables.month_lock_sql(day, release=True))
+    return old, new, first_rating
+
+
+def rate_days(
+    first: date,
+    last: date,
+    *,
+    settings: Settings | None = None,
+    tables: RatingTables | None = None,
+    run_id: str | None = None,
+    progress=log.info,
+) -> dict:
+    """Rate the local days `first` to `last` (inclusive) in order, in one Spark session; then keep
+    the re-rating report under the run's id (`run_id`, else a new one). The range's summary: the
+    days' counts added up, `by_day`, and `rerating` (the report's totals, its largest changes)."""
+    from cdr_platform.lib.spark.session import build_spark_session
+
+    if first > last:
+        raise ValueError(f"the range runs backwards: {first} is after {last}")
+    settings = settings or load_settings()
+    tables = tables or RatingTables.for_settings(settings)
+    report_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    report, summaries, started = RerateReport(), [], time.perf_counter()
+    # a day's own lines (Spark, load, swap) for a single day; a range has one line per day
+    day_progress = progress if len(days) == 1 else log.debug
+    spark = build_spark_session("cdr-rating", settings, bounded=True)
+    try:
+        for n, day in enumerate(days, 1):
+            summary = rate_day(
+                day, settings=settings, tables=tables, run_id=run_id, progress=day_progress, spark=spark, report=report
+            )
+            summaries.append(summary)
+            progress(f"[{n}/{len(days)}] {_day_line(summary)}")
+    except BaseException:
+        # the days swapped in so far stay re-rated: their changes are kept, or a retry (finding
+        # them already at the new tariff) would report none
+        if report.rated_days:
+            progress(f"rating stopped after {report.rated_days[-1]}: keeping the report of the days swapped in")
+            try:
+                _write_report(settings, tables, report_id, first, last, report)
+            except Exception:  # the rating's own failure is what is raised
+                log.exception("the report of the days swapped in could not be kept")
+        raise
+    finally:
+        spark.stop()
+    report_rows = _write_report(settings, tables, report_id, first, last, report)
+    summary = _range_summary(summaries, report, first, last, run_id, time.perf_counter() - started)
+    summary["rerating"].update(
+        report_id=report_id, report_rows=report_rows, report_table=tables.rerating_report.qualified
+    )
+    progress(_range_line(summary))
+    return summary
+
+
+def _write_report(settings: Settings, tables: RatingTables, report_id: str, first: date, last: date, report) -> int:
+    """The report's rows into the warehouse under `report_id` (replacing that id's); their count."""
+    from cdr_platform.lib.warehouse import connect
+
+    with connect(settings.warehouse) as conn:
+        return tables.write_rerating_report(
+            conn, report_id, first, last, report.rows, datetime.now(UTC).replace(tzinfo=None)
+        )
+
+
+def _day_line(s: dict) -> str:
+    """One day of a range, in a line."""
+    how = "first rating" if s["first_rating"] else f"re-rated: {s['subscribers_changed']:,} subscriber(s) changed"
+    return (
+        f"{s['day']}: {s['input']:,} clean CDRs -> {s['rated']:,} rated, {s['suspended']:,} in suspense, "
+        f"revenue {s['revenue_total']} {CURRENCY}; {how} ({s['seconds']:.1f} s)"
+    )
+
+
+def _range_line(s: dict) -> str:
+    r = s["rerating"]
+    first = f"; first rating of {len(r['first_rated_days'])} day(s)" if r["first_rated_days"] else ""
+    return (
+        f"rated {s['from']} to {s['to']} ({s['days']} day(s)): {s['input']:,} clean CDRs -> {s['rated']:,} rated, "
+        f"{s['suspended']:,} in suspense, revenue {s['revenue_total']} {CURRENCY} in {s['seconds']:.1f} s; "
+        f"re-rating of {len(r['rerated_days'])} day(s): {r['subscribers_changed']:,} subscriber(s) changed, "
+        f"old total {r['old_total']}, new total {r['new_total']}, delta {r['delta']}{first}"
+    )
+
+
+def _range_summary(
+    summaries: list[dict], report: RerateReport, first: date, last: date, run_id: str | None, seconds: float
+) -> dict:
+    """The days' summaries added up (as one day's reads: a one-day range has the day's counts),
+    with each day's line in `by_day` and the re-rating report's totals and largest changes."""
+    total = new_summary()
+    for s in summaries:
+        merge_summary(total, s)
+        total["plain_engine_rows"] += s["plain_engine_rows"]
+    revenue_total = sum((Decimal(s["revenue_total"]) for s in summaries), Decimal(0))
+    for key in ("warehouse_connections", "python_workers"):  # per day's session: the most any day used
+        if any(key in s for s in summaries):
+            total[key] = max(s.get(key, 0) for s in summaries)
+    total.update(
+        {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "days": len(summaries),
+            **({"day": first.isoformat()} if first == last else {}),
+            "run_id": run_id,
+            "revenue_by_type": dict(sorted(total["revenue_by_type"].items())),
+            "revenue_total": str(revenue_total),
+            "currency": CURRENCY,
+            "slices": sum(s["slices"] for s in summaries),
+            "seconds": round(seconds, 2),
+            "rows_per_second": round(total["input"] / seconds, 1) if seconds else 0.0,
+            "rating_seconds": round(sum(s["rating_seconds"] for s in summaries), 2),
+            "by_day": [
+                {
+                    k: s[k]
+                    for k in (
+                        "day",
+                        "input",
+                        "rated",
+                        "suspended",
+                        "revenue_total",
+                        "first_rating",
+                        "subscribers_changed",
+                        "seconds",
+                    )
+                }
+                for s in summaries
+            ],
+            "rerating": {**report.summary(), "top": [r.as_dict() for r in report.top(REPORT_TOP)]},
+        }
+    )
+    return total
 
 
 def _complete_summary(summary: dict, day: date, run_id: str | None, seconds: float, rated_seconds: float) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from cdr_platform.lib.rating.plan import SEED_FILES, TariffPlan, build_tariff_plan
+from cdr_platform.lib.rating.rerating import ReportRow
 from cdr_platform.lib.schema import CLEAN_RECORD, MEDIATION_BATCH
+from cdr_platform.lib.warehouse import TableSpec, bulk_insert
 from cdr_platform.lib.warehouse.columns import Column, names, table_body
 from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
@@ -61,6 +64,20 @@ SUSPENSE_COLUMNS: tuple[Column, ...] = (
     Column("detail", "varchar", 400, nullable=False),
     Column("suspended_at", "timestamp", nullable=False),
 )
+# The re-rating report (lib/rating/rerating.py): one row per subscriber whose rated CDRs or cost a
+# run's re-rating changed, over the days it rated; a re-run of the same run id replaces its rows.
+RERATING_REPORT_COLUMNS: tuple[Column, ...] = (
+    Column("run_id", "varchar", 64, nullable=False),
+    Column("rated_from", "date", nullable=False),
+    Column("rated_to", "date", nullable=False),
+    Column("msisdn", "varchar", 16, nullable=False),
+    Column("old_cdrs", "bigint", nullable=False),
+    Column("new_cdrs", "bigint", nullable=False),
+    Column("old_cost", "decimal", nullable=False),
+    Column("new_cost", "decimal", nullable=False),
+    Column("delta", "decimal", nullable=False),
+    Column("created_at", "timestamp", nullable=False),
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,10 @@ class RatingTables:
         return f"{self.schema}.rating_load_manifest"
 
     @property
+    def rerating_report(self) -> TableSpec:
+        return TableSpec(self.schema, "rerating_report", RERATING_REPORT_COLUMNS, primary_key=("run_id", "msisdn"))
+
+    @property
     def partitioned(self) -> bool:
         return self.dialect.name == "postgres"
 
@@ -125,7 +146,54 @@ class RatingTables:
                 " primary key (load_id, task_partition)",
             )
         )
+        statements.append(self.rerating_report.create_table_sql(d))
         return statements
+
+    def day_totals_sql(self) -> str:
+        """A day's rated CDRs and their cost per subscriber (%(day)s): what a re-rating compares."""
+        return (
+            f"select served_msisdn, count(*), sum(cost) from {self.rated}"
+            " where rating_day = %(day)s group by served_msisdn"
+        )
+
+    def day_was_rated_sql(self) -> str:
+        """1 if the day has a rated or a suspended row (%(day)s), else 0: 0 makes its rating a first one."""
+        return (
+            f"select case when exists (select 1 from {self.rated} where rating_day = %(day)s)"
+            f" or exists (select 1 from {self.suspense} where rating_day = %(day)s) then 1 else 0 end"
+        )
+
+    def clear_rerating_report_sql(self) -> str:
+        """The report rows of one run (%(run_id)s), to replace."""
+        return f"delete from {self.rerating_report.qualified} where run_id = %(run_id)s"
+
+    def write_rerating_report(
+        self, conn, run_id: str, rated_from: date, rated_to: date, rows: Iterable[ReportRow], created_at: datetime
+    ) -> int:
+        """Replace the report rows of `run_id` by `rows`, in one transaction; their count."""
+        spec = self.rerating_report
+        with conn.transaction():
+            conn.execute(self.clear_rerating_report_sql(), {"run_id": run_id})
+            return bulk_insert(
+                conn,
+                self.dialect,
+                spec,
+                (
+                    (
+                        run_id,
+                        rated_from,
+                        rated_to,
+                        r.msisdn,
+                        r.old_cdrs,
+                        r.new_cdrs,
+                        r.old_cost,
+                        r.new_cost,
+                        r.delta,
+                        created_at,
+                    )
+                    for r in rows
+                ),
+            )
 
     def rated_columns_sql(self) -> str:
         """The columns rating_cdrs has in the warehouse (a table an earlier version made may lack
