@@ -460,19 +460,57 @@ def _rating_metadata(summary: dict) -> dict:
     }
 
 
+def _rerating_metadata(summary: dict) -> dict:
+    """The re-rating report as metadata: its totals and a markdown table of the largest changes."""
+    from cdr_platform.lib.rating.rerating import markdown_report
+
+    r = summary["rerating"]
+    return {
+        "rerating_report": {"raw_value": markdown_report(r, r["top"], len(r["top"])), "type": "md"},
+        "subscribers_changed": r["subscribers_changed"],
+        "rerating_old_total": r["old_total"],
+        "rerating_new_total": r["new_total"],
+        "rerating_delta": r["delta"],
+        "rerated_days": ", ".join(r["rerated_days"]) or "none",
+        "first_rated_days": ", ".join(r["first_rated_days"]) or "none",
+        "rerating_report_id": r["report_id"],
+    }
+
+
+def _rating_range(day: datetime | None, first: datetime | None, last: datetime | None) -> tuple[date, date]:
+    """The days `cdr rate` rates: --day D, or --from D1 --to D2 (inclusive, not backwards)."""
+    if day is not None:
+        if first is not None or last is not None:
+            raise click.UsageError("give --day, or --from and --to, not both")
+        return day.date(), day.date()
+    if first is None or last is None:
+        raise click.UsageError("give --day D, or a range: --from D1 --to D2 (both)")
+    if first > last:
+        raise click.BadParameter(f"{last:%Y-%m-%d} is before --from {first:%Y-%m-%d}", param_hint="--to")
+    return first.date(), last.date()
+
+
+_RATING_DAY = click.DateTime(["%Y-%m-%d"])
+
+
 @cdr.command()
-@click.option(
-    "--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The local day to rate (CDR_TARIFF_TIMEZONE)."
-)
-def rate(day: datetime) -> None:
-    """Rate one local day of clean CDRs into rating_cdrs (and rating_suspense); a re-run replaces the day."""
+@click.option("--day", type=_RATING_DAY, default=None, help="The local day to rate (CDR_TARIFF_TIMEZONE).")
+@click.option("--from", "first", type=_RATING_DAY, default=None, help="First local day of a range to (re-)rate.")
+@click.option("--to", "last", type=_RATING_DAY, default=None, help="Last local day of the range (inclusive).")
+def rate(day: datetime | None, first: datetime | None, last: datetime | None) -> None:
+    """Rate local days of clean CDRs into rating_cdrs (and rating_suspense); a re-run replaces a day.
+
+    --day D rates one day; --from D1 --to D2 re-rates a range in order (after a tariff correction),
+    with a re-rating report per subscriber (old cost, new cost, delta) kept in rating.rerating_report.
+    """
     from cdr_platform.lib.rating import job
 
+    days = _rating_range(day, first, last)
     _configure_logging()
     with _dagster_pipes() as pipes:
         try:
-            summary = job.rate_day(
-                date(day.year, day.month, day.day),
+            summary = job.rate_days(
+                *days,
                 run_id=_setting("CDR_RUN_ID") or None,
                 progress=pipes.log.info if pipes else log.info,
             )
@@ -484,13 +522,28 @@ def rate(day: datetime) -> None:
         click.echo(job.SUMMARY_PREFIX + json.dumps(summary))
         if pipes:
             metadata = _rating_metadata(summary)
-            pipes.report_asset_materialization(asset_key=user_string(asset_keys.RATING_CDRS), metadata=metadata)
+            rerating = _rerating_metadata(summary)
+            range_meta = {"rated_from": summary["from"], "rated_to": summary["to"]}
+            pipes.report_asset_materialization(
+                asset_key=user_string(asset_keys.RATING_CDRS),
+                # the report shows where a day was re-rated (a first rating has nothing to compare)
+                metadata={**metadata, **range_meta, **(rerating if summary["rerating"]["rerated_days"] else {})},
+            )
             pipes.report_asset_materialization(
                 asset_key=user_string(asset_keys.RATING_SUSPENSE),
                 metadata={
                     "dagster/row_count": {"raw_value": summary["suspended"], "type": "int"},
                     "suspended": summary["suspended"],
                     "suspended_by_reason": metadata["suspended_by_reason"],
+                },
+            )
+            pipes.report_asset_materialization(
+                asset_key=user_string(asset_keys.RERATING_REPORT),
+                metadata={
+                    "dagster/row_count": {"raw_value": summary["rerating"]["report_rows"], "type": "int"},
+                    "table": summary["rerating"]["report_table"],
+                    **range_meta,
+                    **rerating,
                 },
             )
 

@@ -24,6 +24,7 @@ REJECT_STORE: AssetPath = ("reject_store",)
 # rating
 RATING_CDRS: AssetPath = ("rating_cdrs",)
 RATING_SUSPENSE: AssetPath = ("rating_suspense",)
+RERATING_REPORT: AssetPath = ("rating", "rerating_report")  # what a re-rating changed, per subscriber
 # dbt: seeds, bills and marts (prefixes as dbt_project.yml's meta.dagster.key_prefix)
 TARIFFS_PREFIX = "tariffs"
 BILLING_PREFIX = "billing"

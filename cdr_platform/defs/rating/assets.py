@@ -1,4 +1,11 @@
-"""Rating: the Spark batch job per day, run through Dagster Pipes, into rating_cdrs."""
+"""Rating: the Spark batch job per day (or range of days), run through Dagster Pipes, into rating_cdrs.
+
+A run of a partition range (a backfill after a tariff correction) rates its days in order in one
+Spark session (`cdr rate --from --to`): BACKFILL runs a week of days per run, so Spark starts once
+a week rather than once a day, while a failed run leaves at most a week to re-run (the days it
+swapped in stay re-rated; their report is kept under the failed run's id). The re-rating report
+(what the run changed per subscriber) is the third asset of the run, as the same run produces it.
+"""
 
 import dagster as dg
 
@@ -12,6 +19,9 @@ from cdr_platform.utils.dagster_instance import STAGE_TAG
 GROUP = "rating"
 RATING_CDRS_KEY = dg.AssetKey(asset_keys.RATING_CDRS)
 RATING_SUSPENSE_KEY = dg.AssetKey(asset_keys.RATING_SUSPENSE)
+RERATING_REPORT_KEY = dg.AssetKey(asset_keys.RERATING_REPORT)
+DAYS_PER_BACKFILL_RUN = 7
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_BACKFILL_RUN)
 TARIFF_KEYS = [dg.AssetKey(asset_keys.tariff_seed(seed.removesuffix(".csv"))) for seed in SEED_FILES]
 # Days by call start, in the operator's time zone (CDR_TARIFF_TIMEZONE, read when the code
 # location loads: a partition's day is structure, not a run's setting). The generator's
@@ -39,8 +49,19 @@ RATING_DAYS = dg.DailyPartitionsDefinition(
             description="Warehouse table rating.rating_suspense: the day's clean CDRs the tariff does not cover, "
             "with the reason (never rated zero). Replaced with the day.",
         ),
+        dg.AssetSpec(
+            RERATING_REPORT_KEY,
+            deps=[CLEAN_CDRS_KEY, *TARIFF_KEYS],
+            group_name=GROUP,
+            kinds={"postgres"},
+            description="Warehouse table rating.rerating_report: per subscriber whose rated CDRs or cost a "
+            "re-rating changed (a tariff correction), old and new cost and the delta, over the run's days "
+            "(rows keyed by run id). Its metadata shows the totals and the largest changes. A day's first "
+            "rating is no re-rating: it adds no row.",
+        ),
     ],
     partitions_def=RATING_DAYS,
+    backfill_policy=BACKFILL,
     can_subset=False,
 )
 def rating_cdrs(
@@ -50,11 +71,12 @@ def rating_cdrs(
     tariff: TariffResource,
     spark: SparkResource,
 ):
-    """Rate one local day (`cdr rate --day`), through Dagster Pipes."""
+    """Rate the run's local days (`cdr rate --from --to`: one day, or a backfill's range), through Dagster Pipes."""
+    days = context.partition_key_range
     return spark.run_job(
         context,
         pipes_subprocess_client,
-        ["rate", "--day", context.partition_key],
+        ["rate", "--from", days.start, "--to", days.end],
         env={**warehouse.subprocess_env(), **tariff.subprocess_env()},
     )
 
@@ -62,7 +84,7 @@ def rating_cdrs(
 # The job takes its partitions from the asset it selects.
 rate_cdrs_job = dg.define_asset_job(
     "rate_cdrs",
-    selection=dg.AssetSelection.assets(RATING_CDRS_KEY, RATING_SUSPENSE_KEY),
-    description="Rate one day of clean CDRs into rating_cdrs (and suspense).",
+    selection=dg.AssetSelection.assets(RATING_CDRS_KEY, RATING_SUSPENSE_KEY, RERATING_REPORT_KEY),
+    description="Rate one day (or a range) of clean CDRs into rating_cdrs (and suspense), with the re-rating report.",
     tags={STAGE_TAG: "rating"},
 )
