@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import dagster as dg
 import psycopg
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
-from cdr_platform.defs.rating.assets import rating_cdrs
+from cdr_platform.defs.rating.assets import RATING_CDRS_KEY, RERATING_REPORT_KEY, rating_cdrs
 from cdr_platform.defs.rating.checks import (
     rating_covers_every_clean_cdr,
     rating_no_negative_cost,
@@ -83,9 +84,11 @@ def mediated(seeded, tmp_path, monkeypatch):
     box.drop()
 
 
-def rate(env, day: str):
+def rate(env, day: str, to: str | None = None):
+    """`cdr rate --day day`, or `cdr rate --from day --to to`."""
+    days = ["--day", day] if to is None else ["--from", day, "--to", to]
     return subprocess.run(
-        [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day],
+        [sys.executable, "-m", "cdr_platform.cli", "rate", *days],
         env={**os.environ, **env},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -94,17 +97,34 @@ def rate(env, day: str):
     )
 
 
+def summary_of(done) -> dict:
+    """The summary line `cdr rate` ends with."""
+    line = next(line for line in done.stdout.splitlines() if line.startswith(SUMMARY_PREFIX))
+    return json.loads(line[len(SUMMARY_PREFIX) :])
+
+
+def per_subscriber(rows) -> dict[str, tuple[int, Decimal]]:
+    """(served_msisdn, cost) rows of rated CDRs as each subscriber's count and total cost."""
+    out: dict[str, tuple[int, Decimal]] = {}
+    for msisdn, cost in rows:
+        n, total = out.get(msisdn, (0, Decimal(0)))
+        out[msisdn] = (n + 1, total + cost)
+    return out
+
+
 def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(mediated):
+    """...and a re-rating reports per subscriber what it changed: nothing for an identical re-run,
+    exactly the cost differences of the rated CDRs after a tariff correction."""
     box, env, tables = mediated
     for day in ("2026-11-20", "2026-11-21"):
         done = rate(env, day)
         assert done.returncode == 0, done.stderr[-3000:]
         # Spark's Python workers keep their rater and warehouse connection from slice to slice
         # (local[2]: two of each, however many slices)
-        summary = json.loads(
-            next(line for line in done.stdout.splitlines() if line.startswith(SUMMARY_PREFIX))[len(SUMMARY_PREFIX) :]
-        )
+        summary = summary_of(done)
         assert summary["slices"] >= 4 and 1 <= summary["warehouse_connections"] <= 2, summary
+        # a day's first rating is no re-rating: named, and nothing in the report
+        assert summary["rerating"]["first_rated_days"] == [day] and summary["rerating"]["subscribers_changed"] == 0
     local_day = f"cast(start_time at time zone 'UTC' at time zone '{CLOCK.tz.key}' as date)"
     clean_by_day = dict(box.query(f"select {local_day}, count(*) from {box.tables.clean} group by 1"))
     assert set(clean_by_day) == {date(2026, 11, 20), date(2026, 11, 21)}
@@ -135,6 +155,45 @@ def test_days_are_rated_replaced_on_rerun_and_uncovered_calls_go_to_suspense(med
     again = rate(env, "2026-11-20")  # re-running a day replaces it
     assert again.returncode == 0, again.stderr[-3000:]
     assert box.query(f"select record_id, cost from {tables.rated} order by record_id") == before
+    rerun = summary_of(again)["rerating"]  # ...and, at the same tariff, changes nobody's bill
+    assert (rerun["rerated_days"], rerun["first_rated_days"], rerun["subscribers_changed"]) == (["2026-11-20"], [], 0)
+    assert Decimal(rerun["delta"]) == 0 and rerun["report_rows"] == 0
+
+    # A tariff correction: off-net calls on weekday evenings cost 0.95 a minute, not 0.80. The
+    # evening of Friday 20 November uses that rate, Saturday's calls the weekend one.
+    with box.connect() as conn:
+        conn.execute(f"update {tables.tariff_schema}.tp_rates set rate = '0.95' where id = 'RT_VOICE_OFFNET_OFFPEAK'")
+    rated_sql = f"select record_id, served_msisdn, rating_day, cost from {tables.rated} where rating_day in" + (
+        " ('2026-11-20', '2026-11-21')"
+    )
+    old = {r[0]: r[1:] for r in box.query(rated_sql)}
+    corrected = rate(env, "2026-11-20", to="2026-11-21")
+    assert corrected.returncode == 0, corrected.stderr[-3000:]
+    assert "[1/2] 2026-11-20: " in corrected.stderr and "[2/2] 2026-11-21: " in corrected.stderr
+    new = {r[0]: r[1:] for r in box.query(rated_sql)}
+    assert new.keys() == old.keys()  # the same CDRs, repriced
+    changed = {k for k in new if new[k][2] != old[k][2]}
+    # only the Friday evening's CDRs, and all of them dearer
+    assert changed and {new[k][1] for k in changed} == {date(2026, 11, 20)}
+    assert all(new[k][2] > old[k][2] for k in changed)
+    # the report, computed here from the CDRs before and after
+    before_by, after_by = (per_subscriber((m, c) for m, _, c in rows.values()) for rows in (old, new))
+    expected = {
+        m: (*before_by[m], *after_by[m]) for m in after_by if before_by[m] != after_by[m]
+    }  # msisdn -> old CDRs, old cost, new CDRs, new cost
+    report = summary_of(corrected)["rerating"]
+    assert report["rerated_days"] == ["2026-11-20", "2026-11-21"] and report["changed_days"] == ["2026-11-20"]
+    assert report["subscribers_changed"] == len(expected) == len({new[k][0] for k in changed})
+    assert Decimal(report["delta"]) == sum(new[k][2] - old[k][2] for k in changed) > 0
+    stored = box.query(
+        f"select msisdn, old_cdrs, old_cost, new_cdrs, new_cost, delta from {tables.rerating_report.qualified}"
+        " where run_id = %s",
+        (report["report_id"],),
+    )
+    assert {m: (oc, ocost, nc, ncost) for m, oc, ocost, nc, ncost, _ in stored} == expected
+    assert all(delta == ncost - ocost for _, _, ocost, _, ncost, delta in stored)
+    largest = max(expected.values(), key=lambda v: v[3] - v[1])
+    assert Decimal(report["top"][0]["delta"]) == largest[3] - largest[1]
 
     # a call that starts before local midnight and ends after it: rated on its start day, split at midnight
     crossing = box.query(
@@ -368,9 +427,14 @@ def test_rating_through_dagster_passes_its_checks_and_coverage_fails_on_a_clean_
             resources=resources_for(load_settings(), Environment.LOCAL),  # the fixture's environment
         )
         assert result.success
-        meta = result.asset_materializations_for_node("rating_cdrs")[0].metadata
+        by_key = {m.asset_key: m.metadata for m in result.asset_materializations_for_node("rating_cdrs")}
+        meta = by_key[RATING_CDRS_KEY]
         assert meta["rated"].value + meta["suspended"].value == meta["input"].value > 0
         assert "voice" in meta["revenue_by_type"].value
+        # the run's re-rating report, an asset of the same run: a first rating has nothing in it
+        report = by_key[RERATING_REPORT_KEY]
+        assert report["first_rated_days"].value == "2026-11-20" and report["subscribers_changed"].value == 0
+        assert report["table"].value == tables.rerating_report.qualified and "rerating_report" not in meta
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         assert checks == {
             "rating_covers_every_clean_cdr": True,
