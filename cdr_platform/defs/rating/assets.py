@@ -56,8 +56,8 @@ RATING_DAYS = dg.DailyPartitionsDefinition(
             kinds={"postgres"},
             description="Warehouse table rating.rerating_report: per subscriber whose rated CDRs or cost a "
             "re-rating changed (a tariff correction), old and new cost and the delta, over the run's days "
-            "(rows keyed by run id). Its metadata shows the totals and the largest changes. A day's first "
-            "rating is no re-rating: it adds no row.",
+            "(rows keyed by run id). Its metadata shows the totals and the largest changes; a run of several "
+            "days shows its whole report on each of them. A day's first rating is no re-rating: it adds no row.",
         ),
     ],
     partitions_def=RATING_DAYS,
