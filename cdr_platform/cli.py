@@ -881,6 +881,111 @@ def reference_export(dataset: str, file: Path, count: int, seed: int) -> None:
     click.echo(f"{dataset}: {rows:,} rows written to {file}")
 
 
+# -- billing cycles: closing a month -----------------------------------------------------------
+
+
+@cdr.group()
+def billing() -> None:
+    """Billing cycles: close a month (issue its documents under gapless numbers) and reconcile."""
+
+
+@billing.command("close")
+@click.option("--month", required=True, type=click.DateTime(["%Y-%m"]), help="The billing month to close (YYYY-MM).")
+@click.option(
+    "--issue-date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The documents' issue date (default: today in CDR_TARIFF_TIMEZONE); its year picks the number series.",
+)
+@click.option("--documents/--no-documents", default=True, show_default=True, help="Render the issued PDFs.")
+def billing_close(month: datetime, issue_date: datetime | None, documents: bool) -> None:
+    """Close MONTH: issue its bills and the pending adjustments of earlier closed months, in one transaction.
+
+    Closing a closed month again issues nothing (and re-renders a missing PDF). A refused close (an
+    earlier month still open, bills older than the rating, out-of-date adjustments) issues nothing and
+    says what to do first; exit 1."""
+    from cdr_platform.lib.billing.bills import month_folder
+    from cdr_platform.lib.billing.cycles import (
+        CloseRefused,
+        billing_lock,
+        close_month,
+        issued_documents,
+        write_issued_documents,
+    )
+    from cdr_platform.lib.billing.documents import issuer
+    from cdr_platform.lib.tariff_clock import TariffClock
+
+    _configure_logging()
+    settings, conn, dialect = _reference_warehouse()
+    first = date(month.year, month.month, 1)
+    today = TariffClock(settings.tariff_timezone).local_date(datetime.now(UTC))
+    with conn:
+        with billing_lock(conn, dialect, settings.billing_schema):
+            try:
+                result = close_month(
+                    conn,
+                    dialect=dialect,
+                    billing_schema=settings.billing_schema,
+                    rating_table=f"{settings.rating_schema}.rating_cdrs",
+                    month=first,
+                    issue_date=issue_date.date() if issue_date else today,
+                    closed_by=f"cdr billing close ({_account()})",
+                )
+            except CloseRefused as exc:
+                _fail(f"{first:%Y-%m} not closed: {exc}")
+        issued = (
+            issued_documents(
+                conn,
+                settings.billing_schema,
+                first,
+                issuer(settings.invoice_issuer_name, settings.invoice_issuer_address),
+            )
+            if documents
+            else []
+        )
+    click.echo(result.summary())
+    if documents:
+        files = write_issued_documents(issued, month_folder(settings.data_dir, first))
+        click.echo(f"documents: {len(files.written)} written, {len(files.kept)} already there, in {files.folder}")
+
+
+def _account() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no such user in a container's passwd
+        return "unknown"
+
+
+@billing.command("reconcile")
+def billing_reconcile() -> None:
+    """Per month: valued (billing_cdrs now) = issued + adjustments issued since + pending + open, to the cent.
+
+    Exit 1 when a month does not reconcile."""
+    from cdr_platform.lib.billing.cycles import reconcile
+
+    settings, conn, _ = _reference_warehouse()
+    with conn:
+        months = reconcile(conn, settings.billing_schema)
+    rows = [
+        {
+            "month": f"{m.month:%Y-%m}",
+            "status": "closed" if m.closed else "open",
+            "valued": f"{m.valued:,.2f}",
+            "issued": f"{m.issued:,.2f}",
+            "adjusted since": f"{m.adjusted:,.2f}",
+            "pending": f"{m.pending:,.2f}",
+            "open": f"{m.open:,.2f}",
+            "difference": f"{m.difference:,.2f}",
+        }
+        for m in months
+    ]
+    click.echo(_table(rows) if rows else "no bills yet")
+    if any(m.difference for m in months):
+        _fail("billing does not reconcile: " + ", ".join(f"{m.month:%Y-%m}" for m in months if m.difference))
+
+
 @cdr.command("settings")
 @click.option(
     "--check",

@@ -21,7 +21,7 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from cdr_platform.lib.billing.documents import Operator
+from cdr_platform.lib.billing.documents import Operator, issuer
 from cdr_platform.lib.mediation.rules import Limits
 from cdr_platform.lib.mediation.store import MediationTables
 from cdr_platform.lib.rating.engine import RatingEngine
@@ -270,8 +270,7 @@ class BillDocumentsResource(SettingsResource):
     issuer_address: str = from_setting("CDR_INVOICE_ISSUER_ADDRESS")
 
     def operator(self) -> Operator:
-        address = tuple(line.strip() for line in self.issuer_address.split("|") if line.strip())
-        return Operator(name=self.issuer_name, address=address)
+        return issuer(self.issuer_name, self.issuer_address)
 
 
 class ReferenceFilesResource(SettingsResource):

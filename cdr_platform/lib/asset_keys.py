@@ -32,6 +32,8 @@ MARTS_PREFIX = "marts"
 BILLING_CDRS: AssetPath = (BILLING_PREFIX, "billing_cdrs")
 INVOICE_LINES: AssetPath = (BILLING_PREFIX, "invoice_lines")
 BILL_DOCUMENTS: AssetPath = (BILLING_PREFIX, "bill_documents")  # the bills as PDF documents
+BILLING_ADJUSTMENTS: AssetPath = (BILLING_PREFIX, "billing_adjustments")  # closed months' pending differences
+ISSUED_INVOICES: AssetPath = (BILLING_PREFIX, "issued_invoices")  # a closed month's documents, as issued
 # BI
 DASHBOARD: AssetPath = ("bi", "dashboard")
 SEMANTIC_MODEL: AssetPath = ("powerbi", "semantic_model")

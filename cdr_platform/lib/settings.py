@@ -530,6 +530,13 @@ SETTINGS: tuple[Setting, ...] = (
         "its postal address on the documents, lines separated by `|`",
         into=("invoice_issuer_address",),
     ),
+    Setting(
+        "CDR_BILLING_CLOSE_DAY",
+        integer(1, 28),
+        5,
+        "the day of month M+1 on which the close_billing_month schedule (off until turned on) closes month M",
+        into=("billing_close_day",),
+    ),
     # -- tariff and rating
     Setting(
         "CDR_TARIFF_TIMEZONE",
@@ -1013,6 +1020,7 @@ class Settings:
     dbt_target: str
     invoice_issuer_name: str
     invoice_issuer_address: str
+    billing_close_day: int
     tariff_timezone: str
     rating_rounding_decimals: int
     rating_io: str

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -655,3 +657,168 @@ def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipelin
     again = dg.materialize([bill_documents], instance=run.instance, partition_key=NOVEMBER, resources=run.resources())
     (event,) = again.get_asset_materialization_events()
     assert event.event_specific_data.materialization.metadata["removed"].value == 0
+
+
+def _close(month: str, issue_date: str) -> subprocess.CompletedProcess:
+    """`cdr billing close`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cdr_platform.cli", "billing", "close", "--month", month, "--issue-date", issue_date],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _issued(run: Pipeline) -> tuple[list[tuple], list[tuple]]:
+    """The issued record, every column, in a fixed order."""
+    return (
+        run.query(f"select * from {run.billing}.issued_invoices order by invoice_number"),
+        run.query(f"select * from {run.billing}.issued_invoice_lines order by invoice_number, line_number"),
+    )
+
+
+def _pdf_digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pdf"))}
+
+
+def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_adjusted_on_the_next_bill(
+    pipeline, tmp_path, monkeypatch
+):
+    """November closed (its bills issued as numbered documents and PDFs), closed again (nothing
+    changes), then a late November CDR: November's issued bills stay byte-identical, the
+    difference waits in billing_adjustments, and closing December issues it as an adjustment line
+    on the subscriber's December invoice, referencing the November invoice and the CDR behind it.
+    The reconciliation holds at every step."""
+    from cdr_platform.defs.billing.cycles import billing_cycles_reconcile
+    from cdr_platform.lib.billing.cycles import reconcile
+
+    run = pipeline
+    monkeypatch.setenv("CDR_DATA_DIR", str(tmp_path))
+    november_folder, december_folder = tmp_path / "bills" / "2026-11", tmp_path / "bills" / "2026-12"
+    warehouse = run.resources()["warehouse"]
+
+    refused = _close("2026-12", "2027-01-05")
+    assert refused.returncode == 1 and "2026-11 has bills and is still open" in refused.stderr, refused.stderr
+
+    closed = _close("2026-11", "2026-12-05")
+    assert closed.returncode == 0, closed.stderr[-3000:]
+    assert "closed 2026-11 on 2026-12-05" in closed.stdout, closed.stdout
+    bills = {
+        row[0]: row
+        for row in run.query(
+            f"select invoice_number, document_type, amount_before_tax, vat_amount, total_amount, msisdn"
+            f" from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}'"
+        )
+    }
+    issued, issued_lines = _issued(run)
+    columns = [
+        d[0] for d in run.box.connect().execute(f"select * from {run.billing}.issued_invoices limit 0").description
+    ]
+    at = {name: columns.index(name) for name in columns}
+    assert len(issued) == len(bills) > 0
+    for kind, prefix in (("invoice", "INV"), ("statement", "STM")):
+        series = sorted(r[at["sequence_number"]] for r in issued if r[at["document_type"]] == kind)
+        assert series == list(range(1, len(series) + 1)), kind  # gapless, from 1 in the year of issue
+        assert all(
+            r[at["invoice_number"]] == f"{prefix}-2026-{r[at['sequence_number']]:06d}"
+            for r in issued
+            if r[at["document_type"]] == kind
+        )
+    for row in issued:  # each bill issued as it was billed, nothing added
+        bill = bills[row[at["provisional_number"]]]
+        assert (row[at["bill_amount_before_tax"]], row[at["bill_vat_amount"]], row[at["bill_total_amount"]]) == bill[
+            2:5
+        ]
+        assert (row[at["amount_before_tax"]], row[at["vat_amount"]], row[at["total_amount"]]) == bill[2:5]
+    (billed_lines,) = run.query(f"select count(*) from {run.billing}.invoice_lines where billing_month = '{NOVEMBER}'")[
+        0
+    ]
+    assert len(issued_lines) == billed_lines
+    pdfs = _pdf_digests(november_folder)
+    assert set(pdfs) == {f"{r[at['invoice_number']]}.pdf" for r in issued}  # and no provisional document left
+    first_invoice = next(r for r in issued if r[at["document_type"]] == "invoice")
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(november_folder / f"{first_invoice[at['invoice_number']]}.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert first_invoice[at["invoice_number"]] in text and "INVOICE" in text and "PROVISIONAL" not in text
+    assert f"{first_invoice[at['total_amount']]:,.2f}" in text
+
+    again = _close("2026-11", "2026-12-06")
+    assert again.returncode == 0 and "already closed" in again.stdout, again.stdout + again.stderr
+    assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
+
+    # a late November CDR of a postpaid subscriber with a November invoice: an international call
+    # (priced, outside the included minutes)
+    owner = next(r for r in issued if r[at["document_type"]] == "invoice")
+    subscriber = next(s for s in generate_subscribers() if s.msisdn == owner[at["msisdn"]])
+    late = {
+        "schema_version": 1,
+        "record_id": "late-after-close-1",
+        "record_type": "voice",
+        "served_msisdn": subscriber.msisdn,
+        "other_msisdn": "+33612345678",
+        "direction": "outgoing",
+        "start_time": "2026-11-30T22:00:00Z",  # 23:00 local: still November
+        "duration_s": 240,
+        "cell_id": subscriber.home_cell_id,
+        "technology": "4G",
+        "roaming": False,
+    }
+    run.box.produce_raw([(subscriber.msisdn.encode(), orjson.dumps(late))])
+    mediated = run.box.run()
+    assert mediated.returncode == 0 and mediated.summary["clean_by_day"] == {"2026-11-30": 1}
+    run.rate("2026-11-30")
+    rebilled = run.bill(NOVEMBER)
+    assert rebilled.success and not failed_checks(rebilled), failed_checks(rebilled)
+    assert "billing_closed_months_reconcile" in {c.check_name for c in rebilled.get_asset_check_evaluations()}
+
+    # the closed month is never rewritten: its issued rows and PDFs are as they were, byte for byte
+    assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
+    (valued_now,) = run.query(
+        f"select total_amount from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}' and msisdn = %s",
+        (subscriber.msisdn,),
+    )[0]
+    pending = run.query(
+        f"select msisdn, adjusts_invoice_number, total_amount, adjustment_document_type, late_cdrs"
+        f" from {run.billing}.billing_adjustments"
+    )
+    delta = valued_now - owner[at["bill_total_amount"]]
+    assert delta > 0
+    assert pending == [(subscriber.msisdn, owner[at["invoice_number"]], delta, "invoice", 1)]
+    with run.box.connect() as conn:
+        assert all(m.difference == 0 for m in reconcile(conn, run.billing))
+    assert billing_cycles_reconcile(warehouse=warehouse).passed
+
+    # December closes in the next year's series, with the adjustment on the subscriber's invoice
+    december = _close("2026-12", "2027-01-05")
+    assert december.returncode == 0, december.stderr[-3000:]
+    assert "1 adjustment line of earlier months" in december.stdout, december.stdout
+    (number, bill_total, adjustment_total, total) = run.query(
+        f"select invoice_number, bill_total_amount, adjustment_total, total_amount from {run.billing}.issued_invoices"
+        f" where billing_month = '{DECEMBER}' and msisdn = %s and document_type = 'invoice'",
+        (subscriber.msisdn,),
+    )[0]
+    assert number.startswith("INV-2027-") and adjustment_total == delta and total == bill_total + delta
+    (line,) = run.query(
+        f"select line_number, line_type, total_amount, adjusts_invoice_number, adjusts_month, adjusts_cdrs"
+        f" from {run.billing}.issued_invoice_lines where invoice_number = %s and adjusts_month is not null",
+        (number,),
+    )
+    assert line[:4] == (101, "adjustment", delta, owner[at["invoice_number"]])
+    assert f"{line[4]:%Y-%m-%d}" == NOVEMBER and line[5] == 1
+    assert run.query(f"select count(*) from {run.billing}.billing_adjustments") == [(0,)]
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(december_folder / f"{number}.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Adjustment to {owner[at['invoice_number']]}" in text and f"{total:,.2f}" in text
+    with run.box.connect() as conn:
+        months = reconcile(conn, run.billing)
+    assert [m.difference for m in months] == [0, 0] and all(m.closed for m in months)
+    still = [r for r in _issued(run)[0] if f"{r[at['billing_month']]:%Y-%m-%d}" == NOVEMBER]
+    assert still == issued and _pdf_digests(november_folder) == pdfs  # November, as issued

@@ -199,6 +199,7 @@ def test_the_bill_documents_read_the_months_bills_on_sqlserver_in_tsql(sqlserver
         ["rejects", "replay", "--reason", "UNKNOWN_CELL"],
         ["rejects", "discard", "--reason", "UNKNOWN_CELL", "--note", "cell retired"],
         ["reference", "versions"],
+        ["billing", "reconcile"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )
@@ -210,6 +211,38 @@ def test_the_cli_commands_that_touch_the_warehouse_send_tsql(sqlserver, command)
         assert result.exit_code in (0, 1), result.output  # 1: "no such reject" is an answer too
 
     _run_step(sqlserver, "cdr " + " ".join(command[:2]), invoke)
+
+
+def test_closing_a_month_issues_its_bills_on_sqlserver_in_tsql(sqlserver):
+    """`cdr billing close`: the checks before it, the numbered documents and their lines, the
+    record of the close, in one transaction - every statement T-SQL."""
+    import re
+    from datetime import date
+    from decimal import Decimal
+
+    from cdr_platform.cli import cdr
+
+    month, cost = date(2026, 11, 1), Decimal("1.500000")
+    bill = ("+212661000001", "invoice", "IAM", "FORFAIT_100", "net", Decimal("0.2000"), "MAD")
+    bill += ("INV-202611-212661000001", Decimal("100.00"), Decimal("20.00"), Decimal("120.00"), 3, cost)
+    sqlserver.answers += [
+        (re.compile(r"select min\(billing_month\)"), [(None,)]),  # no earlier month open
+        (re.compile(r"from \w+\.billing_cdrs where billing_month = "), [bill]),
+        (re.compile(r"select rating_day, count\(\*\), sum\(cost\)"), [(date(2026, 11, 30), 3, cost)]),
+        (re.compile(r"sum\(rated_cdrs\), sum\(rated_cost\)"), [(month, 3, cost)]),  # billed as rated
+    ]
+
+    def close():
+        arguments = ["billing", "close", "--month", "2026-11", "--issue-date", "2026-12-05", "--no-documents"]
+        result = CliRunner().invoke(cdr, arguments, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "INV-2026-000001" in result.output, result.output
+
+    _run_step(sqlserver, "cdr billing close", close)
+    sent = sqlserver.sent_by("cdr billing close")
+    for table in ("issued_invoices", "issued_invoice_lines", "billing_closed_batches", "billing_closed_months"):
+        assert any(s.startswith(f"insert into billing.{table}") for s in sent), table
+    assert any("sp_getapplock" in s for s in sent)  # the billing lock
 
 
 def test_the_cli_loads_an_operator_file_on_sqlserver_in_tsql(sqlserver, tmp_path):

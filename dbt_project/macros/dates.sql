@@ -45,3 +45,8 @@
 {% macro date_literal(value) -%}
     cast('{{ value }}' as date)
 {%- endmacro %}
+
+{#- A date `months` months after a date, as a date. -#}
+{% macro add_months(months, column) -%}
+    cast({{ dbt.dateadd('month', months, column) }} as date)
+{%- endmacro %}

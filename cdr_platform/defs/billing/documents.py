@@ -13,7 +13,8 @@ from cdr_platform.defs.billing.assets import BILLING_MONTHS
 from cdr_platform.defs.blocking_checks import stop_if_upstream_checks_failed
 from cdr_platform.defs.resources import BillDocumentsResource, FilesResource, WarehouseResource
 from cdr_platform.lib import asset_keys
-from cdr_platform.lib.billing.bills import month_documents, write_month_documents
+from cdr_platform.lib.billing.bills import month_documents, month_folder, write_month_documents
+from cdr_platform.lib.billing.cycles import closed_months
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
@@ -41,6 +42,15 @@ def bill_documents(
     stop_if_upstream_checks_failed(context)
     month = date.fromisoformat(context.partition_key)
     with warehouse.connect() as conn:
+        if month in closed_months(conn, warehouse.billing_schema):
+            # issued: its documents are the numbered ones written at the close, never re-rendered
+            return dg.MaterializeResult(
+                metadata={
+                    "folder": dg.MetadataValue.path(str(month_folder(files.path(), month))),
+                    "documents": 0,
+                    "closed": f"{month:%Y-%m} is closed: its issued documents were written at the close",
+                }
+            )
         documents = month_documents(
             conn, warehouse.billing_schema, month, bill_documents.operator(), issue_date=date.today()
         )

@@ -108,11 +108,16 @@ class DocumentLine:
     description: str
     amount: Decimal
     quantity: str = ""
+    # a line with a VAT of its own: an adjustment of an issued bill, the difference of that bill's
+    # VAT then and now (exact to the cent), not worked out again from the rate
+    vat_amount: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.description.strip():
             raise ValueError("a document line needs a description")
         object.__setattr__(self, "amount", to_cent(self.amount))
+        if self.vat_amount is not None:
+            object.__setattr__(self, "vat_amount", to_cent(self.vat_amount))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +131,12 @@ class Operator:
         if not self.name.strip():
             raise ValueError("the operator needs a name")
         object.__setattr__(self, "address", tuple(self.address))
+
+
+def issuer(name: str, address: str) -> Operator:
+    """The operator from its settings: CDR_INVOICE_ISSUER_NAME, CDR_INVOICE_ISSUER_ADDRESS (lines
+    separated by `|`)."""
+    return Operator(name=name, address=tuple(line.strip() for line in address.split("|") if line.strip()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,15 +164,20 @@ class Totals:
 
 
 def compute_totals(lines: tuple[DocumentLine, ...], vat_rate: Decimal, price_basis: PriceBasis) -> Totals:
-    """The totals of the lines, as billing_cdrs works them out (see the module's docstring)."""
+    """The totals of the lines, as billing_cdrs works them out (see the module's docstring); the
+    lines with a VAT of their own (adjustments) add their amount and their VAT as they are."""
     with decimal.localcontext(_CONTEXT):
-        charged = sum((to_cent(line.amount) for line in lines), Decimal("0.00"))
+        charged = sum((to_cent(line.amount) for line in lines if line.vat_amount is None), Decimal("0.00"))
+        adjusted = sum((line.amount for line in lines if line.vat_amount is not None), Decimal("0.00"))
+        adjusted_vat = sum((line.vat_amount for line in lines if line.vat_amount is not None), Decimal("0.00"))
         if price_basis == "gross":
-            vat = to_cent(charged * vat_rate / (1 + vat_rate))
-            return Totals(net=to_cent(charged - vat), vat=vat, gross=to_cent(charged))
+            vat = to_cent(charged * vat_rate / (1 + vat_rate)) + adjusted_vat
+            gross = to_cent(charged + adjusted)
+            return Totals(net=to_cent(gross - vat), vat=to_cent(vat), gross=gross)
         if price_basis == "net":
-            vat = to_cent(charged * vat_rate)
-            return Totals(net=to_cent(charged), vat=vat, gross=to_cent(charged + vat))
+            net = to_cent(charged + adjusted)
+            vat = to_cent(to_cent(charged * vat_rate) + adjusted_vat)
+            return Totals(net=net, vat=vat, gross=to_cent(net + vat))
     raise ValueError(f"price basis is one of {PRICE_BASES}, not {price_basis!r}")
 
 

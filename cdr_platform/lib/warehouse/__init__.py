@@ -90,9 +90,16 @@ def add_missing_columns(conn, table: TableSpec, dialect: Dialect = POSTGRES) -> 
 def bulk_insert(conn, dialect: Dialect, table: TableSpec, rows: Iterable[Sequence]) -> int:
     """Rows into `table` by the engine's bulk path, in the connection's transaction: COPY on
     PostgreSQL, array-bound executemany batches on SQL Server. Their count."""
+    return bulk_insert_columns(conn, dialect, table.qualified, table.column_names, rows)
+
+
+def bulk_insert_columns(
+    conn, dialect: Dialect, qualified: str, columns: Sequence[str], rows: Iterable[Sequence]
+) -> int:
+    """bulk_insert into the named columns of a table another tool defines (dbt's)."""
     if dialect.name == "sqlserver":
-        return sqlserver.insert_rows(conn, table.qualified, table.column_names, rows)
-    return postgres.copy_rows(conn, table.qualified, table.column_names, rows)
+        return sqlserver.insert_rows(conn, qualified, columns, rows)
+    return postgres.copy_rows(conn, qualified, columns, rows)
 
 
 def replace_table(conn, table: TableSpec, rows: Iterable[Sequence], dialect: Dialect = POSTGRES) -> int:
