@@ -822,3 +822,12 @@ def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_a
     assert [m.difference for m in months] == [0, 0] and all(m.closed for m in months)
     still = [r for r in _issued(run)[0] if f"{r[at['billing_month']]:%Y-%m-%d}" == NOVEMBER]
     assert still == issued and _pdf_digests(november_folder) == pdfs  # November, as issued
+
+    # the documents are listed in a mart, each with the path of its PDF under the data folder
+    marts = run.materialize(MART_KEY)
+    assert marts.success and not failed_checks(marts), failed_checks(marts)
+    listed = run.query(f"select invoice_number, document_path, total_amount from {run.marts}.fct_issued_documents")
+    everything = _issued(run)[0]
+    assert sorted(r[0] for r in listed) == sorted(r[at["invoice_number"]] for r in everything)
+    assert all((tmp_path / path).is_file() for _, path, _ in listed)
+    assert sum(r[2] for r in listed) == sum(r[at["total_amount"]] for r in everything)
