@@ -889,6 +889,37 @@ def billing() -> None:
     """Billing cycles: close a month (issue its documents under gapless numbers) and reconcile."""
 
 
+@billing.command("bill")
+@click.option("--month", required=True, type=click.DateTime(["%Y-%m"]), help="The billing month to bill (YYYY-MM).")
+def billing_bill(month: datetime) -> None:
+    """Bill MONTH now: the bill_cdrs job (dbt's billing models of the month, their tests, the pending
+    adjustments of closed months), run in the Dagster instance of DAGSTER_HOME (default: .dagster_home),
+    as the automation sensor would run it. Exit 1 if the run or a check fails."""
+    import dagster as dg
+
+    from cdr_platform.definitions import defs
+    from cdr_platform.lib.settings import set_process_default, work_dir
+
+    home = Path(set_process_default("DAGSTER_HOME", str(work_dir() / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    partition = f"{month:%Y-%m}-01"
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the run's log is in the UI
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("bill_cdrs").execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False, run_config=quiet
+        )
+    checks = result.get_asset_check_evaluations()
+    failed = sorted(c.check_name for c in checks if not c.passed)
+    click.echo(
+        f"billed {month:%Y-%m}: run {result.run_id} {'SUCCESS' if result.success else 'FAILURE'}; "
+        f"checks: {len(checks) - len(failed)} passed, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}"
+    )
+    for event in result.get_step_failure_events():
+        click.echo(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()[:500]}", err=True)
+    if not result.success or failed:
+        sys.exit(1)
+
+
 @billing.command("close")
 @click.option("--month", required=True, type=click.DateTime(["%Y-%m"]), help="The billing month to close (YYYY-MM).")
 @click.option(

@@ -227,3 +227,20 @@ def test_a_month_reconciles_when_valued_is_issued_plus_adjustments_or_all_open()
     assert still_open.difference == 0 and still_open.open == Decimal("80.00")
     missing = MonthReconciliation(date(2026, 11, 1), True, Decimal("130.00"), Decimal("120.00"), Decimal(0), Decimal(0))
     assert missing.difference == Decimal("10.00")
+
+
+def test_a_month_not_over_on_the_issue_date_is_refused_before_anything_is_read():
+    class NoWarehouse:
+        def execute(self, *args, **kwargs):
+            raise AssertionError("nothing may be read or written")
+
+    with pytest.raises(cycles.CloseRefused, match="2026-12 is not over on 2026-12-31"):
+        cycles.close_month(
+            NoWarehouse(),
+            dialect=None,
+            billing_schema="billing",
+            rating_table="rating.rating_cdrs",
+            month=date(2026, 12, 1),
+            issue_date=date(2026, 12, 31),
+            closed_by="test",
+        )

@@ -23,11 +23,11 @@ macro billing_cycle_tables, run before billing_adjustments). What billing_cdrs s
 month afterwards is its value now; the reconciliation (`reconcile`) holds per month to the cent:
 valued = issued + adjustments issued since + adjustments pending, and an open month is all open.
 
-A close is refused, changing nothing, when a month before it that has bills is still open (months
-close in order, so "the next open bill" is well defined), when the month has no bills, or when the
-month or a closed month is stale: rated CDRs that their bills have not taken in yet (bill them
-first), or pending adjustments not yet worked out again (run billing first). Every statement is
-portable SQL (PostgreSQL and SQL Server).
+A close is refused, changing nothing, when the month is not over on the issue date, when a month
+before it that has bills is still open (months close in order, so "the next open bill" is well
+defined), when the month has no bills, or when the month or a closed month is stale: rated CDRs
+that their bills have not taken in yet (bill them first), or pending adjustments not yet worked
+out again (run billing first). Every statement is portable SQL (PostgreSQL and SQL Server).
 """
 
 from __future__ import annotations
@@ -416,6 +416,8 @@ def close_month(
     started = time.perf_counter()
     if month.day != 1:
         raise ValueError(f"a billing month is given by its first day, not {month}")
+    if issue_date < next_month(month):
+        raise CloseRefused(f"{month:%Y-%m} is not over on {issue_date}: a month closes from {next_month(month)} on")
     s = billing_schema
     closed_at = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     try:
