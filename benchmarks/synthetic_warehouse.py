@@ -12,8 +12,10 @@ from cdr_platform.lib.mediation.store import CLEAN_COLUMN_NAMES, MediationTables
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import (
     NUMBERING_PLAN_TABLE,
+    SUBSCRIBER_PERIODS_TABLE,
     SUBSCRIBERS_TABLE,
     numbering_plan_rows,
+    subscriber_period_rows,
     subscriber_rows,
 )
 from cdr_platform.lib.schema import CLEAN_COLUMNS
@@ -24,9 +26,11 @@ CLEAN_LOAD_COLUMNS = [*CLEAN_COLUMN_NAMES, "query_id", "batch_id", "mediated_at"
 
 
 def load_reference(conn) -> None:
-    """The subscribers and numbering plan the rating job and the billing models read."""
+    """The subscribers (and their one open period each) and the numbering plan the rating job and the
+    billing models read."""
     conn.execute("create schema if not exists reference")
     replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+    replace_table(conn, SUBSCRIBER_PERIODS_TABLE, subscriber_period_rows(generate_subscribers()))
     replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
 
 

@@ -15,6 +15,7 @@ RAW_CDRS: AssetPath = ("raw_cdrs",)
 NUMBERING_PLAN: AssetPath = ("numbering_plan",)
 CELL_CATALOGUE: AssetPath = ("cell_catalogue",)
 SUBSCRIBERS: AssetPath = ("subscribers",)
+SUBSCRIBER_PERIODS: AssetPath = ("subscriber_periods",)  # written by the subscribers asset's load
 # mediation
 CLEAN_CDRS: AssetPath = ("clean_cdrs",)
 ERROR_CDRS: AssetPath = ("error_cdrs",)

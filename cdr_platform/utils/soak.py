@@ -164,14 +164,17 @@ class Soak:
         from cdr_platform.lib.reference.subscribers import generate_subscribers
         from cdr_platform.lib.reference.tables import (
             NUMBERING_PLAN_TABLE,
+            SUBSCRIBER_PERIODS_TABLE,
             SUBSCRIBERS_TABLE,
             numbering_plan_rows,
+            subscriber_period_rows,
             subscriber_rows,
         )
         from cdr_platform.lib.warehouse import replace_table
 
         with postgres.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
             replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+            replace_table(conn, SUBSCRIBER_PERIODS_TABLE, subscriber_period_rows(generate_subscribers()))
             replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
         subprocess.run(
             seed_command,

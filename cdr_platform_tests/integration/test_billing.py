@@ -35,8 +35,10 @@ from cdr_platform.lib.ingest.generator import GeneratorConfig
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import (
     NUMBERING_PLAN_TABLE,
+    SUBSCRIBER_PERIODS_TABLE,
     SUBSCRIBERS_TABLE,
     numbering_plan_rows,
+    subscriber_period_rows,
     subscriber_rows,
 )
 from cdr_platform.lib.settings import load_settings
@@ -144,6 +146,7 @@ def pipeline(local_stack, tmp_path_factory):
         with psycopg.connect(local_stack.warehouse.conninfo(), autocommit=True) as conn:
             conn.execute("create schema if not exists reference")
             replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+            replace_table(conn, SUBSCRIBER_PERIODS_TABLE, subscriber_period_rows(generate_subscribers()))
             replace_table(conn, NUMBERING_PLAN_TABLE, numbering_plan_rows())
         dbt_vars = json.dumps({"tariff_schema": env["CDR_TARIFF_SCHEMA"], "billing_schema": env["CDR_BILLING_SCHEMA"]})
         subprocess.run(

@@ -24,7 +24,12 @@ import pytest
 from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
 from cdr_platform.lib.rating.store import RATED_COLUMNS
 from cdr_platform.lib.reference.subscribers import generate_subscribers
-from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
+from cdr_platform.lib.reference.tables import (
+    SUBSCRIBER_PERIODS_TABLE,
+    SUBSCRIBERS_TABLE,
+    subscriber_period_rows,
+    subscriber_rows,
+)
 from cdr_platform.lib.warehouse import replace_table
 from cdr_platform.lib.warehouse.columns import table_body
 from cdr_platform.lib.warehouse.dialects import POSTGRES
@@ -129,6 +134,7 @@ def sandbox(local_stack, tmp_path):
     box = Sandbox(local_stack.warehouse.conninfo(), tmp_path / "target")
     with psycopg.connect(box.conninfo, autocommit=True) as conn:
         replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+        replace_table(conn, SUBSCRIBER_PERIODS_TABLE, subscriber_period_rows(generate_subscribers()))
     box.execute(
         f"create schema {box.rating}",
         f"create table {box.rating}.rating_cdrs (\n{table_body(RATED_COLUMNS, POSTGRES)}\n)",

@@ -31,7 +31,12 @@ from cdr_platform.defs.resources import resources_for
 from cdr_platform.lib.mediation.store import MediationTables, create_tables
 from cdr_platform.lib.rating.store import RATED_COLUMNS, SUSPENSE_COLUMNS
 from cdr_platform.lib.reference.subscribers import generate_subscribers
-from cdr_platform.lib.reference.tables import SUBSCRIBERS_TABLE, subscriber_rows
+from cdr_platform.lib.reference.tables import (
+    SUBSCRIBER_PERIODS_TABLE,
+    SUBSCRIBERS_TABLE,
+    subscriber_period_rows,
+    subscriber_rows,
+)
 from cdr_platform.lib.settings import load_settings
 from cdr_platform.lib.warehouse import replace_table
 from cdr_platform.lib.warehouse.columns import table_body
@@ -75,6 +80,7 @@ def seed(box: Sandbox) -> None:
     with psycopg.connect(box.conninfo, autocommit=True) as conn:
         conn.execute("create schema if not exists reference")
         replace_table(conn, SUBSCRIBERS_TABLE, subscriber_rows(generate_subscribers()))
+        replace_table(conn, SUBSCRIBER_PERIODS_TABLE, subscriber_period_rows(generate_subscribers()))
         create_tables(conn, box.tables)
         t = box.tables
         conn.execute(

@@ -58,6 +58,21 @@ RAW_CDRS_SOURCE = dg.AssetSpec(
 )
 
 
+# reference.subscriber_periods: the subscribers' dated history, which billing prices each day under.
+# The subscribers asset's load writes it with reference.subscribers, in one transaction; declared
+# here as an asset of its own (not materialized by itself) so that a dbt source can join the
+# lineage with a key of its own (dagster-dbt gives each source a distinct key).
+SUBSCRIBER_PERIODS_SPEC = dg.AssetSpec(
+    dg.AssetKey(asset_keys.SUBSCRIBER_PERIODS),
+    deps=[dg.AssetKey(asset_keys.SUBSCRIBERS)],
+    group_name=GROUP,
+    kinds={"postgres"},
+    description="Table reference.subscriber_periods: a row per subscriber period (activation, plan change, "
+    "termination) from the operator's subscribers.csv, valid_from to valid_to (inclusive; empty: open-ended). "
+    "Written by the subscribers asset's load, with reference.subscribers.",
+)
+
+
 def refusal_message(exc: ReferenceFileError) -> str:
     """A refused file as the asset's error: what happened, then its errors as a markdown table."""
     rows = [{"line": e.line, "reason": e.reason.replace("|", "\\|")} for e in exc.errors[:MAX_LISTED_ERRORS]]
@@ -338,5 +353,8 @@ def ingest_definitions() -> dg.Definitions:
     """The ingest assets of the environment (module docstring): the generator locally, the network's
     raw-cdrs and the operator's files in production."""
     if get_environment() is Environment.PROD:
-        return dg.Definitions(assets=[*reference_assets(generated=False), RAW_CDRS_SOURCE])
-    return dg.Definitions(assets=[numbering_plan, cell_catalogue, subscribers, raw_cdrs], jobs=[generate_cdrs_job])
+        return dg.Definitions(assets=[*reference_assets(generated=False), SUBSCRIBER_PERIODS_SPEC, RAW_CDRS_SOURCE])
+    return dg.Definitions(
+        assets=[numbering_plan, cell_catalogue, subscribers, SUBSCRIBER_PERIODS_SPEC, raw_cdrs],
+        jobs=[generate_cdrs_job],
+    )

@@ -124,3 +124,12 @@ def cell_catalogue_rows() -> list[tuple]:
 
 def subscriber_rows(subscribers: list[Subscriber]) -> list[tuple]:
     return [astuple(s) for s in subscribers]
+
+
+def subscriber_period_rows(subscribers: list[Subscriber], version: int = 1) -> list[tuple]:
+    """reference.subscriber_periods' rows of generated subscribers: one period each, in force from
+    GENERATED_VALID_FROM, open-ended (what billing prices their days under)."""
+    return [
+        (s.msisdn, s.operator_id, s.segment, s.plan, s.home_cell_id, GENERATED_VALID_FROM, None, version)
+        for s in subscribers
+    ]
