@@ -486,7 +486,7 @@ def _bills_put_back(run: Pipeline):
             if not keyed:
                 conn.execute(
                     f"alter table {run.billing}.billing_cdrs add constraint billing_cdrs_pkey"
-                    " primary key (billing_month, msisdn)"
+                    " primary key (billing_month, msisdn, document_type)"
                 )
 
 
@@ -645,7 +645,8 @@ def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipelin
     ):
         lines.setdefault(number, []).append((line_type, amount))
     for msisdn, document_type, before_tax, vat, total, number in bills[:25]:
-        pdf = folder / f"provisional-{msisdn.removeprefix('+')}-{NOVEMBER[:7]}.pdf"
+        kind = "invoice" if document_type == "invoice" else "statement"
+        pdf = folder / f"provisional-{kind}-{msisdn.removeprefix('+')}-{NOVEMBER[:7]}.pdf"
         text = subprocess.run(
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout

@@ -174,7 +174,7 @@ def test_a_provisional_statement_says_provisional_and_has_no_number(tmp_path):
     assert amount_row(text, "Total (incl. VAT)") == "1.20"
 
     path = write_pdf(document, tmp_path)
-    assert path == tmp_path / "provisional-212661000002-2026-11.pdf"
+    assert path == tmp_path / "provisional-statement-212661000002-2026-11.pdf"
 
 
 def test_a_document_renders_byte_identical_every_time_and_in_another_process(tmp_path):

@@ -2,7 +2,8 @@
 documents: one PDF per bill under the data folder (`bills/<yyyy-mm>/`).
 
 Every month is provisional for now (billed as it goes, no number of its own yet): each document
-is `provisional-<msisdn>-<yyyy-mm>.pdf`, rewritten whenever the month is billed again, and a bill
+is `provisional-<invoice|statement>-<msisdn>-<yyyy-mm>.pdf` (a subscriber who moved between prepaid
+and postpaid within the month has both), rewritten whenever the month is billed again, and a bill
 that is gone takes its document with it. Issuing a closed month under gapless numbers is the next
 step (issue 23); it will write numbered documents beside these and never rewrite them.
 """

@@ -263,7 +263,9 @@ class BillDocument:
     def file_name(self) -> str:
         if self.number is not None:
             return f"{self.number}.pdf"
-        return f"provisional-{self.customer.msisdn_digits}-{self.period:%Y-%m}.pdf"
+        # the type too: a subscriber moved between prepaid and postpaid within a month has a
+        # statement and an invoice for it
+        return f"provisional-{self.document_type}-{self.customer.msisdn_digits}-{self.period:%Y-%m}.pdf"
 
     def describe(self) -> str:
         """For messages: the document's type and number, or whose and which month it is."""
@@ -412,7 +414,7 @@ def render_pdf(document: BillDocument) -> bytes:
 
 def write_pdf(document: BillDocument, folder: Path | str) -> Path:
     """Render the document into folder (created if missing) under its file name - its number, or
-    provisional-<msisdn digits>-<yyyy-mm>.pdf - atomically: a temporary file in the same folder,
+    provisional-<type>-<msisdn digits>-<yyyy-mm>.pdf - atomically: a temporary file in the same folder,
     then os.replace, so a reader sees the old file or the new one, never part of one. The file
     is private to its owner (mode 0600, as tempfile makes it): bills are personal data."""
     folder = Path(folder)

@@ -1,5 +1,17 @@
--- One bill per subscriber per billing month: everyone with rated usage that month, and every
--- postpaid or business subscriber (the monthly fee) in each month being billed, traffic or not.
+-- One bill per subscriber, billing month and document: an invoice (INV-) for the usage and fees of
+-- postpaid and business plan periods, a usage statement (STM-) for the usage of prepaid ones (and
+-- of days no period covers). Each CDR counts under the plan in force on its rating day
+-- (stg_reference__subscriber_periods, the dated history): re-billing a past month applies the plans
+-- of that month, and a move from prepaid to postpaid within a month gives a statement for the days
+-- before it and an invoice for the days after. Billed: everyone with rated usage that month (per
+-- document), and every postpaid or business subscriber with a period in force on some day of a
+-- month being billed, traffic or not (the fee); no period and no usage: no bill.
+-- Proration (macros/proration.sql), in days of the local month: a period's days_on_plan = the days
+-- of the month within [valid_from, valid_to]; the invoice's fee = round(sum of monthly_fee x
+-- days_on_plan / days_in_month over its periods, 2) - the sum exact, rounded once half up; each
+-- period includes floor(included minutes x 60 x days_on_plan / days_in_month) seconds, used by its
+-- own national calls in start order (int_allowance_calls). A bill's plan_id, billing_type and
+-- price_basis are those of its latest period in the month (a statement with no period: unknown).
 -- Amounts in the plan's currency (MAD): each usage line is its exact rated total rounded half up
 -- to the cent, the allowance credit (exact until here) the same, once. A net plan adds VAT =
 -- round(amount before tax x rate, 2); a VAT-inclusive (gross) plan's amounts include it: VAT =
@@ -9,6 +21,12 @@
 with usage as (
 
     select * from {{ ref('int_subscriber_month_usage') }}
+
+),
+
+periods as (
+
+    select * from {{ ref('stg_reference__subscriber_periods') }}
 
 ),
 
@@ -43,15 +61,55 @@ months as (
 
 ),
 
+month_plans as (
+
+    -- every plan period in force on some day of a billed month, with its days in that month
+    select
+        months.billing_month,
+        periods.msisdn,
+        periods.operator_id,
+        periods.valid_from,
+        plans.plan_id,
+        plans.billing_type,
+        plans.price_basis,
+        plans.currency,
+        plans.included_national_minutes,
+        {{ document_type_of('plans.billing_type') }} as document_type,
+        cast(plans.monthly_fee * {{ days_on_plan('months.billing_month', 'periods.valid_from', 'periods.valid_to') }}
+            as decimal(18,2)) as fee_days,
+        {{ days_on_plan('months.billing_month', 'periods.valid_from', 'periods.valid_to') }} as plan_days,
+        {{ prorated_included_seconds('plans.included_national_minutes', 'months.billing_month',
+            'periods.valid_from', 'periods.valid_to') }} as included_seconds
+    from months
+    inner join periods
+        on {{ period_overlaps_month('months.billing_month', 'periods.valid_from', 'periods.valid_to') }}
+    left join plans on plans.plan_name = periods.plan_name
+
+),
+
+document_plans as (
+
+    -- per bill: its periods' days, fee x days (exact: the fee's cents times whole days), included
+    -- seconds, and which is its latest period
+    select
+        billing_month,
+        msisdn,
+        document_type,
+        sum(plan_days) as plan_days,
+        cast(sum(fee_days) as decimal(18,2)) as fee_days,
+        sum(included_seconds) as included_seconds,
+        max(valid_from) as latest_valid_from
+    from month_plans
+    group by billing_month, msisdn, document_type
+
+),
+
 billed as (
 
-    select billing_month, served_msisdn as msisdn from usage
+    select billing_month, served_msisdn as msisdn, document_type from usage
     union
-    select months.billing_month, subscribers.msisdn
-    from months
-    cross join subscribers
-    inner join plans on plans.plan_name = subscribers.plan_name
-    where plans.billing_type <> 'prepaid'
+    select billing_month, msisdn, document_type from month_plans
+    where billing_type in ('postpaid', 'business')
 
 ),
 
@@ -73,11 +131,10 @@ priced as (
     select
         billed.billing_month,
         billed.msisdn,
-        subscribers.operator_id,
-        plans.plan_id,
-        coalesce(plans.billing_type, 'unknown') as billing_type,
-        case when plans.billing_type in ('postpaid', 'business') then 'invoice' else 'usage_statement' end
-            as document_type,
+        coalesce(latest.operator_id, subscribers.operator_id) as operator_id,
+        latest.plan_id,
+        coalesce(latest.billing_type, 'unknown') as billing_type,
+        billed.document_type,
         coalesce(usage.voice_calls, 0) as voice_calls,
         coalesce(usage.sms_count, 0) as sms_count,
         coalesce(usage.data_sessions, 0) as data_sessions,
@@ -87,25 +144,40 @@ priced as (
         {{ to_bill_amount('coalesce(usage.voice_cost, 0)') }} as voice_amount,
         {{ to_bill_amount('coalesce(usage.sms_cost, 0)') }} as sms_amount,
         {{ to_bill_amount('coalesce(usage.data_cost, 0)') }} as data_amount,
-        coalesce(plans.included_national_minutes, 0) as included_national_minutes,
-        case when plans.billing_type in ('postpaid', 'business') then coalesce(usage.allowance_seconds_used, 0)
+        coalesce(latest.included_national_minutes, 0) as included_national_minutes,
+        case when billed.document_type = 'invoice' then coalesce(document_plans.included_seconds, 0)
+            else 0 end as included_national_seconds,
+        coalesce(document_plans.plan_days, 0) as plan_days,
+        case when billed.document_type = 'invoice' then coalesce(usage.allowance_seconds_used, 0)
             else 0 end as allowance_seconds_used,
-        case when plans.billing_type in ('postpaid', 'business')
+        case when billed.document_type = 'invoice'
             then {{ to_bill_amount('coalesce(usage.allowance_credit, 0)') }}
             else cast(0 as decimal(18,2)) end as allowance_amount,
-        case when plans.billing_type in ('postpaid', 'business') then plans.monthly_fee
+        -- the prorated fee: the exact sum of fee x days over the month's days, rounded once
+        case when billed.document_type = 'invoice'
+            then {{ to_bill_amount('coalesce(document_plans.fee_days, 0) / cast(' ~ days_in_month('billed.billing_month') ~ ' as decimal(12,0))') }}
             else cast(0 as decimal(18,2)) end as monthly_fee,
         {{ vat_rate_or_fail('vat_of_month.vat_rate', 'billed.billing_month') }} as vat_rate,
-        coalesce(plans.price_basis, 'net') as price_basis,
+        coalesce(latest.price_basis, 'net') as price_basis,
         coalesce(usage.voice_calls, 0) + coalesce(usage.sms_count, 0) + coalesce(usage.data_sessions, 0)
             as rated_cdrs,
         coalesce(usage.voice_cost, 0) + coalesce(usage.sms_cost, 0) + coalesce(usage.data_cost, 0) as rated_cost,
-        coalesce(plans.currency, 'MAD') as currency
+        coalesce(latest.currency, 'MAD') as currency
     from billed
     left join usage
-        on usage.billing_month = billed.billing_month and usage.served_msisdn = billed.msisdn
+        on usage.billing_month = billed.billing_month
+        and usage.served_msisdn = billed.msisdn
+        and usage.document_type = billed.document_type
+    left join document_plans
+        on document_plans.billing_month = billed.billing_month
+        and document_plans.msisdn = billed.msisdn
+        and document_plans.document_type = billed.document_type
+    left join month_plans as latest
+        on latest.billing_month = billed.billing_month
+        and latest.msisdn = billed.msisdn
+        and latest.document_type = billed.document_type
+        and latest.valid_from = document_plans.latest_valid_from
     left join subscribers on subscribers.msisdn = billed.msisdn
-    left join plans on plans.plan_name = subscribers.plan_name
     left join vat_of_month on vat_of_month.billing_month = billed.billing_month
 
 ),
@@ -166,6 +238,8 @@ final as (
         data_amount,
         usage_amount,
         cast(included_national_minutes as int) as included_national_minutes,
+        cast(included_national_seconds as bigint) as included_national_seconds,
+        cast(plan_days as int) as plan_days,
         cast(allowance_seconds_used as bigint) as allowance_seconds_used,
         allowance_amount,
         cast(monthly_fee as decimal(18,2)) as monthly_fee,

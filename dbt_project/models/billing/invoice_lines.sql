@@ -1,5 +1,6 @@
 -- The lines of each bill, numbered in a fixed order: usage per type (when used), the allowance as
--- a negative line and the monthly fee (invoices only), VAT. A bill's total is the sum of its lines;
+-- a negative line and the monthly fee (invoices only; prorated: its quantity the days on plans
+-- when they are fewer than the month's), VAT. A bill's total is the sum of its lines;
 -- on a VAT-inclusive bill (a prepaid statement) line 6 says how much VAT the amounts include
 -- (`vat_included`), which is not added again.
 with bills as (
@@ -39,8 +40,12 @@ lines as (
 
     union all
 
+    -- a whole month on plans: 1 month; part of one (activated or terminated within it): its days
     select billing_month, invoice_number, msisdn, 5, 'monthly_fee', 'Monthly fee',
-        cast(1 as decimal(18,2)), 'month', monthly_fee
+        case when plan_days < {{ days_in_month('billing_month') }} then cast(plan_days as decimal(18,2))
+            else cast(1 as decimal(18,2)) end,
+        case when plan_days < {{ days_in_month('billing_month') }} then 'days' else 'month' end,
+        monthly_fee
     from bills where document_type = 'invoice'
 
     union all

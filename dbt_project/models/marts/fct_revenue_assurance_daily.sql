@@ -33,10 +33,15 @@ rated_now as (
 
 complete_bills as (
 
-    -- a bill that took in exactly what is rated now: a bill built before more CDRs were rated (or
-    -- re-rated) is not, and its CDRs do not count as billed - the gap shows
+    -- a subscriber's bills of a month (a statement and an invoice when the plan moved between
+    -- prepaid and postpaid) that took in exactly what is rated now: bills built before more CDRs
+    -- were rated (or re-rated) did not, and their CDRs do not count as billed - the gap shows
     select bills.msisdn, bills.billing_month
-    from {{ ref('billing_cdrs') }} as bills
+    from (
+        select msisdn, billing_month, sum(rated_cdrs) as rated_cdrs, sum(rated_cost) as rated_cost
+        from {{ ref('billing_cdrs') }}
+        group by msisdn, billing_month
+    ) as bills
     inner join rated_now
         on rated_now.served_msisdn = bills.msisdn and rated_now.billing_month = bills.billing_month
     where bills.rated_cdrs = rated_now.rated_cdrs and bills.rated_cost = rated_now.rated_cost
