@@ -18,6 +18,7 @@ from cdr_platform.defs.dbt.assets import run_dbt_build
 from cdr_platform.defs.dbt.project import dbt_project
 from cdr_platform.defs.dbt.translator import BILLING_GROUP, BILLING_TAG, TRANSLATOR
 from cdr_platform.defs.resources import WarehouseResource
+from cdr_platform.lib.billing.cycles import billing_lock_name
 from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
@@ -42,7 +43,7 @@ def billing_locks(warehouse: WarehouseResource, months: list[date]):
     months' lock (no rating day of them swapped in meanwhile). The reconciliation check takes the
     same, so it reads the bills and the rating of one version of the months."""
     with contextlib.ExitStack() as locks:
-        locks.enter_context(warehouse.exclusive(f"cdr-billing:{warehouse.billing_schema}"))
+        locks.enter_context(warehouse.exclusive(billing_lock_name(warehouse.billing_schema)))
         for month in months:
             locks.enter_context(warehouse.exclusive(warehouse.rating_tables().month_lock_name(month)))
         yield

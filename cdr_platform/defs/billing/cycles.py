@@ -21,6 +21,7 @@ from cdr_platform.lib import asset_keys
 from cdr_platform.lib.billing.bills import month_folder
 from cdr_platform.lib.billing.cycles import (
     CloseRefused,
+    billing_lock_name,
     close_month,
     issued_documents,
     reconcile,
@@ -155,7 +156,8 @@ def close_billing_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
     "open. Fails naming the months that do not reconcile.",
 )
 def billing_cycles_reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect() as conn:
+    # under the billing lock: no other month's build half done (its bills swapped, the adjustments not yet)
+    with warehouse.exclusive(billing_lock_name(warehouse.billing_schema)), warehouse.connect() as conn:
         months = reconcile(conn, warehouse.billing_schema)
     broken = [m for m in months if m.difference != 0]
     return dg.AssetCheckResult(
