@@ -21,6 +21,7 @@ from cdr_platform.defs.blocking_checks import PARTITION_TAG, partition_metadata,
 from cdr_platform.defs.resources import WarehouseResource
 from cdr_platform.lib import asset_keys
 from cdr_platform.lib.markdown import markdown_table
+from cdr_platform.lib.reference.tables import SUBSCRIBER_PERIODS_TABLE
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 IN_PROGRESS = [
@@ -37,9 +38,10 @@ CENT = Decimal("0.01")
 
 
 def reconcile(rated_by_day, billed_lines, bills_took_in=()) -> list[dict]:
-    """rated_by_day: (rating_day, msisdn, record_type, cost, cdrs); billed_lines: (billing_month,
-    msisdn, line_type, amount); bills_took_in: (billing_month, msisdn, rated_cdrs, rated_cost).
-    One row per month: totals and the breaks."""
+    """rated_by_day: (rating_day, bill, record_type, cost, cdrs); billed_lines: (billing_month,
+    bill, line_type, amount); bills_took_in: (billing_month, bill, rated_cdrs, rated_cost). A bill is
+    whose and which document: (msisdn, document_type), a subscriber having an invoice and a statement
+    in a month that moved between prepaid and postpaid. One row per month: totals and the breaks."""
     rated: dict[tuple, Decimal] = defaultdict(Decimal)
     rated_now: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])  # (month, msisdn) -> [cdrs, cost]
     for day, msisdn, record_type, cost, cdrs in rated_by_day:
@@ -152,28 +154,50 @@ def billing_reconciles_with_rating(warehouse: WarehouseResource) -> dg.AssetChec
     with billing_locks(warehouse, months or []):
         rerated = rating_changed_meanwhile(context, months) if context is not None and months else []
         with warehouse.connect() as conn:
-            billed_lines = conn.execute(
-                f"select billing_month, msisdn, line_type, amount from {billing}.invoice_lines"
-                f" where line_type in ('usage_voice', 'usage_sms', 'usage_data'){in_months}",
-                window,
-            ).fetchall()
+            billed_lines = [
+                (month, (msisdn, document), line_type, amount)
+                for month, msisdn, document, line_type, amount in conn.execute(
+                    f"select l.billing_month, l.msisdn, b.document_type, l.line_type, l.amount"
+                    f" from {billing}.invoice_lines l inner join {billing}.billing_cdrs b"
+                    " on b.invoice_number = l.invoice_number and b.billing_month = l.billing_month"
+                    f" where l.line_type in ('usage_voice', 'usage_sms', 'usage_data')"
+                    f"{in_months.replace('billing_month', 'l.billing_month')}",
+                    window,
+                ).fetchall()
+            ]
             billed_months = [
                 m
                 for (m,) in conn.execute(
                     f"select distinct billing_month from {billing}.billing_cdrs where 1 = 1{in_months}", window
                 )
             ]
-            rated = conn.execute(
-                "select rating_day, served_msisdn, record_type, sum(cost), count(*)"
-                f" from {warehouse.rating_schema}.rating_cdrs {in_days}"
-                " group by rating_day, served_msisdn, record_type",
-                window,
-            ).fetchall()
-            took_in = conn.execute(
-                f"select billing_month, msisdn, rated_cdrs, rated_cost from {billing}.billing_cdrs"
-                f" where 1 = 1{in_months}",
-                window,
-            ).fetchall()
+            # each day's usage on the document of the plan in force that day (an invoice under
+            # postpaid or business, a statement otherwise), worked out here from the periods
+            rated = [
+                (day, (msisdn, document), record_type, cost, cdrs)
+                for day, msisdn, document, record_type, cost, cdrs in conn.execute(
+                    "select daily.rating_day, daily.msisdn, case when plans.billing_type in ('postpaid', 'business')"
+                    " then 'invoice' else 'usage_statement' end, daily.record_type, sum(daily.cost), sum(daily.cdrs)"
+                    " from (select rating_day, served_msisdn as msisdn, record_type, sum(cost) as cost,"
+                    f" count(*) as cdrs from {warehouse.rating_schema}.rating_cdrs {in_days}"
+                    " group by rating_day, served_msisdn, record_type) daily"
+                    f" left join {SUBSCRIBER_PERIODS_TABLE.qualified} periods on periods.msisdn = daily.msisdn"
+                    " and periods.valid_from <= daily.rating_day"
+                    " and (periods.valid_to is null or daily.rating_day <= periods.valid_to)"
+                    f" left join {billing}.plan_catalogue plans on plans.plan_name = periods.plan"
+                    " group by daily.rating_day, daily.msisdn, case when plans.billing_type in ('postpaid', 'business')"
+                    " then 'invoice' else 'usage_statement' end, daily.record_type",
+                    window,
+                ).fetchall()
+            ]
+            took_in = [
+                (month, (msisdn, document), cdrs, cost)
+                for month, msisdn, document, cdrs, cost in conn.execute(
+                    f"select billing_month, msisdn, document_type, rated_cdrs, rated_cost from {billing}.billing_cdrs"
+                    f" where 1 = 1{in_months}",
+                    window,
+                ).fetchall()
+            ]
     # the months that have been billed: a month rated but not billed yet is not a break
     billed = {f"{month:%Y-%m}" for month in billed_months}
     table = [row for row in reconcile(rated, billed_lines, took_in) if row["month"] in billed]
