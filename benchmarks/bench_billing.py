@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--generated", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the schemas (to study a plan), print their names")
+    parser.add_argument(
+        "--no-cycles", dest="cycles", action="store_false", help="skip closing the month and the late CDR's adjustment"
+    )
     args = parser.parse_args()
     copies = -(-args.count // args.generated) - 1
     if (copies + 1) * GENERATED_DAYS > 30:
@@ -184,6 +187,7 @@ def main() -> int:
                 f"select count(*), sum(usage_amount) from {schemas['CDR_BILLING_SCHEMA']}.billing_cdrs"
                 f" where billing_month = '{MONTH_START}'"
             ).fetchone()
+        cycles = _bench_cycles(conninfo, env, schemas, rating.rated, args.runs, dbt_vars) if args.cycles else None
     finally:
         if args.keep:
             print(" ".join(f"{k}={v}" for k, v in schemas.items()))
@@ -199,7 +203,93 @@ def main() -> int:
         f"Median of {len(runs)} re-bills: billing_cdrs {median[0]:.1f} s (target < 10 s), the 3 billing models "
         f"{median[1]:.1f} s, all marts {median[2]:.1f} s (target < 60 s), whole dbt build {median[3]:.1f} s"
     )
+    if cycles:
+        print(
+            f"Closing November ({cycles['documents']:,} documents): median {cycles['close']:.1f} s of {args.runs} "
+            f"(target < 10 s); its PDFs {cycles['pdf']:.1f} s once. A late CDR's adjustment, end to end in dbt "
+            f"(the month re-billed and billing_adjustments): median {cycles['late']:.1f} s of {args.runs} "
+            f"(target < 5 s; billing_adjustments alone {cycles['adjustments']:.1f} s)"
+        )
     return 0
+
+
+def _bench_cycles(conninfo: str, env: dict, schemas: dict, rated_table: str, runs: int, dbt_vars: str) -> dict:
+    """Close November `runs` times (its issued record removed between runs: a benchmark's undo, never
+    the product's), render its PDFs once, then `runs` late CDRs each billed again in dbt up to
+    billing_adjustments. Medians in seconds."""
+    import psycopg
+
+    from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
+    from cdr_platform.lib.billing.bills import month_folder
+    from cdr_platform.lib.billing.cycles import close_month, issued_documents, write_issued_documents
+    from cdr_platform.lib.billing.documents import Operator
+    from cdr_platform.lib.rating.store import RATED_COLUMNS
+    from cdr_platform.lib.warehouse.dialects import POSTGRES
+
+    billing = schemas["CDR_BILLING_SCHEMA"]
+    closes, lates, adjustments = [], [], []
+    for run in range(runs):
+        quiet_warehouse(conninfo)
+        with psycopg.connect(conninfo) as conn:
+            result = close_month(
+                conn,
+                dialect=POSTGRES,
+                billing_schema=billing,
+                rating_table=rated_table,
+                month=MONTH_START,
+                issue_date=MONTH_END + timedelta(days=4),
+                closed_by="bench_billing",
+            )
+            closes.append(result.seconds)
+            print(f"close {run + 1}: {result.summary()}", flush=True)
+            if run < runs - 1:  # undo, to close again
+                for table in ("issued_invoice_lines", "issued_invoices", "billing_closed_batches"):
+                    conn.execute(f"delete from {billing}.{table}")
+                conn.execute(f"delete from {billing}.billing_closed_months")
+                conn.commit()
+    with psycopg.connect(conninfo) as conn:
+        documents = issued_documents(conn, billing, MONTH_START, Operator(name="Benchmark operator"))
+    with tempfile.TemporaryDirectory(prefix="bench-documents-") as folder:
+        started = time.perf_counter()
+        write_issued_documents(documents, month_folder(Path(folder), MONTH_START))
+        pdf = time.perf_counter() - started
+    models = ["allowance_usage", "billing_cdrs", "invoice_lines", "billing_adjustments"]
+    for run in range(runs):
+        with psycopg.connect(conninfo) as conn:  # a late CDR: a rated call of a later mediation batch
+            names = [c.name for c in RATED_COLUMNS]
+            chosen = {"record_id": "%(id)s", "batch_id": "batch_id + 1000000"}
+            conn.execute(
+                f"insert into {rated_table} ({', '.join(names)}) select "
+                + ", ".join(chosen.get(n, n) for n in names)
+                + f" from {rated_table} where rating_day = (select max(rating_day) from {rated_table})"
+                " and destination_class = 'international' limit 1",
+                {"id": f"late-{run}"},
+            )
+            conn.commit()
+        quiet_warehouse(conninfo)
+        with tempfile.TemporaryDirectory(prefix="bench-late-") as target:
+            command = dbt_command("run", "--quiet", "--select", *models, "--vars", dbt_vars, target_path=Path(target))
+            started = time.perf_counter()
+            proc = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+            lates.append(time.perf_counter() - started)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
+            results = json.loads((Path(target) / "run_results.json").read_text())["results"]
+            adjustments.append(
+                next(r["execution_time"] for r in results if r["unique_id"].endswith("billing_adjustments"))
+            )
+        with psycopg.connect(conninfo) as conn:
+            pending = conn.execute(
+                f"select count(*), sum(late_cdrs), sum(total_amount) from {billing}.billing_adjustments"
+            ).fetchone()
+        print(f"late CDR {run + 1}: dbt {lates[-1]:.1f} s; pending adjustments {pending}", flush=True)
+    return {
+        "documents": len(documents),
+        "close": statistics.median(closes),
+        "pdf": pdf,
+        "late": statistics.median(lates),
+        "adjustments": statistics.median(adjustments),
+    }
 
 
 if __name__ == "__main__":
