@@ -944,6 +944,7 @@ def billing_close(month: datetime, issue_date: datetime | None, documents: bool)
         write_issued_documents,
     )
     from cdr_platform.lib.billing.documents import issuer
+    from cdr_platform.lib.rating.store import RatingTables
     from cdr_platform.lib.tariff_clock import TariffClock
 
     _configure_logging()
@@ -951,7 +952,9 @@ def billing_close(month: datetime, issue_date: datetime | None, documents: bool)
     first = date(month.year, month.month, 1)
     today = TariffClock(settings.tariff_timezone).local_date(datetime.now(UTC))
     with conn:
-        with billing_lock(conn, dialect, settings.billing_schema):
+        # the billing lock, then the month's rating lock: no billing build, no day of the month swapped in
+        month_lock = RatingTables.for_settings(settings).month_lock_name(first)
+        with billing_lock(conn, dialect, settings.billing_schema, month_lock):
             try:
                 result = close_month(
                     conn,
@@ -978,6 +981,35 @@ def billing_close(month: datetime, issue_date: datetime | None, documents: bool)
     if documents:
         files = write_issued_documents(issued, month_folder(settings.data_dir, first))
         click.echo(f"documents: {len(files.written)} written, {len(files.kept)} already there, in {files.folder}")
+    if not result.already_closed:
+        _report_close_to_dagster(result)
+
+
+def _report_close_to_dagster(result) -> bool:
+    """A close by hand tells the Dagster instance (DAGSTER_HOME), as the close job does: a
+    materialization of the month's billing/issued_invoices, which the marts sensor follows
+    (fct_issued_documents lists the documents)."""
+    from cdr_platform.lib.settings import setting
+
+    home = setting("DAGSTER_HOME")
+    if not home or not home.is_dir():
+        return False
+    import dagster as dg
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_keys.ISSUED_INVOICES,
+                    partition=result.month.isoformat(),
+                    description=f"cdr billing close: {result.summary()}"[:500],
+                    metadata={"documents": sum(result.documents.values()), "issued total": str(result.issued_total)},
+                )
+            )
+    except Exception as exc:  # the close is committed: telling Dagster is a courtesy, never its failure
+        click.echo(f"could not tell the Dagster instance at {home}: {exc}", err=True)
+        return False
+    return True
 
 
 def _account() -> str:

@@ -27,6 +27,7 @@ WAREHOUSE_CHECKS = {
     "rejection_rate",
     "mediation_source_offsets_consistent",
     "billing_reconciles_with_rating",
+    "billing_cycles_reconcile",
 }  # step -> statements it sent (printed at the end for the note)
 
 
@@ -222,14 +223,29 @@ def test_closing_a_month_issues_its_bills_on_sqlserver_in_tsql(sqlserver):
 
     from cdr_platform.cli import cdr
 
-    month, cost = date(2026, 11, 1), Decimal("1.500000")
-    bill = ("+212661000001", "invoice", "IAM", "FORFAIT_100", "net", Decimal("0.2000"), "MAD")
+    month, cost, rate = date(2026, 11, 1), Decimal("1.500000"), Decimal("0.2000")
+    msisdn, number = "+212661000001", "INV-2026-000001"
+    bill = (msisdn, "invoice", "IAM", "FORFAIT_100", "net", rate, "MAD")
     bill += ("INV-202611-212661000001", Decimal("100.00"), Decimal("20.00"), Decimal("120.00"), 3, cost)
+    # October, closed before, owes 3.60 more (VAT 0.60): an adjustment line on this invoice
+    pending = (date(2026, 10, 1), msisdn, "invoice", "INV-2026-000000", "IAM", "net", rate, "MAD")
+    pending += (Decimal("3.00"), Decimal("0.60"), Decimal("3.60"), "invoice", 1)
+    # what the check before the commit reads back: the document, its usage line, VAT, the adjustment
+    header = (number, "invoice", date(2026, 12, 5), msisdn, "FORFAIT_100", "net", rate, "MAD")
+    header += (Decimal("103.00"), Decimal("20.60"), Decimal("123.60"))
+    issued = [
+        (*header, 1, "usage_voice", "Voice calls", Decimal("10.00"), "min", Decimal("100.00"), None),
+        (*header, 6, "vat", "VAT", Decimal("20.00"), "%", Decimal("20.00"), None),
+        (*header, 101, "adjustment", "Adjustment to INV-2026-000000", None, None, Decimal("3.00"), Decimal("0.60")),
+    ]
     sqlserver.answers += [
         (re.compile(r"select min\(billing_month\)"), [(None,)]),  # no earlier month open
+        (re.compile(r"select max\(issue_date\)"), [(None,)]),  # the first close
         (re.compile(r"from \w+\.billing_cdrs where billing_month = "), [bill]),
         (re.compile(r"select rating_day, count\(\*\), sum\(cost\)"), [(date(2026, 11, 30), 3, cost)]),
         (re.compile(r"sum\(rated_cdrs\), sum\(rated_cost\)"), [(month, 3, cost)]),  # billed as rated
+        (re.compile(r"from \w+\.billing_adjustments order by"), [pending]),
+        (re.compile(r"from \w+\.issued_invoices i\s+join"), issued),
     ]
 
     def close():
@@ -242,6 +258,7 @@ def test_closing_a_month_issues_its_bills_on_sqlserver_in_tsql(sqlserver):
     sent = sqlserver.sent_by("cdr billing close")
     for table in ("issued_invoices", "issued_invoice_lines", "billing_closed_batches", "billing_closed_months"):
         assert any(s.startswith(f"insert into billing.{table}") for s in sent), table
+    assert any(s.startswith("delete from billing.billing_adjustments") for s in sent)  # issued: no longer pending
     assert any("sp_getapplock" in s for s in sent)  # the billing lock
 
 

@@ -244,3 +244,41 @@ def test_a_month_not_over_on_the_issue_date_is_refused_before_anything_is_read()
             issue_date=date(2026, 12, 31),
             closed_by="test",
         )
+
+
+@pytest.mark.parametrize("carrier_basis", ["net", "gross"])
+def test_an_adjustment_line_is_shown_in_the_basis_of_the_document_that_carries_it(carrier_basis):
+    """A credit note gathering a VAT-inclusive statement's difference and a net invoice's: each line
+    in the credit note's own basis, so its lines make exactly the totals issued in its header."""
+    statement = _pending("+212661000001", "-6.00", "-1.00", kind="statement")
+    invoice = _pending("+212661000001", "-12.00", "-2.00", kind="invoice")
+    note = Document("credit_note", "+212661000001", "IAM", None, carrier_basis, Decimal("0.2000"), "MAD")
+    note.adjustments = [statement, invoice]
+    before, vat, total = note.adjustment_totals()
+    lines = tuple(
+        DocumentLine(
+            description=adjustment_description(a), amount=cycles._line_amount(a, note), vat_amount=a["vat_amount"]
+        )
+        for a in note.adjustments
+    )
+    document = BillDocument(
+        document_type="credit_note",
+        provisional=False,
+        number="CN-2027-000001",
+        issue_date=date(2027, 1, 5),
+        period=date(2026, 12, 1),
+        operator=Operator(name="Maroc Telecom"),
+        customer=Customer(msisdn="+212661000001", plan="-"),
+        lines=lines,
+        vat_rate=Decimal("0.2000"),
+        currency="MAD",
+        price_basis=carrier_basis,
+        net_amount=before,
+        vat_amount=vat,
+        gross_amount=total,
+    )
+    assert (document.net_amount, document.vat_amount, document.gross_amount) == (
+        Decimal("-15.00"),
+        Decimal("-3.00"),
+        Decimal("-18.00"),
+    )

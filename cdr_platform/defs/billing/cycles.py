@@ -7,7 +7,11 @@ the data folder. Materializing a closed month again issues nothing. Nothing requ
 the job `close_billing_month` is run by hand (the Launchpad, or `cdr billing close`), or by the
 schedule `close_billing_month_schedule`, off until an operator turns it on, which closes month M
 on day CDR_BILLING_CLOSE_DAY of M+1. The check `billing_cycles_reconcile` (on billing_adjustments,
-run with every billing build) proves per month: valued = issued + adjustments + open, to the cent.
+run with every billing build) holds per month: valued = issued + adjustments + open, to the cent.
+Once billing_adjustments is rebuilt that is an identity (pending is the difference): what it catches
+is an adjustments table out of date with the bills or the issued record (billing_cdrs built without
+it, the record changed since) and documents issued for a month that is not closed. The dbt test
+billing_issued_numbers_are_gapless catches a document taken out of a series.
 """
 
 from datetime import UTC, date, datetime

@@ -45,7 +45,9 @@ def marts_inputs() -> list[dg.AssetKey]:
     """Every asset the marts read that is not a mart, from the dbt project's graph."""
     assets = warehouse_dbt_assets()
     marts = marts_keys()
-    return sorted({dep.asset_key for spec in assets.specs if spec.key in marts for dep in spec.deps} - marts, key=str)
+    read = {dep.asset_key for spec in assets.specs if spec.key in marts for dep in spec.deps} - marts
+    # and the issued documents (fct_issued_documents), which dbt reads without a source of its own
+    return sorted(read | {dg.AssetKey(asset_keys.ISSUED_INVOICES)}, key=str)
 
 
 @dg.sensor(

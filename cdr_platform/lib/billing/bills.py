@@ -1,11 +1,11 @@
 """The month's bills, read from the warehouse (dbt's `billing_cdrs` and `invoice_lines`), as
 documents: one PDF per bill under the data folder (`bills/<yyyy-mm>/`).
 
-Every month is provisional for now (billed as it goes, no number of its own yet): each document
+A month not closed yet is provisional (billed as it goes, no number of its own): each document
 is `provisional-<invoice|statement>-<msisdn>-<yyyy-mm>.pdf` (a subscriber who moved between prepaid
 and postpaid within the month has both), rewritten whenever the month is billed again, and a bill
-that is gone takes its document with it. Issuing a closed month under gapless numbers is the next
-step (issue 23); it will write numbered documents beside these and never rewrite them.
+that is gone takes its document with it. Closing the month (lib/billing/cycles.py) writes the
+numbered documents, once, and removes these.
 """
 
 from __future__ import annotations

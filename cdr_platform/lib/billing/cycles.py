@@ -122,14 +122,19 @@ def billing_lock_name(billing_schema: str) -> str:
 
 
 @contextlib.contextmanager
-def billing_lock(conn, dialect: Dialect, billing_schema: str):
-    """Hold the billing lock on `conn` (a session lock: no billing build runs meanwhile)."""
-    conn.execute(dialect.session_lock_sql(billing_lock_name(billing_schema)))
+def billing_lock(conn, dialect: Dialect, billing_schema: str, *also: str):
+    """Hold the billing lock on `conn`, then the locks named in `also` (the month's rating lock: no
+    day of it swapped in meanwhile) - session locks: no billing build runs meanwhile."""
+    names = [billing_lock_name(billing_schema), *also]
+    for name in names:
+        conn.execute(dialect.session_lock_sql(name))
     conn.commit()
     try:
         yield
     finally:
-        conn.execute(dialect.session_lock_sql(billing_lock_name(billing_schema), release=True))
+        conn.rollback()  # a failed statement leaves the transaction aborted: the unlocks must still run
+        for name in reversed(names):
+            conn.execute(dialect.session_lock_sql(name, release=True))
         conn.commit()
 
 
@@ -393,11 +398,26 @@ def _number(conn, billing_schema: str, documents: list[Document], year: int) -> 
         document.number = document_number(document.document_type, year, document.sequence)
 
 
-def _line_amount(adjustment: dict) -> Decimal:
-    """An adjustment line's amount as its bill shows amounts: excl. VAT (net) or incl. it (gross)."""
-    return Decimal(
-        adjustment["total_amount"] if adjustment["price_basis"] == "gross" else adjustment["amount_before_tax"]
-    )
+def _line_amount(adjustment: dict, document: Document) -> Decimal:
+    """An adjustment line's amount as the document that carries it shows amounts: incl. VAT on a
+    VAT-inclusive (gross) document, excl. VAT on a net one - whatever the adjusted bill's basis."""
+    total, vat = Decimal(adjustment["total_amount"]), Decimal(adjustment["vat_amount"])
+    return total if document.price_basis == "gross" else total - vat
+
+
+def _refuse_documents_that_disagree(conn, billing_schema: str, month: date, numbers: list[str]) -> None:
+    """Before the commit: every document being issued has lines, and its lines make its totals (as
+    its PDF will show them) - bills whose lines were built from another version of the month (a
+    billing build that stopped between its models) are refused, not issued for ever."""
+    try:
+        checked = issued_documents(conn, billing_schema, month, Operator(name="check"))
+    except ValueError as exc:
+        raise CloseRefused(f"a document would not match its lines ({exc}): bill the month again first") from None
+    missing = sorted(set(numbers) - {d.number for d in checked})
+    if missing:
+        raise CloseRefused(
+            f"{len(missing)} bills have no lines in invoice_lines (first {missing[0]}): bill the month again first"
+        )
 
 
 def close_month(
@@ -435,6 +455,11 @@ def close_month(
     if month in closed:
         return CloseResult(month, issue_date, True, {}, {}, ZERO, 0, time.perf_counter() - started)
     with conn.transaction():
+        (last_issued,) = conn.execute(f"select max(issue_date) from {s}.billing_closed_months").fetchone()
+        if last_issued is not None and issue_date < last_issued:
+            raise CloseRefused(
+                f"the issue date {issue_date} is before {last_issued}, the last close's: numbers and dates go together"
+            )
         earlier_open = conn.execute(
             f"select min(billing_month) from {s}.billing_cdrs b where billing_month < %(month)s and not exists "
             f"(select 1 from {s}.billing_closed_months c where c.billing_month = b.billing_month)",
@@ -497,7 +522,7 @@ def close_month(
                         adjustment_description(item),
                         None,
                         None,
-                        _line_amount(item),
+                        _line_amount(item, document),
                         Decimal(item["vat_amount"]),
                         Decimal(item["total_amount"]),
                         item["adjusts_invoice_number"],
@@ -517,6 +542,7 @@ def close_month(
             {"month": month},
         )
         bulk_insert_columns(conn, dialect, f"{s}.issued_invoice_lines", ISSUED_LINE_COLUMNS, lines)
+        _refuse_documents_that_disagree(conn, s, month, [d.number for d in documents])
         # every pending adjustment is issued now: they leave billing_adjustments with the close,
         # which the next billing build rebuilds from the issued record anyway
         conn.execute(f"delete from {s}.billing_adjustments")

@@ -24,8 +24,8 @@ The PDF is deterministic: ReportLab's invariant mode (fixed timestamps and docum
 input but the document, so a re-render of an issued document is byte-identical to the first one.
 Fonts are PDF's standard Helvetica (not embedded): Latin-1 text only.
 
-Not wired into Dagster or the `cdr` command yet: a later step issues the documents (reads the
-bills from the warehouse, numbers them, calls write_pdf). This module only renders one.
+This module only renders one: lib/billing/bills.py makes the provisional documents of a month,
+lib/billing/cycles.py the issued ones of a closed month.
 """
 
 from __future__ import annotations
