@@ -253,6 +253,102 @@ def test_the_marts_add_up_to_the_ledger_the_ratings_and_the_bills(pipeline):
     assert days == {20261130, 20261201}
 
 
+def _close(month: str, issue_date: str) -> subprocess.CompletedProcess:
+    """`cdr billing close`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cdr_platform.cli", "billing", "close", "--month", month, "--issue-date", issue_date],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _close_in_process(month: str, issue_date: str):
+    """The same command in this process (no interpreter to start): for the closes that issue nothing."""
+    from click.testing import CliRunner
+
+    from cdr_platform.cli import cdr
+
+    result = CliRunner().invoke(cdr, ["billing", "close", "--month", month, "--issue-date", issue_date])
+    return result.exit_code, result.output + (result.stderr or "")
+
+
+def _issued(run: Pipeline) -> tuple[list[tuple], list[tuple]]:
+    """The issued record, every column, in a fixed order."""
+    return (
+        run.query(f"select * from {run.billing}.issued_invoices order by invoice_number"),
+        run.query(f"select * from {run.billing}.issued_invoice_lines order by invoice_number, line_number"),
+    )
+
+
+def _pdf_digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pdf"))}
+
+
+def _issued_columns(run: Pipeline) -> dict[str, int]:
+    with run.box.connect() as conn:
+        names = [d[0] for d in conn.execute(f"select * from {run.billing}.issued_invoices limit 0").description]
+    return {name: i for i, name in enumerate(names)}
+
+
+def test_a_closed_month_is_issued_once_under_gapless_numbers(pipeline, tmp_path, monkeypatch):
+    """December refused while November is open; November closed: each bill issued as billed, under
+    gapless numbers per type from 1, its PDF written once and the provisional ones gone; closed
+    again: nothing changes. (The late CDR test after this one adds a CDR to the closed month; the
+    last test of the module closes December with the adjustment.)"""
+    run = pipeline
+    monkeypatch.setenv("CDR_DATA_DIR", str(tmp_path))
+    november_folder = tmp_path / "bills" / "2026-11"
+
+    code, output = _close_in_process("2026-12", "2027-01-05")
+    assert code == 1 and "2026-11 has bills and is still open" in output, output
+
+    closed = _close("2026-11", "2026-12-05")
+    assert closed.returncode == 0, closed.stderr[-3000:]
+    assert "closed 2026-11 on 2026-12-05" in closed.stdout, closed.stdout
+    bills = {
+        row[0]: row
+        for row in run.query(
+            f"select invoice_number, document_type, amount_before_tax, vat_amount, total_amount, msisdn"
+            f" from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}'"
+        )
+    }
+    issued, issued_lines = _issued(run)
+    at = _issued_columns(run)
+    assert len(issued) == len(bills) > 0
+    for kind, prefix in (("invoice", "INV"), ("statement", "STM")):
+        series = sorted(r[at["sequence_number"]] for r in issued if r[at["document_type"]] == kind)
+        assert series == list(range(1, len(series) + 1)), kind  # gapless, from 1 in the year of issue
+        assert all(
+            r[at["invoice_number"]] == f"{prefix}-2026-{r[at['sequence_number']]:06d}"
+            for r in issued
+            if r[at["document_type"]] == kind
+        )
+    for row in issued:  # each bill issued as it was billed, nothing added
+        bill = bills[row[at["provisional_number"]]]
+        issued_amounts = (row[at["bill_amount_before_tax"]], row[at["bill_vat_amount"]], row[at["bill_total_amount"]])
+        assert issued_amounts == bill[2:5]
+        assert (row[at["amount_before_tax"]], row[at["vat_amount"]], row[at["total_amount"]]) == bill[2:5]
+    (billed_lines,) = run.query(f"select count(*) from {run.billing}.invoice_lines where billing_month = '{NOVEMBER}'")
+    assert len(issued_lines) == billed_lines[0]
+    pdfs = _pdf_digests(november_folder)
+    assert set(pdfs) == {f"{r[at['invoice_number']]}.pdf" for r in issued}  # and no provisional document left
+    first_invoice = next(r for r in issued if r[at["document_type"]] == "invoice")
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(november_folder / f"{first_invoice[at['invoice_number']]}.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert first_invoice[at["invoice_number"]] in text and "INVOICE" in text and "PROVISIONAL" not in text
+    assert f"{first_invoice[at['total_amount']]:,.2f}" in text
+
+    code, output = _close_in_process("2026-11", "2026-12-06")
+    assert code == 0 and "already closed" in output, output
+    assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
+    run.november_issued = (tmp_path, issued, issued_lines, pdfs)  # for the last test of the module
+
+
 def test_a_late_cdr_in_a_billed_month_rebills_exactly_that_month(pipeline):
     run = pipeline
     # the automation sensor's view before the late CDR: a first tick, nothing new since
@@ -620,8 +716,9 @@ def test_the_dashboard_shows_the_twins_values_and_every_chart_renders_with_data_
 
 
 def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipeline, tmp_path, monkeypatch):
-    """Every bill of the month becomes one provisional PDF; pdftotext finds in each its customer, the
-    title, every non-VAT line's amount and the bill's net, VAT and total, to the cent."""
+    """Every bill of an open month (December: November is closed by now) becomes one provisional
+    PDF; pdftotext finds in each its customer, the title, every non-VAT line's amount and the
+    bill's net, VAT and total, to the cent."""
     import shutil
 
     from cdr_platform.defs.billing.documents import bill_documents
@@ -630,23 +727,23 @@ def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipelin
         pytest.fail("pdftotext (poppler-utils) is missing: make setup installs it")
     run = pipeline
     monkeypatch.setenv("CDR_DATA_DIR", str(tmp_path))
-    result = dg.materialize([bill_documents], instance=run.instance, partition_key=NOVEMBER, resources=run.resources())
+    result = dg.materialize([bill_documents], instance=run.instance, partition_key=DECEMBER, resources=run.resources())
     (event,) = result.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
     bills = run.query(
         f"select msisdn, document_type, amount_before_tax, vat_amount, total_amount, invoice_number"
-        f" from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}'"
+        f" from {run.billing}.billing_cdrs where billing_month = '{DECEMBER}'"
     )
-    folder = tmp_path / "bills" / NOVEMBER[:7]
+    folder = tmp_path / "bills" / DECEMBER[:7]
     assert metadata["documents"].value == len(bills) == len(list(folder.glob("provisional-*.pdf"))) > 0
     lines = {}
     for number, line_type, amount in run.query(
-        f"select invoice_number, line_type, amount from {run.billing}.invoice_lines where billing_month = '{NOVEMBER}'"
+        f"select invoice_number, line_type, amount from {run.billing}.invoice_lines where billing_month = '{DECEMBER}'"
     ):
         lines.setdefault(number, []).append((line_type, amount))
     for msisdn, document_type, before_tax, vat, total, number in bills[:25]:
         kind = "invoice" if document_type == "invoice" else "statement"
-        pdf = folder / f"provisional-{kind}-{msisdn.removeprefix('+')}-{NOVEMBER[:7]}.pdf"
+        pdf = folder / f"provisional-{kind}-{msisdn.removeprefix('+')}-{DECEMBER[:7]}.pdf"
         text = subprocess.run(
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout
@@ -658,123 +755,29 @@ def test_the_months_bills_render_as_pdf_documents_whose_text_is_the_bill(pipelin
             if line_type not in ("vat", "vat_included"):
                 assert f"{amount:,.2f}" in text, (number, line_type, amount)
     # rendered again with the same bills: the same documents, nothing removed
-    again = dg.materialize([bill_documents], instance=run.instance, partition_key=NOVEMBER, resources=run.resources())
+    again = dg.materialize([bill_documents], instance=run.instance, partition_key=DECEMBER, resources=run.resources())
     (event,) = again.get_asset_materialization_events()
     assert event.event_specific_data.materialization.metadata["removed"].value == 0
 
 
-def _close(month: str, issue_date: str) -> subprocess.CompletedProcess:
-    """`cdr billing close`, as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "cdr_platform.cli", "billing", "close", "--month", month, "--issue-date", issue_date],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def _issued(run: Pipeline) -> tuple[list[tuple], list[tuple]]:
-    """The issued record, every column, in a fixed order."""
-    return (
-        run.query(f"select * from {run.billing}.issued_invoices order by invoice_number"),
-        run.query(f"select * from {run.billing}.issued_invoice_lines order by invoice_number, line_number"),
-    )
-
-
-def _pdf_digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pdf"))}
-
-
-def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_adjusted_on_the_next_bill(
-    pipeline, tmp_path, monkeypatch
-):
-    """November closed (its bills issued as numbered documents and PDFs), closed again (nothing
-    changes), then a late November CDR: November's issued bills stay byte-identical, the
-    difference waits in billing_adjustments, and closing December issues it as an adjustment line
-    on the subscriber's December invoice, referencing the November invoice and the CDR behind it.
-    The reconciliation holds at every step."""
+def test_after_a_late_cdr_the_closed_month_stays_as_issued_and_the_next_close_adjusts_it(pipeline, monkeypatch):
+    """November was closed, then a late November CDR came (test_a_late_cdr_in_a_billed_month...:
+    an international call of a postpaid subscriber). Billed again with `cdr billing bill`:
+    November's issued bills and PDFs are byte-identical, and the difference waits in
+    billing_adjustments, naming the November invoice and the one CDR behind it. December then closes
+    in the next year's series with that adjustment as line 101 of the subscriber's invoice; every
+    month reconciles, and the mart lists every document with its PDF."""
     from cdr_platform.defs.billing.cycles import billing_cycles_reconcile
     from cdr_platform.lib.billing.cycles import reconcile
 
     run = pipeline
-    monkeypatch.setenv("CDR_DATA_DIR", str(tmp_path))
-    november_folder, december_folder = tmp_path / "bills" / "2026-11", tmp_path / "bills" / "2026-12"
-    warehouse = run.resources()["warehouse"]
+    data_dir, issued, issued_lines, pdfs = run.november_issued
+    monkeypatch.setenv("CDR_DATA_DIR", str(data_dir))
+    november_folder, december_folder = data_dir / "bills" / "2026-11", data_dir / "bills" / "2026-12"
+    at = _issued_columns(run)
+    ((msisdn,),) = run.query(f"select served_msisdn from {run.rating}.rating_cdrs where record_id = 'late-call-1'")
+    owner = next(r for r in issued if r[at["msisdn"]] == msisdn and r[at["document_type"]] == "invoice")
 
-    refused = _close("2026-12", "2027-01-05")
-    assert refused.returncode == 1 and "2026-11 has bills and is still open" in refused.stderr, refused.stderr
-
-    closed = _close("2026-11", "2026-12-05")
-    assert closed.returncode == 0, closed.stderr[-3000:]
-    assert "closed 2026-11 on 2026-12-05" in closed.stdout, closed.stdout
-    bills = {
-        row[0]: row
-        for row in run.query(
-            f"select invoice_number, document_type, amount_before_tax, vat_amount, total_amount, msisdn"
-            f" from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}'"
-        )
-    }
-    issued, issued_lines = _issued(run)
-    columns = [
-        d[0] for d in run.box.connect().execute(f"select * from {run.billing}.issued_invoices limit 0").description
-    ]
-    at = {name: columns.index(name) for name in columns}
-    assert len(issued) == len(bills) > 0
-    for kind, prefix in (("invoice", "INV"), ("statement", "STM")):
-        series = sorted(r[at["sequence_number"]] for r in issued if r[at["document_type"]] == kind)
-        assert series == list(range(1, len(series) + 1)), kind  # gapless, from 1 in the year of issue
-        assert all(
-            r[at["invoice_number"]] == f"{prefix}-2026-{r[at['sequence_number']]:06d}"
-            for r in issued
-            if r[at["document_type"]] == kind
-        )
-    for row in issued:  # each bill issued as it was billed, nothing added
-        bill = bills[row[at["provisional_number"]]]
-        assert (row[at["bill_amount_before_tax"]], row[at["bill_vat_amount"]], row[at["bill_total_amount"]]) == bill[
-            2:5
-        ]
-        assert (row[at["amount_before_tax"]], row[at["vat_amount"]], row[at["total_amount"]]) == bill[2:5]
-    (billed_lines,) = run.query(f"select count(*) from {run.billing}.invoice_lines where billing_month = '{NOVEMBER}'")[
-        0
-    ]
-    assert len(issued_lines) == billed_lines
-    pdfs = _pdf_digests(november_folder)
-    assert set(pdfs) == {f"{r[at['invoice_number']]}.pdf" for r in issued}  # and no provisional document left
-    first_invoice = next(r for r in issued if r[at["document_type"]] == "invoice")
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(november_folder / f"{first_invoice[at['invoice_number']]}.pdf"), "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert first_invoice[at["invoice_number"]] in text and "INVOICE" in text and "PROVISIONAL" not in text
-    assert f"{first_invoice[at['total_amount']]:,.2f}" in text
-
-    again = _close("2026-11", "2026-12-06")
-    assert again.returncode == 0 and "already closed" in again.stdout, again.stdout + again.stderr
-    assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
-
-    # a late November CDR of a postpaid subscriber with a November invoice: an international call
-    # (priced, outside the included minutes)
-    owner = next(r for r in issued if r[at["document_type"]] == "invoice")
-    subscriber = next(s for s in generate_subscribers() if s.msisdn == owner[at["msisdn"]])
-    late = {
-        "schema_version": 1,
-        "record_id": "late-after-close-1",
-        "record_type": "voice",
-        "served_msisdn": subscriber.msisdn,
-        "other_msisdn": "+33612345678",
-        "direction": "outgoing",
-        "start_time": "2026-11-30T22:00:00Z",  # 23:00 local: still November
-        "duration_s": 240,
-        "cell_id": subscriber.home_cell_id,
-        "technology": "4G",
-        "roaming": False,
-    }
-    run.box.produce_raw([(subscriber.msisdn.encode(), orjson.dumps(late))])
-    mediated = run.box.run()
-    assert mediated.returncode == 0 and mediated.summary["clean_by_day"] == {"2026-11-30": 1}
-    run.rate("2026-11-30")
     # billed again as the README shows it: `cdr billing bill` runs the bill_cdrs job (dbt's tests
     # included, the reconciliation of the closed months among them)
     rebilled = subprocess.run(
@@ -782,27 +785,28 @@ def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_a
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+        env={**os.environ, "DAGSTER_HOME": str(data_dir / "dagster_home")},
     )
     assert rebilled.returncode == 0 and "billed 2026-11: run" in rebilled.stdout, rebilled.stdout + rebilled.stderr
     assert " 0 failed" in rebilled.stdout, rebilled.stdout
 
     # the closed month is never rewritten: its issued rows and PDFs are as they were, byte for byte
     assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
-    (valued_now,) = run.query(
-        f"select total_amount from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}' and msisdn = %s",
-        (subscriber.msisdn,),
-    )[0]
+    ((valued_now,),) = run.query(
+        f"select total_amount from {run.billing}.billing_cdrs where billing_month = '{NOVEMBER}' and msisdn = %s"
+        " and document_type = 'invoice'",
+        (msisdn,),
+    )
     pending = run.query(
         f"select msisdn, adjusts_invoice_number, total_amount, adjustment_document_type, late_cdrs"
         f" from {run.billing}.billing_adjustments"
     )
     delta = valued_now - owner[at["bill_total_amount"]]
     assert delta > 0
-    assert pending == [(subscriber.msisdn, owner[at["invoice_number"]], delta, "invoice", 1)]
+    assert pending == [(msisdn, owner[at["invoice_number"]], delta, "invoice", 1)]
     with run.box.connect() as conn:
         assert all(m.difference == 0 for m in reconcile(conn, run.billing))
-    assert billing_cycles_reconcile(warehouse=warehouse).passed
+    assert billing_cycles_reconcile(warehouse=run.resources()["warehouse"]).passed
 
     # December closes in the next year's series, with the adjustment on the subscriber's invoice
     december = _close("2026-12", "2027-01-05")
@@ -811,7 +815,7 @@ def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_a
     (number, bill_total, adjustment_total, total) = run.query(
         f"select invoice_number, bill_total_amount, adjustment_total, total_amount from {run.billing}.issued_invoices"
         f" where billing_month = '{DECEMBER}' and msisdn = %s and document_type = 'invoice'",
-        (subscriber.msisdn,),
+        (msisdn,),
     )[0]
     assert number.startswith("INV-2027-") and adjustment_total == delta and total == bill_total + delta
     (line,) = run.query(
@@ -841,5 +845,5 @@ def test_a_closed_month_is_issued_once_under_gapless_numbers_and_a_late_cdr_is_a
     listed = run.query(f"select invoice_number, document_path, total_amount from {run.marts}.fct_issued_documents")
     everything = _issued(run)[0]
     assert sorted(r[0] for r in listed) == sorted(r[at["invoice_number"]] for r in everything)
-    assert all((tmp_path / path).is_file() for _, path, _ in listed)
+    assert all((data_dir / path).is_file() for _, path, _ in listed)
     assert sum(r[2] for r in listed) == sum(r[at["total_amount"]] for r in everything)
