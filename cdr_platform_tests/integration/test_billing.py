@@ -780,15 +780,14 @@ def test_after_a_late_cdr_the_closed_month_stays_as_issued_and_the_next_close_ad
 
     # billed again as the README shows it: `cdr billing bill` runs the bill_cdrs job (dbt's tests
     # included, the reconciliation of the closed months among them)
-    rebilled = subprocess.run(
-        [sys.executable, "-m", "cdr_platform.cli", "billing", "bill", "--month", "2026-11"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "DAGSTER_HOME": str(data_dir / "dagster_home")},
-    )
-    assert rebilled.returncode == 0 and "billed 2026-11: run" in rebilled.stdout, rebilled.stdout + rebilled.stderr
-    assert " 0 failed" in rebilled.stdout, rebilled.stdout
+    from click.testing import CliRunner
+
+    from cdr_platform.cli import cdr
+
+    monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster_home"))  # the command's instance, this test's
+    rebilled = CliRunner().invoke(cdr, ["billing", "bill", "--month", "2026-11"])
+    assert rebilled.exit_code == 0 and "billed 2026-11: run" in rebilled.output, rebilled.output
+    assert " 0 failed" in rebilled.output, rebilled.output
 
     # the closed month is never rewritten: its issued rows and PDFs are as they were, byte for byte
     assert _issued(run) == (issued, issued_lines) and _pdf_digests(november_folder) == pdfs
