@@ -25,11 +25,20 @@ from cdr_platform.defs.rating.assets import RATING_CDRS_KEY
 BILLING_TAG = "billing"  # the dbt tag of the billing models (dbt_project.yml)
 BILLING_GROUP = "billing"  # their Dagster group (meta.dagster.group)
 AC = dg.AutomationCondition
-# only a new rating of one of its days (or a billing model it reads) re-bills a month; the
-# unpartitioned tables billing also reads (clean_cdrs, subscribers) change with every mediation run
-BILLING_TRIGGERS = dg.AssetSelection.assets(RATING_CDRS_KEY) | dg.AssetSelection.groups(BILLING_GROUP)
+# only a new rating of one of its days re-bills a month; the unpartitioned tables billing also
+# reads (clean_cdrs, subscribers) change with every mediation run
+BILLING_TRIGGERS = dg.AssetSelection.assets(RATING_CDRS_KEY)
+# A billing model that reads another (invoice_lines reads billing_cdrs) is requested with it, in the
+# same tick - not when the other was merely updated: a run stopped half-way (dagster dev killed
+# mid-billing) materialized some models of the month and not the rest, and requesting each model
+# as its inputs changed then re-billed them one at a time, every run testing bills against lines of
+# another version. The month is billed again whole by the run's retry or the next rating.
 BILLING_MONTH_CONDITION = (
-    AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled() & ~AC.in_progress()
+    (
+        AC.any_deps_updated().allow(BILLING_TRIGGERS).since_last_handled()
+        | AC.any_deps_match(AC.will_be_requested()).allow(dg.AssetSelection.groups(BILLING_GROUP))
+    )
+    & ~AC.in_progress()
 ).with_label("a rating day of the month changed")
 
 
