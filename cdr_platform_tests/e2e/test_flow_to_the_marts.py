@@ -10,6 +10,7 @@ is marked failed and re-executed, and the marts catch up with every CDR produced
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -31,6 +32,32 @@ LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries { location
 FAILURE = """{ logsForRun(runId: "%s") { ... on EventConnection { events { __typename
   ... on MessageEvent { message } ... on ExecutionStepFailureEvent { stepKey error { message } } } } } }"""
 BILLING = ["billing", "billing_cdrs"]
+
+
+ENGINE_EVENTS = """{ logsForRun(runId: "%s") { ... on EventConnection { events { __typename
+  ... on MessageEvent { message } } } } }"""
+
+
+def _run_worker(dev, run_id: str) -> int | None:
+    """The pid of a run's worker process, from the engine event Dagster logs when it starts it."""
+    events = dev.graphql(ENGINE_EVENTS % run_id)["logsForRun"]["events"]
+    for event in events:
+        found = re.search(r"\(pid: (\d+)\)", event.get("message") or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def _kill_with_children(pid: int) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        for child in process.children(recursive=True):
+            child.kill()
+        process.kill()
+    except psutil.NoSuchProcess:  # it finished first
+        pass
 
 
 def _report_runs(runs: list[dict]) -> list[dict]:
@@ -83,8 +110,12 @@ def test_a_short_soak_under_dagster_dev_reaches_the_marts_and_survives_dagster_d
             if billing is None:
                 return
             killed = billing
+            worker = _run_worker(s.dev, billing["runId"])
             assert s.stop_dagster(), "dagster dev did not stop on SIGTERM"
-            # a run worker can outlive dagster dev and finish; this one dies with it, as in a crash
+            # a run worker can outlive dagster dev and finish; this one dies with it, as in a crash:
+            # by the pid Dagster logged for it (its command line need not name the run), children too
+            if worker is not None:
+                _kill_with_children(worker)
             subprocess.run(["pkill", "-KILL", "-f", billing["runId"]], check=False)  # noqa: S603, S607
             s.start_dagster("dagster-dev-restarted.log")  # the same DAGSTER_HOME: the run is still there
 

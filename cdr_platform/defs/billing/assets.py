@@ -31,7 +31,7 @@ BILLING_MONTHS = dg.MonthlyPartitionsDefinition(
 def billing_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The months of this run as dbt vars: [start, end) local dates (one month, or a backfill's
     range). A run of the checks alone has no partition: they then check every month."""
-    if not context.has_partition_key_range:
+    if not (context.has_partition_key or context.has_partition_key_range):  # the latter: ranged runs only
         return {}
     window = context.partition_time_window
     return {"billing_month_start": f"{window.start:%Y-%m-%d}", "billing_month_end": f"{window.end:%Y-%m-%d}"}
@@ -51,7 +51,7 @@ def billing_locks(warehouse: WarehouseResource, months: list[date]):
 
 def billing_months_of(context: dg.AssetExecutionContext) -> list[date]:
     """The first days of the run's months (none for a run of the checks alone)."""
-    if not context.has_partition_key_range:
+    if not (context.has_partition_key or context.has_partition_key_range):
         return []
     return [date.fromisoformat(key) for key in context.partition_keys]
 
