@@ -38,7 +38,8 @@ order by b.invoice_number, l.line_number
 """
 
 
-def _quantity(quantity: Decimal | None, unit: str | None) -> str:
+def quantity_shown(quantity: Decimal | None, unit: str | None) -> str:
+    """A line's quantity as a document shows it: 1,234.50 min; empty when there is none."""
     if quantity is None:
         return ""
     return f"{quantity:,.2f} {unit or ''}".strip()
@@ -83,7 +84,7 @@ def month_documents(conn, billing_schema: str, month: date, operator: Operator, 
         )
         if line_type not in VAT_LINE_TYPES:
             bill["lines"].append(
-                DocumentLine(description=description, amount=Decimal(amount), quantity=_quantity(quantity, unit))
+                DocumentLine(description=description, amount=Decimal(amount), quantity=quantity_shown(quantity, unit))
             )
     return [
         BillDocument(provisional=True, number=None, issue_date=issue_date, period=month, operator=operator, **bill)

@@ -40,6 +40,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from cdr_platform.lib.billing.bills import VAT_LINE_TYPES, quantity_shown
 from cdr_platform.lib.billing.documents import (
     DOCUMENT_TYPE_OF_BILL,
     BillDocument,
@@ -598,7 +599,6 @@ join {schema}.issued_invoice_lines l on l.invoice_number = i.invoice_number
 where i.billing_month = %(month)s
 order by i.invoice_number, l.line_number
 """
-VAT_LINE_TYPES = ("vat", "vat_included")
 
 
 def issued_documents(conn, billing_schema: str, month: date, operator: Operator) -> list[BillDocument]:
@@ -643,12 +643,11 @@ def issued_documents(conn, billing_schema: str, month: date, operator: Operator)
         )
         if line_type in VAT_LINE_TYPES:
             continue
-        shown = "" if quantity is None else f"{Decimal(quantity):,.2f} {unit or ''}".strip()
         document["lines"].append(
             DocumentLine(
                 description=description,
                 amount=Decimal(amount),
-                quantity=shown,
+                quantity=quantity_shown(quantity, unit),
                 vat_amount=None if line_vat is None else Decimal(line_vat),
             )
         )
