@@ -27,12 +27,15 @@ class SourceProfile:
 
     `cell_id` and `technology`: a PBX or a SIP proxy reports no radio cell; their CDRs carry the
     source's declared ones (a cell of the operator's catalogue), so mediation's rules still hold.
+    `timezone`: the IANA zone of times a format writes without an offset (Asterisk's Master.csv
+    writes the PBX's local time unless it runs with usegmtime).
     """
 
     name: str
     format: str
     cell_id: str | None = None
     technology: str | None = None
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
