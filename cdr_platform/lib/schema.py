@@ -20,6 +20,13 @@ Fields (JSON types):
     roaming            bool     true when the cell belongs to a foreign network
     visited_network    string   MCC-MNC of the visited network when roaming, else null
 
+Optional fields that collection adds to the records of network elements' files (mediation does not
+judge them; a reject keeps them in its payload):
+    origin             object   where the record came from: source, file, file_sha256, index, and
+                                `record` (the original bytes, base64) or record_sha256 + record_bytes
+    partial            object   a part of a longer call or session: chain_id, sequence, last
+    decode_error       string   the record could not be decoded: rejected UNDECODABLE_RECORD
+
 Kafka headers: `cdr-schema` = "cdr.v1"; `injected-error` = the error class, only on records
 the generator spoiled on purpose (for tests; mediation must never read it).
 """
@@ -31,6 +38,8 @@ import re
 from cdr_platform.lib.warehouse.columns import Column, names
 
 SCHEMA_VERSION = 1
+# the field collection sets on a record of a file it could not decode (see the docstring)
+UNDECODABLE_MARK = "decode_error"
 SCHEMA_HEADER = "cdr-schema"
 SCHEMA_HEADER_VALUE = b"cdr.v1"
 INJECTED_ERROR_HEADER = "injected-error"

@@ -273,6 +273,23 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="`data/` of the checkout (installed: of the current folder)",
     ),
     Setting(
+        "CDR_LANDING_DIR",
+        folder(),
+        lambda v: v["CDR_DATA_DIR"] / "landing",
+        "network elements' CDR files: a folder per source (`<source>/`), watched by the landing sensor; "
+        "collected files move to `<source>/archive/`, unreadable ones to `<source>/quarantine/`",
+        into=("landing_dir",),
+        default_doc="`landing/` of CDR_DATA_DIR",
+    ),
+    Setting(
+        "CDR_COLLECTION_SETTLE_S",
+        integer(0, 3600),
+        10,
+        "a landing file unchanged (size and time) for this many seconds is complete and collected; a file "
+        "written under a name starting with `.` or ending `.tmp` / `.part` and then renamed is taken at once",
+        into=("collection_settle_s",),
+    ),
+    Setting(
         "CDR_REFERENCE_DIR",
         folder(),
         None,
@@ -1008,6 +1025,8 @@ class Settings:
     environment: str
     project_dir: Path
     data_dir: Path
+    landing_dir: Path
+    collection_settle_s: int
     reference_dir: Path | None
     conformance_dir: Path
     mediation_schema: str

@@ -43,6 +43,7 @@ from cdr_platform.lib.schema import (
     RECORD_ID_REGEX,
     RECORD_TYPES,
     SCHEMA_VERSION,
+    UNDECODABLE_MARK,
 )
 from cdr_platform.lib.warehouse.columns import arrow_schema
 
@@ -159,7 +160,8 @@ def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAUL
     # an oversized message is never parsed: `mediate` rejects it on its length
     cap = limits.max_payload_bytes
     docs = [_EMPTY if v is not None and len(v) > cap else _load(v) for v in values]
-    plain = np.array([d is _EMPTY for d in docs], bool)  # not a JSON object: mediate says why
+    # not a JSON object, or a record collection could not decode: mediate says why
+    plain = np.array([d is _EMPTY or UNDECODABLE_MARK in d for d in docs], bool)
 
     # JSON types exactly as validation checks them (bool is not an int), text not too long.
     # Fields are taken out of every document in one C-level pass (map, zip); a column is checked

@@ -31,6 +31,9 @@ class Reason(str, Enum):
     UNKNOWN_TECHNOLOGY = "UNKNOWN_TECHNOLOGY"
     UNKNOWN_CELL = "UNKNOWN_CELL"
     INVALID_RECORD_ID = "INVALID_RECORD_ID"
+    # a record of a network element's file that could not be decoded into a CDR: collection
+    # publishes it with its origin (source, file, index, bytes) and the decoder's error
+    UNDECODABLE_RECORD = "UNDECODABLE_RECORD"
     DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module
     # The last line of defence: mediating or converting this one record raised (the exception's
     # class is in the reject); the record is rejected and the batch goes on.

@@ -31,6 +31,7 @@ from cdr_platform.lib.schema import (
     SCHEMA_VERSION,
     TECHNOLOGIES,
     TECHNOLOGY_ALIASES,
+    UNDECODABLE_MARK,
     is_valid_record_id,
 )
 
@@ -147,6 +148,8 @@ def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAU
         return Mediated(None, (reason,))
     if not isinstance(doc, dict):
         return Mediated(None, (Reason.MALFORMED_JSON,))
+    if UNDECODABLE_MARK in doc:  # collection could not decode the record: nothing here to judge
+        return Mediated(None, (Reason.UNDECODABLE_RECORD,))
     reasons: list[str] = []
 
     # Types first: a value of the wrong JSON type is reported once, then treated as absent.

@@ -1,0 +1,286 @@
+"""The collection ledger: every CDR file a source delivered, checked as a file, and the sources.
+
+`collection_sources`: a source is a network element of a declared format (and, for formats that
+carry no radio cell or no time zone, the cell, technology and zone its CDRs take). A source is
+declared by its first collection, with the format given or detected.
+
+`collection_files`: one row per distinct file (its SHA-256 is the key), whatever became of it:
+
+    collecting   taken, its records being published (a collector that died leaves it so; collecting
+                 the file again publishes it again: records have deterministic ids, so mediation
+                 rejects the ones already stored as DUPLICATE, and none is rated twice)
+    collected    every record read is accounted for: published + not charged (unanswered calls...)
+                 - the undecodable ones are published as rejects naming the file and index
+    duplicate    refused unread: its (source, file sequence number) was collected from another file
+    quarantined  refused unread: not readable in its format at all (the reason says why)
+
+A byte-identical file is the same row: collecting it again changes nothing. A gap in a source's
+file sequence numbers (with wrap-around at the format's maximum) is what `sequence_gaps` reports.
+
+Plain SQL that PostgreSQL and SQL Server both run; parameters are pyformat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cdr_platform.lib.warehouse.dialects import POSTGRES, Dialect
+
+COLLECTING, COLLECTED, DUPLICATE, QUARANTINED = "collecting", "collected", "duplicate", "quarantined"
+FILE_STATUSES = (COLLECTING, COLLECTED, DUPLICATE, QUARANTINED)
+
+FILE_COLUMNS = (
+    "sha256",
+    "source",
+    "file_name",
+    "file_format",
+    "sequence_number",
+    "sequence_max",
+    "bytes",
+    "records_read",
+    "records_published",
+    "records_not_charged",
+    "records_undecodable",
+    "first_record_at",
+    "last_record_at",
+    "status",
+    "reason",
+    "duplicate_of",
+    "received_at",
+    "finished_at",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    format: str
+    cell_id: str | None = None
+    technology: str | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class LedgerFile:
+    sha256: str
+    source: str
+    file_name: str
+    file_format: str | None
+    sequence_number: int | None
+    status: str
+    reason: str | None
+    records_read: int
+    records_published: int
+    records_not_charged: int
+    records_undecodable: int
+
+
+@dataclass(frozen=True)
+class SequenceGap:
+    source: str
+    after: int  # the last sequence number before the gap
+    before: int  # the first one after it
+    missing: int  # how many numbers are missing between them
+
+    def describe(self) -> str:
+        return f"{self.source}: {self.missing} file(s) missing between sequence {self.after} and {self.before}"
+
+
+@dataclass(frozen=True)
+class CollectionTables:
+    schema: str = "mediation"
+    dialect: Dialect = POSTGRES
+
+    @property
+    def sources(self) -> str:
+        return f"{self.schema}.collection_sources"
+
+    @property
+    def files(self) -> str:
+        return f"{self.schema}.collection_files"
+
+    def ddl(self) -> list[str]:
+        d = self.dialect
+        return [
+            d.create_schema(self.schema),
+            d.create_table(
+                self.sources,
+                ",\n".join(
+                    [
+                        "    source varchar(64) not null",
+                        "    file_format varchar(16) not null",
+                        "    cell_id varchar(32)",
+                        "    technology varchar(4)",
+                        "    timezone varchar(64) not null",
+                        f"    declared_at {d.timestamp} not null",
+                        "    constraint pk_collection_sources primary key (source)",
+                    ]
+                ),
+            ),
+            d.create_table(
+                self.files,
+                ",\n".join(
+                    [
+                        "    sha256 varchar(64) not null",
+                        "    source varchar(64) not null",
+                        "    file_name varchar(255) not null",
+                        "    file_format varchar(16)",
+                        "    sequence_number bigint",
+                        "    sequence_max bigint",  # where the source's sequence wraps around
+                        "    bytes bigint not null",
+                        "    records_read bigint not null",
+                        "    records_published bigint not null",
+                        "    records_not_charged bigint not null",
+                        "    records_undecodable bigint not null",
+                        f"    first_record_at {d.timestamp}",
+                        f"    last_record_at {d.timestamp}",
+                        "    status varchar(16) not null",
+                        f"    reason {d.text_4000}",
+                        "    duplicate_of varchar(64)",
+                        f"    received_at {d.timestamp} not null",
+                        f"    finished_at {d.timestamp}",
+                        "    constraint pk_collection_files primary key (sha256)",
+                    ]
+                ),
+            ),
+            d.create_index("ix_collection_files_sequence", self.files, "source, sequence_number"),
+        ]
+
+    def lock_sql(self, source: str, release: bool = False) -> str:
+        """A source's files are collected one at a time (the sequence check reads, then writes)."""
+        return self.dialect.session_lock_sql(f"cdr-collection:{source}", release=release)
+
+
+def create_tables(conn, tables: CollectionTables) -> None:
+    for statement in tables.ddl():
+        conn.execute(statement)
+
+
+def find_source(conn, tables: CollectionTables, name: str) -> Source | None:
+    row = conn.execute(
+        f"select source, file_format, cell_id, technology, timezone from {tables.sources} where source = %(source)s",
+        {"source": name},
+    ).fetchone()
+    return Source(*row) if row else None
+
+
+def declare_source(conn, tables: CollectionTables, source: Source, now: datetime) -> None:
+    conn.execute(
+        f"insert into {tables.sources} (source, file_format, cell_id, technology, timezone, declared_at)"
+        " values (%(source)s, %(format)s, %(cell_id)s, %(technology)s, %(timezone)s, %(now)s)",
+        {
+            "source": source.name,
+            "format": source.format,
+            "cell_id": source.cell_id,
+            "technology": source.technology,
+            "timezone": source.timezone,
+            "now": now,
+        },
+    )
+
+
+def list_sources(conn, tables: CollectionTables) -> list[Source]:
+    rows = conn.execute(
+        f"select source, file_format, cell_id, technology, timezone from {tables.sources} order by source"
+    ).fetchall()
+    return [Source(*row) for row in rows]
+
+
+_LEDGER_FILE_COLUMNS = (
+    "sha256, source, file_name, file_format, sequence_number, status, reason,"
+    " records_read, records_published, records_not_charged, records_undecodable"
+)
+
+
+def find_file(conn, tables: CollectionTables, sha256: str) -> LedgerFile | None:
+    row = conn.execute(
+        f"select {_LEDGER_FILE_COLUMNS} from {tables.files} where sha256 = %(sha256)s", {"sha256": sha256}
+    ).fetchone()
+    return LedgerFile(*row) if row else None
+
+
+def find_sequence(conn, tables: CollectionTables, source: str, sequence: int) -> LedgerFile | None:
+    """The file a source already delivered under `sequence` (taken or being taken), if any."""
+    row = conn.execute(
+        f"select {_LEDGER_FILE_COLUMNS} from {tables.files} where source = %(source)s"
+        " and sequence_number = %(sequence)s and status in (%(collecting)s, %(collected)s)",
+        {"source": source, "sequence": sequence, "collecting": COLLECTING, "collected": COLLECTED},
+    ).fetchone()
+    return LedgerFile(*row) if row else None
+
+
+def insert_file(conn, tables: CollectionTables, row: dict) -> None:
+    values = {c: row.get(c) for c in FILE_COLUMNS}
+    for count in ("records_read", "records_published", "records_not_charged", "records_undecodable"):
+        values[count] = values[count] or 0
+    conn.execute(
+        f"insert into {tables.files} ({', '.join(FILE_COLUMNS)})"
+        f" values ({', '.join(f'%({c})s' for c in FILE_COLUMNS)})",
+        values,
+    )
+
+
+def finish_file(conn, tables: CollectionTables, sha256: str, row: dict) -> None:
+    """The counts and times of a file whose records were all published, and its final status."""
+    columns = (
+        "records_read",
+        "records_published",
+        "records_not_charged",
+        "records_undecodable",
+        "first_record_at",
+        "last_record_at",
+        "status",
+        "finished_at",
+    )
+    conn.execute(
+        f"update {tables.files} set {', '.join(f'{c} = %({c})s' for c in columns)} where sha256 = %(sha256)s",
+        {**{c: row.get(c) for c in columns}, "sha256": sha256},
+    )
+
+
+def sequence_gaps(conn, tables: CollectionTables, source: str | None = None) -> list[SequenceGap]:
+    """Per source, the file sequence numbers missing between the ones collected (see missing_ranges)."""
+    where = " and source = %(source)s" if source else ""
+    rows = conn.execute(
+        f"select source, sequence_number, sequence_max, received_at from {tables.files}"
+        f" where status = %(collected)s and sequence_number is not null{where}"
+        " order by source, received_at, sequence_number",
+        {"collected": COLLECTED, "source": source},
+    ).fetchall()
+    by_source: dict[str, list[tuple[int, int | None]]] = {}
+    for name, sequence, maximum, _ in rows:
+        by_source.setdefault(name, []).append((sequence, maximum))
+    gaps = []
+    for name, seen in by_source.items():
+        maximum = max((m for _, m in seen if m is not None), default=None)
+        gaps += [SequenceGap(name, *gap) for gap in missing_ranges([s for s, _ in seen], maximum)]
+    return gaps
+
+
+def missing_ranges(collected: list[int], maximum: int | None) -> list[tuple[int, int, int]]:
+    """(after, before, missing) for each run of sequence numbers missing between collected ones.
+
+    Without a known maximum the numbers lie on a line: the gaps between the lowest and the highest.
+    With one they are a cycle (after `maximum` comes 0; a node that numbers from 1 wraps to 1, and
+    0 is then never missing): the widest stretch without a file is where the cycle breaks - the
+    numbers not written yet, after the latest file - and every other stretch is a gap. So files
+    that arrive out of order leave no gap once both have come, and the wrap is no gap.
+    """
+    seen = sorted(set(collected))
+    if len(seen) < 2:
+        return []
+    if maximum is None:
+        return [(a, b, b - a - 1) for a, b in zip(seen, seen[1:]) if b - a > 1]
+    starts_at_one = 0 not in seen and 1 in seen
+
+    def missing_between(a: int, b: int) -> int:  # numbers strictly between a and b, forward
+        steps = (b - a) % (maximum + 1)
+        if starts_at_one and b < a:  # the wrap skips 0
+            steps -= 1
+        return steps - 1
+
+    pairs = list(zip(seen, seen[1:] + seen[:1]))  # each number and the next one around the cycle
+    widest = max(range(len(pairs)), key=lambda i: missing_between(*pairs[i]))
+    gaps = [(a, b, missing_between(a, b)) for i, (a, b) in enumerate(pairs) if i != widest]
+    return [gap for gap in gaps if gap[2] > 0]
