@@ -793,6 +793,95 @@ _REFERENCE_DATASETS = ("numbering-plan", "cells", "subscribers")
 _REFERENCE_DATASET = click.argument("dataset", type=click.Choice(_REFERENCE_DATASETS))
 
 
+@cdr.command()
+@click.option("--source", required=True, help="The network element the files come from (declared by its first file).")
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(["3gpp-ber", "asterisk-csv", "kamailio-acc", "cdr-json"]),
+    default=None,
+    help="The files' format (default: the source's declared one; a new source's is detected from the file).",
+)
+@click.option("--cell-id", default=None, help="A new PBX or SIP source: the cell (CGI) its CDRs take.")
+@click.option("--technology", default=None, help="A new PBX or SIP source: its CDRs' technology (2G-5G).")
+@click.option("--timezone", "zone", default="UTC", show_default=True, help="A new source: the zone of its local times.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def collect(
+    source: str, format_name: str | None, cell_id: str | None, technology: str | None, zone: str, files: tuple[Path]
+) -> None:
+    """Collect CDR FILES of a network element: check each as a file, publish its records to raw-cdrs.
+
+    One line per file: collected (records read, published, not charged), already collected (the same
+    bytes: nothing changes), duplicate (its sequence number came in another file) or quarantined (not
+    readable in its format). A copy goes to <CDR_LANDING_DIR>/<source>/archive/ or quarantine/; the
+    files given stay where they are. Exits 1 if a file was refused."""
+    from cdr_platform.lib.collection.collector import CollectionError, SourceDeclaration, collect_file
+    from cdr_platform.lib.collection.ledger import create_tables, tables_for
+    from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.warehouse import connect
+
+    settings = load_settings()
+    tables = tables_for(settings)
+    declaration = SourceDeclaration(cell_id=cell_id, technology=technology, timezone=zone)
+    conn = connect(settings.warehouse)
+    producer = make_producer("kafka-python", settings.kafka)
+    refused = 0
+    try:
+        create_tables(conn, tables)
+        conn.commit()
+        for path in files:
+            outcome = collect_file(
+                path,
+                source_name=source,
+                format_name=format_name,
+                conn=conn,
+                tables=tables,
+                publisher=producer,
+                topic=settings.kafka.raw_cdrs_topic,
+                source_folder=settings.landing_dir / source,
+                move=False,
+                declaration=declaration,
+            )
+            refused += outcome.refused
+            click.echo(outcome.summary())
+    except CollectionError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        producer.close()
+        conn.close()
+    if refused:
+        sys.exit(1)
+
+
+@cdr.group()
+def collection() -> None:
+    """The collection ledger: the network elements' files, as collected."""
+
+
+@collection.command("status")
+@click.option("--source", default=None, help="One source only.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Files listed, newest first.")
+def collection_status(source: str | None, limit: int) -> None:
+    """The sources, their latest files and any gap in their file sequence numbers (exit 1 on a gap)."""
+    from cdr_platform.lib.collection.ledger import create_tables, list_sources, recent_files, sequence_gaps, tables_for
+    from cdr_platform.lib.settings import load_settings
+    from cdr_platform.lib.warehouse import connect
+
+    settings = load_settings()
+    tables = tables_for(settings)
+    with connect(settings.warehouse) as conn:
+        create_tables(conn, tables)
+        sources = [vars(s) for s in list_sources(conn, tables) if source in (None, s.name)]
+        files = recent_files(conn, tables, limit, source)
+        gaps = sequence_gaps(conn, tables, source)
+    click.echo("sources:\n" + _table(sources))
+    click.echo("\nlatest files:\n" + _table(files))
+    click.echo("\nsequence gaps: " + ("none" if not gaps else "\n" + "\n".join(g.describe() for g in gaps)))
+    if gaps:
+        sys.exit(1)
+
+
 @cdr.group()
 def reference() -> None:
     """The operator's reference data: numbering plan, cells and subscribers loaded from files as versions."""

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,19 @@ _NAME_SEQUENCE = re.compile(r"(\d+)(?=(?:\.[A-Za-z][A-Za-z0-9]*)*$)")
 IN_PROGRESS_SUFFIXES = (".tmp", ".part")
 
 
+# formats whose records name no radio cell (a PBX, a SIP proxy): their source declares one
+CELL_LESS_FORMATS = ("asterisk-csv", "kamailio-acc")
+
+
+@dataclass(frozen=True)
+class SourceDeclaration:
+    """What a source seen for the first time is declared with, beyond its format."""
+
+    cell_id: str | None = None
+    technology: str | None = None
+    timezone: str = "UTC"
+
+
 class CollectionError(ValueError):
     """The collection cannot start (a bad source name, a format contradicting the declared one)."""
 
@@ -72,7 +85,7 @@ class FileOutcome:
 
     path: Path
     source: str
-    status: str  # collected | already collected | already quarantined | ... | duplicate | quarantined
+    status: str  # collected | duplicate | quarantined | already collected / refused as a duplicate / quarantined
     sha256: str
     file_format: str | None = None
     sequence_number: int | None = None
@@ -192,15 +205,15 @@ def collect_file(
     topic: str,
     source_folder: Path,
     move: bool,
-    new_source: Callable[[str, str], ledger.Source] | None = None,
+    declaration: SourceDeclaration | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FileOutcome:
     """Collect the file at `path` for source `source_name` (see the module's steps).
 
     `source_folder`: the source's folder (its `archive/` and `quarantine/`); `move`: a landing
-    file is moved there, a file collected by hand is copied (the user's own stays). `new_source`
-    makes the declaration of a source seen for the first time (name, format) -> Source (the
-    caller adds the cell, technology and zone of a format that carries none)."""
+    file is moved there, a file collected by hand is copied (the user's own stays). `declaration`:
+    the cell, technology and time zone of a source seen for the first time (needed by the
+    formats that carry no cell, CELL_LESS_FORMATS)."""
     started = clock()
     check_source_name(source_name)
     if format_name is not None and format_name not in FORMATS:
@@ -210,7 +223,7 @@ def collect_file(
     outcome = FileOutcome(path=path, source=source_name, status="", sha256=sha256)
     conn.execute(tables.lock_sql(source_name))
     try:
-        _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, new_source, clock)
+        _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock)
     finally:
         conn.execute(tables.lock_sql(source_name, release=True))
         conn.commit()
@@ -218,12 +231,16 @@ def collect_file(
     return outcome
 
 
-def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, new_source, clock):
+def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock):
     path, sha256, source_name = outcome.path, outcome.sha256, outcome.source
     known = ledger.find_file(conn, tables, sha256)
     if known is not None and known.status != ledger.COLLECTING:
         # the same bytes again: nothing changes; a landing copy leaves the landing folder
-        outcome.status = f"already {known.status}"
+        outcome.status = {
+            ledger.COLLECTED: "already collected",
+            ledger.DUPLICATE: "already refused as a duplicate",
+            ledger.QUARANTINED: "already quarantined",
+        }[known.status]
         outcome.file_format, outcome.sequence_number = known.file_format, known.sequence_number
         outcome.reason = f"byte-identical to {known.file_name} of {known.source}"
         if move:
@@ -245,7 +262,16 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
         if chosen is None:
             refuse(ledger.QUARANTINED, f"format not recognised (one of {', '.join(FORMATS)}): give --format")
             return
-        source = new_source(source_name, chosen) if new_source else ledger.Source(source_name, chosen)
+        declaration = declaration or SourceDeclaration()
+        if chosen in CELL_LESS_FORMATS and not (declaration.cell_id and declaration.technology):
+            refuse(
+                ledger.QUARANTINED,
+                f"source {source_name} is not declared, and {chosen} records carry no cell: declare it with "
+                f"`cdr collect --source {source_name} --format {chosen} --cell-id CGI --technology 4G "
+                "[--timezone ZONE] FILE`",
+            )
+            return
+        source = ledger.Source(source_name, chosen, declaration.cell_id, declaration.technology, declaration.timezone)
         ledger.declare_source(conn, tables, source, received)
         conn.commit()
     elif format_name is not None and format_name != source.format:
@@ -350,3 +376,32 @@ def settled_files(source_folder: Path, settle_s: float, now: float) -> list[Path
         if now - stat.st_mtime >= settle_s:
             ready.append((stat.st_mtime, path.name, path))
     return [p for _, _, p in sorted(ready)]
+
+
+def collect_landing(
+    landing_dir: Path,
+    *,
+    settle_s: float,
+    conn,
+    tables: ledger.CollectionTables,
+    publisher: Publisher,
+    topic: str,
+    now: float,
+) -> Iterator[FileOutcome]:
+    """Collect every settled file of every source folder under `landing_dir` (a folder per source,
+    named after it), oldest first; each file is moved to its source's archive/ or quarantine/."""
+    if not landing_dir.is_dir():
+        return
+    for folder in sorted(p for p in landing_dir.iterdir() if p.is_dir() and SOURCE_NAME_PATTERN.fullmatch(p.name)):
+        for path in settled_files(folder, settle_s, now):
+            yield collect_file(
+                path,
+                source_name=folder.name,
+                format_name=None,
+                conn=conn,
+                tables=tables,
+                publisher=publisher,
+                topic=topic,
+                source_folder=folder,
+                move=True,
+            )

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cdr_platform.lib.warehouse.dialects import POSTGRES, Dialect
+from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
 COLLECTING, COLLECTED, DUPLICATE, QUARANTINED = "collecting", "collected", "duplicate", "quarantined"
 FILE_STATUSES = (COLLECTING, COLLECTED, DUPLICATE, QUARANTINED)
@@ -150,6 +150,11 @@ class CollectionTables:
     def lock_sql(self, source: str, release: bool = False) -> str:
         """A source's files are collected one at a time (the sequence check reads, then writes)."""
         return self.dialect.session_lock_sql(f"cdr-collection:{source}", release=release)
+
+
+def tables_for(settings) -> CollectionTables:
+    """The ledger of the configured warehouse (it lives in the mediation schema: collection feeds it)."""
+    return CollectionTables(settings.mediation_schema, DIALECTS[settings.warehouse.kind])
 
 
 def create_tables(conn, tables: CollectionTables) -> None:
@@ -284,3 +289,27 @@ def missing_ranges(collected: list[int], maximum: int | None) -> list[tuple[int,
     widest = max(range(len(pairs)), key=lambda i: missing_between(*pairs[i]))
     gaps = [(a, b, missing_between(a, b)) for i, (a, b) in enumerate(pairs) if i != widest]
     return [gap for gap in gaps if gap[2] > 0]
+
+
+def recent_files(conn, tables: CollectionTables, limit: int = 20, source: str | None = None) -> list[dict]:
+    """The latest files of the ledger (newest first), as rows for a table."""
+    where = "where source = %(source)s " if source else ""
+    rows = conn.execute(
+        f"select source, file_name, sequence_number, status, records_read, records_published,"
+        f" records_not_charged, records_undecodable, received_at, reason from {tables.files} {where}"
+        f"order by received_at desc offset 0 rows fetch next {int(limit)} rows only",
+        {"source": source},
+    ).fetchall()
+    names = (
+        "source",
+        "file",
+        "sequence",
+        "status",
+        "read",
+        "published",
+        "not_charged",
+        "undecodable",
+        "received_at",
+        "reason",
+    )
+    return [dict(zip(names, row)) for row in rows]
