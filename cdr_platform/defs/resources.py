@@ -263,6 +263,17 @@ class FilesResource(SettingsResource):
         return Path(self.data_dir, *parts)
 
 
+class LandingResource(SettingsResource):
+    """The network elements' landing folders (a folder per source) and when a file there is complete."""
+
+    landing_dir: str = from_setting("CDR_LANDING_DIR")
+    settle_s: int = from_setting("CDR_COLLECTION_SETTLE_S")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.landing_dir)
+
+
 class BillDocumentsResource(SettingsResource):
     """Who issues the bills' documents (they go to bills/<yyyy-mm>/ of the files resource's folder)."""
 
@@ -365,6 +376,7 @@ def resources_for(settings: Settings, environment: Environment) -> dict[str, obj
         ),
         "files": FilesResource.for_settings(settings, logs_dir=str(settings.stack.logs_dir)),
         "bill_documents": BillDocumentsResource.for_settings(settings),
+        "landing": LandingResource.for_settings(settings),
         "reference_files": ReferenceFilesResource.for_settings(settings),
         "mediation_settings": MediationResource.for_settings(settings),
         "powerbi": PowerBIResource.for_settings(settings),

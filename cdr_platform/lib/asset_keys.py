@@ -10,7 +10,8 @@ from __future__ import annotations
 
 AssetPath = tuple[str, ...]
 
-# ingest and reference data
+# collection of network elements' files, ingest and reference data
+COLLECTION_FILES: AssetPath = ("collection", "collection_files")  # the ledger of collected files
 RAW_CDRS: AssetPath = ("raw_cdrs",)
 NUMBERING_PLAN: AssetPath = ("numbering_plan",)
 CELL_CATALOGUE: AssetPath = ("cell_catalogue",)

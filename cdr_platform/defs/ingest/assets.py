@@ -47,10 +47,13 @@ from cdr_platform.utils.environment_helpers import Environment, get_environment
 
 GROUP = "ingest"
 RAW_CDRS_KEY = dg.AssetKey(asset_keys.RAW_CDRS)
+# raw-cdrs also takes the records of the network elements' files (defs/collection/assets.py)
+COLLECTION_FILES_KEY = dg.AssetKey(asset_keys.COLLECTION_FILES)
 
 # raw-cdrs in production: the network's switches and gateways write it, Dagster never does
 RAW_CDRS_SOURCE = dg.AssetSpec(
     RAW_CDRS_KEY,
+    deps=[COLLECTION_FILES_KEY],
     group_name=GROUP,
     kinds={"kafka"},
     description="Kafka topic raw-cdrs (CDR_RAW_TOPIC): the voice, SMS and data CDRs of the network, written by "
@@ -296,7 +299,7 @@ class GenerateCdrsConfig(dg.Config):
     key=RAW_CDRS_KEY,
     group_name=GROUP,
     kinds={"kafka", "python"},
-    deps=[subscribers],
+    deps=[subscribers, COLLECTION_FILES_KEY],
     description="Kafka topic raw-cdrs: synthetic voice, SMS and data CDRs keyed by served "
     "MSISDN, a configurable share of them spoiled on purpose (labelled in the "
     "`injected-error` header). Each materialization appends one generation run.",
