@@ -10,7 +10,8 @@ Fields (JSON types):
     record_type        string   voice | sms | data
     served_msisdn      string   E.164 number of the subscriber the record is billed to
     other_msisdn       string   the other party (voice, sms); E.164, national (0...) or
-                                international (00...) format as switches emit it; null for data
+                                international (00...) format as switches emit it; null for data;
+                                mandatory when outgoing, may be absent when incoming
     direction          string   outgoing | incoming (voice, sms); null for data
     start_time         string   ISO-8601 UTC with milliseconds, "2026-11-25T10:15:00.123Z"
     duration_s         int      seconds, > 0 (voice, data); null for sms
@@ -89,10 +90,23 @@ COMMON_MANDATORY_FIELDS = (
 )
 # ...and per record type.
 MANDATORY_FIELDS_BY_TYPE = {
-    "voice": COMMON_MANDATORY_FIELDS + ("other_msisdn", "direction", "duration_s"),
-    "sms": COMMON_MANDATORY_FIELDS + ("other_msisdn", "direction"),
+    "voice": COMMON_MANDATORY_FIELDS + ("direction", "duration_s"),
+    "sms": COMMON_MANDATORY_FIELDS + ("direction",),
     "data": COMMON_MANDATORY_FIELDS + ("duration_s", "data_volume_bytes"),
 }
+# ...and the other party of an outgoing call or SMS: what was called is what is rated. An incoming
+# one may lack it, as the standards allow (TS 32.298: an MT-SMS record carries no originator, an
+# MT call record no calling number when the caller withheld it); a record whose direction is
+# missing or unknown is held to the outgoing rule.
+OUTGOING_MANDATORY_FIELDS = ("other_msisdn",)
+
+
+def mandatory_fields(record_type: str, direction: object) -> tuple[str, ...]:
+    """The fields a record of `record_type` must carry, given its `direction` (as written)."""
+    fields = MANDATORY_FIELDS_BY_TYPE[record_type]
+    incoming = isinstance(direction, str) and direction.strip().lower() == "incoming"
+    return fields if record_type == "data" or incoming else fields + OUTGOING_MANDATORY_FIELDS
+
 
 # JSON type of each field when present and not null.
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -175,3 +189,5 @@ CLEAN_REQUIRED_BY_TYPE = {
     kind: tuple(f for f in fields if f not in COMMON_MANDATORY_FIELDS)
     for kind, fields in MANDATORY_FIELDS_BY_TYPE.items()
 }
+# and per record type, the clean columns an outgoing record must hold too (OUTGOING_MANDATORY_FIELDS)
+CLEAN_REQUIRED_WHEN_OUTGOING = {kind: OUTGOING_MANDATORY_FIELDS for kind in RECORD_TYPES if kind != "data"}

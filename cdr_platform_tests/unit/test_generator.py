@@ -23,6 +23,7 @@ from cdr_platform.lib.schema import (
     MANDATORY_FIELDS_BY_TYPE,
     TECHNOLOGIES,
     TECHNOLOGY_ALIASES,
+    mandatory_fields,
 )
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -107,7 +108,7 @@ def test_each_injected_error_really_breaks_its_rule():
             assert rec["record_id"] in seen_ids  # an earlier record, re-sent
         elif error == InjectedError.MISSING_MANDATORY_FIELD.value:
             assert rec.get("record_type") is None or any(
-                rec.get(f) is None for f in MANDATORY_FIELDS_BY_TYPE[rec["record_type"]]
+                rec.get(f) is None for f in mandatory_fields(rec["record_type"], rec.get("direction"))
             )
         elif error == InjectedError.WRONG_TYPE.value:
             assert any(v is not None and not isinstance(v, FIELD_TYPES[k]) for k, v in rec.items())

@@ -10,7 +10,13 @@ from cdr_platform.lib.kafka_io import beginning_offsets, end_offsets, offset_pro
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.mediation import reject_store
 from cdr_platform.lib.mediation.store import MediationTables, batches_of_run, consumed_offsets
-from cdr_platform.lib.schema import CLEAN_RECORD, CLEAN_REQUIRED_BY_TYPE, RECORD_TYPES, TECHNOLOGIES
+from cdr_platform.lib.schema import (
+    CLEAN_RECORD,
+    CLEAN_REQUIRED_BY_TYPE,
+    CLEAN_REQUIRED_WHEN_OUTGOING,
+    RECORD_TYPES,
+    TECHNOLOGIES,
+)
 
 
 def _latest_run_id(context) -> str | None:
@@ -180,6 +186,11 @@ def violations_sql() -> dict[str, str]:
     for record_type, columns in CLEAN_REQUIRED_BY_TYPE.items():
         rules[f"{record_type} without {', '.join(columns)}"] = (
             f"record_type = '{record_type}' and ({' or '.join(f'{c} is null' for c in columns)})"
+        )
+    for record_type, columns in CLEAN_REQUIRED_WHEN_OUTGOING.items():
+        rules[f"outgoing {record_type} without {', '.join(columns)}"] = (
+            f"record_type = '{record_type}' and direction = 'outgoing'"
+            f" and ({' or '.join(f'{c} is null' for c in columns)})"
         )
     return rules
 

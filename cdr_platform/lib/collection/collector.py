@@ -43,7 +43,8 @@ SOURCE_HEADER = "cdr-source"  # Kafka header: the source a collected record came
 # the original record rides along in the message up to this size (a BER record or a CSV line is
 # far smaller); a bigger one is named by its SHA-256 only, so no message nears the payload limit
 ORIGIN_RECORD_MAX_BYTES = 8192
-# a TS 32.297 file sequence number is 4 octets
+# a TS 32.297 file sequence number is 4 octets; a decoder's header details may say otherwise
+# (`sequence_min`, `sequence_max`); numbers from a file name run from 0 to the width's maximum
 THREEGPP_SEQUENCE_MAX = 2**32 - 1
 SOURCE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # the last run of digits of a file name, before its extensions: "MSC01_20261125_000123.ber" -> 000123
@@ -294,12 +295,17 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
 
     header = decoded.header
     if header is not None and header.sequence_number is not None:
-        sequence = (header.sequence_number, header.details.get("sequence_max", THREEGPP_SEQUENCE_MAX))
+        sequence = (
+            header.sequence_number,
+            header.details.get("sequence_max", THREEGPP_SEQUENCE_MAX),
+            header.details.get("sequence_min", 0),
+        )
     else:
-        sequence = name_sequence(path.name)
+        named = name_sequence(path.name)
+        sequence = (*named, 0) if named else None
     if sequence is not None:
         outcome.sequence_number = row["sequence_number"] = sequence[0]
-        row["sequence_max"] = sequence[1]
+        row["sequence_max"], row["sequence_min"] = sequence[1], sequence[2]
         earlier = ledger.find_sequence(conn, tables, source_name, sequence[0])
         if earlier is not None and earlier.sha256 != sha256:
             refuse(

@@ -36,6 +36,7 @@ FILE_COLUMNS = (
     "file_name",
     "file_format",
     "sequence_number",
+    "sequence_min",
     "sequence_max",
     "bytes",
     "records_read",
@@ -127,6 +128,7 @@ class CollectionTables:
                         "    file_name varchar(255) not null",
                         "    file_format varchar(16)",
                         "    sequence_number bigint",
+                        "    sequence_min bigint",  # the first number of the source's cycle (0 or 1)
                         "    sequence_max bigint",  # where the source's sequence wraps around
                         "    bytes bigint not null",
                         "    records_read bigint not null",
@@ -248,68 +250,42 @@ def sequence_gaps(conn, tables: CollectionTables, source: str | None = None) -> 
     """Per source, the file sequence numbers missing between the ones collected (see missing_ranges)."""
     where = " and source = %(source)s" if source else ""
     rows = conn.execute(
-        f"select source, sequence_number, sequence_max, received_at from {tables.files}"
+        f"select source, sequence_number, sequence_min, sequence_max, received_at from {tables.files}"
         f" where status = %(collected)s and sequence_number is not null{where}"
         " order by source, received_at, sequence_number",
         {"collected": COLLECTED, "source": source},
     ).fetchall()
-    by_source: dict[str, list[tuple[int, int | None]]] = {}
-    for name, sequence, maximum, _ in rows:
-        by_source.setdefault(name, []).append((sequence, maximum))
+    by_source: dict[str, list[tuple[int, int | None, int | None]]] = {}
+    for name, sequence, minimum, maximum, _ in rows:
+        by_source.setdefault(name, []).append((sequence, minimum, maximum))
     gaps = []
     for name, seen in by_source.items():
-        maximum = max((m for _, m in seen if m is not None), default=None)
-        gaps += [SequenceGap(name, *gap) for gap in missing_ranges([s for s, _ in seen], maximum)]
+        maximum = max((m for _, _, m in seen if m is not None), default=None)
+        minimum = min((m for _, m, _ in seen if m is not None), default=0)
+        gaps += [SequenceGap(name, *gap) for gap in missing_ranges([s for s, _, _ in seen], maximum, minimum)]
     return gaps
 
 
-def missing_ranges(collected: list[int], maximum: int | None) -> list[tuple[int, int, int]]:
+def missing_ranges(collected: list[int], maximum: int | None, minimum: int = 0) -> list[tuple[int, int, int]]:
     """(after, before, missing) for each run of sequence numbers missing between collected ones.
 
     Without a known maximum the numbers lie on a line: the gaps between the lowest and the highest.
-    With one they are a cycle (after `maximum` comes 0; a node that numbers from 1 wraps to 1, and
-    0 is then never missing): the widest stretch without a file is where the cycle breaks - the
-    numbers not written yet, after the latest file - and every other stretch is a gap. So files
-    that arrive out of order leave no gap once both have come, and the wrap is no gap.
+    With one they are a cycle, `minimum` (0, or 1 for a node that numbers from 1) to `maximum`: the
+    widest stretch without a file is where the cycle breaks - the numbers not written yet, after
+    the latest file - and every other stretch is a gap. So files that arrive out of order leave no
+    gap once both have come, and the wrap is no gap.
     """
     seen = sorted(set(collected))
     if len(seen) < 2:
         return []
     if maximum is None:
         return [(a, b, b - a - 1) for a, b in zip(seen, seen[1:]) if b - a > 1]
-    starts_at_one = 0 not in seen and 1 in seen
+    cycle = maximum - minimum + 1
 
-    def missing_between(a: int, b: int) -> int:  # numbers strictly between a and b, forward
-        steps = (b - a) % (maximum + 1)
-        if starts_at_one and b < a:  # the wrap skips 0
-            steps -= 1
-        return steps - 1
+    def missing_between(a: int, b: int) -> int:  # numbers strictly between a and b, going forward
+        return (b - a) % cycle - 1
 
     pairs = list(zip(seen, seen[1:] + seen[:1]))  # each number and the next one around the cycle
     widest = max(range(len(pairs)), key=lambda i: missing_between(*pairs[i]))
     gaps = [(a, b, missing_between(a, b)) for i, (a, b) in enumerate(pairs) if i != widest]
     return [gap for gap in gaps if gap[2] > 0]
-
-
-def recent_files(conn, tables: CollectionTables, limit: int = 20, source: str | None = None) -> list[dict]:
-    """The latest files of the ledger (newest first), as rows for a table."""
-    where = "where source = %(source)s " if source else ""
-    rows = conn.execute(
-        f"select source, file_name, sequence_number, status, records_read, records_published,"
-        f" records_not_charged, records_undecodable, received_at, reason from {tables.files} {where}"
-        f"order by received_at desc offset 0 rows fetch next {int(limit)} rows only",
-        {"source": source},
-    ).fetchall()
-    names = (
-        "source",
-        "file",
-        "sequence",
-        "status",
-        "read",
-        "published",
-        "not_charged",
-        "undecodable",
-        "received_at",
-        "reason",
-    )
-    return [dict(zip(names, row)) for row in rows]

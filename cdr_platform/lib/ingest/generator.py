@@ -33,12 +33,12 @@ from cdr_platform.lib.reference.network import CELL_CATALOGUE, CELLS_BY_ID
 from cdr_platform.lib.reference.subscribers import Subscriber, generate_subscribers
 from cdr_platform.lib.schema import (
     INJECTED_ERROR_HEADER,
-    MANDATORY_FIELDS_BY_TYPE,
     RECORD_TYPES,
     SCHEMA_HEADER,
     SCHEMA_HEADER_VALUE,
     SCHEMA_VERSION,
     TECHNOLOGIES,
+    mandatory_fields,
 )
 
 CHUNK_SIZE = 10_000  # part of the determinism contract: changing it changes the records
@@ -432,7 +432,9 @@ class CdrGenerator:
 
     def _spoil(self, rng: np.random.Generator, rec: dict, cls: InjectedError) -> bytes:
         if cls is InjectedError.MISSING_MANDATORY_FIELD:
-            candidates = [f for f in MANDATORY_FIELDS_BY_TYPE[rec["record_type"]] if f != "schema_version"]
+            candidates = [
+                f for f in mandatory_fields(rec["record_type"], rec.get("direction")) if f != "schema_version"
+            ]
             name = candidates[rng.integers(0, len(candidates))]
             if rng.random() < 0.7:
                 del rec[name]

@@ -40,6 +40,7 @@ from cdr_platform.lib.schema import (
     DIRECTIONS,
     FIELD_TYPES,
     MANDATORY_FIELDS_BY_TYPE,
+    OUTGOING_MANDATORY_FIELDS,
     RECORD_ID_REGEX,
     RECORD_TYPES,
     SCHEMA_VERSION,
@@ -193,10 +194,15 @@ def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAUL
     record_type = c["record_type"]
     plain |= ~_mask(pc.is_in(record_type, pa.array(RECORD_TYPES)))
     is_data, is_sms = _mask(pc.equal(record_type, "data")), _mask(pc.equal(record_type, "sms"))
+    # the direction exactly as the schema spells it: anything else goes to mediate anyway
+    incoming = _mask(pc.equal(c["direction"], "incoming"))
     for kind in RECORD_TYPES:
         of_kind = _mask(pc.equal(record_type, kind))
         for mandatory in MANDATORY_FIELDS_BY_TYPE[kind]:
             plain |= of_kind & ~c[mandatory].is_valid().to_numpy(zero_copy_only=False)
+        if kind != "data":  # an outgoing record's other party (schema.mandatory_fields)
+            for mandatory in OUTGOING_MANDATORY_FIELDS:
+                plain |= of_kind & ~incoming & ~c[mandatory].is_valid().to_numpy(zero_copy_only=False)
     plain |= ~_mask(pc.equal(c["schema_version"], SCHEMA_VERSION))
     plain |= ~_mask(pc.match_substring_regex(c["record_id"], _CANONICAL_RECORD_ID))
 

@@ -26,13 +26,13 @@ from cdr_platform.lib.schema import (
     CONTROL_CHARACTER_PATTERN,
     DIRECTIONS,
     FIELD_TYPES,
-    MANDATORY_FIELDS_BY_TYPE,
     RECORD_TYPES,
     SCHEMA_VERSION,
     TECHNOLOGIES,
     TECHNOLOGY_ALIASES,
     UNDECODABLE_MARK,
     is_valid_record_id,
+    mandatory_fields,
 )
 
 # A record may start at most this far after the broker received it (switch clock skew).
@@ -179,7 +179,7 @@ def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAU
         if record_type not in RECORD_TYPES:
             reasons.append(Reason.UNKNOWN_RECORD_TYPE)
             record_type = None
-    mandatory = MANDATORY_FIELDS_BY_TYPE[record_type] if record_type else COMMON_MANDATORY_FIELDS
+    mandatory = mandatory_fields(record_type, values.get("direction")) if record_type else COMMON_MANDATORY_FIELDS
     if any(doc.get(f) is None for f in mandatory):
         reasons.append(Reason.MISSING_FIELD)
 
