@@ -6,7 +6,8 @@
        bytes; a later file of the source is read in the declared format.
     3. Decoding as a whole: a file not readable in its format (broken header, framing) is
        quarantined with the reason, unread.
-    4. The file sequence number (the TS 32.297 header's, else the last number in the file name):
+    4. The file sequence number (the TS 32.297 header's, else the last number in the file name for
+       the formats whose names carry one, formats.NAME_SEQUENCE_FORMATS):
        one the source already delivered in another file is a duplicate file, refused unread.
     5. Every record accounted for: a decoded CDR is published as a cdr.v1 message, an undecodable
        record as a message mediation rejects (UNDECODABLE_RECORD), each carrying its `origin`
@@ -30,11 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
 from cdr_platform.lib.collection import ledger
-from cdr_platform.lib.collection.formats import FORMATS, decoder, detect_format
+from cdr_platform.lib.collection.formats import FORMATS, NAME_SEQUENCE_FORMATS, decoder, detect_format
 from cdr_platform.lib.collection.formats.base import DecodedRecord, FileFormatError, SourceProfile
 from cdr_platform.lib.schema import SCHEMA_HEADER, SCHEMA_HEADER_VALUE, SCHEMA_VERSION, UNDECODABLE_MARK
 
@@ -131,6 +133,15 @@ def check_source_name(name: str) -> str:
             f"source name {name!r}: letters, digits, '_', '.', '-' (at most 64), starting with a letter or digit"
         )
     return name
+
+
+def check_time_zone(zone: str) -> str:
+    """A source's zone is checked when it is declared, not at its first file's decoding."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CollectionError(f"time zone {zone!r} is not an IANA zone (for example Africa/Casablanca)") from None
+    return zone
 
 
 def undecodable_record_id(source: str, sha256: str, index: int) -> str:
@@ -273,6 +284,7 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
             )
             return
         source = ledger.Source(source_name, chosen, declaration.cell_id, declaration.technology, declaration.timezone)
+        check_time_zone(source.timezone)
         ledger.declare_source(conn, tables, source, received)
         conn.commit()
     elif format_name is not None and format_name != source.format:
@@ -301,7 +313,7 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
             header.details.get("sequence_min", 0),
         )
     else:
-        named = name_sequence(path.name)
+        named = name_sequence(path.name) if source.format in NAME_SEQUENCE_FORMATS else None
         sequence = (*named, 0) if named else None
     if sequence is not None:
         outcome.sequence_number = row["sequence_number"] = sequence[0]

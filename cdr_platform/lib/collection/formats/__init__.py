@@ -23,6 +23,11 @@ FORMAT_MODULES = {
 }
 FORMATS = tuple(FORMAT_MODULES)
 DETECTION_ORDER = ("3gpp-ber", "cdr-json", "kamailio-acc", "asterisk-csv")
+# Formats whose file names carry the file sequence number (the last number of the name). A 3GPP
+# file's number is in its header; a PBX's or a SIP proxy's rotated files are named by process
+# rank (Kamailio's acc_cdrs_<rank>.log) or rotation counter (Master.csv.1 is the newest), not by
+# sequence: they are checked by their SHA-256 only.
+NAME_SEQUENCE_FORMATS = ("3gpp-ber", "cdr-json")
 
 
 def decoder(format_name: str) -> ModuleType:
