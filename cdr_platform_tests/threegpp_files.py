@@ -434,7 +434,7 @@ def file_of_encoded(
     return struct.pack(">II", header_length + len(body), header_length) + fields + body
 
 
-BROKEN_HEADERS = ("file_length", "header_length_past_file", "header_length_too_short", "truncated_cdr", "count")
+BROKEN_HEADERS = ("file_length", "header_length_past_file", "header_length_too_short", "truncated_cdr")
 
 
 def break_header(data: bytes, how: str) -> bytes:
@@ -449,9 +449,6 @@ def break_header(data: bytes, how: str) -> bytes:
     if how == "truncated_cdr":  # the last CDR loses octets its CDR header still counts
         cut = data[:-3]
         return struct.pack(">I", len(cut)) + cut[4:]
-    if how == "count":  # the header announces one CDR more than the file holds
-        (count,) = struct.unpack_from(">I", data, 18)
-        return data[:18] + struct.pack(">I", count + 1) + data[22:]
     raise ValueError(f"unknown breakage {how!r}: one of {BROKEN_HEADERS}")
 
 

@@ -261,7 +261,19 @@ def test_a_broken_header_or_framing_raises_file_format_error(how):
     data = break_header(build_file([MoCall("+212661234567", "+33612345678", T0, 65)] * 2), how)
     with pytest.raises(FileFormatError):
         threegpp.decode_file(data, PROFILE)
-    assert not threegpp.looks_like(data) or how == "count"  # a wrong count still looks like the format
+    assert not threegpp.looks_like(data)
+
+
+def test_a_header_announcing_more_cdrs_than_the_file_holds_still_gives_the_ones_it_holds():
+    data = build_file([MtSms("+212661234567", T0)], record_count=2)
+    decoded = threegpp.decode_file(data, PROFILE)
+    assert decoded.header.record_count == 2  # the collector notes the difference
+    assert [r.cdr["record_type"] for r in decoded.records] == ["sms"]
+
+
+def test_a_header_that_does_not_know_its_count_says_none():
+    data = build_file([MtSms("+212661234567", T0)], record_count=threegpp.NOT_KNOWN_COUNT)
+    assert threegpp.decode_file(data, PROFILE).header.record_count is None
 
 
 def test_looks_like_knows_a_32297_file_from_other_formats():

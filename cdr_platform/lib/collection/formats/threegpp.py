@@ -23,7 +23,9 @@ release identifier extension (1, only when the release identifier is 7), then th
 The file as a whole raises FileFormatError (the collector quarantines it) when its header or its
 framing cannot be trusted: the file length is not the file's size, the header length is shorter
 than the mandatory fields or runs past the file, a CDR header or a CDR runs past the end, octets
-are left over, or the header announces another number of CDRs than the file holds. A single
+are left over. A header that announces another number of CDRs than the file holds is no reason
+to refuse the CDRs it does hold: FileHeader.record_count says what it announced, and the collector
+notes the difference. A single
 record that does not decode is a DecodedRecord with `error` (and its raw bytes); the file goes on.
 
 Which records (the TS number of the CDR header picks the ASN.1 CHOICE: CSRecord for TS 32.250,
@@ -113,7 +115,7 @@ from cdr_platform.lib.reference.network import cell_global_id
 from cdr_platform.lib.reference.numbering_plan import NATIONAL_OPERATORS
 from cdr_platform.lib.schema import RECORD_ID_PATTERN, SCHEMA_VERSION
 
-FORMAT = "3gpp"
+FORMAT = "3gpp-ber"  # its name in formats.FORMAT_MODULES
 
 # -- TS 32.297 framing ----------------------------------------------------------------------------
 _FIXED_HEADER = struct.Struct(">IIBB4s4sIIB20sB")  # file length ... lost CDR indicator
@@ -721,8 +723,6 @@ def decode_file(data: bytes, profile: SourceProfile) -> DecodedFile:
     """The file header and every record of a TS 32.297 file, in file order."""
     fields, header_length = _parse_header(data)
     frames = _frames(data, header_length)
-    if fields["count"] is not None and fields["count"] != len(frames):
-        raise FileFormatError(f"the header announces {fields['count']} CDRs, the file holds {len(frames)}")
     context = _Context(profile)
     records = [decode_record(i, ts, fmt, raw, context) for i, (ts, fmt, raw) in enumerate(frames)]
     first_time = next((r.record_time for r in records if r.record_time is not None), None)
