@@ -116,6 +116,7 @@ def ancestors(assets: dict, key: str) -> set[str]:
 
 RAW_CDRS = asset_keys.user_string(asset_keys.RAW_CDRS)
 SUBSCRIBERS = asset_keys.user_string(asset_keys.SUBSCRIBERS)
+COLLECTED_FILES = asset_keys.user_string(asset_keys.COLLECTION_FILES)  # the network elements' files
 POWER_BI = [asset_keys.user_string(k) for k in (asset_keys.SEMANTIC_MODEL, asset_keys.POWERBI_REPORT)]
 MEDIATED = [asset_keys.user_string(k) for k in (asset_keys.CLEAN_CDRS, asset_keys.ERROR_CDRS, asset_keys.REJECT_STORE)]
 SYNTHETIC_JOBS = {"generate_cdrs", "cdr_pipeline"}
@@ -126,7 +127,9 @@ def test_production_has_no_synthetic_traffic_and_raw_cdrs_is_the_networks_extern
     prod = graphs["prod"]
     assets = prod["assets"]
     raw = assets[RAW_CDRS]
-    assert raw == {"materializable": False, "external": True, "parents": [], "config": []}
+    # fed by the network: directly, and through the collected files of its elements
+    assert raw == {"materializable": False, "external": True, "parents": [COLLECTED_FILES], "config": []}
+    assert "collect_landing_files" in prod["jobs"] and "landing_folder_sensor" in prod["sensors"]
     assert not SYNTHETIC_JOBS & set(prod["jobs"])
     assert GENERATOR_CHECK not in prod["checks"]
     assert not any("generat" in name for name in prod["jobs"] + prod["sensors"] + prod["schedules"])
@@ -162,7 +165,7 @@ def test_the_local_code_location_still_has_the_generator(graphs):
     local = graphs["local"]
     raw = local["assets"][RAW_CDRS]
     assert raw["materializable"] and not raw["external"] and "error_rate" in raw["config"]
-    assert raw["parents"] == [SUBSCRIBERS]
+    assert raw["parents"] == sorted([COLLECTED_FILES, SUBSCRIBERS])
     assert local["assets"][SUBSCRIBERS]["config"] == ["count", "seed"]  # the generated subscribers'
     assert SYNTHETIC_JOBS | {"load_reference_data"} <= set(local["jobs"])
     assert GENERATOR_CHECK in local["checks"]
