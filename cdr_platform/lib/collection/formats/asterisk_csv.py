@@ -40,14 +40,20 @@ columns of Master.csv, is not this format (FileFormatError).
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cdr_platform.lib.collection.formats.base import DecodedFile, DecodedRecord, FileFormatError, SourceProfile
-from cdr_platform.lib.schema import SCHEMA_VERSION, is_valid_record_id
+from cdr_platform.lib.collection.formats.common import (
+    LineError,
+    cdr_time_text,
+    hashed_record_id,
+    readable_record_id,
+    telephone_number,
+)
+from cdr_platform.lib.schema import SCHEMA_VERSION
 
 BASE_COLUMNS = (
     "accountcode",
@@ -87,12 +93,7 @@ _UNIQUEID_PATTERN = re.compile(r"(?:[A-Za-z0-9_.-]+-)?[0-9]{9,11}\.[0-9]+")
 _TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 # a telephone number as a switch writes it: digits, perhaps a leading '+' (E.164, national 0...,
 # international 00...); extensions and names are not numbers mediation could rate
-_NUMBER_PATTERN = re.compile(r"\+?[0-9]{3,15}")
 _SNIFF_BYTES = 4096
-
-
-class LineError(ValueError):
-    """A line (or one of its values) that cannot be turned into a cdr.v1 record; says why."""
 
 
 def looks_like(data: bytes) -> bool:
@@ -179,7 +180,7 @@ def _record(index: int, raw: bytes, profile: SourceProfile, zone: ZoneInfo) -> D
         "served_msisdn": telephone_number(row["src"], "src"),
         "other_msisdn": telephone_number(row["dst"], "dst"),
         "direction": "outgoing",
-        "start_time": utc_text(start),
+        "start_time": cdr_time_text(start),
         "duration_s": billsec,
         "data_volume_bytes": None,
         "cell_id": profile.cell_id,
@@ -257,34 +258,10 @@ def _closest_reading(starts: tuple[datetime, ...], ends: tuple[datetime, ...], s
     return best[0]
 
 
-def telephone_number(value: str, column: str) -> str:
-    """The number as the switch wrote it, without visual separators; mediation normalises it."""
-    number = re.sub(r"[\s().-]", "", value)
-    if not _NUMBER_PATTERN.fullmatch(number):
-        raise LineError(f"{column} is not a telephone number: {value!r}")
-    return number
-
-
-def utc_text(instant: datetime) -> str:
-    """cdr.v1's start_time: ISO-8601 UTC with milliseconds, "2026-11-25T10:15:00.000Z"."""
-    utc = instant.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def hashed_record_id(prefix: str, *identity: str | bytes) -> str:
-    """A deterministic record id from identity parts: prefix + 40 hex digits of their SHA-256."""
-    digest = hashlib.sha256()
-    for part in identity:
-        digest.update(part.encode() if isinstance(part, str) else part)
-        digest.update(b"\x00")  # ("ab", "c") and ("a", "bc") are different identities
-    return f"{prefix}-{digest.hexdigest()[:40]}"
-
-
 def _record_id(profile: SourceProfile, row: dict[str, str], raw: bytes) -> str:
     uniqueid = row.get("uniqueid", "").strip()
     if not uniqueid:
         return hashed_record_id("ast", profile.name, raw)
     # one channel can leave several CDRs (transfers, forks): newcdrcolumns' sequence tells them apart
     identity = [profile.name, uniqueid] + ([row["sequence"].strip()] if row.get("sequence", "").strip() else [])
-    readable = "-".join(["ast", *identity])
-    return readable if is_valid_record_id(readable) else hashed_record_id("ast", *identity)
+    return readable_record_id("ast", *identity)

@@ -44,13 +44,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
-from cdr_platform.lib.collection.formats.asterisk_csv import (
-    LineError,
-    hashed_record_id,
-    telephone_number,
-    utc_text,
-)
 from cdr_platform.lib.collection.formats.base import DecodedFile, DecodedRecord, FileFormatError, SourceProfile
+from cdr_platform.lib.collection.formats.common import LineError, cdr_time_text, hashed_record_id, telephone_number
 from cdr_platform.lib.schema import SCHEMA_VERSION
 
 CORE_COLUMNS = ("start_time", "end_time", "duration")
@@ -136,7 +131,7 @@ def _record(index: int, raw: bytes, profile: SourceProfile) -> DecodedRecord:
         "served_msisdn": telephone_number(uri_user(row["caller"]), "caller"),
         "other_msisdn": telephone_number(uri_user(row["callee"]), "callee"),
         "direction": "outgoing",
-        "start_time": utc_text(start),
+        "start_time": cdr_time_text(start),
         "duration_s": duration_s,
         "data_volume_bytes": None,
         "cell_id": profile.cell_id,

@@ -111,6 +111,7 @@ from cdr_platform.lib.collection.formats.base import (
     Partial,
     SourceProfile,
 )
+from cdr_platform.lib.collection.formats.common import cdr_time_text
 from cdr_platform.lib.reference.network import cell_global_id
 from cdr_platform.lib.reference.numbering_plan import NATIONAL_OPERATORS
 from cdr_platform.lib.schema import RECORD_ID_PATTERN, SCHEMA_VERSION
@@ -235,14 +236,6 @@ def timestamp(octets: bytes) -> datetime:
     except ValueError as exc:
         raise RecordError(f"TimeStamp {octets.hex()}: {exc}") from None
     return local.astimezone(UTC)
-
-
-def iso_utc(instant: datetime) -> str:
-    """cdr.v1's start_time: ISO-8601 UTC with milliseconds and "Z"."""
-    return (
-        f"{instant.year:04d}-{instant.month:02d}-{instant.day:02d}T"
-        f"{instant.hour:02d}:{instant.minute:02d}:{instant.second:02d}.{instant.microsecond // 1000:03d}Z"
-    )
 
 
 def plmn(octets: bytes) -> str:
@@ -523,7 +516,7 @@ def _cdr(kind: str, served: str, other: str | None, direction: str | None, start
         "served_msisdn": served,
         "other_msisdn": other,
         "direction": direction,
-        "start_time": iso_utc(start),
+        "start_time": cdr_time_text(start),
         "duration_s": None,
         "data_volume_bytes": None,
         "cell_id": None,
