@@ -289,3 +289,27 @@ def missing_ranges(collected: list[int], maximum: int | None, minimum: int = 0) 
     widest = max(range(len(pairs)), key=lambda i: missing_between(*pairs[i]))
     gaps = [(a, b, missing_between(a, b)) for i, (a, b) in enumerate(pairs) if i != widest]
     return [gap for gap in gaps if gap[2] > 0]
+
+
+def recent_files(conn, tables: CollectionTables, limit: int = 20, source: str | None = None) -> list[dict]:
+    """The latest files of the ledger (newest first), as rows for a table."""
+    where = "where source = %(source)s " if source else ""
+    rows = conn.execute(
+        f"select source, file_name, sequence_number, status, records_read, records_published,"
+        f" records_not_charged, records_undecodable, received_at, reason from {tables.files} {where}"
+        f"order by received_at desc offset 0 rows fetch next {int(limit)} rows only",
+        {"source": source},
+    ).fetchall()
+    names = (
+        "source",
+        "file",
+        "sequence",
+        "status",
+        "read",
+        "published",
+        "not_charged",
+        "undecodable",
+        "received_at",
+        "reason",
+    )
+    return [dict(zip(names, row)) for row in rows]
