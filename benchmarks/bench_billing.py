@@ -1,6 +1,6 @@
 """Benchmark: bill a month of rated CDRs and build the marts, `dbt build` on PostgreSQL.
 
-    python -m benchmarks.bench_billing [--count 10000000] [--generated 1000000] [--runs 3]
+    python -m benchmarks.bench_billing [--count 10000000] [--generated 1000000] [--runs 3] [--no-verify]
 
 Fills throw-away schemas: `generated` valid CDRs over the first three local days of November
 2026 (the tariff time zone), from the generator through the mediation rules, rated by the
@@ -9,7 +9,10 @@ SQL, copy k three days later with new record ids, until the month holds about `c
 CDRs over 30 days. Subscribers, plans and the VAT rate are the demo's. Then `dbt build` of
 the billing models and the marts for November: one first build (untimed in the median: it
 creates the tables), then `runs` re-bills of the month, each replacing it. Times per model
-from dbt's run_results.json; the median over the re-bills.
+from dbt's run_results.json; the median over the re-bills. Then every November bill is recomputed
+independently of dbt (cdr_platform_tests/independent_bills.py) and compared to the cent: any
+difference is printed and the benchmark exits non-zero (`--no-verify` skips it). Then the
+billing cycles (`--no-cycles` skips them).
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ def main() -> int:
     parser.add_argument("--generated", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the schemas (to study a plan), print their names")
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip recomputing every November bill independently (cdr_platform_tests/independent_bills.py)",
+    )
     parser.add_argument(
         "--no-cycles", dest="cycles", action="store_false", help="skip closing the month and the late CDR's adjustment"
     )
@@ -187,6 +196,8 @@ def main() -> int:
                 f"select count(*), sum(usage_amount) from {schemas['CDR_BILLING_SCHEMA']}.billing_cdrs"
                 f" where billing_month = '{MONTH_START}'"
             ).fetchone()
+        verified = _verify_bills(conninfo, rating.rated, schemas["CDR_BILLING_SCHEMA"]) if args.verify else None
+        differences = verified[2] if verified else []
         cycles = _bench_cycles(conninfo, env, schemas, rating.rated, args.runs, dbt_vars) if args.cycles else None
     finally:
         if args.keep:
@@ -196,7 +207,7 @@ def main() -> int:
                 for schema in schemas.values():
                     conn.execute(f"drop schema if exists {schema} cascade")
     if not runs:
-        return 0
+        return 1 if differences else 0
     median = [statistics.median(column) for column in zip(*runs, strict=True)]
     print(
         f"\n{rated:,} rated CDRs (cost {rated_cost:,.2f} MAD) -> {bills:,} bills (usage {usage:,.2f} MAD). "
@@ -210,7 +221,41 @@ def main() -> int:
             f"(the month re-billed and billing_adjustments): median {cycles['late']:.1f} s of {args.runs} "
             f"(target < 5 s; billing_adjustments alone {cycles['adjustments']:.1f} s)"
         )
+    if verified and not differences:
+        print(
+            f"Independent recomputation (Python, Decimal): {verified[0]:,} November bills agree to the cent "
+            f"with billing_cdrs ({verified[1]:.1f} s)"
+        )
+    if differences:
+        print(f"independent recomputation: {len(differences):,} difference(s), see above", file=sys.stderr)
+        return 1
     return 0
+
+
+def _verify_bills(conninfo: str, rated_table: str, billing_schema: str) -> tuple[int, float, list[str]]:
+    """Every November bill recomputed independently of dbt (cdr_platform_tests/independent_bills.py:
+    Python and Decimal from the rated CDRs, the plan periods, the plan catalogue and VAT) and
+    compared with billing_cdrs; prints the outcome, returns (bills, seconds, differences)."""
+    import psycopg
+
+    from cdr_platform_tests.independent_bills import compare, recompute_bills
+
+    started = time.perf_counter()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        expected = recompute_bills(conn, rated_table, billing_schema, MONTH_START)
+        differences = compare(conn, billing_schema, MONTH_START, expected)
+    seconds = time.perf_counter() - started
+    if differences:
+        print(
+            f"independent recomputation: {len(differences):,} difference(s) over {len(expected):,} bills "
+            f"({seconds:.1f} s):",
+            flush=True,
+        )
+        for difference in differences[:50]:
+            print(f"  {difference}", flush=True)
+    else:
+        print(f"independent recomputation: {len(expected):,} bills agree to the cent ({seconds:.1f} s)", flush=True)
+    return len(expected), seconds, differences
 
 
 def _bench_cycles(conninfo: str, env: dict, schemas: dict, rated_table: str, runs: int, dbt_vars: str) -> dict:

@@ -44,6 +44,7 @@ from cdr_platform.lib.reference.tables import (
 from cdr_platform.lib.settings import load_settings
 from cdr_platform.lib.warehouse import replace_table
 from cdr_platform.utils.environment_helpers import Environment
+from cdr_platform_tests import independent_bills
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(900)
@@ -423,97 +424,30 @@ def test_a_month_with_no_vat_rate_in_force_fails_its_build_naming_the_month_and_
 
 
 def allowance_by_the_rule(run: Pipeline, month: str) -> dict[str, tuple[int, Decimal]]:
-    """The allowance rule computed call by call in Python from rating_cdrs: a subscriber's national
-    calls made at home, of the month, in start order (then record id) use up the plan's included
-    minutes; a call inside them is credited its price, the call that exhausts them its covered
-    share, exactly (the warehouse keeps 12 decimals; the bill rounds the month's credit once).
-    {msisdn: (seconds used, credit)} for the subscribers who used some."""
-    from datetime import date
-
-    allowance_s = dict(
-        run.query(
-            f"select s.msisdn, p.included_national_minutes * 60 from reference.subscribers s"
-            f" join {run.billing}.plan_catalogue p on p.plan_name = s.plan where p.included_national_minutes > 0"
-        )
-    )
-    start = date.fromisoformat(month)
-    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    calls = run.query(
-        f"select served_msisdn, duration_s, cost from {run.rating}.rating_cdrs"
-        " where rating_day >= %s and rating_day < %s and record_type = 'voice' and direction = 'outgoing'"
-        " and roaming = 0 and destination_class in ('on_net', 'off_net', 'fixed')"
-        " order by served_msisdn, start_time, record_id",
-        (start, end),
-    )
-    used: dict[str, tuple[int, Decimal]] = {}
-    consumed: dict[str, int] = {}
-    for msisdn, duration, cost in calls:
-        if msisdn not in allowance_s:
-            continue
-        before = consumed.get(msisdn, 0)
-        consumed[msisdn] = before + duration
-        covered = max(0, min(duration, allowance_s[msisdn] - before))
-        if covered:
-            credit = (
-                cost if covered == duration else (cost * covered / duration).quantize(Decimal("1e-12"), ROUND_HALF_UP)
-            )
-            seconds, total = used.get(msisdn, (0, Decimal(0)))
-            used[msisdn] = (seconds + covered, total + credit)
-    return used
+    """The allowance rule applied call by call in Python (independent_bills): {msisdn: (seconds
+    used, credit exact to 12 decimals a call)} for the subscribers who used some."""
+    with run.box.connect() as conn:
+        return independent_bills.allowance_by_the_rule(conn, f"{run.rating}.rating_cdrs", run.billing, month)
 
 
 def test_every_bill_recomputed_independently_from_rating_the_plans_and_vat_agrees_to_the_cent(pipeline):
-    """From rating_cdrs, the plan catalogue, the subscribers and the VAT seed alone, by the README's
-    rules: usage per type its exact rated total rounded once; the allowance by the rule (exact, rounded
-    once); the fee of every postpaid and business subscriber in every month billed; VAT added to a net
-    plan's amount, included in a VAT-inclusive one's."""
+    """From rating_cdrs, the plan periods, the plan catalogue and the VAT seed alone, in Python with
+    Decimal (cdr_platform_tests/independent_bills.py), by the README's rules: each day's usage on the
+    document of the plan in force that day, each type's exact rated total rounded once; the allowance
+    call by call per plan period (exact, rounded once); the prorated fee of every postpaid and business
+    period in force in the month; VAT added to a net plan's amount, included in a VAT-inclusive one's.
+    Every amount column of every bill of both months, and the set of bills, agree to the cent."""
     run = pipeline
-    cent = Decimal("0.01")
-    plans = {
-        name: (billing_type, fee, basis)
-        for name, billing_type, fee, basis in run.query(
-            f"select plan_name, billing_type, monthly_fee, price_basis from {run.billing}.plan_catalogue"
-        )
-    }
-    plan_of = dict(run.query("select msisdn, plan from reference.subscribers"))
-    (vat,) = run.query(f"select vat_rate from {run.billing}.vat_rates")[0]
-    for month in (NOVEMBER, DECEMBER):
-        start = datetime.fromisoformat(month).date()
-        end = datetime.fromisoformat(DECEMBER if month == NOVEMBER else "2027-01-01").date()
-        usage: dict[str, dict[str, Decimal]] = {}
-        for msisdn, record_type, cost in run.query(
-            f"select served_msisdn, record_type, sum(cost) from {run.rating}.rating_cdrs"
-            " where rating_day >= %s and rating_day < %s group by served_msisdn, record_type",
-            (start, end),
-        ):
-            usage.setdefault(msisdn, {})[record_type] = cost
-        allowance = allowance_by_the_rule(run, month)
-        expected = {}
-        for msisdn in set(usage) | {m for m, p in plan_of.items() if plans[p][0] != "prepaid"}:
-            billing_type, fee, basis = plans[plan_of[msisdn]]
-            amounts = {
-                t: usage.get(msisdn, {}).get(t, Decimal(0)).quantize(cent, ROUND_HALF_UP)
-                for t in ("voice", "sms", "data")
-            }
-            invoice = billing_type != "prepaid"
-            credit = allowance.get(msisdn, (0, Decimal(0)))[1].quantize(cent, ROUND_HALF_UP) if invoice else Decimal(0)
-            charged = sum(amounts.values()) - credit + (fee if invoice else Decimal(0))
-            if basis == "gross":
-                tax = (charged * vat / (1 + vat)).quantize(cent, ROUND_HALF_UP)
-                total = charged
-            else:
-                tax = (charged * vat).quantize(cent, ROUND_HALF_UP)
-                total = charged + tax
-            expected[msisdn] = (amounts["voice"], amounts["sms"], amounts["data"], credit, tax, total)
-        billed = {
-            msisdn: tuple(rest)
-            for msisdn, *rest in run.query(
-                f"select msisdn, voice_amount, sms_amount, data_amount, allowance_amount, vat_amount, total_amount"
-                f" from {run.billing}.billing_cdrs where billing_month = %s",
-                (start,),
-            )
-        }
-        assert billed == expected, {m: (billed.get(m), expected.get(m)) for m in set(billed) ^ set(expected)}
+    bills = []
+    with run.box.connect() as conn:
+        for month in (NOVEMBER, DECEMBER):
+            expected = independent_bills.recompute_bills(conn, f"{run.rating}.rating_cdrs", run.billing, month)
+            assert independent_bills.compare(conn, run.billing, month, expected) == []
+            assert {document for _, document in expected} == {"invoice", "usage_statement"}, month
+            bills += expected.values()
+    # what the recomputation had to get right: fees, VAT both ways, a consumed allowance
+    assert {b.price_basis for b in bills} == {"net", "gross"}
+    assert any(b.monthly_fee > 0 for b in bills) and any(b.allowance_amount > 0 for b in bills)
 
 
 def test_the_allowance_is_the_rule_applied_call_by_call_also_when_it_runs_out(pipeline):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cdr_platform_tests.independent_bills import billed_months, verify_months
 from cdr_platform_tests.integration.mediation_support import MediationSandbox
 
 pytestmark = pytest.mark.timeout(600)
@@ -35,6 +36,11 @@ def test_the_demo_runs_every_stage_quietly_over_sasl_ssl_and_its_output_and_log_
             text=True,
             timeout=540,
         )
+        if result.returncode == 0:  # the demo's bills recomputed independently, before its schemas go
+            with box.connect() as conn:
+                rated = f"{rating_schema}.rating_cdrs"
+                months = billed_months(conn, rated, billing_schema)
+                bills_checked, differences = verify_months(conn, rated, billing_schema, months)
     finally:
         with box.connect() as conn:
             for schema in (rating_schema, billing_schema, marts_schema):
@@ -49,6 +55,12 @@ def test_the_demo_runs_every_stage_quietly_over_sasl_ssl_and_its_output_and_log_
     for stage in ("rate_cdrs", "bill_cdrs", "build_marts", "publish_bi"):  # the flow to the dashboard
         assert re.search(rf"^stage {stage}:", out, re.M), out
     assert re.search(r"^  billing_cdrs 20\d\d-\d\d +\d+ bills", out, re.M), out
+    # every bill of the months it billed agrees to the cent with an independent recomputation
+    # (independent_bills: Python and Decimal from rating_cdrs, the plan periods, the plans and VAT)
+    announced = re.findall(r"^  billing_cdrs (20\d\d-\d\d) +([\d,]+) bills", out, re.M)
+    assert [f"{m:%Y-%m}" for m in months] == [month for month, _ in announced], (months, announced)
+    assert differences == [], differences[:20]
+    assert bills_checked == sum(int(n.replace(",", "")) for _, n in announced) > 0
     dashboard = Path(re.search(r"^dashboard: (\S+\.html)", out, re.M)[1])
     assert dashboard.is_file() and str(dashboard).startswith(str(tmp_path))
     # the demo months' bills as provisional PDF documents, in the folder it names
