@@ -842,6 +842,7 @@ def collect(
                 source_folder=settings.landing_dir / source,
                 move=False,
                 declaration=declaration,
+                duplicate_tolerance_s=settings.duplicate_content_tolerance_s,
             )
             refused += outcome.refused
             click.echo(outcome.summary())

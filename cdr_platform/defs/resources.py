@@ -268,6 +268,7 @@ class LandingResource(SettingsResource):
 
     landing_dir: str = from_setting("CDR_LANDING_DIR")
     settle_s: int = from_setting("CDR_COLLECTION_SETTLE_S")
+    duplicate_tolerance_s: int = from_setting("CDR_DUPLICATE_CONTENT_TOLERANCE_S")
 
     @property
     def path(self) -> Path:

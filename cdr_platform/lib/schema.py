@@ -27,6 +27,8 @@ judge them; a reject keeps them in its payload):
                                 `record` (the original bytes, base64) or record_sha256 + record_bytes
     partial            object   a part of a longer call or session: chain_id, sequence, last
     decode_error       string   the record could not be decoded: rejected UNDECODABLE_RECORD
+    duplicate_of       string   the record id of the same call collected before (another source, or
+                                a file sent again under another name): rejected DUPLICATE_CONTENT
 
 Kafka headers: `cdr-schema` = "cdr.v1"; `injected-error` = the error class, only on records
 the generator spoiled on purpose (for tests; mediation must never read it).
@@ -41,6 +43,8 @@ from cdr_platform.lib.warehouse.columns import Column, names
 SCHEMA_VERSION = 1
 # the field collection sets on a record of a file it could not decode (see the docstring)
 UNDECODABLE_MARK = "decode_error"
+# the field collection sets on a record that is a call it collected before (see the docstring)
+DUPLICATE_OF_MARK = "duplicate_of"
 SCHEMA_HEADER = "cdr-schema"
 SCHEMA_HEADER_VALUE = b"cdr.v1"
 INJECTED_ERROR_HEADER = "injected-error"

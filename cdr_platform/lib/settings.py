@@ -290,6 +290,14 @@ SETTINGS: tuple[Setting, ...] = (
         into=("collection_settle_s",),
     ),
     Setting(
+        "CDR_DUPLICATE_CONTENT_TOLERANCE_S",
+        integer(0, 3600),
+        2,
+        "two collected calls with the same parties, type and duration whose starts lie this many seconds apart "
+        "are the same call (two sources, or a file sent again renamed): the later one is rejected DUPLICATE_CONTENT",
+        into=("duplicate_content_tolerance_s",),
+    ),
+    Setting(
         "CDR_REFERENCE_DIR",
         folder(),
         None,
@@ -1027,6 +1035,7 @@ class Settings:
     data_dir: Path
     landing_dir: Path
     collection_settle_s: int
+    duplicate_content_tolerance_s: int
     reference_dir: Path | None
     conformance_dir: Path
     mediation_schema: str

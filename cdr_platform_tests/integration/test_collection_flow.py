@@ -5,6 +5,7 @@ Two sources, in a sandbox of their own (topics, schemas, landing folder):
 - `sbc-casa-1`, a Kamailio SIP proxy: SIPp places real calls through Debian's Kamailio between
   subscribers (answered ones of known durations, one busy, one left ringing); its acc CDR file
   is collected by hand (`cdr collect`, which declares the source with its cell).
+- `msc-rabat-2`, a second MSC reporting one of the first one's calls under its own id.
 - `msc-casa-1`, an MSC writing TS 32.297 files of TS 32.298 records (encoded with pycrate by
   cdr_platform_tests/threegpp_files.py): files dropped into its landing folder, found by the
   landing sensor and collected by the Dagster asset - numbered 1, 2, 4 (3 is missing), one
@@ -58,7 +59,7 @@ from cdr_platform_tests.sip_traffic import ANSWER, BUSY, RING, SipCall, place_ca
 
 pytestmark = pytest.mark.timeout(600)
 
-SIP_SOURCE, MSC_SOURCE = "sbc-casa-1", "msc-casa-1"
+SIP_SOURCE, MSC_SOURCE, SECOND_MSC = "sbc-casa-1", "msc-casa-1", "msc-rabat-2"
 SIP_CELL = "604-01-01200-00012"  # a 4G cell of the catalogue: the SIP proxy's declared cell
 SUBSCRIBERS = generate_subscribers()
 POSTPAID = [s.msisdn for s in SUBSCRIBERS if s.plan == "Forfait 100"]
@@ -84,7 +85,10 @@ def msc_files(now: datetime) -> dict[str, bytes]:
     second = [g.MtCall(POSTPAID[3], OTHERS[8], at + timedelta(minutes=3), 45, call_reference=21)]
     fourth = [g.MoCall(POSTPAID[3], OTHERS[9], at + timedelta(minutes=4), 120, call_reference=41)]
     other_second = [g.MoCall(POSTPAID[4], OTHERS[10], at, 10, call_reference=99)]
+    # another MSC reports file 4's call too, under its own id, a second later
+    reported_again = [g.MoCall(POSTPAID[3], OTHERS[9], at + timedelta(minutes=4, seconds=1), 120, msc="212600000002")]
     return {
+        "MSC2_000001.ber": g.build_file(reported_again, sequence_number=1, opened_at=at, node="10.1.1.2"),
         "MSC1_000001.ber": g.build_file(first, sequence_number=1, opened_at=at),
         "MSC1_000002.ber": g.build_file(second, sequence_number=2, opened_at=at),
         "MSC1_000004.ber": g.build_file(fourth, sequence_number=4, opened_at=at),
@@ -166,10 +170,12 @@ def flow(local_stack, tmp_path_factory):
         now = datetime.now(UTC)
         run.msc_files = msc_files(now)
         folder = landing / MSC_SOURCE
-        folder.mkdir(parents=True)
         for name, data in run.msc_files.items():
-            (folder / f".{name}.part").write_bytes(data)
-            (folder / f".{name}.part").rename(folder / name)  # written, then renamed: complete
+            into = landing / (SECOND_MSC if name.startswith("MSC2") else MSC_SOURCE)
+            into.mkdir(parents=True, exist_ok=True)
+            (into / f".{name}.part").write_bytes(data)
+            (into / f".{name}.part").rename(into / name)  # written, then renamed: complete
+        # the sources' folders are collected in name order: msc-casa-1's file 4 before msc-rabat-2's report
         resources = resources_for(load_settings(), Environment.LOCAL)
         with dg.instance_for_test() as instance:
             run.sensor_request = landing_folder_sensor(
@@ -211,6 +217,7 @@ def test_every_file_has_one_ledger_row_with_its_fate_and_every_record_read_is_ac
         "MSC1_000004.ber": (MSC_SOURCE, "collected", 4),
         "MSC1_000002_resent.ber": (MSC_SOURCE, "duplicate", 2),
         "MSC1_000005.ber": (MSC_SOURCE, "quarantined", None),
+        "MSC2_000001.ber": (SECOND_MSC, "collected", 1),
     }
     for name, (_, status, _, read, published, not_charged, _) in ledger.items():
         if status == "collected":
@@ -231,7 +238,8 @@ def test_the_landing_sensor_asked_for_a_run_and_the_asset_reported_the_gap(flow)
     assert isinstance(flow.sensor_request, dg.RunRequest)
     assert flow.collected.success
     materialization = flow.collected.asset_materializations_for_node("collection__collection_files")[0]
-    assert materialization.metadata["collected"].value == 3 and materialization.metadata["refused"].value == 2
+    assert materialization.metadata["collected"].value == 4 and materialization.metadata["refused"].value == 2
+    assert materialization.metadata["records_duplicate_content"].value == 1
     (gaps,) = [c for c in flow.collected.get_asset_check_evaluations() if c.asset_key == COLLECTION_FILES_KEY]
     assert not gaps.passed and gaps.metadata["missing_files"].value == 1
     assert flow.status.returncode == 1 and "1 file(s) missing between sequence 2 and 4" in flow.status.stdout
@@ -251,6 +259,19 @@ def test_an_undecodable_record_is_a_reject_that_names_its_file_and_index(flow):
     origin = orjson.loads(bytes(rejects[0][1]))["origin"]
     assert (origin["source"], origin["file"], origin["index"]) == (MSC_SOURCE, "MSC1_000001.ber", 2)
     assert origin["record"]  # the original BER octets, base64
+
+
+def test_a_call_reported_by_a_second_msc_is_rejected_duplicate_content_naming_the_record_kept(flow):
+    (payload,) = [
+        orjson.loads(bytes(p))
+        for (p,) in flow.query(f"select payload from {flow.box.schema}.rejects where reasons = 'DUPLICATE_CONTENT'")
+    ]
+    assert payload["origin"]["source"] == SECOND_MSC
+    kept = flow.query(
+        f"select record_id, duration_s from {flow.rating}.rating_cdrs where record_id = %s", (payload["duplicate_of"],)
+    )
+    assert kept == [(payload["duplicate_of"], 120)]  # file 4's call, rated once
+    assert payload["record_id"] != payload["duplicate_of"]
 
 
 def test_an_mt_sms_without_originator_is_clean_and_rated(flow):
@@ -292,7 +313,8 @@ def test_each_collected_cdr_is_rated_once_on_its_local_day(flow):
     rated = flow.query(f"select record_id, start_time, rating_day from {flow.rating}.rating_cdrs")
     assert len(rated) == len({record_id for record_id, _, _ in rated})
     # the answered SIP calls, and the MSC's MO call, MT SMS and MO SMS (file 1, less its spoiled
-    # record), MT call (file 2) and MO call (file 4); nothing of the duplicate or broken files
+    # record), MT call (file 2) and MO call (file 4); nothing of the duplicate or broken files, nor
+    # the second MSC's report of file 4's call
     assert len(rated) == len(ANSWERED) + 5
     for _, start, day in rated:
         assert day == clock.local_date(start.replace(tzinfo=UTC))

@@ -7,21 +7,25 @@
 - An incoming call or SMS may lack the other party (TS 32.298: an MT-SMS has no originator); an
   outgoing one may not.
 - A source's missing file sequence numbers, with wrap-around.
+- The same call reported twice under different ids is found by its content, and the later report
+  is rejected DUPLICATE_CONTENT naming the record kept.
 """
 
 import base64
+from datetime import datetime, timedelta
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdr_platform.lib.collection.collector import message_of, name_sequence, undecodable_record_id
+from cdr_platform.lib.collection.collector import fingerprint_of, message_of, name_sequence, undecodable_record_id
 from cdr_platform.lib.collection.formats.base import DecodedRecord, Partial
-from cdr_platform.lib.collection.ledger import missing_ranges
+from cdr_platform.lib.collection.ledger import Fingerprint, content_duplicates, missing_ranges
 from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform_tests.unit.test_mediation_bulk import GOOD, RECEIVED, both_ways
 
+T0 = datetime(2026, 11, 3, 10, 0)
 SMS_IN = {
     **GOOD,
     "record_id": "sms-in-1",
@@ -102,3 +106,51 @@ def test_the_gaps_are_exactly_the_files_not_collected_around_the_cycle(start, le
     order_seed.shuffle(collected_files)
     missing = sum(gap[2] for gap in missing_ranges(collected_files, maximum))
     assert missing == len(lost)
+
+
+def call(record_id: str, served="+212661234567", other="+212612345678", start_s=0, duration=60, kind="voice"):
+    return Fingerprint(record_id, served, other, kind, duration, T0 + timedelta(seconds=start_s))
+
+
+def test_the_same_call_from_a_second_source_is_a_duplicate_of_the_one_collected_first():
+    known = [call("msc1-7")]
+    duplicate_of, new = content_duplicates([call("msc2-9", start_s=1), call("msc2-10", start_s=600)], known, 2)
+    assert duplicate_of == {"msc2-9": "msc1-7"}
+    assert [f.record_id for f in new] == ["msc2-10"]
+
+
+def test_calls_that_differ_in_a_party_the_type_the_duration_or_beyond_the_tolerance_are_not_duplicates():
+    known = [call("k")]
+    others = [
+        call("a", other="+212612345679"),
+        call("b", served="+212661234568"),
+        call("c", duration=61),
+        call("d", kind="sms"),
+        call("e", start_s=3),
+        call("f", other=None),
+    ]
+    duplicate_of, new = content_duplicates(others, known, 2)
+    assert duplicate_of == {} and len(new) == len(others)
+
+
+def test_a_call_reported_twice_in_one_file_keeps_the_first_and_the_file_collected_again_gets_the_same_verdict():
+    duplicate_of, new = content_duplicates([call("x1"), call("x2", start_s=-2)], [], 2)
+    assert duplicate_of == {"x2": "x1"} and [f.record_id for f in new] == ["x1"]
+    # the same file again after a crash: x1 is known by its own id (no duplicate of itself, no new
+    # call), x2 is again the duplicate of x1
+    assert content_duplicates([call("x1"), call("x2", start_s=-2)], new, 2) == ({"x2": "x1"}, [])
+
+
+def test_a_duplicate_call_is_published_naming_the_kept_record_and_rejected_duplicate_content():
+    record = DecodedRecord(index=0, raw=b"x", cdr=GOOD)
+    _, value = message_of("sbc-2", "acc_cdrs_1.log", "ef" * 32, record, duplicate_of="kam-kept")
+    assert orjson.loads(value)["duplicate_of"] == "kam-kept"
+    bulk = both_ways([value], [RECEIVED])
+    assert bulk.rejected == [(0, (Reason.DUPLICATE_CONTENT,))]
+
+
+def test_numbers_written_differently_by_two_sources_make_the_same_fingerprint():
+    national = DecodedRecord(
+        index=0, raw=b"x", cdr={**GOOD, "served_msisdn": "0661234567", "other_msisdn": "0612345678"}
+    )
+    assert fingerprint_of(national) == fingerprint_of(DecodedRecord(index=1, raw=b"y", cdr=GOOD))

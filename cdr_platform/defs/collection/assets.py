@@ -54,6 +54,7 @@ def collection_files(
                 publisher=producer,
                 topic=kafka.raw_cdrs_topic,
                 now=time.time(),
+                duplicate_tolerance_s=landing.duplicate_tolerance_s,
             ):
                 context.log.info(outcome.summary())
                 outcomes.append(outcome)
@@ -69,6 +70,7 @@ def collection_files(
             "read": o.records_read,
             "published": o.published,
             "undecodable": o.undecodable,
+            "duplicate_content": o.duplicate_content,
             "not_charged": o.not_charged,
             "reason": o.reason or "",
         }
@@ -82,6 +84,7 @@ def collection_files(
             "records_published": sum(o.published for o in outcomes),
             "records_undecodable": sum(o.undecodable for o in outcomes),
             "records_not_charged": sum(o.not_charged for o in outcomes),
+            "records_duplicate_content": sum(o.duplicate_content for o in outcomes),
             "sequence_gaps": len(gaps),
             "files_collected": dg.MetadataValue.md(markdown_table(rows[:MAX_LISTED_FILES]) if rows else "(none)"),
         }

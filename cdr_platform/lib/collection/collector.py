@@ -9,11 +9,16 @@
     4. The file sequence number (the TS 32.297 header's, else the last number in the file name for
        the formats whose names carry one, formats.NAME_SEQUENCE_FORMATS):
        one the source already delivered in another file is a duplicate file, refused unread.
-    5. Every record accounted for: a decoded CDR is published as a cdr.v1 message, an undecodable
+    5. The same call collected before under another id (by a second source, or in a file sent
+       again renamed: same parties, type and duration, starts within CDR_DUPLICATE_CONTENT_TOLERANCE_S)
+       is published marked `duplicate_of` the record kept, and mediation rejects it
+       DUPLICATE_CONTENT: never rated twice. (ledger.content_duplicates; the calls' fingerprints
+       are written before any record is published.)
+    6. Every record accounted for: a decoded CDR is published as a cdr.v1 message, an undecodable
        record as a message mediation rejects (UNDECODABLE_RECORD), each carrying its `origin`
        (source, file, index, the original bytes) so that any reject names where it came from; a
        call that was not charged (unanswered, busy) is counted and not published.
-    6. The ledger row says collected, with its counts, and the file goes to `archive/`.
+    7. The ledger row says collected, with its counts, and the file goes to `archive/`.
 
 Records keep deterministic ids, so a file published twice (a collector that died between
 publishing and step 6, then ran again) is rated once: mediation rejects the second copies as
@@ -28,7 +33,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,7 +43,14 @@ import orjson
 from cdr_platform.lib.collection import ledger
 from cdr_platform.lib.collection.formats import FORMATS, NAME_SEQUENCE_FORMATS, decoder, detect_format
 from cdr_platform.lib.collection.formats.base import DecodedRecord, FileFormatError, SourceProfile
-from cdr_platform.lib.schema import SCHEMA_HEADER, SCHEMA_HEADER_VALUE, SCHEMA_VERSION, UNDECODABLE_MARK
+from cdr_platform.lib.reference.numbering_plan import normalise_msisdn
+from cdr_platform.lib.schema import (
+    DUPLICATE_OF_MARK,
+    SCHEMA_HEADER,
+    SCHEMA_HEADER_VALUE,
+    SCHEMA_VERSION,
+    UNDECODABLE_MARK,
+)
 
 ARCHIVE, QUARANTINE = "archive", "quarantine"
 SOURCE_HEADER = "cdr-source"  # Kafka header: the source a collected record came from
@@ -96,6 +108,7 @@ class FileOutcome:
     published: int = 0
     not_charged: int = 0
     undecodable: int = 0
+    duplicate_content: int = 0
     reason: str | None = None
     moved_to: Path | None = None
     seconds: float = 0.0
@@ -111,7 +124,8 @@ class FileOutcome:
         if self.status == ledger.COLLECTED:
             line += (
                 f", {self.records_read:,} records: {self.published:,} published"
-                f" ({self.undecodable:,} of them undecodable, rejected), {self.not_charged:,} not charged"
+                f" ({self.undecodable:,} of them undecodable, {self.duplicate_content:,} calls collected before),"
+                f" {self.not_charged:,} not charged"
             )
         if self.reason:
             line += f" - {self.reason}"
@@ -144,6 +158,29 @@ def check_time_zone(zone: str) -> str:
     return zone
 
 
+def fingerprint_of(record: DecodedRecord) -> ledger.Fingerprint | None:
+    """A charged, decoded call's content (None for anything mediation will reject anyway)."""
+    cdr = record.cdr
+    if record.error is not None or not record.charged or not cdr:
+        return None
+    record_id, served, other, start = (cdr.get(k) for k in ("record_id", "served_msisdn", "other_msisdn", "start_time"))
+    if not (isinstance(record_id, str) and isinstance(served, str) and isinstance(start, str)):
+        return None
+    try:
+        instant = datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    duration = cdr.get("duration_s")
+    return ledger.Fingerprint(
+        record_id=record_id[:64],
+        served_msisdn=normalise_msisdn(served)[:32],
+        other_msisdn=normalise_msisdn(other)[:32] if isinstance(other, str) and other.strip() else None,
+        record_type=str(cdr.get("record_type"))[:8],
+        duration_s=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        start_time=(instant.astimezone(UTC) if instant.tzinfo else instant).replace(tzinfo=None),
+    )
+
+
 def undecodable_record_id(source: str, sha256: str, index: int) -> str:
     """A deterministic id for a record that has none of its own (it could not be decoded)."""
     return f"undecodable.{source[:24]}.{sha256[:20]}.{index}"
@@ -160,9 +197,12 @@ def origin_of(source: str, file_name: str, sha256: str, record: DecodedRecord) -
     return origin
 
 
-def message_of(source: str, file_name: str, sha256: str, record: DecodedRecord) -> tuple[bytes, bytes]:
+def message_of(
+    source: str, file_name: str, sha256: str, record: DecodedRecord, duplicate_of: str | None = None
+) -> tuple[bytes, bytes]:
     """(Kafka key, value) of a published record: its cdr.v1 message, or the undecodable record as a
-    message mediation rejects with its reason."""
+    message mediation rejects with its reason; `duplicate_of`: the record id of the same call
+    collected before (mediation rejects it DUPLICATE_CONTENT, the payload naming the one kept)."""
     origin = origin_of(source, file_name, sha256, record)
     if record.error is not None:
         doc = {
@@ -173,6 +213,8 @@ def message_of(source: str, file_name: str, sha256: str, record: DecodedRecord) 
         }
         return source.encode(), orjson.dumps(doc)
     doc = {**record.cdr, "origin": origin}
+    if duplicate_of is not None:
+        doc[DUPLICATE_OF_MARK] = duplicate_of
     if record.partial is not None:
         doc["partial"] = {
             "chain_id": record.partial.chain_id,
@@ -218,6 +260,7 @@ def collect_file(
     source_folder: Path,
     move: bool,
     declaration: SourceDeclaration | None = None,
+    duplicate_tolerance_s: float = 2.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FileOutcome:
     """Collect the file at `path` for source `source_name` (see the module's steps).
@@ -233,17 +276,22 @@ def collect_file(
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     outcome = FileOutcome(path=path, source=source_name, status="", sha256=sha256)
-    conn.execute(tables.lock_sql(source_name))
+    conn.execute(tables.lock_sql())
     try:
-        _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock)
+        _collect(
+            conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock,
+            duplicate_tolerance_s,
+        )  # fmt: skip
     finally:
-        conn.execute(tables.lock_sql(source_name, release=True))
+        conn.execute(tables.lock_sql(release=True))
         conn.commit()
     outcome.seconds = (clock() - started).total_seconds()
     return outcome
 
 
-def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock):
+def _collect(
+    conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock, tolerance_s
+):
     path, sha256, source_name = outcome.path, outcome.sha256, outcome.source
     known = ledger.find_file(conn, tables, sha256)
     if known is not None and known.status != ledger.COLLECTING:
@@ -330,9 +378,24 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
     notes = []
     if header is not None and header.record_count is not None and header.record_count != len(records):
         notes.append(f"the header announces {header.record_count} CDRs, the file holds {len(records)}")
+    # the same call collected before under another id (another source, a file sent again renamed)
+    candidates = [f for f in map(fingerprint_of, records) if f is not None]
+    if candidates:
+        margin = timedelta(seconds=tolerance_s)
+        collected_calls = ledger.fingerprints_near(
+            conn,
+            tables,
+            {f.served_msisdn for f in candidates},
+            min(f.start_time for f in candidates) - margin,
+            max(f.start_time for f in candidates) + margin,
+        )
+        duplicate_of, new_calls = ledger.content_duplicates(candidates, collected_calls, tolerance_s)
+    else:
+        duplicate_of, new_calls = {}, []
     if known is None:
         ledger.insert_file(conn, tables, {**row, "status": ledger.COLLECTING, "reason": "; ".join(notes) or None})
-        conn.commit()
+    ledger.insert_fingerprints(conn, tables, source_name, sha256, new_calls)
+    conn.commit()  # what is being collected, and its calls, before any record is published
 
     headers = [(SCHEMA_HEADER, SCHEMA_HEADER_VALUE), (SOURCE_HEADER, source_name.encode())]
     times = []
@@ -345,10 +408,12 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
             continue
         if record.error is None and record.cdr is None:
             record = DecodedRecord(index=record.index, raw=record.raw, error="the decoder returned no CDR")
-        key, value = message_of(source_name, path.name, sha256, record)
+        kept = duplicate_of.get(record.cdr.get("record_id")) if record.cdr is not None else None
+        key, value = message_of(source_name, path.name, sha256, record, duplicate_of=kept)
         publisher.send(topic, key, value, headers)
         outcome.published += 1
         outcome.undecodable += record.error is not None
+        outcome.duplicate_content += kept is not None
         if record.record_time is not None:
             times.append(record.record_time)
     publisher.flush()
@@ -367,6 +432,7 @@ def _collect(conn, tables, outcome, data, format_name, publisher, topic, source_
             "records_published": outcome.published,
             "records_not_charged": outcome.not_charged,
             "records_undecodable": outcome.undecodable,
+            "records_duplicate_content": outcome.duplicate_content,
             "first_record_at": _utc(min(times)) if times else None,
             "last_record_at": _utc(max(times)) if times else None,
             "status": ledger.COLLECTED,
@@ -405,6 +471,7 @@ def collect_landing(
     publisher: Publisher,
     topic: str,
     now: float,
+    duplicate_tolerance_s: float = 2.0,
 ) -> Iterator[FileOutcome]:
     """Collect every settled file of every source folder under `landing_dir` (a folder per source,
     named after it), oldest first; each file is moved to its source's archive/ or quarantine/."""
@@ -422,4 +489,5 @@ def collect_landing(
                 topic=topic,
                 source_folder=folder,
                 move=True,
+                duplicate_tolerance_s=duplicate_tolerance_s,
             )

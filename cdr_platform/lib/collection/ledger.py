@@ -14,6 +14,11 @@ declared by its first collection, with the format given or detected.
     duplicate    refused unread: its (source, file sequence number) was collected from another file
     quarantined  refused unread: not readable in its format at all (the reason says why)
 
+`collection_fingerprints`: each published call's content (served and other party in E.164, type,
+duration, start), so that the same call reported again under another id - by a second source, or
+in a file sent again renamed - is found (content_duplicates) and published as a DUPLICATE_CONTENT
+reject naming the record kept.
+
 A byte-identical file is the same row: collecting it again changes nothing. A gap in a source's
 file sequence numbers (with wrap-around at the format's maximum) is what `sequence_gaps` reports.
 
@@ -43,6 +48,7 @@ FILE_COLUMNS = (
     "records_published",
     "records_not_charged",
     "records_undecodable",
+    "records_duplicate_content",
     "first_record_at",
     "last_record_at",
     "status",
@@ -101,6 +107,11 @@ class CollectionTables:
     def files(self) -> str:
         return f"{self.schema}.collection_files"
 
+    @property
+    def fingerprints(self) -> str:
+        """What identifies each collected call by its content (content_duplicates)."""
+        return f"{self.schema}.collection_fingerprints"
+
     def ddl(self) -> list[str]:
         d = self.dialect
         return [
@@ -135,6 +146,7 @@ class CollectionTables:
                         "    records_published bigint not null",
                         "    records_not_charged bigint not null",
                         "    records_undecodable bigint not null",
+                        "    records_duplicate_content bigint not null",
                         f"    first_record_at {d.timestamp}",
                         f"    last_record_at {d.timestamp}",
                         "    status varchar(16) not null",
@@ -147,11 +159,28 @@ class CollectionTables:
                 ),
             ),
             d.create_index("ix_collection_files_sequence", self.files, "source, sequence_number"),
+            d.create_table(
+                self.fingerprints,
+                ",\n".join(
+                    [
+                        "    record_id varchar(64) not null",
+                        "    served_msisdn varchar(32) not null",
+                        "    other_msisdn varchar(32)",
+                        "    record_type varchar(8) not null",
+                        "    duration_s bigint",
+                        f"    start_time {d.timestamp} not null",
+                        "    source varchar(64) not null",
+                        "    file_sha256 varchar(64) not null",
+                        "    constraint pk_collection_fingerprints primary key (record_id)",
+                    ]
+                ),
+            ),
+            d.create_index("ix_collection_fingerprints_call", self.fingerprints, "served_msisdn, start_time"),
         ]
 
-    def lock_sql(self, source: str, release: bool = False) -> str:
-        """A source's files are collected one at a time (the sequence check reads, then writes)."""
-        return self.dialect.session_lock_sql(f"cdr-collection:{source}", release=release)
+    def lock_sql(self, release: bool = False) -> str:
+        """Files are collected one at a time: the sequence and content checks read, then write."""
+        return self.dialect.session_lock_sql("cdr-collection", release=release)
 
 
 def tables_for(settings) -> CollectionTables:
@@ -219,7 +248,13 @@ def find_sequence(conn, tables: CollectionTables, source: str, sequence: int) ->
 
 def insert_file(conn, tables: CollectionTables, row: dict) -> None:
     values = {c: row.get(c) for c in FILE_COLUMNS}
-    for count in ("records_read", "records_published", "records_not_charged", "records_undecodable"):
+    for count in (
+        "records_read",
+        "records_published",
+        "records_not_charged",
+        "records_undecodable",
+        "records_duplicate_content",
+    ):
         values[count] = values[count] or 0
     conn.execute(
         f"insert into {tables.files} ({', '.join(FILE_COLUMNS)})"
@@ -235,6 +270,7 @@ def finish_file(conn, tables: CollectionTables, sha256: str, row: dict) -> None:
         "records_published",
         "records_not_charged",
         "records_undecodable",
+        "records_duplicate_content",
         "first_record_at",
         "last_record_at",
         "status",
@@ -313,3 +349,88 @@ def recent_files(conn, tables: CollectionTables, limit: int = 20, source: str | 
         "reason",
     )
     return [dict(zip(names, row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A call by its content: what two reports of the same call agree on."""
+
+    record_id: str
+    served_msisdn: str  # E.164
+    other_msisdn: str | None  # E.164
+    record_type: str
+    duration_s: int | None
+    start_time: datetime  # naive UTC
+
+    def same_call(self, other: Fingerprint, tolerance_s: float) -> bool:
+        return (
+            self.record_id != other.record_id
+            and (self.served_msisdn, self.other_msisdn, self.record_type, self.duration_s)
+            == (other.served_msisdn, other.other_msisdn, other.record_type, other.duration_s)
+            and abs((self.start_time - other.start_time).total_seconds()) <= tolerance_s
+        )
+
+
+def fingerprints_near(
+    conn, tables: CollectionTables, served: set[str], first: datetime, last: datetime
+) -> list[Fingerprint]:
+    """The calls collected for these subscribers that started between `first` and `last`."""
+    if not served:
+        return []
+    names = {f"s{i}": msisdn for i, msisdn in enumerate(sorted(served))}
+    rows = conn.execute(
+        f"select record_id, served_msisdn, other_msisdn, record_type, duration_s, start_time"
+        f" from {tables.fingerprints} where served_msisdn in ({', '.join(f'%({n})s' for n in names)})"
+        " and start_time >= %(first)s and start_time <= %(last)s",
+        {**names, "first": first, "last": last},
+    ).fetchall()
+    return [Fingerprint(*row) for row in rows]
+
+
+def content_duplicates(
+    candidates: list[Fingerprint], known: list[Fingerprint], tolerance_s: float
+) -> tuple[dict[str, str], list[Fingerprint]]:
+    """({record id: the record id of the same call kept}, the candidates that are new calls).
+
+    A candidate is the same call as a known one (collected before), or as an earlier candidate of
+    the same file, when the parties, type and duration are equal and the starts lie within
+    `tolerance_s` of each other; the first one collected is kept. A candidate already known by its
+    own id (a file collected again after a crash) is neither."""
+    known_ids = {k.record_id for k in known}
+    by_served: dict[str, list[Fingerprint]] = {}
+    for k in known:
+        by_served.setdefault(k.served_msisdn, []).append(k)
+    duplicate_of: dict[str, str] = {}
+    new: list[Fingerprint] = []
+    for candidate in candidates:
+        if candidate.record_id in known_ids:
+            continue
+        kept = next(
+            (k for k in by_served.get(candidate.served_msisdn, ()) if candidate.same_call(k, tolerance_s)), None
+        )
+        if kept is not None:
+            duplicate_of[candidate.record_id] = kept.record_id
+            continue
+        new.append(candidate)
+        known_ids.add(candidate.record_id)
+        by_served.setdefault(candidate.served_msisdn, []).append(candidate)
+    return duplicate_of, new
+
+
+def insert_fingerprints(conn, tables: CollectionTables, source: str, sha256: str, rows: list[Fingerprint]) -> None:
+    for f in rows:
+        conn.execute(
+            f"insert into {tables.fingerprints} (record_id, served_msisdn, other_msisdn, record_type, duration_s,"
+            " start_time, source, file_sha256) values (%(record_id)s, %(served)s, %(other)s, %(type)s, %(duration)s,"
+            " %(start)s, %(source)s, %(sha256)s)",
+            {
+                "record_id": f.record_id,
+                "served": f.served_msisdn,
+                "other": f.other_msisdn,
+                "type": f.record_type,
+                "duration": f.duration_s,
+                "start": f.start_time,
+                "source": source,
+                "sha256": sha256,
+            },
+        )

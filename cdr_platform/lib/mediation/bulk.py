@@ -38,6 +38,7 @@ from cdr_platform.lib.schema import (
     CLEAN_RECORD,
     CONTROL_CHARACTER_RE2,
     DIRECTIONS,
+    DUPLICATE_OF_MARK,
     FIELD_TYPES,
     MANDATORY_FIELDS_BY_TYPE,
     OUTGOING_MANDATORY_FIELDS,
@@ -161,8 +162,8 @@ def mediate_batch(values: list, received_us: np.ndarray, limits: Limits = DEFAUL
     # an oversized message is never parsed: `mediate` rejects it on its length
     cap = limits.max_payload_bytes
     docs = [_EMPTY if v is not None and len(v) > cap else _load(v) for v in values]
-    # not a JSON object, or a record collection could not decode: mediate says why
-    plain = np.array([d is _EMPTY or UNDECODABLE_MARK in d for d in docs], bool)
+    # not a JSON object, or a record collection could not decode or found twice: mediate says why
+    plain = np.array([d is _EMPTY or UNDECODABLE_MARK in d or DUPLICATE_OF_MARK in d for d in docs], bool)
 
     # JSON types exactly as validation checks them (bool is not an int), text not too long.
     # Fields are taken out of every document in one C-level pass (map, zip); a column is checked

@@ -34,6 +34,9 @@ class Reason(str, Enum):
     # a record of a network element's file that could not be decoded into a CDR: collection
     # publishes it with its origin (source, file, index, bytes) and the decoder's error
     UNDECODABLE_RECORD = "UNDECODABLE_RECORD"
+    # the same call as a record collected before, under another id (two sources reporting it, or a
+    # file sent again renamed): collection names the kept record in the payload's `duplicate_of`
+    DUPLICATE_CONTENT = "DUPLICATE_CONTENT"
     DUPLICATE = "DUPLICATE"  # decided against clean_cdrs, not by this module
     # The last line of defence: mediating or converting this one record raised (the exception's
     # class is in the reject); the record is rejected and the batch goes on.

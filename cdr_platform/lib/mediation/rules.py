@@ -21,10 +21,12 @@ import orjson
 from cdr_platform.lib.mediation.reasons import Reason
 from cdr_platform.lib.reference import numbering_plan as plan
 from cdr_platform.lib.reference.network import CELLS_BY_ID
+from cdr_platform.lib.reference.numbering_plan import normalise_msisdn
 from cdr_platform.lib.schema import (
     COMMON_MANDATORY_FIELDS,
     CONTROL_CHARACTER_PATTERN,
     DIRECTIONS,
+    DUPLICATE_OF_MARK,
     FIELD_TYPES,
     RECORD_TYPES,
     SCHEMA_VERSION,
@@ -74,26 +76,12 @@ DEFAULT_LIMITS = Limits()
 ROAMING_NETWORKS = frozenset(plan.ROAMING_PARTNERS)
 HOME_NETWORKS = frozenset(op.mcc_mnc for op in plan.NATIONAL_OPERATORS)
 TECHNOLOGY_NAMES = {**{t: t for t in TECHNOLOGIES}, **TECHNOLOGY_ALIASES}
-_NATIONAL_PREFIX = "0"
-_INTERNATIONAL_PREFIX = "00"
 
 
 @dataclass(frozen=True)
 class Mediated:
     record: dict | None  # normalised, CLEAN_COLUMNS keys; None when rejected
     reasons: tuple[str, ...]  # empty when clean
-
-
-def normalise_msisdn(value: str) -> str:
-    """E.164 from the forms switches write: +212..., 00212..., 212... or national 0..."""
-    number = value.strip().replace(" ", "").replace("-", "")
-    if number.startswith("+"):
-        return number
-    if number.startswith(_INTERNATIONAL_PREFIX):
-        return "+" + number[2:]
-    if number.startswith(_NATIONAL_PREFIX):
-        return "+" + plan.HOME_COUNTRY_CODE + number[1:]
-    return "+" + number
 
 
 def normalise_technology(value: str) -> str | None:
@@ -150,6 +138,8 @@ def mediate(payload: bytes | None, received_at: datetime, limits: Limits = DEFAU
         return Mediated(None, (Reason.MALFORMED_JSON,))
     if UNDECODABLE_MARK in doc:  # collection could not decode the record: nothing here to judge
         return Mediated(None, (Reason.UNDECODABLE_RECORD,))
+    if DUPLICATE_OF_MARK in doc:  # collection found the same call collected before
+        return Mediated(None, (Reason.DUPLICATE_CONTENT,))
     reasons: list[str] = []
 
     # Types first: a value of the wrong JSON type is reported once, then treated as absent.

@@ -211,3 +211,20 @@ def lookup(msisdn: str) -> PlanEntry | None:
 def is_valid_msisdn(msisdn: object) -> bool:
     """A complete E.164 number of a country and block the plan knows."""
     return isinstance(msisdn, str) and lookup(msisdn) is not None
+
+
+NATIONAL_PREFIX = "0"
+INTERNATIONAL_PREFIX = "00"
+
+
+def normalise_msisdn(value: str) -> str:
+    """E.164 from the forms switches write: +212..., 00212..., 212... or national 0...
+    (mediation's rule; collection compares two sources' numbers by it too)."""
+    number = value.strip().replace(" ", "").replace("-", "")
+    if number.startswith("+"):
+        return number
+    if number.startswith(INTERNATIONAL_PREFIX):
+        return "+" + number[2:]
+    if number.startswith(NATIONAL_PREFIX):
+        return "+" + HOME_COUNTRY_CODE + number[1:]
+    return "+" + number
