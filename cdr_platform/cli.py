@@ -818,6 +818,7 @@ def collect(
     from cdr_platform.lib.collection.collector import CollectionError, SourceDeclaration, collect_file
     from cdr_platform.lib.collection.ledger import create_tables, tables_for
     from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.kafka_io import ensure_cdr_topics
     from cdr_platform.lib.settings import load_settings
     from cdr_platform.lib.warehouse import connect
 
@@ -826,10 +827,11 @@ def collect(
     declaration = SourceDeclaration(cell_id=cell_id, technology=technology, timezone=zone)
     conn = connect(settings.warehouse)
     producer = make_producer("kafka-python", settings.kafka)
-    refused = 0
+    refused = partials = 0
     try:
         create_tables(conn, tables)
         conn.commit()
+        ensure_cdr_topics(settings.kafka)  # the partials topic included
         for path in files:
             outcome = collect_file(
                 path,
@@ -843,16 +845,40 @@ def collect(
                 move=False,
                 declaration=declaration,
                 duplicate_tolerance_s=settings.duplicate_content_tolerance_s,
+                partials_topic=settings.kafka.partials_topic,
             )
             refused += outcome.refused
+            partials += outcome.partials
             click.echo(outcome.summary())
     except CollectionError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         producer.close()
         conn.close()
+    if partials:
+        topic = settings.kafka.partials_topic
+        click.echo(f"{partials:,} partial records wait in {topic}: `cdr stitch` makes their CDRs")
     if refused:
         sys.exit(1)
+
+
+@cdr.command()
+def stitch() -> None:
+    """Stitch the partial records waiting in CDR_PARTIALS_TOPIC: one CDR per chain to raw-cdrs (bounded run).
+
+    A chain is emitted when its last part has come and none is missing, or flagged incomplete once
+    CDR_PARTIAL_TIMEOUT_S of the records' own time has passed its latest part. Ends with a summary line."""
+    import json
+
+    from cdr_platform.lib.collection.stitching import SUMMARY_PREFIX, run
+    from cdr_platform.lib.ingest.producers import make_producer
+    from cdr_platform.lib.settings import load_settings
+
+    _configure_logging()
+    settings = load_settings()
+    summary = run(settings, lambda: make_producer("kafka-python", settings.kafka))
+    click.echo(summary.line())
+    click.echo(SUMMARY_PREFIX + json.dumps(vars(summary)))
 
 
 @cdr.group()

@@ -110,6 +110,7 @@ class KafkaResource(SettingsResource):
 
     bootstrap_servers: str = from_setting("CDR_KAFKA_BOOTSTRAP_SERVERS")
     raw_cdrs_topic: str = from_setting("CDR_RAW_TOPIC")
+    partials_topic: str = from_setting("CDR_PARTIALS_TOPIC")
     error_cdrs_topic: str = from_setting("CDR_ERROR_TOPIC")
     topic_partitions: int = from_setting("CDR_TOPIC_PARTITIONS")
     max_message_bytes: int = from_setting("CDR_TOPIC_MAX_MESSAGE_BYTES")
@@ -269,6 +270,7 @@ class LandingResource(SettingsResource):
     landing_dir: str = from_setting("CDR_LANDING_DIR")
     settle_s: int = from_setting("CDR_COLLECTION_SETTLE_S")
     duplicate_tolerance_s: int = from_setting("CDR_DUPLICATE_CONTENT_TOLERANCE_S")
+    partial_timeout_s: int = from_setting("CDR_PARTIAL_TIMEOUT_S")
 
     @property
     def path(self) -> Path:

@@ -147,16 +147,17 @@ def topic_size_config(kafka: KafkaSettings) -> dict[str, str]:
 
 
 def ensure_cdr_topics(kafka: KafkaSettings) -> list[str]:
-    """raw-cdrs (on the broker's clock) and error-cdrs, created if missing, both with an explicit
+    """raw-cdrs and raw-cdr-partials (on the broker's clock) and error-cdrs, created if missing, both with an explicit
     max.message.bytes and min.insync.replicas. Returns what is wrong with them as they are: an
     existing raw-cdrs on the producers' clock."""
     ensure_topics(
         kafka,
-        [kafka.raw_cdrs_topic, kafka.error_cdrs_topic],
+        [kafka.raw_cdrs_topic, kafka.error_cdrs_topic, kafka.partials_topic],
         kafka.topic_partitions,
         {
             kafka.raw_cdrs_topic: {**BROKER_CLOCK, **topic_size_config(kafka)},
             kafka.error_cdrs_topic: topic_size_config(kafka),
+            kafka.partials_topic: {**BROKER_CLOCK, **topic_size_config(kafka)},
         },
     )
     return raw_topic_problems(kafka, kafka.raw_cdrs_topic)

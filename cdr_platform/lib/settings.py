@@ -290,6 +290,14 @@ SETTINGS: tuple[Setting, ...] = (
         into=("collection_settle_s",),
     ),
     Setting(
+        "CDR_PARTIAL_TIMEOUT_S",
+        integer(1, 30 * 86_400),
+        7_200,
+        "a chain of partial records that has not ended this many seconds (of the records' own time) after "
+        "its latest part ended is emitted as one CDR flagged incomplete",
+        into=("partial_timeout_s",),
+    ),
+    Setting(
         "CDR_DUPLICATE_CONTENT_TOLERANCE_S",
         integer(0, 3600),
         2,
@@ -406,6 +414,14 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="`127.0.0.1:19092` (local `SASL_SSL`: the local broker's SASL_SSL listener)",
     ),
     Setting("CDR_RAW_TOPIC", text(), "raw-cdrs", "the CDRs to mediate", into=("kafka.raw_cdrs_topic",)),
+    Setting(
+        "CDR_PARTIALS_TOPIC",
+        text(),
+        "raw-cdr-partials",
+        "partial records of long calls and sessions (TS 32.298), collected from files; `cdr stitch` makes "
+        "each chain one CDR in the raw topic",
+        into=("kafka.partials_topic",),
+    ),
     Setting("CDR_ERROR_TOPIC", text(), "error-cdrs", "the rejects with their reason", into=("kafka.error_cdrs_topic",)),
     Setting(
         "CDR_TOPIC_PARTITIONS",
@@ -682,7 +698,8 @@ SETTINGS: tuple[Setting, ...] = (
         "CDR_MEDIATION_CRASH_AT",
         text(),
         "",
-        "fault injection for the crash tests: `after_stage:2` kills the driver at that point of batch 2",
+        "fault injection for the crash tests: `after_stage:2` kills the driver at that point of batch 2 "
+        "(`stitch_after_publish:N`: the stitching driver, between publishing batch N and recording it)",
         into=("mediation_crash_at",),
     ),
     # -- Spark
@@ -931,6 +948,7 @@ class KafkaSettings:
     ssl_key_file: Path | None = None
     ssl_key_password: str = field(default="", repr=False)
     ssl_check_hostname: bool = True
+    partials_topic: str = "raw-cdr-partials"
 
 
 def _libpq_value(value: str) -> str:
@@ -1036,6 +1054,7 @@ class Settings:
     landing_dir: Path
     collection_settle_s: int
     duplicate_content_tolerance_s: int
+    partial_timeout_s: int
     reference_dir: Path | None
     conformance_dir: Path
     mediation_schema: str

@@ -40,6 +40,7 @@ from cdr_platform.defs.collection.assets import (
 )
 from cdr_platform.defs.dbt.project import DBT_PROJECT_DIR, dbt_command
 from cdr_platform.defs.resources import resources_for
+from cdr_platform.lib.kafka_io import admin_client
 from cdr_platform.lib.reference.subscribers import generate_subscribers
 from cdr_platform.lib.reference.tables import (
     NUMBERING_PLAN_TABLE,
@@ -73,16 +74,31 @@ ANSWERED = [
 UNANSWERED = [SipCall(POSTPAID[1], OTHERS[3], BUSY), SipCall(POSTPAID[2], OTHERS[4], RING)]
 
 
+def late_session_file(now: datetime) -> bytes:
+    """msc-rabat-2's file 2: a whole PGW session in two partial records, stitched by a driver that crashes."""
+    at = now - timedelta(hours=1)
+    return g.build_file(
+        g.pgw_session(POSTPAID[7], at, 2, part_seconds=300, charging_id=777, pgw_address="10.20.0.2"),
+        sequence_number=2,
+        opened_at=at,
+        node="10.1.1.2",
+    )
+
+
 def msc_files(now: datetime) -> dict[str, bytes]:
     """The MSC's files, by name: three good ones numbered 1, 2 and 4, a second number 2, a broken one."""
     at = now - timedelta(hours=1)
+    session = g.pgw_session(POSTPAID[5], at, 3, part_seconds=600, charging_id=501)  # across files 1 and 2
+    cut_short = g.pgw_session(POSTPAID[6], at, 2, part_seconds=600, charging_id=502)[:1]  # never completes
     first = [
+        *session[:2],
+        *cut_short,
         g.MoCall(POSTPAID[2], OTHERS[5], at, 61, call_reference=11),
         g.MtSms(POSTPAID[2], at + timedelta(minutes=1)),  # no originator: TS 32.298 has none
-        g.Spoiled(g.MoCall(POSTPAID[2], OTHERS[6], at, 30, call_reference=12)),  # record index 2
+        g.Spoiled(g.MoCall(POSTPAID[2], OTHERS[6], at, 30, call_reference=12)),  # record index 5
         g.MoSms(POSTPAID[3], OTHERS[7], at + timedelta(minutes=2)),
     ]
-    second = [g.MtCall(POSTPAID[3], OTHERS[8], at + timedelta(minutes=3), 45, call_reference=21)]
+    second = [session[2], g.MtCall(POSTPAID[3], OTHERS[8], at + timedelta(minutes=3), 45, call_reference=21)]
     fourth = [g.MoCall(POSTPAID[3], OTHERS[9], at + timedelta(minutes=4), 120, call_reference=41)]
     other_second = [g.MoCall(POSTPAID[4], OTHERS[10], at, 10, call_reference=99)]
     # another MSC reports file 4's call too, under its own id, a second later
@@ -102,14 +118,15 @@ class Flow:
         self.box, self.env, self.landing = box, env, landing
         self.rating, self.billing = env["CDR_RATING_SCHEMA"], env["CDR_BILLING_SCHEMA"]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [sys.executable, "-m", "cdr_platform.cli", *args],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **env},
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=300,
+            start_new_session=True,  # a crash injection kills its own process group, not this one
         )
         assert not check or proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
         return proc
@@ -141,6 +158,9 @@ def flow(local_stack, tmp_path_factory):
         "CDR_MARTS_SCHEMA": f"mrt_{tag}",
         "CDR_LANDING_DIR": str(landing),
         "CDR_COLLECTION_SETTLE_S": "0",
+        "CDR_PARTIALS_TOPIC": f"partials-{tag}",
+        # a chain times out 1 s after its latest part arrived, once partials arriving later say so
+        "CDR_PARTIAL_TIMEOUT_S": "1",
         "CDR_DATA_DIR": str(work / "data"),
         "DAGSTER_HOME": str(work / "dagster_home"),
     }
@@ -188,7 +208,16 @@ def flow(local_stack, tmp_path_factory):
             (folder / "MSC1_000001.ber").write_bytes(run.msc_files["MSC1_000001.ber"])
             run.ledger_before_again = run.ledger()
             run.again = dg.materialize([collection_files], instance=instance, resources=resources)
+            run.ledger_after_again = run.ledger()
         run.status = run.cli("collection", "status", check=False)
+
+        # a session collected by hand, then stitched by a driver killed between publishing its CDR
+        # and recording the batch: stitched again, it is published again - and rated once
+        late = work / "MSC2_000002.ber"
+        late.write_bytes(late_session_file(now))
+        run.late_collect = run.cli("collect", "--source", SECOND_MSC, str(late))
+        run.crashed_stitch = run.cli("stitch", check=False, CDR_MEDIATION_CRASH_AT="stitch_after_publish")
+        run.stitch_again = run.cli("stitch")
 
         mediated = box.run()
         assert mediated.returncode == 0, mediated.stderr[-3000:]
@@ -203,6 +232,11 @@ def flow(local_stack, tmp_path_factory):
         for schema in ("CDR_RATING_SCHEMA", "CDR_TARIFF_SCHEMA", "CDR_BILLING_SCHEMA", "CDR_MARTS_SCHEMA"):
             conn.execute(f"drop schema if exists {env[schema]} cascade")
     box.drop()
+    admin = admin_client(local_stack.kafka)
+    try:
+        admin.delete_topics([env["CDR_PARTIALS_TOPIC"]])
+    finally:
+        admin.close()
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -218,6 +252,7 @@ def test_every_file_has_one_ledger_row_with_its_fate_and_every_record_read_is_ac
         "MSC1_000002_resent.ber": (MSC_SOURCE, "duplicate", 2),
         "MSC1_000005.ber": (MSC_SOURCE, "quarantined", None),
         "MSC2_000001.ber": (SECOND_MSC, "collected", 1),
+        "MSC2_000002.ber": (SECOND_MSC, "collected", 2),
     }
     for name, (_, status, _, read, published, not_charged, _) in ledger.items():
         if status == "collected":
@@ -225,7 +260,8 @@ def test_every_file_has_one_ledger_row_with_its_fate_and_every_record_read_is_ac
     sip = [ledger[name] for name in sip_files]
     assert sum(row[3] for row in sip) == len(ANSWERED) + len(UNANSWERED)  # Kamailio wrote failed calls too
     assert sum(row[5] for row in sip) == len(UNANSWERED)  # busy and cancelled: read, not charged
-    assert ledger["MSC1_000001.ber"][3:] == (4, 4, 0, 1)  # one record undecodable, published as a reject
+    # seven records (three PGW partials among them), one undecodable, published as a reject
+    assert ledger["MSC1_000001.ber"][3:] == (7, 7, 0, 1)
     archived = {p.name for p in (flow.landing / MSC_SOURCE / "archive").iterdir()}
     quarantined = {p.name for p in (flow.landing / MSC_SOURCE / "quarantine").iterdir()}
     assert archived == {"MSC1_000001.ber", "MSC1_000002.ber", "MSC1_000004.ber"}
@@ -247,7 +283,7 @@ def test_the_landing_sensor_asked_for_a_run_and_the_asset_reported_the_gap(flow)
 
 def test_a_file_collected_again_byte_for_byte_changes_nothing(flow):
     assert flow.again.success
-    assert flow.ledger() == flow.ledger_before_again
+    assert flow.ledger_after_again == flow.ledger_before_again
     materialization = flow.again.asset_materializations_for_node("collection__collection_files")[0]
     assert materialization.metadata["records_published"].value == 0
     assert "MSC1_000001.ber" in {p.name for p in (flow.landing / MSC_SOURCE / "quarantine").iterdir()}
@@ -257,7 +293,7 @@ def test_an_undecodable_record_is_a_reject_that_names_its_file_and_index(flow):
     rejects = flow.query(f"select reasons, payload from {flow.box.schema}.rejects where reasons = 'UNDECODABLE_RECORD'")
     assert len(rejects) == 1
     origin = orjson.loads(bytes(rejects[0][1]))["origin"]
-    assert (origin["source"], origin["file"], origin["index"]) == (MSC_SOURCE, "MSC1_000001.ber", 2)
+    assert (origin["source"], origin["file"], origin["index"]) == (MSC_SOURCE, "MSC1_000001.ber", 5)
     assert origin["record"]  # the original BER octets, base64
 
 
@@ -314,7 +350,36 @@ def test_each_collected_cdr_is_rated_once_on_its_local_day(flow):
     assert len(rated) == len({record_id for record_id, _, _ in rated})
     # the answered SIP calls, and the MSC's MO call, MT SMS and MO SMS (file 1, less its spoiled
     # record), MT call (file 2) and MO call (file 4); nothing of the duplicate or broken files, nor
-    # the second MSC's report of file 4's call
-    assert len(rated) == len(ANSWERED) + 5
+    # the second MSC's report of file 4's call; and one data CDR per PGW session (three)
+    assert len(rated) == len(ANSWERED) + 5 + 3
     for _, start, day in rated:
         assert day == clock.local_date(start.replace(tzinfo=UTC))
+
+
+def test_partial_records_across_files_are_one_cdr_per_session_and_a_cut_short_one_is_flagged_incomplete(flow):
+    sessions = {
+        served: (duration, volume)
+        for served, duration, volume in flow.query(
+            f"select served_msisdn, duration_s, data_volume_bytes from {flow.rating}.rating_cdrs"
+            " where record_type = 'data'"
+        )
+    }
+    # the encoder's partials carry 1,000 up and 4,000 down each
+    assert sessions == {POSTPAID[5]: (1800, 15_000), POSTPAID[6]: (600, 5_000), POSTPAID[7]: (600, 10_000)}
+    flags = {
+        doc["served_msisdn"]: doc["stitched"]
+        for doc in (orjson.loads(bytes(p)) for (p,) in flow.query(f"select payload from {flow.box.schema}.rejects"))
+        if "stitched" in doc
+    }
+    assert set(flags) == {POSTPAID[7]}  # the one stitched CDR among the rejects: the copy the crash made
+    stitched = flow.query(f"select partials_in, seen_twice, cdrs_out, incomplete_out, partials_out from"
+                          f" {flow.box.schema}.partial_stitch_ledger")  # fmt: skip
+    partials_in, seen_twice, cdrs, incomplete, partials_out = (sum(column) for column in zip(*stitched))
+    assert (partials_in, seen_twice, cdrs, incomplete, partials_out) == (6, 0, 3, 1, 6)  # none left waiting
+
+
+def test_a_stitching_driver_killed_after_publishing_publishes_again_and_the_copy_is_rejected_duplicate(flow):
+    assert flow.crashed_stitch.returncode == -9, flow.crashed_stitch.stderr[-2000:]
+    assert "1 partial records" not in flow.late_collect.stdout and "2 partial records" in flow.late_collect.stdout
+    (reject,) = flow.query(f"select reasons, payload from {flow.box.schema}.rejects where reasons = 'DUPLICATE'")
+    assert orjson.loads(bytes(reject[1]))["record_id"] == "pgw-10.20.0.2-777"

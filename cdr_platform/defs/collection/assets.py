@@ -3,21 +3,27 @@
 Files dropped into `CDR_LANDING_DIR/<source>/` (written under a temporary name and renamed, or
 left unchanged for CDR_COLLECTION_SETTLE_S) make `landing_folder_sensor` request the job
 `collect_landing_files`; its asset, `collection/collection_files` (the collection ledger), collects
-every settled file (lib/collection/collector.py) and publishes the records to raw-cdrs, which the
+every settled file (lib/collection/collector.py) and publishes the records to raw-cdrs - partial
+records through `cdr stitch` (lib/collection/stitching.py), one CDR per chain - which the
 mediation sensor then takes: a file dropped under `make dev` reaches the marts with no manual run.
 The asset check `collection_sequence_gaps` reports a source's missing file sequence numbers.
 """
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import time
 
 import dagster as dg
 
 from cdr_platform.defs.resources import KafkaResource, LandingResource, WarehouseResource
 from cdr_platform.lib import asset_keys
-from cdr_platform.lib.collection import ledger
+from cdr_platform.lib.collection import ledger, stitching
 from cdr_platform.lib.collection.collector import SOURCE_NAME_PATTERN, collect_landing, settled_files
 from cdr_platform.lib.ingest.producers import make_producer
+from cdr_platform.lib.kafka_io import end_offsets, ensure_cdr_topics
 from cdr_platform.lib.markdown import markdown_table
 from cdr_platform.lib.settings import setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
@@ -39,6 +45,8 @@ MAX_LISTED_FILES = 50
 def collection_files(
     context: dg.AssetExecutionContext, kafka: KafkaResource, warehouse: WarehouseResource, landing: LandingResource
 ) -> dg.MaterializeResult:
+    """Collect the settled landing files, then stitch the partial records they held (`cdr stitch`,
+    a Spark driver in a subprocess) while any chain waits: their CDRs go to raw-cdrs too."""
     tables = ledger.CollectionTables(warehouse.mediation_schema, warehouse.dialect)
     producer = make_producer("kafka-python", kafka.settings)
     outcomes = []
@@ -54,13 +62,33 @@ def collection_files(
                 publisher=producer,
                 topic=kafka.raw_cdrs_topic,
                 now=time.time(),
+                partials_topic=kafka.partials_topic,
                 duplicate_tolerance_s=landing.duplicate_tolerance_s,
             ):
                 context.log.info(outcome.summary())
                 outcomes.append(outcome)
             gaps = ledger.sequence_gaps(conn, tables)
+            ledger_ddl = stitching.ledger_ddl(warehouse.mediation_schema, warehouse.dialect)
+            for statement in ledger_ddl:
+                conn.execute(statement)
+            conn.commit()
+            taken_in = stitching.balance(conn, warehouse.mediation_schema)["partials_in"]
     finally:
         producer.close()
+    published_partials = sum(o.partials for o in outcomes)
+    # partials the stitcher has not taken in yet: this run's, or an earlier stitch's that failed
+    ensure_cdr_topics(kafka.settings)
+    unstitched = sum(end_offsets(kafka.settings, kafka.partials_topic).values()) - taken_in
+    stitched, not_taken_in = {}, 0
+    if unstitched > 0:
+        stitched = _stitch(context, kafka, warehouse, landing)
+        with warehouse.connect() as conn:
+            taken_in = stitching.balance(conn, warehouse.mediation_schema)["partials_in"]
+        # what the stitcher read but did not take in: a part later than its watermark (clock skew
+        # between brokers beyond stitching.LATENESS) - never silently
+        not_taken_in = sum(end_offsets(kafka.settings, kafka.partials_topic).values()) - taken_in
+        if not_taken_in:
+            context.log.warning(f"{not_taken_in} partial records were not taken in by the stitcher (late)")
     rows = [
         {
             "source": o.source,
@@ -86,9 +114,38 @@ def collection_files(
             "records_not_charged": sum(o.not_charged for o in outcomes),
             "records_duplicate_content": sum(o.duplicate_content for o in outcomes),
             "sequence_gaps": len(gaps),
+            "partials_published": published_partials,
+            "partials_unstitched_before": unstitched,
+            "partials_not_taken_in": not_taken_in,
+            "stitched_cdrs": stitched.get("cdrs_out", 0),
+            "stitched_incomplete": stitched.get("incomplete_out", 0),
             "files_collected": dg.MetadataValue.md(markdown_table(rows[:MAX_LISTED_FILES]) if rows else "(none)"),
         }
     )
+
+
+def _stitch(context, kafka: KafkaResource, warehouse: WarehouseResource, landing: LandingResource) -> dict:
+    """`cdr stitch` in a subprocess (a Spark driver: its JVM and memory end with it); its summary."""
+    env = {
+        **os.environ,
+        **kafka.subprocess_env(),
+        **warehouse.subprocess_env(),
+        "CDR_PARTIAL_TIMEOUT_S": str(landing.partial_timeout_s),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdr_platform.cli", "stitch"], env=env, capture_output=True, text=True, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(stitching.SUMMARY_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise dg.Failure(
+            description=f"cdr stitch failed (exit {proc.returncode})", metadata={"stderr": proc.stderr[-3000:]}
+        )
+    summary = json.loads(lines[-1][len(stitching.SUMMARY_PREFIX) :])
+    context.log.info(
+        f"stitched: {summary['partials_in']} partials in, {summary['cdrs_out']} CDRs out "
+        f"({summary['incomplete_out']} incomplete)"
+    )
+    return summary
 
 
 @dg.asset_check(

@@ -14,11 +14,13 @@
        is published marked `duplicate_of` the record kept, and mediation rejects it
        DUPLICATE_CONTENT: never rated twice. (ledger.content_duplicates; the calls' fingerprints
        are written before any record is published.)
-    6. Every record accounted for: a decoded CDR is published as a cdr.v1 message, an undecodable
+    6. A partial record of a long call or session goes to the partials topic, keyed by its chain,
+       for `cdr stitch` to make one CDR of each chain (lib.collection.stitching).
+    7. Every record accounted for: a decoded CDR is published as a cdr.v1 message, an undecodable
        record as a message mediation rejects (UNDECODABLE_RECORD), each carrying its `origin`
        (source, file, index, the original bytes) so that any reject names where it came from; a
        call that was not charged (unanswered, busy) is counted and not published.
-    7. The ledger row says collected, with its counts, and the file goes to `archive/`.
+    8. The ledger row says collected, with its counts, and the file goes to `archive/`.
 
 Records keep deterministic ids, so a file published twice (a collector that died between
 publishing and step 6, then ran again) is rated once: mediation rejects the second copies as
@@ -109,6 +111,7 @@ class FileOutcome:
     not_charged: int = 0
     undecodable: int = 0
     duplicate_content: int = 0
+    partials: int = 0  # published to the partials topic, for stitching
     reason: str | None = None
     moved_to: Path | None = None
     seconds: float = 0.0
@@ -221,6 +224,7 @@ def message_of(
             "sequence": record.partial.sequence,
             "last": record.partial.last,
         }
+        return record.partial.chain_id.encode(), orjson.dumps(doc)
     served = record.cdr.get("served_msisdn")
     key = served.encode() if isinstance(served, str) else source.encode()
     return key, orjson.dumps(doc)
@@ -261,6 +265,7 @@ def collect_file(
     move: bool,
     declaration: SourceDeclaration | None = None,
     duplicate_tolerance_s: float = 2.0,
+    partials_topic: str | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FileOutcome:
     """Collect the file at `path` for source `source_name` (see the module's steps).
@@ -268,7 +273,8 @@ def collect_file(
     `source_folder`: the source's folder (its `archive/` and `quarantine/`); `move`: a landing
     file is moved there, a file collected by hand is copied (the user's own stays). `declaration`:
     the cell, technology and time zone of a source seen for the first time (needed by the
-    formats that carry no cell, CELL_LESS_FORMATS)."""
+    formats that carry no cell, CELL_LESS_FORMATS). `partials_topic`: where partial records go, to
+    be stitched into one CDR per chain (lib.collection.stitching); None: to `topic` as they are."""
     started = clock()
     check_source_name(source_name)
     if format_name is not None and format_name not in FORMATS:
@@ -280,7 +286,7 @@ def collect_file(
     try:
         _collect(
             conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock,
-            duplicate_tolerance_s,
+            duplicate_tolerance_s, partials_topic,
         )  # fmt: skip
     finally:
         conn.execute(tables.lock_sql(release=True))
@@ -290,8 +296,9 @@ def collect_file(
 
 
 def _collect(
-    conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock, tolerance_s
-):
+    conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock, tolerance_s,
+    partials_topic,
+):  # fmt: skip
     path, sha256, source_name = outcome.path, outcome.sha256, outcome.source
     known = ledger.find_file(conn, tables, sha256)
     if known is not None and known.status != ledger.COLLECTING:
@@ -410,8 +417,10 @@ def _collect(
             record = DecodedRecord(index=record.index, raw=record.raw, error="the decoder returned no CDR")
         kept = duplicate_of.get(record.cdr.get("record_id")) if record.cdr is not None else None
         key, value = message_of(source_name, path.name, sha256, record, duplicate_of=kept)
-        publisher.send(topic, key, value, headers)
+        to_stitch = record.partial is not None and record.error is None and kept is None and partials_topic
+        publisher.send(partials_topic if to_stitch else topic, key, value, headers)
         outcome.published += 1
+        outcome.partials += bool(to_stitch)
         outcome.undecodable += record.error is not None
         outcome.duplicate_content += kept is not None
         if record.record_time is not None:
@@ -472,6 +481,7 @@ def collect_landing(
     topic: str,
     now: float,
     duplicate_tolerance_s: float = 2.0,
+    partials_topic: str | None = None,
 ) -> Iterator[FileOutcome]:
     """Collect every settled file of every source folder under `landing_dir` (a folder per source,
     named after it), oldest first; each file is moved to its source's archive/ or quarantine/."""
@@ -490,4 +500,5 @@ def collect_landing(
                 source_folder=folder,
                 move=True,
                 duplicate_tolerance_s=duplicate_tolerance_s,
+                partials_topic=partials_topic,
             )
