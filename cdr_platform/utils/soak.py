@@ -37,6 +37,7 @@ class SoakReport:
     rate: float
     seconds: float
     produced: int = 0
+    landed: int = 0  # CDRs dropped into a landing folder as a file (collected by the landing sensor's runs)
     produce_seconds: float = 0.0
     lags_s: list[float] = field(default_factory=list)
     caught_up: bool = False
@@ -124,6 +125,8 @@ class Soak:
         self.settings, self.work_dir = settings, work_dir
         tag = uuid.uuid4().hex[:8]
         self.raw_topic, self.error_topic = f"soak-raw-{tag}", f"soak-err-{tag}"
+        self.partials_topic = f"soak-partials-{tag}"
+        self.landing_dir = work_dir / "landing"
         self.schemas = {
             "CDR_MEDIATION_SCHEMA": f"soak_med_{tag}",
             "CDR_RATING_SCHEMA": f"soak_rat_{tag}",
@@ -138,6 +141,9 @@ class Soak:
             "CDR_ERROR_TOPIC": self.error_topic,
             "CDR_MEDIATION_CHECKPOINT": str(self.checkpoint),
             "CDR_SENSOR_INTERVAL_S": str(sensor_interval_s),
+            "CDR_PARTIALS_TOPIC": self.partials_topic,
+            "CDR_LANDING_DIR": str(self.landing_dir),
+            "CDR_COLLECTION_SETTLE_S": "0",
             **self.schemas,
         }
         self.report = SoakReport(rate=rate, seconds=seconds)
@@ -245,6 +251,23 @@ class Soak:
             producer.close()
             self.produce_ended_at = time.monotonic()
 
+    def land_file(self, source: str, name: str, count: int, start_time: datetime, span_hours: float) -> Path:
+        """`count` valid CDRs as a cdr.v1 JSON Lines file dropped into `source`'s landing folder, as a
+        network element delivers one: written under a temporary name, then renamed."""
+        from cdr_platform.lib.ingest.generator import CdrGenerator, GeneratorConfig
+
+        config = GeneratorConfig(
+            count=count, seed=self.seed + 1, error_rate=0.0, start_time=start_time, span_hours=span_hours
+        )
+        lines = [value for chunk in CdrGenerator(config).chunks() for value in chunk.values]
+        folder = self.landing_dir / source
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{name}.part"
+        partial.write_bytes(b"\n".join(lines) + b"\n")
+        partial.rename(folder / name)
+        self.report.landed += len(lines)
+        return folder / name
+
     def producing(self) -> bool:
         return self._producer_thread is not None and self._producer_thread.is_alive()
 
@@ -303,13 +326,14 @@ class Soak:
             self.report.lags_s.append(round(now - window_start, 1))
 
     def wait_caught_up(self, timeout_s: float, poll_s: float = 5.0, on_poll=None) -> bool:
-        """Poll until production has ended and the marts hold and bill every CDR sent."""
+        """Poll until production has ended and the marts hold and bill every CDR sent and landed."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             counts = self.poll()
             if on_poll:
                 on_poll(self, counts)
-            if not self.producing() and counts and counts[0] >= self.sent and counts[1] >= self.sent:
+            expected = self.sent + self.report.landed
+            if not self.producing() and counts and counts[0] >= expected and counts[1] >= expected:
                 self.wait_produced()
                 self.report.caught_up = True
                 self.report.catch_up_s = round(time.monotonic() - (self.produce_ended_at or time.monotonic()), 1)
@@ -342,11 +366,13 @@ class Soak:
         admin = admin_client(self.settings.kafka)
         try:
             admin.delete_topics([self.raw_topic, self.error_topic])
+            admin.delete_topics([self.partials_topic])  # made by the landing runs, if any ran
         except Exception:  # already gone: nothing to clean
             pass
         finally:
             admin.close()
         shutil.rmtree(self.checkpoint, ignore_errors=True)
+        shutil.rmtree(f"{self.checkpoint}-partials", ignore_errors=True)  # the stitching query's
 
 
 def summary_line(report: SoakReport) -> str:

@@ -2,7 +2,8 @@
 
 A real `dagster dev` (webserver and daemon) on its own DAGSTER_HOME and sandbox topics and schemas
 (cdr_platform.utils.soak): CDRs are produced at a steady rate for a minute, over
-two local days and two months; the mediation sensor launches mediation, the rating sensor rates
+two local days and two months, and a switch's file of CDRs is dropped into its landing folder; the
+landing sensor collects the file into raw-cdrs, the mediation sensor launches mediation, the rating sensor rates
 the days, the automation sensor bills their months, the marts sensor rebuilds the marts. While a
 billing run is in progress, `dagster dev` is stopped and started again: the run whose worker died
 is marked failed and re-executed, and the marts catch up with every CDR produced.
@@ -101,6 +102,8 @@ def test_a_short_soak_under_dagster_dev_reaches_the_marts_and_survives_dagster_d
         } <= keys
 
         soak.start_producing(start_time=START, span_hours=8)
+        # and a switch's file dropped into its landing folder: the landing sensor collects it
+        landed = soak.land_file("switch-casa-1", "CDR_000001.jsonl", count=120, start_time=START, span_hours=8)
 
         def stop_during_billing(s: Soak, counts) -> None:
             nonlocal killed
@@ -144,7 +147,11 @@ def test_a_short_soak_under_dagster_dev_reaches_the_marts_and_survives_dagster_d
                 ]
                 failures.append((run["runId"], run["jobName"], [w[:900] for w in why]))
         assert caught_up, (summary_line(report), by_job, failures)
-        assert report.marts_held == report.billed == report.produced == RATE * SECONDS, summary_line(report)
+        assert report.produced == RATE * SECONDS and report.landed == 120
+        assert report.marts_held == report.billed == report.produced + report.landed, summary_line(report)
+        # the landed file was collected (archived, its ledger row collected) with no manual run
+        assert not landed.exists() and (landed.parent / "archive" / landed.name).exists()
+        assert "collect_landing_files" in by_job and "SUCCESS" in by_job["collect_landing_files"], by_job
         assert killed is not None, ("no billing run was seen in progress", by_job)
         # the billing run stopped with dagster dev failed - as interrupted (its worker's own report on
         # SIGTERM) or, had it died without a word, by the dead-run watchdog - and so did whatever else

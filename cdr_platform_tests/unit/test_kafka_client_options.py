@@ -147,6 +147,7 @@ CLIENT_BUILDERS = {
     "cdr_platform/lib/kafka_io.py": "admin, consumers, the access check",
     "cdr_platform/lib/ingest/producers.py": "the two CDR producers",
     "cdr_platform/lib/mediation/job.py": "Spark's Kafka source and sink",
+    "cdr_platform/lib/collection/stitching.py": "Spark's Kafka source of the partial records",
     "benchmarks/bench_mediation.py": "Spark's Kafka source of the floor",
     "cdr_platform/lib/spark/archive_recording.py": "a source that is never started (class loading only)",
 }

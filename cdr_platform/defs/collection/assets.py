@@ -11,7 +11,6 @@ The asset check `collection_sequence_gaps` reports a source's missing file seque
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from cdr_platform.lib.collection.collector import SOURCE_NAME_PATTERN, collect_l
 from cdr_platform.lib.ingest.producers import make_producer
 from cdr_platform.lib.kafka_io import end_offsets, ensure_cdr_topics
 from cdr_platform.lib.markdown import markdown_table
-from cdr_platform.lib.settings import setting
+from cdr_platform.lib.settings import process_environment, setting
 from cdr_platform.utils.dagster_instance import STAGE_TAG
 
 GROUP = "collection"
@@ -48,6 +47,7 @@ def collection_files(
     """Collect the settled landing files, then stitch the partial records they held (`cdr stitch`,
     a Spark driver in a subprocess) while any chain waits: their CDRs go to raw-cdrs too."""
     tables = ledger.CollectionTables(warehouse.mediation_schema, warehouse.dialect)
+    ensure_cdr_topics(kafka.settings)  # the partials topic too (an existing topic is left as it is)
     producer = make_producer("kafka-python", kafka.settings)
     outcomes = []
     try:
@@ -77,7 +77,6 @@ def collection_files(
         producer.close()
     published_partials = sum(o.partials for o in outcomes)
     # partials the stitcher has not taken in yet: this run's, or an earlier stitch's that failed
-    ensure_cdr_topics(kafka.settings)
     unstitched = sum(end_offsets(kafka.settings, kafka.partials_topic).values()) - taken_in
     stitched, not_taken_in = {}, 0
     if unstitched > 0:
@@ -126,12 +125,11 @@ def collection_files(
 
 def _stitch(context, kafka: KafkaResource, warehouse: WarehouseResource, landing: LandingResource) -> dict:
     """`cdr stitch` in a subprocess (a Spark driver: its JVM and memory end with it); its summary."""
-    env = {
-        **os.environ,
+    env = process_environment(
         **kafka.subprocess_env(),
         **warehouse.subprocess_env(),
-        "CDR_PARTIAL_TIMEOUT_S": str(landing.partial_timeout_s),
-    }
+        CDR_PARTIAL_TIMEOUT_S=str(landing.partial_timeout_s),
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "cdr_platform.cli", "stitch"], env=env, capture_output=True, text=True, check=False
     )
