@@ -12,6 +12,7 @@
 """
 
 import base64
+import hashlib
 from datetime import datetime, timedelta
 
 import orjson
@@ -154,3 +155,12 @@ def test_numbers_written_differently_by_two_sources_make_the_same_fingerprint():
         index=0, raw=b"x", cdr={**GOOD, "served_msisdn": "0661234567", "other_msisdn": "0612345678"}
     )
     assert fingerprint_of(national) == fingerprint_of(DecodedRecord(index=1, raw=b"y", cdr=GOOD))
+
+
+def test_an_oversized_record_is_rejected_by_its_sha256_and_length_so_its_message_stays_small():
+    raw = b"{" + b"x" * 70_000 + b"}"
+    value = message_of("s", "f.jsonl", "ab" * 32, DecodedRecord(index=4, raw=raw, error="71 kB: too large"))[1]
+    origin = orjson.loads(value)["origin"]
+    assert origin["record_bytes"] == len(raw) and "record" not in origin
+    assert origin["record_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert len(value) < 1_000

@@ -59,6 +59,12 @@ SOURCE_HEADER = "cdr-source"  # Kafka header: the source a collected record came
 # the original record rides along in the message up to this size (a BER record or a CSV line is
 # far smaller); a bigger one is named by its SHA-256 only, so no message nears the payload limit
 ORIGIN_RECORD_MAX_BYTES = 8192
+# a published record's message at most (mediation's CDR_MEDIATION_MAX_PAYLOAD_BYTES default): a
+# bigger one is published as an undecodable record (its origin naming the original by SHA-256)
+MAX_MESSAGE_BYTES = 65_536
+# a file bigger than this is quarantined unread (it would be read whole): network elements close
+# their files at a few MB
+MAX_FILE_BYTES = 512 * 2**20
 # a TS 32.297 file sequence number is 4 octets; a decoder's header details may say otherwise
 # (`sequence_min`, `sequence_max`); numbers from a file name run from 0 to the width's maximum
 THREEGPP_SEQUENCE_MAX = 2**32 - 1
@@ -266,6 +272,8 @@ def collect_file(
     declaration: SourceDeclaration | None = None,
     duplicate_tolerance_s: float = 2.0,
     partials_topic: str | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FileOutcome:
     """Collect the file at `path` for source `source_name` (see the module's steps).
@@ -279,6 +287,12 @@ def collect_file(
     check_source_name(source_name)
     if format_name is not None and format_name not in FORMATS:
         raise CollectionError(f"unknown format {format_name!r}; one of: {', '.join(FORMATS)}")
+    size = path.stat().st_size
+    if size > max_file_bytes:
+        outcome = FileOutcome(path=path, source=source_name, status=ledger.QUARANTINED, sha256="")
+        outcome.reason = f"{size:,} bytes: more than the {max_file_bytes:,} a file may have (read whole)"
+        outcome.moved_to = _file_away(path, source_folder / QUARANTINE, f"{size:x}", outcome.reason, move)
+        return outcome
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     outcome = FileOutcome(path=path, source=source_name, status="", sha256=sha256)
@@ -286,7 +300,7 @@ def collect_file(
     try:
         _collect(
             conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock,
-            duplicate_tolerance_s, partials_topic,
+            duplicate_tolerance_s, partials_topic, max_message_bytes,
         )  # fmt: skip
     finally:
         conn.execute(tables.lock_sql(release=True))
@@ -297,7 +311,7 @@ def collect_file(
 
 def _collect(
     conn, tables, outcome, data, format_name, publisher, topic, source_folder, move, declaration, clock, tolerance_s,
-    partials_topic,
+    partials_topic, max_message_bytes,
 ):  # fmt: skip
     path, sha256, source_name = outcome.path, outcome.sha256, outcome.source
     known = ledger.find_file(conn, tables, sha256)
@@ -359,6 +373,9 @@ def _collect(
     except FileFormatError as exc:
         refuse(ledger.QUARANTINED, f"not a readable {source.format} file: {exc}")
         return
+    except Exception as exc:  # a decoder's own failure on hostile bytes: this file waits, the rest flows
+        refuse(ledger.QUARANTINED, f"the {source.format} decoder failed on this file: {type(exc).__name__}: {exc}")
+        return
 
     header = decoded.header
     if header is not None and header.sequence_number is not None:
@@ -416,7 +433,15 @@ def _collect(
         if record.error is None and record.cdr is None:
             record = DecodedRecord(index=record.index, raw=record.raw, error="the decoder returned no CDR")
         kept = duplicate_of.get(record.cdr.get("record_id")) if record.cdr is not None else None
-        key, value = message_of(source_name, path.name, sha256, record, duplicate_of=kept)
+        key, value = message_of(source_name, path.name, sha256, record, kept)
+        if len(value) > max_message_bytes:  # no record of a file may stop the stream: a reject instead
+            size = len(value)
+            record = DecodedRecord(
+                index=record.index,
+                raw=record.raw,
+                error=f"its message would be {size:,} bytes, more than the {max_message_bytes:,} a CDR may take",
+            )
+            key, value = message_of(source_name, path.name, sha256, record)
         to_stitch = record.partial is not None and record.error is None and kept is None and partials_topic
         publisher.send(partials_topic if to_stitch else topic, key, value, headers)
         outcome.published += 1
