@@ -39,17 +39,19 @@ demo: up  ## the main job end to end on the local stack, with a summary per stag
 
 UNIT_LOG := .stack/logs/unit-tests.log
 # The unit tests need no service; the integration and end-to-end tests spend half their time
-# waiting on Spark, Kafka and Dagster runs (CI: 12 CPU-minutes in 22 minutes). So the unit tests
-# run alongside them, in a pytest session of their own whose output goes to UNIT_LOG; its
-# summary line is printed at the end, and the whole log when it failed.
+# waiting on Spark, Kafka and Dagster runs (CI: 12 CPU-minutes in 22 minutes). So the unit tests,
+# then the integration tests that need no shared service (marked `standalone`: their own Kamailio,
+# SIPp, wheel or Spark driver), run alongside them, in pytest sessions of their own whose output
+# goes to UNIT_LOG; their summary lines are printed at the end, and the whole log when one failed.
 test: setup lint  ## lint, layer contracts, then the whole suite; starts the stack if needed and stops what it started
 	@mkdir -p $(dir $(UNIT_LOG))
-	@$(PY) -m pytest cdr_platform_tests/unit -p no:cacheprovider > $(UNIT_LOG) 2>&1 & unit=$$!; \
+	@{ $(PY) -m pytest cdr_platform_tests/unit -p no:cacheprovider && \
+	   $(PY) -m pytest cdr_platform_tests/integration -m standalone -p no:cacheprovider; } > $(UNIT_LOG) 2>&1 & unit=$$!; \
 	trap 'kill $$unit 2>/dev/null' INT TERM; \
-	$(PY) -m pytest --ignore=cdr_platform_tests/unit; status=$$?; \
+	$(PY) -m pytest --ignore=cdr_platform_tests/unit -m "not standalone"; status=$$?; \
 	wait $$unit; unit_status=$$?; \
 	if [ $$unit_status -ne 0 ]; then cat $(UNIT_LOG); fi; \
-	echo "unit tests, run alongside (log: $(UNIT_LOG)): $$(tail -n 1 $(UNIT_LOG))"; \
+	echo "run alongside (log: $(UNIT_LOG)):"; grep -E '^=+ .*(passed|failed|error)' $(UNIT_LOG); \
 	exit $$(( status != 0 || unit_status != 0 ))
 
 lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter layer contracts

@@ -1,7 +1,7 @@
 """The pipeline flows by itself, under live traffic, and survives `dagster dev` stopped mid-billing.
 
 A real `dagster dev` (webserver and daemon) on its own DAGSTER_HOME and sandbox topics and schemas
-(cdr_platform.utils.soak): CDRs are produced at a steady rate for a minute, over
+(cdr_platform.utils.soak): CDRs are produced at a steady rate for 45 seconds, over
 two local days and two months, and a switch's file of CDRs is dropped into its landing folder; the
 landing sensor collects the file into raw-cdrs, the mediation sensor launches mediation, the rating sensor rates
 the days, the automation sensor bills their months, the marts sensor rebuilds the marts. While a
@@ -25,7 +25,7 @@ from cdr_platform.utils.soak import Soak, summary_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 START = datetime(2026, 11, 30, 20, tzinfo=UTC)  # two local days, two months: 30 Nov and 1 Dec
-RATE, SECONDS = 60, 60  # a short soak: 3,600 CDRs
+RATE, SECONDS = 60, 45  # a short soak: 2,700 CDRs
 RUNS = """{ runsOrError { ... on Runs { results { runId jobName status tags { key value }
   assetSelection { path } } } } }"""
 LOCATION = """{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {

@@ -222,8 +222,7 @@ def flow(local_stack, tmp_path_factory):
         mediated = box.run()
         assert mediated.returncode == 0, mediated.stderr[-3000:]
         run.days = sorted(mediated.summary["clean_by_day"])
-        for day in run.days:
-            run.cli("rate", "--day", day)
+        run.cli("rate", "--from", run.days[0], "--to", run.days[-1])  # one Spark session for all days
         run.months = sorted({day[:7] for day in run.days})
         for month in run.months:
             run.cli("billing", "bill", "--month", month)

@@ -9,6 +9,8 @@ import pytest
 from cdr_platform.lib.ingest.producers import make_producer
 from cdr_platform.lib.kafka_io import BrokerUnavailableError
 
+pytestmark = pytest.mark.standalone  # no shared service: run beside the unit tests
+
 
 def _free_port() -> int:
     with socket.socket() as s:

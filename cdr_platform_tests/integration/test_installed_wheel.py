@@ -21,7 +21,7 @@ import pytest
 
 from cdr_platform.lib.settings import REPO_ROOT, process_environment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.standalone]  # no shared service: run beside the unit tests
 
 PROJECT_BIN = Path(sys.executable).parent  # the project venv, which runs this test
 

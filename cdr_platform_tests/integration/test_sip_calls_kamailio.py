@@ -22,7 +22,7 @@ from cdr_platform.lib.mediation.rules import mediate
 from cdr_platform.lib.reference.network import CELL_CATALOGUE
 from cdr_platform_tests.sip_traffic import ANSWER, BUSY, RING, SipCall, place_calls
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.standalone]  # no shared service: run beside the unit tests
 
 ANSWERED_CALLS = [
     SipCall("+212612345001", "+212661000001", ANSWER, talk_ms=2000),
