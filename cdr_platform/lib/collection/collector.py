@@ -108,7 +108,7 @@ class FileOutcome:
 
     path: Path
     source: str
-    status: str  # collected | duplicate | quarantined | already collected / refused as a duplicate / quarantined
+    status: str  # collected | duplicate | quarantined | already collected | already refused as a duplicate
     sha256: str
     file_format: str | None = None
     sequence_number: int | None = None
@@ -315,12 +315,16 @@ def _collect(
 ):  # fmt: skip
     path, sha256, source_name = outcome.path, outcome.sha256, outcome.source
     known = ledger.find_file(conn, tables, sha256)
+    if known is not None and known.status == ledger.QUARANTINED:
+        # a quarantined file collected again is tried again: its source may be declared by now, or
+        # its decoder mended; its row is replaced by what happens this time
+        ledger.forget_file(conn, tables, sha256)
+        known = None
     if known is not None and known.status != ledger.COLLECTING:
         # the same bytes again: nothing changes; a landing copy leaves the landing folder
         outcome.status = {
             ledger.COLLECTED: "already collected",
             ledger.DUPLICATE: "already refused as a duplicate",
-            ledger.QUARANTINED: "already quarantined",
         }[known.status]
         outcome.file_format, outcome.sequence_number = known.file_format, known.sequence_number
         outcome.reason = f"byte-identical to {known.file_name} of {known.source}"

@@ -19,7 +19,8 @@ duration, start), so that the same call reported again under another id - by a s
 in a file sent again renamed - is found (content_duplicates) and published as a DUPLICATE_CONTENT
 reject naming the record kept.
 
-A byte-identical file is the same row: collecting it again changes nothing. A gap in a source's
+A byte-identical file is the same row: collecting it again changes nothing - but a quarantined one
+is tried again (its source may have been declared since, or its decoder mended). A gap in a source's
 file sequence numbers (with wrap-around at the format's maximum) is what `sequence_gaps` reports.
 
 Plain SQL that PostgreSQL and SQL Server both run; parameters are pyformat.
@@ -261,6 +262,14 @@ def insert_file(conn, tables: CollectionTables, row: dict) -> None:
         f"insert into {tables.files} ({', '.join(FILE_COLUMNS)})"
         f" values ({', '.join(f'%({c})s' for c in FILE_COLUMNS)})",
         values,
+    )
+
+
+def forget_file(conn, tables: CollectionTables, sha256: str) -> None:
+    """Remove a quarantined file's row before it is tried again (nothing of it was published)."""
+    conn.execute(
+        f"delete from {tables.files} where sha256 = %(sha256)s and status = %(quarantined)s",
+        {"sha256": sha256, "quarantined": QUARANTINED},
     )
 
 
