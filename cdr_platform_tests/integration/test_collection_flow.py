@@ -204,20 +204,19 @@ def flow(local_stack, tmp_path_factory):
             run.collected = dg.materialize(
                 [collection_files, collection_sequence_gaps], instance=instance, resources=resources
             )
-            # file 1 again, byte for byte: collecting it changes nothing
+            # a session collected by hand, then stitched by a driver killed between publishing its
+            # CDR and recording the batch
+            late = work / "MSC2_000002.ber"
+            late.write_bytes(late_session_file(now))
+            run.late_collect = run.cli("collect", "--source", SECOND_MSC, str(late))
+            run.crashed_stitch = run.cli("stitch", check=False, CDR_MEDIATION_CRASH_AT="stitch_after_publish")
+            # file 1 again, byte for byte: collecting it changes nothing; the run's stitching takes up
+            # what the killed driver left (it publishes that CDR again: rated once all the same)
             (folder / "MSC1_000001.ber").write_bytes(run.msc_files["MSC1_000001.ber"])
             run.ledger_before_again = run.ledger()
             run.again = dg.materialize([collection_files], instance=instance, resources=resources)
             run.ledger_after_again = run.ledger()
         run.status = run.cli("collection", "status", check=False)
-
-        # a session collected by hand, then stitched by a driver killed between publishing its CDR
-        # and recording the batch: stitched again, it is published again - and rated once
-        late = work / "MSC2_000002.ber"
-        late.write_bytes(late_session_file(now))
-        run.late_collect = run.cli("collect", "--source", SECOND_MSC, str(late))
-        run.crashed_stitch = run.cli("stitch", check=False, CDR_MEDIATION_CRASH_AT="stitch_after_publish")
-        run.stitch_again = run.cli("stitch")
 
         mediated = box.run()
         assert mediated.returncode == 0, mediated.stderr[-3000:]
@@ -285,6 +284,10 @@ def test_a_file_collected_again_byte_for_byte_changes_nothing(flow):
     assert flow.ledger_after_again == flow.ledger_before_again
     materialization = flow.again.asset_materializations_for_node("collection__collection_files")[0]
     assert materialization.metadata["records_published"].value == 0
+    # what the killed stitching driver left, stitched by this run: the late session again, and the
+    # cut-short one, timed out by the late session's parts arriving after it
+    assert materialization.metadata["stitched_cdrs"].value == 2
+    assert materialization.metadata["stitched_incomplete"].value == 1
     assert "MSC1_000001.ber" in {p.name for p in (flow.landing / MSC_SOURCE / "quarantine").iterdir()}
 
 

@@ -15,12 +15,12 @@ import pytest
 
 from cdr_platform.lib.settings import REPO_ROOT
 
+pytestmark = pytest.mark.standalone  # no shared service: run beside the unit tests
+
 _DRIVER = """
 import json, sys
 from pathlib import Path
 from cdr_platform.lib.spark.session import build_spark_session, driver_java_options
-
-pytestmark = pytest.mark.standalone  # no shared service: run beside the unit tests
 archive = Path(sys.argv[1])
 spark = build_spark_session("test-startup-archive", bounded=True, **{
     "spark.driver.extraJavaOptions": driver_java_options(True, archive) + " -Xshare:on"})
