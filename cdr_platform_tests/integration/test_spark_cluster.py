@@ -112,15 +112,15 @@ def standalone_cluster(local_stack, tmp_path_factory):
                 process.kill()
 
 
-def _rate(env: dict, day: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cdr_platform.cli", "rate", "--day", day],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def _rate_command(day: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cdr_platform.cli",
+        "rate",
+        "--day",
+        day,
+    ]  # the local day whose calls run past midnight
 
 
 def test_mediation_and_rating_on_a_standalone_cluster_give_what_local_mode_gives(
@@ -134,24 +134,33 @@ def test_mediation_and_rating_on_a_standalone_cluster_give_what_local_mode_gives
     results = {}
     boxes = []
     try:
+        envs = {}
         for mode, master in (("local", "local[2]"), ("cluster", standalone_cluster)):
             box = MediationSandbox.create(local_stack, tmp_path / mode)
             boxes.append(box)
-            env = box.env(CDR_SPARK_MASTER=master, CDR_RATING_SCHEMA=f"rat_{box.schema}", CDR_TARIFF_SCHEMA=tariffs)
-            if mode == "local":  # one tariff for both, seeded once
-                subprocess.run(
-                    dbt_command("seed", "--quiet", "--select", "tariff", target_path=tmp_path / "dbt"),
-                    check=True,
-                    env=env,
-                    timeout=300,
-                )
-            box.produce(GeneratorConfig(count=4_000, seed=81, error_rate=0.05, start_time=START, span_hours=4))
-            mediated = subprocess.run(
-                box.command(), env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+            envs[mode] = box.env(
+                CDR_SPARK_MASTER=master, CDR_RATING_SCHEMA=f"rat_{box.schema}", CDR_TARIFF_SCHEMA=tariffs
             )
-            assert mediated.returncode == 0, mediated.stderr[-3000:]
-            rated = _rate(env, "2026-11-20")  # the local day whose calls run past midnight
-            assert rated.returncode == 0, rated.stderr[-3000:]
+            box.produce(GeneratorConfig(count=4_000, seed=81, error_rate=0.05, start_time=START, span_hours=4))
+        subprocess.run(  # one tariff for both, seeded once
+            dbt_command("seed", "--quiet", "--select", "tariff", target_path=tmp_path / "dbt"),
+            check=True,
+            env=envs["local"],
+            timeout=300,
+        )
+        # the two modes side by side, each in its own topics, schemas and checkpoint: mediation, then
+        # rating of the local day whose calls run past midnight
+        for step in (lambda box: box.command(), lambda box: _rate_command("2026-11-20")):
+            running = {
+                mode: subprocess.Popen(
+                    step(box), env=envs[mode], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                for mode, box in zip(envs, boxes)
+            }
+            for mode, proc in running.items():
+                _, stderr = proc.communicate(timeout=600)
+                assert proc.returncode == 0, (mode, stderr[-3000:])
+        for mode, box in zip(envs, boxes):
             columns = ", ".join(c for c in CLEAN_COLUMNS)
             results[mode] = {
                 "clean": box.query(f"select {columns} from {box.tables.clean} order by record_id"),
