@@ -356,7 +356,7 @@ def _collect(
                 "[--timezone ZONE] FILE`",
             )
             return
-        source = ledger.Source(source_name, chosen, declaration.cell_id, declaration.technology, declaration.timezone)
+        source = SourceProfile(source_name, chosen, declaration.cell_id, declaration.technology, declaration.timezone)
         check_time_zone(source.timezone)
         ledger.declare_source(conn, tables, source, received)
         conn.commit()
@@ -364,15 +364,8 @@ def _collect(
         raise CollectionError(f"source {source_name} is declared as {source.format}, not {format_name}")
     outcome.file_format = row["file_format"] = source.format
 
-    profile = SourceProfile(
-        name=source.name,
-        format=source.format,
-        cell_id=source.cell_id,
-        technology=source.technology,
-        timezone=source.timezone,
-    )
     try:
-        decoded = decoder(source.format).decode_file(data, profile)
+        decoded = decoder(source.format).decode_file(data, source)
         records = list(decoded.records)  # framing errors surface here, before anything is published
     except FileFormatError as exc:
         refuse(ledger.QUARANTINED, f"not a readable {source.format} file: {exc}")

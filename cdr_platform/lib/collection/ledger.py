@@ -31,12 +31,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cdr_platform.lib.collection.formats.base import SourceProfile
 from cdr_platform.lib.warehouse import execute_many
 from cdr_platform.lib.warehouse.dialects import DIALECTS, POSTGRES, Dialect
 
 COLLECTING, COLLECTED, DUPLICATE, QUARANTINED = "collecting", "collected", "duplicate", "quarantined"
 FILE_STATUSES = (COLLECTING, COLLECTED, DUPLICATE, QUARANTINED)
 
+# what the ledger counts of a file's records (read = published + not charged)
+RECORD_COUNTS = (
+    "records_read",
+    "records_published",
+    "records_not_charged",
+    "records_undecodable",
+    "records_duplicate_content",
+)
 FILE_COLUMNS = (
     "sha256",
     "source",
@@ -46,11 +55,7 @@ FILE_COLUMNS = (
     "sequence_min",
     "sequence_max",
     "bytes",
-    "records_read",
-    "records_published",
-    "records_not_charged",
-    "records_undecodable",
-    "records_duplicate_content",
+    *RECORD_COUNTS,
     "first_record_at",
     "last_record_at",
     "status",
@@ -59,15 +64,6 @@ FILE_COLUMNS = (
     "received_at",
     "finished_at",
 )
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    format: str
-    cell_id: str | None = None
-    technology: str | None = None
-    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -195,15 +191,15 @@ def create_tables(conn, tables: CollectionTables) -> None:
         conn.execute(statement)
 
 
-def find_source(conn, tables: CollectionTables, name: str) -> Source | None:
+def find_source(conn, tables: CollectionTables, name: str) -> SourceProfile | None:
     row = conn.execute(
         f"select source, file_format, cell_id, technology, timezone from {tables.sources} where source = %(source)s",
         {"source": name},
     ).fetchone()
-    return Source(*row) if row else None
+    return SourceProfile(*row) if row else None
 
 
-def declare_source(conn, tables: CollectionTables, source: Source, now: datetime) -> None:
+def declare_source(conn, tables: CollectionTables, source: SourceProfile, now: datetime) -> None:
     conn.execute(
         f"insert into {tables.sources} (source, file_format, cell_id, technology, timezone, declared_at)"
         " values (%(source)s, %(format)s, %(cell_id)s, %(technology)s, %(timezone)s, %(now)s)",
@@ -218,11 +214,11 @@ def declare_source(conn, tables: CollectionTables, source: Source, now: datetime
     )
 
 
-def list_sources(conn, tables: CollectionTables) -> list[Source]:
+def list_sources(conn, tables: CollectionTables) -> list[SourceProfile]:
     rows = conn.execute(
         f"select source, file_format, cell_id, technology, timezone from {tables.sources} order by source"
     ).fetchall()
-    return [Source(*row) for row in rows]
+    return [SourceProfile(*row) for row in rows]
 
 
 _LEDGER_FILE_COLUMNS = (
@@ -250,13 +246,7 @@ def find_sequence(conn, tables: CollectionTables, source: str, sequence: int) ->
 
 def insert_file(conn, tables: CollectionTables, row: dict) -> None:
     values = {c: row.get(c) for c in FILE_COLUMNS}
-    for count in (
-        "records_read",
-        "records_published",
-        "records_not_charged",
-        "records_undecodable",
-        "records_duplicate_content",
-    ):
+    for count in RECORD_COUNTS:
         values[count] = values[count] or 0
     conn.execute(
         f"insert into {tables.files} ({', '.join(FILE_COLUMNS)})"
@@ -276,11 +266,7 @@ def forget_file(conn, tables: CollectionTables, sha256: str) -> None:
 def finish_file(conn, tables: CollectionTables, sha256: str, row: dict) -> None:
     """The counts and times of a file whose records were all published, and its final status."""
     columns = (
-        "records_read",
-        "records_published",
-        "records_not_charged",
-        "records_undecodable",
-        "records_duplicate_content",
+        *RECORD_COUNTS,
         "first_record_at",
         "last_record_at",
         "status",

@@ -49,6 +49,7 @@ from cdr_platform.lib.collection.formats.base import DecodedFile, DecodedRecord,
 from cdr_platform.lib.collection.formats.common import (
     LineError,
     cdr_time_text,
+    first_text_line,
     hashed_record_id,
     readable_record_id,
     telephone_number,
@@ -91,24 +92,18 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _UNIQUEID_PATTERN = re.compile(r"(?:[A-Za-z0-9_.-]+-)?[0-9]{9,11}\.[0-9]+")
 _TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
-# a telephone number as a switch writes it: digits, perhaps a leading '+' (E.164, national 0...,
-# international 00...); extensions and names are not numbers mediation could rate
-_SNIFF_BYTES = 4096
 
 
 def looks_like(data: bytes) -> bool:
     """The first non-blank line has Master.csv's columns, a start time where cdr_csv writes it."""
-    head = data[:_SNIFF_BYTES]
-    if b"\x00" in head:
+    line = first_text_line(data)
+    if line is None:
         return False
-    for line in head.split(b"\n"):
-        if line.strip():
-            try:
-                fields = _fields(line)
-            except LineError:
-                return False
-            return _layout(fields) is not None and _TIME_PATTERN.fullmatch(fields[9]) is not None
-    return False
+    try:
+        fields = _fields(line)
+    except LineError:
+        return False
+    return _layout(fields) is not None and _TIME_PATTERN.fullmatch(fields[9]) is not None
 
 
 def decode_file(data: bytes, profile: SourceProfile) -> DecodedFile:

@@ -12,16 +12,14 @@ from datetime import UTC, datetime
 import orjson
 
 from cdr_platform.lib.collection.formats.base import DecodedFile, DecodedRecord, FileFormatError, SourceProfile
-
-_SNIFF_BYTES = 4096
+from cdr_platform.lib.collection.formats.common import SNIFF_BYTES, first_text_line
 
 
 def looks_like(data: bytes) -> bool:
     """The first non-blank line is a JSON object that names a schema version."""
-    head = data[:_SNIFF_BYTES].lstrip()
-    if not head.startswith(b"{"):
+    first = first_text_line(data)
+    if first is None or not first.lstrip().startswith(b"{"):
         return False
-    first = head.split(b"\n", 1)[0]
     try:
         doc = orjson.loads(first)
     except orjson.JSONDecodeError:
@@ -41,7 +39,7 @@ def _record_time(value: object) -> datetime | None:
 
 
 def decode_file(data: bytes, profile: SourceProfile) -> DecodedFile:
-    if b"\x00" in data[:_SNIFF_BYTES]:
+    if b"\x00" in data[:SNIFF_BYTES]:
         raise FileFormatError("binary content: not a JSON Lines file")
     return DecodedFile(header=None, records=_records(data))
 

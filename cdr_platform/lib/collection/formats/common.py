@@ -9,6 +9,16 @@ from datetime import UTC, datetime
 from cdr_platform.lib.schema import is_valid_record_id
 
 _NUMBER_PATTERN = re.compile(r"\+?[0-9]{3,15}")
+SNIFF_BYTES = 4096  # how much of a file format detection reads
+
+
+def first_text_line(data: bytes) -> bytes | None:
+    """The first non-blank line of a text file's start, for format detection; None for binary
+    content (a NUL byte) or a blank start."""
+    head = data[:SNIFF_BYTES]
+    if b"\x00" in head:
+        return None
+    return next((line for line in head.split(b"\n") if line.strip()), None)
 
 
 class LineError(ValueError):

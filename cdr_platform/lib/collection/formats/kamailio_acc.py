@@ -45,7 +45,13 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from cdr_platform.lib.collection.formats.base import DecodedFile, DecodedRecord, FileFormatError, SourceProfile
-from cdr_platform.lib.collection.formats.common import LineError, cdr_time_text, hashed_record_id, telephone_number
+from cdr_platform.lib.collection.formats.common import (
+    LineError,
+    cdr_time_text,
+    first_text_line,
+    hashed_record_id,
+    telephone_number,
+)
 from cdr_platform.lib.schema import SCHEMA_VERSION
 
 CORE_COLUMNS = ("start_time", "end_time", "duration")
@@ -57,18 +63,12 @@ DELIMITER = b"|"
 _EPOCH_SECONDS = re.compile(r"[0-9]{1,11}")
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _SIP_STATUS = re.compile(r"[1-6][0-9]{2}")
-_SNIFF_BYTES = 4096
 
 
 def looks_like(data: bytes) -> bool:
     """The first non-blank line has the columns of an acc_cdrs line, with Unix times first."""
-    head = data[:_SNIFF_BYTES]
-    if b"\x00" in head:
-        return False
-    for line in head.split(b"\n"):
-        if line.strip():
-            return _has_acc_cdr_columns(line)
-    return False
+    line = first_text_line(data)
+    return line is not None and _has_acc_cdr_columns(line)
 
 
 def decode_file(data: bytes, profile: SourceProfile) -> DecodedFile:
